@@ -1,0 +1,15 @@
+// A node:test reporter that counts leaf tests (not suites) as JSON, split out for
+// privileged test files (*.priv.test.js). Used by scripts/run-tests.mjs.
+export default async function* countReporter(source) {
+  const all = { passed: 0, failed: 0, skipped: 0 };
+  const privileged = { passed: 0, failed: 0, skipped: 0 };
+  for await (const event of source) {
+    if (event.type !== 'test:pass' && event.type !== 'test:fail') continue;
+    const d = event.data;
+    if (d.details?.type === 'suite') continue;
+    const bucket = d.skip || d.todo ? 'skipped' : event.type === 'test:pass' ? 'passed' : 'failed';
+    all[bucket]++;
+    if (String(d.file ?? '').endsWith('.priv.test.js')) privileged[bucket]++;
+  }
+  yield JSON.stringify({ ...all, privileged });
+}
