@@ -281,7 +281,10 @@ export class PolicyEngine {
         const p = hostPrefix(t.split('/')[0])!;
         this.acquireCidr(p);
         let names = this.ipNames.get(t);
-        if (!names) this.ipNames.set(t, (names = new Set()));
+        if (!names) {
+          names = new Set();
+          this.ipNames.set(t, names);
+        }
         names.add(n);
         touched.push(p);
       }
@@ -437,7 +440,10 @@ export class PolicyEngine {
       ep.rec = rec;
     }
     let set = this.epsByIdentity.get(identity);
-    if (!set) this.epsByIdentity.set(identity, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.epsByIdentity.set(identity, set);
+    }
     set.add(ep);
     this.updatePodAttachments(old, rec);
     if (old) this.releasePodIdentity(old.identity);
@@ -459,7 +465,10 @@ export class PolicyEngine {
     }
     if (now) {
       let m = this.podIdentityPrefixes.get(now.identity);
-      if (!m) this.podIdentityPrefixes.set(now.identity, (m = new Map()));
+      if (!m) {
+        m = new Map();
+        this.podIdentityPrefixes.set(now.identity, m);
+      }
       for (const p of now.prefixes) m.set(`${now.pod.namespace}/${now.pod.name}|${p.text}`, p);
       touchedIds.add(now.identity);
     }
@@ -484,11 +493,17 @@ export class PolicyEngine {
         let byName: Map<string, Map<number, number>>;
         if (outer) {
           let m = outer.get(key);
-          if (!m) outer.set(key, (m = new Map()));
+          if (!m) {
+            m = new Map();
+            outer.set(key, m);
+          }
           byName = m;
         } else byName = this.allNamedPorts;
         let ports = byName.get(nk);
-        if (!ports) byName.set(nk, (ports = new Map()));
+        if (!ports) {
+          ports = new Map();
+          byName.set(nk, ports);
+        }
         const n = (ports.get(cp.containerPort) ?? 0) + delta;
         if (n <= 0) {
           ports.delete(cp.containerPort);
@@ -557,7 +572,10 @@ export class PolicyEngine {
     const affected = old ? this.unindexPolicy(old) : new Set<EpState>();
     for (const r of compiled.rules) {
       let s = this.rulesBySubject.get(r.subjectKey);
-      if (!s) this.rulesBySubject.set(r.subjectKey, (s = new Set()));
+      if (!s) {
+        s = new Set();
+        this.rulesBySubject.set(r.subjectKey, s);
+      }
       s.add(r);
       for (const id of this.sc.selections(r.subjectKey))
         for (const ep of this.epsByIdentity.get(id) ?? []) affected.add(ep);
@@ -890,7 +908,10 @@ export class PolicyEngine {
       }
     for (const s of sels) {
       let u = this.selUsers.get(s);
-      if (!u) this.selUsers.set(s, (u = new Set()));
+      if (!u) {
+        u = new Set();
+        this.selUsers.set(s, u);
+      }
       u.add(ep);
     }
     ep.sels = sels;
@@ -899,7 +920,10 @@ export class PolicyEngine {
   /** Installs an endpoint's new resolved state, logging every changed key for the diff. */
   private replaceEndpointState(ep: EpState, next: Map<string, Resolved>, onlyIdentity?: number): void {
     let log = this.changes.get(ep.id);
-    if (!log) this.changes.set(ep.id, (log = new Map()));
+    if (!log) {
+      log = new Map();
+      this.changes.set(ep.id, log);
+    }
     const prev = ep.resolved;
     let l7Changed = false;
     for (const [k, r] of prev) {
@@ -930,7 +954,10 @@ export class PolicyEngine {
       if (this.rulesBySubject.has(c.selector)) for (const ep of this.epsByIdentity.get(c.identity) ?? []) full.add(ep);
       for (const ep of this.selUsers.get(c.selector) ?? []) {
         let s = partial.get(ep);
-        if (!s) partial.set(ep, (s = new Set()));
+        if (!s) {
+          s = new Set();
+          partial.set(ep, s);
+        }
         s.add(c.identity);
       }
     }

@@ -48,7 +48,10 @@ export class SelectorCache {
     if (namespace === undefined) this.unbucketed.add(s);
     else {
       let b = this.byNamespace.get(namespace);
-      if (!b) this.byNamespace.set(namespace, (b = new Set()));
+      if (!b) {
+        b = new Set();
+        this.byNamespace.set(namespace, b);
+      }
       b.add(s);
     }
     return s.ids;
@@ -120,7 +123,10 @@ export class SelectorCache {
 
   private link(id: number, key: string): void {
     let s = this.selectedBy.get(id);
-    if (!s) this.selectedBy.set(id, (s = new Set()));
+    if (!s) {
+      s = new Set();
+      this.selectedBy.set(id, s);
+    }
     s.add(key);
   }
 }
