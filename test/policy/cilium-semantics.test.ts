@@ -339,7 +339,7 @@ ingress:
     const { readdirSync, readFileSync } = await import('node:fs');
     const { parsePolicyFile } = await import('../../src/policy/policy-parser.js');
     const lab = new PolicyLab();
-    const dir = '/work/shared/fixtures/seed-policies/';
+    const dir = new URL('../../../test/fixtures/seed-policies/', import.meta.url).pathname;
     for (const f of readdirSync(dir)) lab.engine.applyFile(parsePolicyFile(readFileSync(dir + f, 'utf8'), f));
     assert.equal(lab.engine.policyRefs().length, 21);
     // The clusterwide baseline makes every pod default-deny both ways.
