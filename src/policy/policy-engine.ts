@@ -726,13 +726,27 @@ export class PolicyEngine {
   }
 
   /** Resolves an endpoint from scratch; endpoints with the same identity and ports share the work. */
-  private recomputeEndpoint(ep: EpState, cache: Map<string, ComputedEndpoint>): void {
+  private recomputeEndpoint(
+    ep: EpState,
+    cache: Map<string, ComputedEndpoint>,
+    pending: ReadonlySet<EpState>,
+    partial: ReadonlyMap<EpState, unknown>,
+  ): void {
     const sig = `${ep.rec.identity}|${JSON.stringify(ep.rec.pod.ports)}`;
     let c = cache.get(sig);
     if (!c) {
-      c = this.computeEndpoint(ep.rec);
+      // A sibling with the same identity and ports that this operation did not touch already
+      // holds the answer (resolution depends on nothing else).
+      for (const sib of this.epsByIdentity.get(ep.rec.identity) ?? [])
+        if (sib !== ep && sib.computed && sib.sig === sig && !pending.has(sib) && !partial.has(sib)) {
+          c = { ...sib.computed, partitions: sib.partitions };
+          break;
+        }
+      c ??= this.computeEndpoint(ep.rec);
       cache.set(sig, c);
     }
+    ep.sig = sig;
+    ep.computed = c;
     ep.dirs = c.dirs;
     this.setSelUsers(ep, c.sels);
     if (c.usesNamedEgress) this.namedEgressEps.add(ep);
@@ -790,11 +804,24 @@ export class PolicyEngine {
         anyContribs,
       };
     }
-    const ids = new Set<number>([0]);
-    for (const s of usedSels) for (const id of this.sc.selections(s)) ids.add(id);
+    // Group filters by the identities they select, so each partition sees only its own.
+    const byId = new Map<number, Record<TrafficDirection, Filter[]>>();
+    byId.set(0, { ingress: [], egress: [] });
+    for (const d of ['ingress', 'egress'] as const)
+      for (const f of dirs[d].filters) {
+        if (f.selKey === null) continue;
+        for (const id of this.sc.selections(f.selKey)) {
+          let g = byId.get(id);
+          if (!g) {
+            g = { ingress: [], egress: [] };
+            byId.set(id, g);
+          }
+          g[d].push(f);
+        }
+      }
     const partitions = new Map<number, ReadonlyMap<string, Resolved>>();
-    for (const id of ids) {
-      const part = this.computePartition(dirs, id);
+    for (const [id, filters] of byId) {
+      const part = this.computePartition(dirs, id, filters);
       if (part.size > 0) partitions.set(id, part);
     }
     return { dirs, sels: usedSels, usesNamedEgress, partitions };
@@ -862,7 +889,11 @@ export class PolicyEngine {
     return out;
   }
 
-  private computePartition(dirs: Record<TrafficDirection, DirPolicy>, id: number): Map<string, Resolved> {
+  private computePartition(
+    dirs: Record<TrafficDirection, DirPolicy>,
+    id: number,
+    filtersOfId?: Record<TrafficDirection, readonly Filter[]>,
+  ): Map<string, Resolved> {
     const out = new Map<string, Resolved>();
     for (const d of ['ingress', 'egress'] as const) {
       const dp = dirs[d];
@@ -870,8 +901,10 @@ export class PolicyEngine {
       if (id === 0) own = dp.anyContribs;
       else {
         const acc: Contribution[] = [];
-        for (const f of dp.filters)
-          if (f.selKey !== null && this.sc.selections(f.selKey).has(id)) acc.push(...this.contributions(f, id));
+        if (filtersOfId) for (const f of filtersOfId[d]) acc.push(...this.contributions(f, id));
+        else
+          for (const f of dp.filters)
+            if (f.selKey !== null && this.sc.selections(f.selKey).has(id)) acc.push(...this.contributions(f, id));
         own = acc;
       }
       if (own.length === 0) continue;
@@ -1014,7 +1047,7 @@ export class PolicyEngine {
     this.dirtyFull = new Set();
     this.dirtyPartial = new Map();
     const cache = new Map<string, ComputedEndpoint>();
-    for (const ep of full) if (this.endpoints.get(ep.id) === ep) this.recomputeEndpoint(ep, cache);
+    for (const ep of full) if (this.endpoints.get(ep.id) === ep) this.recomputeEndpoint(ep, cache, full, partial);
     const pcache = new WeakMap<object, Map<number, ReadonlyMap<string, Resolved>>>();
     for (const [ep, ids] of partial) {
       if (full.has(ep) || this.endpoints.get(ep.id) !== ep) continue;
@@ -1154,6 +1187,9 @@ interface EpState {
   partitions: Map<number, ReadonlyMap<string, Resolved>>;
   /** The map state handed out, kept in step with partitions. */
   flat: Map<string, readonly [PolicyKey, PolicyEntry]>;
+  /** identity|ports of the last full resolution, and its result (shared with siblings). */
+  sig?: string;
+  computed?: ComputedEndpoint;
 }
 
 interface ComputedEndpoint {
