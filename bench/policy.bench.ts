@@ -274,13 +274,15 @@ function main(): void {
       let entries = 0;
       for (const ep of engine.endpointList()) entries += engine.endpointMapState(ep.endpointId).size;
       const stats = measureChanges(engine, world, n, rounds);
-      stats.forEach((s, i) =>
-        say(
+      for (const [i, s] of stats.entries()) {
+        const head =
           i === 0
-            ? `| ${pods} | ${n} | ${ids} | ${entries} | ${ms.toFixed(0)} | ${heap.toFixed(0)} | ${s.kind} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.max.toFixed(2)} | ${s.affected.toFixed(1)} |`
-            : `| | | | | | | ${s.kind} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.max.toFixed(2)} | ${s.affected.toFixed(1)} |`,
-        ),
-      );
+            ? `| ${pods} | ${n} | ${ids} | ${entries} | ${ms.toFixed(0)} | ${heap.toFixed(0)} |`
+            : '| | | | | | |';
+        say(
+          `${head} ${s.kind} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.max.toFixed(2)} | ${s.affected.toFixed(1)} |`,
+        );
+      }
     }
   }
   say();
