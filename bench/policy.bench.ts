@@ -167,16 +167,24 @@ function timeMs(f: () => void): number {
   return Number(process.hrtime.bigint() - t) / 1e6;
 }
 
-function canonical(engine: PolicyEngine): string {
-  const rows: string[] = [];
-  for (const ep of engine.endpointList())
+/** Each endpoint's map state with identities written as their labels, for comparing engines. */
+function canonical(engine: PolicyEngine): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const ep of engine.endpointList()) {
+    const rows: string[] = [];
     for (const [k, e] of engine.endpointMapState(ep.endpointId).values()) {
       const id = k.identity === 0 ? 'ANY' : engine.identityLabels(k.identity)?.key;
-      rows.push(
-        `${ep.namespace}/${ep.name}|${k.direction}|${id}|${k.protocol}/${k.port}/${k.portPrefixLen}|${JSON.stringify(e)}`,
-      );
+      rows.push(`${k.direction}|${id}|${k.protocol}/${k.port}/${k.portPrefixLen}|${JSON.stringify(e)}`);
     }
-  return rows.sort().join('\n');
+    out.set(`${ep.namespace}/${ep.name}`, rows.sort().join('\n'));
+  }
+  return out;
+}
+
+function sameCanonical(a: Map<string, string>, b: Map<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }
 
 interface ChangeStats {
@@ -184,6 +192,9 @@ interface ChangeStats {
   readonly p50: number;
   readonly p99: number;
   readonly max: number;
+  /** Process CPU time per change (all threads, GC included; excludes time waiting for a core). */
+  readonly cpuP50: number;
+  readonly cpuP99: number;
   readonly affected: number;
 }
 
@@ -192,16 +203,28 @@ function measureChanges(engine: PolicyEngine, world: World, policyCount: number,
   // prepare(r) builds the input outside the timed region (parsing is not the engine's work).
   const run = <T>(kind: string, prepare: (r: number) => T, f: (x: T) => MapStateDiff[]) => {
     const ts: number[] = [];
+    const cpu: number[] = [];
     let affected = 0;
     // Warm-up rounds (JIT) are not recorded.
     for (let r = 0; r < 5; r++) f(prepare(rounds + r));
     for (let r = 0; r < rounds; r++) {
       const x = prepare(r);
       let diffs: MapStateDiff[] = [];
+      const c0 = process.cpuUsage();
       ts.push(timeMs(() => (diffs = f(x))));
+      const c1 = process.cpuUsage(c0);
+      cpu.push((c1.user + c1.system) / 1000);
       affected += diffs.length;
     }
-    out.push({ kind, p50: pct(ts, 50), p99: pct(ts, 99), max: Math.max(...ts), affected: affected / rounds });
+    out.push({
+      kind,
+      p50: pct(ts, 50),
+      p99: pct(ts, 99),
+      max: Math.max(...ts),
+      cpuP50: pct(cpu, 50),
+      cpuP99: pct(cpu, 99),
+      affected: affected / rounds,
+    });
   };
   const pick = (r: number) => world.nsNames.length + ((r * 7919) % Math.max(1, policyCount - world.nsNames.length));
   run(
@@ -254,9 +277,9 @@ function main(): void {
   say('## Full compile and one-change updates');
   say();
   say(
-    '| pods | policies | identities | map entries | compile ms | heap MB | change | p50 ms | p99 ms | max ms | endpoints changed |',
+    '| pods | policies | identities | map entries | compile ms | heap MB | change | p50 ms | p99 ms | max ms | cpu p50 ms | cpu p99 ms | endpoints changed |',
   );
-  say('|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|');
+  say('|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|');
   const compile = new Map<string, number>();
   for (const pods of podSizes) {
     const world = makeWorld(pods, pods >= 10000 ? 100 : 50);
@@ -280,7 +303,7 @@ function main(): void {
             ? `| ${pods} | ${n} | ${ids} | ${entries} | ${ms.toFixed(0)} | ${heap.toFixed(0)} |`
             : '| | | | | | |';
         say(
-          `${head} ${s.kind} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.max.toFixed(2)} | ${s.affected.toFixed(1)} |`,
+          `${head} ${s.kind} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.max.toFixed(2)} | ${s.cpuP50.toFixed(2)} | ${s.cpuP99.toFixed(2)} | ${s.affected.toFixed(1)} |`,
         );
       }
     }
@@ -318,7 +341,7 @@ function incrementalVsFull(pods: number, n: number): void {
   live.upsertPolicy(onePolicy(target, world.nsNames, 1));
   const fresh = new PolicyEngine();
   fresh.applyFile(parsed(world, edited(1)));
-  if (canonical(live) !== canonical(fresh)) throw new Error('incremental and full recompute disagree');
+  if (!sameCanonical(canonical(live), canonical(fresh))) throw new Error('incremental and full recompute disagree');
   const ratios: number[] = [];
   const fulls: number[] = [];
   const incs: number[] = [];
@@ -340,6 +363,15 @@ function incrementalVsFull(pods: number, n: number): void {
   say(
     `policy-edit  incremental ${pct(incs, 50).toFixed(2)} ms  full ${pct(fulls, 50).toFixed(0)} ms  full/incremental ratio ${pct(ratios, 50).toFixed(0)} (min ${Math.min(...ratios).toFixed(0)}, max ${Math.max(...ratios).toFixed(0)})  n=${rounds}`,
   );
+}
+
+/** A loop of one-change updates at 10k pods / 1k policies, to run under --cpu-prof. */
+function profile(): void {
+  const world = makeWorld(10000, 100);
+  const policies = makePolicies(1000, world.nsNames);
+  const engine = new PolicyEngine();
+  engine.applyFile(parsed(world, policies));
+  for (const s of measureChanges(engine, world, 1000, 200)) console.log(s);
 }
 
 /** 10,000 trace queries over a 100-pod world, after load. */
@@ -366,8 +398,9 @@ function traceBatch(): void {
   );
 }
 
-main();
-if (!QUICK) {
+if (process.argv.includes('--profile')) profile();
+else main();
+if (!QUICK && !process.argv.includes('--profile')) {
   const cpu = cpus()[0]?.model ?? 'unknown';
   const md = [
     '# bench/policy results',

@@ -12,7 +12,18 @@ export interface L4Prefix {
   readonly portPrefixLen: number;
 }
 
-export type MapState = ReadonlyMap<string, readonly [PolicyKey, PolicyEntry]>;
+/**
+ * One endpoint's policy map state, keyed by mapStateKey(). A plain Map satisfies it; the engine
+ * hands out a view over its per-identity partitions (shared between endpoints) instead.
+ */
+export interface MapState {
+  get(key: string): readonly [PolicyKey, PolicyEntry] | undefined;
+  has(key: string): boolean;
+  readonly size: number;
+  keys(): Iterable<string>;
+  values(): Iterable<readonly [PolicyKey, PolicyEntry]>;
+  entries(): Iterable<[string, readonly [PolicyKey, PolicyEntry]]>;
+}
 
 export interface LookupResult {
   readonly verdict: 'allow' | 'deny' | 'no-match';

@@ -167,6 +167,8 @@ export class PolicyEngine {
   private changes: ChangeLog = new Map();
   /** Endpoints to resolve again at the end of the current operation (batched). */
   private dirtyFull = new Set<EpState>();
+  /** No endpoint ID below this is free (IDs are handed out lowest-free first). */
+  private lowestFreeEpId = 1;
   private dirtyPartial = new Map<EpState, Set<number>>();
 
   constructor(opts: PolicyEngineOptions = {}) {
@@ -209,6 +211,7 @@ export class PolicyEngine {
     this.namedEgressEps.delete(ep);
     this.epsByIdentity.get(rec.identity)?.delete(ep);
     this.endpoints.delete(rec.epId);
+    this.lowestFreeEpId = Math.min(this.lowestFreeEpId, rec.epId);
     this.pods.delete(podKey(rec.pod));
     this.updatePodAttachments(rec, undefined);
     this.releasePodIdentity(rec.identity);
@@ -317,7 +320,7 @@ export class PolicyEngine {
   // ---- reading the state ----
 
   endpointMapState(endpointId: number): MapState {
-    return this.endpoints.get(endpointId)?.flat ?? new Map();
+    return this.endpoints.get(endpointId)?.view ?? new Map();
   }
 
   endpointPolicyStatus(endpointId: number): EndpointPolicyStatus | undefined {
@@ -428,8 +431,9 @@ export class PolicyEngine {
       this.onSelectionChanges(this.sc.upsertIdentity(this.podInfo(identity, labels, pod.namespace)));
     let epId = old?.epId ?? pod.endpointId;
     if (epId === undefined) {
-      epId = 1;
+      epId = this.lowestFreeEpId;
       while (this.endpoints.has(epId)) epId++;
+      this.lowestFreeEpId = epId + 1;
     } else if (!old && this.endpoints.has(epId))
       throw new PolicyEngineError('MBR_ENDPOINT_ID_IN_USE', `pod ${key}: endpoint ID ${epId} is already in use`);
     const rec: PodRec = {
@@ -742,7 +746,12 @@ export class PolicyEngine {
           c = { ...sib.computed, partitions: sib.partitions };
           break;
         }
-      c ??= this.computeEndpoint(ep.rec);
+      if (!c) {
+        c = this.computeEndpoint(ep.rec);
+        // Keep the old partition objects where nothing changed: every endpoint sharing them
+        // then skips the comparison (diffPartition returns at once on identical objects).
+        c = { ...c, partitions: reuseEqualPartitions(c.partitions, ep.partitions) };
+      }
       cache.set(sig, c);
     }
     ep.sig = sig;
@@ -843,8 +852,13 @@ export class PolicyEngine {
       byId.set(id, part);
     }
     this.diffPartition(ep, ep.partitions.get(id), part);
-    if (part.size > 0) ep.partitions.set(id, part);
-    else ep.partitions.delete(id);
+    if (!ep.ownsPartitions) {
+      ep.partitions = new Map(ep.partitions);
+      ep.ownsPartitions = true;
+    }
+    const own = ep.partitions as Map<number, ReadonlyMap<string, Resolved>>;
+    if (part.size > 0) own.set(id, part);
+    else own.delete(id);
   }
 
   private entryPorts(e: CompiledEntry, d: TrafficDirection, pod: Pod): { l4s: L4Prefix[]; named: NamedPort[] } {
@@ -945,26 +959,22 @@ export class PolicyEngine {
         candidates.set(l4Key(c.l4), c.l4);
     const out: Resolved[] = [];
     for (const { l4, origins } of denyKeys.values())
-      out.push({
-        key: policyKey(id, d, l4),
-        entry: { isDeny: true, proxyPort: 0, authType: 0, derivedFrom: uniqRefs(origins) },
-      });
+      out.push(
+        resolved(policyKey(id, d, l4), { isDeny: true, proxyPort: 0, authType: 0, derivedFrom: uniqRefs(origins) }),
+      );
     for (const [k, l4] of candidates) {
       if (denyKeys.has(k) || denies.some((x) => l4Covers(x.l4, l4))) continue;
       const covering = [...ownAllows, ...anyAllows].filter((c) => l4Covers(c.l4, l4));
       let authType = 0;
       for (const c of covering) authType = Math.max(authType, c.authType);
       const l7 = mergeL7(covering);
-      out.push({
-        key: policyKey(id, d, l4),
-        entry: {
-          isDeny: false,
-          proxyPort: l7 ? this.proxyPort(l7.parser, d) : 0,
-          authType,
-          derivedFrom: uniqRefs(covering.flatMap((c) => (c.origin ? [c.origin] : []))),
-        },
-        ...(l7 ? { l7 } : {}),
-      });
+      const entry: PolicyEntry = {
+        isDeny: false,
+        proxyPort: l7 ? this.proxyPort(l7.parser, d) : 0,
+        authType,
+        derivedFrom: uniqRefs(covering.flatMap((c) => (c.origin ? [c.origin] : []))),
+      };
+      out.push(resolved(policyKey(id, d, l4), entry, l7));
     }
     return out;
   }
@@ -990,7 +1000,9 @@ export class PolicyEngine {
   private installPartitions(ep: EpState, next: ReadonlyMap<number, ReadonlyMap<string, Resolved>>): void {
     for (const [id, prev] of ep.partitions) if (!next.has(id)) this.diffPartition(ep, prev, undefined);
     for (const [id, part] of next) this.diffPartition(ep, ep.partitions.get(id), part);
-    ep.partitions = new Map(next);
+    // Shared with sibling endpoints until one of them changes a single partition (copy on write).
+    ep.partitions = next;
+    ep.ownsPartitions = false;
   }
 
   /** Applies one identity's partition change to the endpoint's flat map state and the change log. */
@@ -1010,17 +1022,15 @@ export class PolicyEngine {
       for (const [k, r] of prev) {
         const n = next?.get(k);
         if (n && sameResolved(r, n)) continue;
-        if (!log.has(k)) log.set(k, { before: r });
+        if (!log.has(k)) log.set(k, r);
         if ((r.l7?.sig ?? '') !== (n?.l7?.sig ?? '')) l7Changed = true;
-        if (!n) ep.flat.delete(k);
       }
     if (next)
       for (const [k, n] of next) {
         const r = prev?.get(k);
         if (r && sameResolved(r, n)) continue;
-        if (!log.has(k)) log.set(k, { before: r });
+        if (!log.has(k)) log.set(k, r);
         if ((r?.l7?.sig ?? '') !== (n.l7?.sig ?? '')) l7Changed = true;
-        ep.flat.set(k, [n.key, n.entry]);
       }
     if (l7Changed) this.l7Changed.add(ep.id);
   }
@@ -1062,8 +1072,8 @@ export class PolicyEngine {
       const ep = this.endpoints.get(epId);
       const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
       const deletes: PolicyKey[] = [];
-      for (const [k, { before }] of log) {
-        const after = ep?.flat.get(k);
+      for (const [k, before] of log) {
+        const after = ep?.view.get(k);
         if (after && before && sameEntry(before.entry, after[1])) continue;
         if (after) adds.push(after);
         else if (before) deletes.push(before.key);
@@ -1175,6 +1185,8 @@ interface MergedL7 {
 interface Resolved {
   readonly key: PolicyKey;
   readonly entry: PolicyEntry;
+  /** [key, entry], allocated once and shared by every endpoint's flat map state. */
+  readonly pair: readonly [PolicyKey, PolicyEntry];
   readonly l7?: MergedL7;
 }
 
@@ -1184,9 +1196,10 @@ interface EpState {
   dirs: Record<TrafficDirection, DirPolicy>;
   sels: Set<string>;
   /** Resolved entries by remote identity (0 = any); partition maps may be shared between endpoints. */
-  partitions: Map<number, ReadonlyMap<string, Resolved>>;
-  /** The map state handed out, kept in step with partitions. */
-  flat: Map<string, readonly [PolicyKey, PolicyEntry]>;
+  partitions: ReadonlyMap<number, ReadonlyMap<string, Resolved>>;
+  ownsPartitions: boolean;
+  /** The map state handed out: a view over partitions. */
+  readonly view: MapState;
   /** identity|ports of the last full resolution, and its result (shared with siblings). */
   sig?: string;
   computed?: ComputedEndpoint;
@@ -1199,11 +1212,46 @@ interface ComputedEndpoint {
   readonly partitions: ReadonlyMap<number, ReadonlyMap<string, Resolved>>;
 }
 
-type ChangeLog = Map<number, Map<string, { before?: Resolved }>>;
+/** Per endpoint: each changed key and its entry before the operation (undefined: it was absent). */
+type ChangeLog = Map<number, Map<string, Resolved | undefined>>;
 
 function newEpState(id: number, rec: PodRec): EpState {
   const empty: DirPolicy = { enforced: false, defaultDeny: false, defaultDenyBy: [], filters: [], anyContribs: [] };
-  return { id, rec, dirs: { ingress: empty, egress: empty }, sels: new Set(), partitions: new Map(), flat: new Map() };
+  const ep: Omit<EpState, 'view'> = {
+    id,
+    rec,
+    dirs: { ingress: empty, egress: empty },
+    sels: new Set(),
+    partitions: new Map(),
+    ownsPartitions: true,
+  };
+  return Object.assign(ep, { view: new PartitionedMapState(ep) });
+}
+
+/** MapState over an endpoint's partitions; the identity is read back from the key text. */
+class PartitionedMapState implements MapState {
+  constructor(private readonly ep: { readonly partitions: ReadonlyMap<number, ReadonlyMap<string, Resolved>> }) {}
+  get(key: string): readonly [PolicyKey, PolicyEntry] | undefined {
+    const end = key.indexOf('|', 2);
+    return this.ep.partitions.get(Number(key.slice(2, end)))?.get(key)?.pair;
+  }
+  has(key: string): boolean {
+    return this.get(key) !== undefined;
+  }
+  get size(): number {
+    let n = 0;
+    for (const p of this.ep.partitions.values()) n += p.size;
+    return n;
+  }
+  *keys(): Iterable<string> {
+    for (const p of this.ep.partitions.values()) yield* p.keys();
+  }
+  *values(): Iterable<readonly [PolicyKey, PolicyEntry]> {
+    for (const p of this.ep.partitions.values()) for (const r of p.values()) yield r.pair;
+  }
+  *entries(): Iterable<[string, readonly [PolicyKey, PolicyEntry]]> {
+    for (const p of this.ep.partitions.values()) for (const [k, r] of p) yield [k, r.pair];
+  }
 }
 
 function cidrLabels(prefix: Prefix): LabelSet {
@@ -1237,6 +1285,31 @@ function portCarriesL7(p: PortSpec, l7: L7Rules | undefined): boolean {
   if (!l7) return true;
   if (l7.parser === 'dns') return p.protocol === PROTO_UDP || p.protocol === PROTO_TCP;
   return p.protocol === PROTO_TCP;
+}
+
+function reuseEqualPartitions(
+  next: ReadonlyMap<number, ReadonlyMap<string, Resolved>>,
+  prev: ReadonlyMap<number, ReadonlyMap<string, Resolved>>,
+): Map<number, ReadonlyMap<string, Resolved>> {
+  const out = new Map<number, ReadonlyMap<string, Resolved>>();
+  for (const [id, part] of next) {
+    const old = prev.get(id);
+    out.set(id, old && samePartition(old, part) ? old : part);
+  }
+  return out;
+}
+
+function samePartition(a: ReadonlyMap<string, Resolved>, b: ReadonlyMap<string, Resolved>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, r] of a) {
+    const o = b.get(k);
+    if (!o || !sameResolved(r, o)) return false;
+  }
+  return true;
+}
+
+function resolved(key: PolicyKey, entry: PolicyEntry, l7?: MergedL7): Resolved {
+  return { key, entry, pair: [key, entry], ...(l7 ? { l7 } : {}) };
 }
 
 function policyKey(identity: number, direction: TrafficDirection, l4: L4Prefix): PolicyKey {
@@ -1281,7 +1354,10 @@ function sameEntry(a: PolicyEntry, b: PolicyEntry): boolean {
     a.proxyPort === b.proxyPort &&
     a.authType === b.authType &&
     a.derivedFrom.length === b.derivedFrom.length &&
-    a.derivedFrom.every((r, i) => policyRefKey(r) === policyRefKey(b.derivedFrom[i]))
+    a.derivedFrom.every((r, i) => {
+      const o = b.derivedFrom[i];
+      return r === o || (r.name === o.name && r.namespace === o.namespace && r.kind === o.kind);
+    })
   );
 }
 
