@@ -52,6 +52,7 @@ export interface PolicyKey {
   /** 0..16: how many leading bits of port are significant; 16 = one exact port. */
   readonly portPrefixLen: number;
 }
+// For ICMP (1) and ICMPv6 (58) keys, port holds the ICMP type (0..255) with portPrefixLen 16.
 
 /** A policy that contributed to an entry, for flow attribution (allowed_by / denied_by). */
 export interface PolicyRef {

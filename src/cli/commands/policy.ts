@@ -29,7 +29,7 @@ export function registerPolicy(program: Command): void {
     .action((opts: { file: string[] }) => {
       const { parsed, policies } = loadFiles(opts.file);
       void parsed;
-      process.stdout.write(`valid: ${policies} ${policies === 1 ? 'policy' : 'policies'}\n`);
+      process.stdout.write(`valid: ${policies} policies\n`);
     });
   group
     .command('trace')
