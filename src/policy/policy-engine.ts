@@ -16,6 +16,11 @@
 //   engine.l7Policies(epId)           // L7 rules per (direction, port, protocol, remote ids)
 //   engine.ipcacheEntries() / takeIpcacheDiff()   // IP/prefix -> identity, and its changes
 //   engine.takeL7Changes()            // endpoints whose L7 rules changed since the last call
+//   engine.endpointList() / endpointByPod(ns, name) / endpointByIp(ip)   // endpoint ID, identity
+//   engine.identityList() / identityLabels(id) / ipcacheLookup(ip) / policyRefs()
+// Endpoint IDs come from the pod (endpointId) or are the lowest free from 1. Mutators batch
+// their work: endpoints touched by one call are resolved once, at its end; endpoints with the
+// same identity and container ports share one resolution.
 // Resolution rules: deny beats allow; a direction is enforced when a rule selecting the endpoint
 // has a section for it, default-deny when such a rule asks for it (Cilium's enableDefaultDeny,
 // Kubernetes' policyTypes); an enforced but not default-deny direction, or an unenforced one,

@@ -234,6 +234,26 @@ egress:
     checks: [[80, 'TCP', (s, d) => s.key !== 'x/a' || d.key !== 'y/b']],
   },
   {
+    name: 'an IP in an ipBlock except of one policy but allowed by another is allowed',
+    yaml:
+      np(
+        'x',
+        'p1',
+        `podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]\negress:\n- to: [{ipBlock: {cidr: 10.0.2.0/24, except: [${labIp('y', 'b')}/32]}}]`,
+      ) +
+      np(
+        'x',
+        'p2',
+        `podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]\negress:\n- to: [{ipBlock: {cidr: ${labIp('y', 'b')}/32}}]`,
+      ),
+    checks: [[80, 'TCP', (s, d) => s.key !== 'x/a' || d.ns === 'y']],
+  },
+  {
+    name: 'an empty namespaceSelector alone selects every pod in every namespace',
+    yaml: np('x', 'p', 'podSelector: {matchLabels: {pod: a}}\ningress:\n- from: [{namespaceSelector: {}}]'),
+    checks: [[80, 'TCP', () => true]],
+  },
+  {
     name: 'ipBlock on ingress selects the source pods by IP',
     yaml: np('x', 'p', 'podSelector: {matchLabels: {pod: a}}\ningress:\n- from: [{ipBlock: {cidr: 10.0.2.0/24}}]'),
     checks: [[80, 'TCP', (s, d) => !xa(d) || s.ns === 'y']],
