@@ -1,10 +1,11 @@
 // bench/policy: full compile time, one-change update time (p50/p99), peak heap, scaling with
 // input size, incremental-vs-full ratio, and batch trace speed.
 //   npx tsc -p . && node --expose-gc dist/bench/policy.bench.js [--quick]
+//   (then `npx biome check --write bench/results/policy.md`: the linter formats markdown tables)
 // Baseline = a full recompute (a fresh engine fed the changed input); candidate = the
 // incremental update of a live engine. Both are checked to give the same map states first.
 import { writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { stringify } from 'yaml';
 import type { MapStateDiff } from '../src/policy/map-state-types.js';
 import { PolicyEngine } from '../src/policy/policy-engine.js';
@@ -398,6 +399,7 @@ function traceBatch(): void {
   );
 }
 
+const loadAtStart = loadavg()[0];
 if (process.argv.includes('--profile')) profile();
 else main();
 if (!QUICK && !process.argv.includes('--profile')) {
@@ -409,6 +411,10 @@ if (!QUICK && !process.argv.includes('--profile')) {
     `Date: ${new Date().toISOString()}`,
     `Node: ${process.version}`,
     `CPU: ${cpu} (${cpus().length} cores, shared with other jobs)`,
+    `Load average (1 min) at start / end: ${loadAtStart.toFixed(2)} / ${loadavg()[0].toFixed(2)}`,
+    '',
+    'Wall-clock p99 includes time spent waiting for a core when the machine is oversubscribed;',
+    '"cpu" columns are process CPU time per change (all threads, GC included).',
     '',
     ...lines,
     '',

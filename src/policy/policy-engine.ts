@@ -8,7 +8,8 @@
 //   engine.upsertPod({ namespace, name, labels, ports, podIPs, endpointId? });
 //   engine.removePod(namespace, name);
 //   engine.upsertService(svc) / removeService(ns, name)  (selectorless services for toServices)
-//   engine.applyFile(parsed)          // a whole parsed file: its policies and world objects, at once
+//   engine.applyFile(parsed)          // a whole parsed file at once; replaces that file's policies
+//   engine.removeFile(file)           // removes every policy the file carried
 //   engine.upsertPolicy(policy) / removePolicy(ref)
 //   engine.updateFqdn(name, ips)      // DNS proxy: the current IPs of a name (local identities)
 //   engine.endpointMapState(epId)     // MapState to program; lookupMapState() over it
@@ -154,6 +155,8 @@ export class PolicyEngine {
   private readonly pods = new Map<string, PodRec>();
   private readonly services = new Map<string, ServiceRec>();
   private readonly policies = new Map<string, CompiledPolicy>();
+  /** Which policies each applied file carries (applyFile replaces a file's set). */
+  private readonly fileRefs = new Map<string, Set<string>>();
   private readonly rulesBySubject = new Map<string, Set<CompiledRule>>();
   private readonly endpoints = new Map<number, EpState>();
   private readonly epsByIdentity = new Map<number, Set<EpState>>();
@@ -250,8 +253,15 @@ export class PolicyEngine {
 
   // ---- policy ----
 
-  /** Applies a whole validated file: its namespaces, services, policies and pods, as one change. */
+  /**
+   * Applies a whole validated file as one change: its namespaces, services, policies and pods.
+   * The file's policies replace those it carried before (a policy dropped from the file is
+   * removed); world objects are upserted.
+   */
   applyFile(parsed: ParsedPolicyFile): MapStateDiff[] {
+    const now = new Set(parsed.policies.map((p) => policyRefKey(p.ref)));
+    for (const key of this.fileRefs.get(parsed.file) ?? []) if (!now.has(key)) this.dropPolicy(key);
+    this.fileRefs.set(parsed.file, now);
     for (const ns of parsed.namespaces) {
       this.namespaces.set(ns.name, ns);
       for (const rec of [...this.pods.values()]) if (rec.pod.namespace === ns.name) this.applyPod(rec.pod);
@@ -262,19 +272,29 @@ export class PolicyEngine {
     return this.flush();
   }
 
+  /** Removes every policy the file carried (world objects stay). */
+  removeFile(file: string): MapStateDiff[] {
+    for (const key of this.fileRefs.get(file) ?? []) this.dropPolicy(key);
+    this.fileRefs.delete(file);
+    return this.flush();
+  }
+
   upsertPolicy(policy: Policy): MapStateDiff[] {
     this.applyPolicy(policy);
     return this.flush();
   }
 
   removePolicy(ref: PolicyRef): MapStateDiff[] {
-    const old = this.policies.get(policyRefKey(ref));
-    if (!old) return [];
-    this.policies.delete(policyRefKey(ref));
-    const affected = this.unindexPolicy(old);
-    for (const ep of affected) this.dirtyFull.add(ep);
-    this.releasePolicy(old);
+    this.dropPolicy(policyRefKey(ref));
     return this.flush();
+  }
+
+  private dropPolicy(key: string): void {
+    const old = this.policies.get(key);
+    if (!old) return;
+    this.policies.delete(key);
+    for (const ep of this.unindexPolicy(old)) this.dirtyFull.add(ep);
+    this.releasePolicy(old);
   }
 
   policyRefs(): PolicyRef[] {

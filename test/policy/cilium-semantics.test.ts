@@ -346,3 +346,27 @@ ingress:
     assert.equal(lab.trace('x/a', 'y/b', 80).verdict, 'DENIED');
   });
 });
+
+describe('PolicyEngine files', () => {
+  it('replaces the policies a file carried when the file is applied again, and removes them with the file', async () => {
+    const { parsePolicyFile } = await import('../../src/policy/policy-parser.js');
+    const lab = new PolicyLab();
+    const two =
+      cnp('x', 'a', 'endpointSelector: {matchLabels: {pod: a}}\ningress: [{}]') +
+      cnp('x', 'b', 'endpointSelector: {matchLabels: {pod: b}}\ningress: [{}]');
+    lab.engine.applyFile(parsePolicyFile(two, 'team.yaml'));
+    assert.equal(lab.trace('y/a', 'x/b', 80).verdict, 'DENIED');
+    const diffs = lab.engine.applyFile(
+      parsePolicyFile(cnp('x', 'a', 'endpointSelector: {matchLabels: {pod: a}}\ningress: [{}]'), 'team.yaml'),
+    );
+    assert.deepEqual(
+      diffs.map((d) => d.endpointId),
+      [lab.engine.endpointByPod('x', 'b')!.endpointId],
+    );
+    assert.equal(lab.trace('y/a', 'x/b', 80).verdict, 'ALLOWED');
+    assert.equal(lab.trace('y/a', 'x/a', 80).verdict, 'DENIED');
+    lab.engine.removeFile('team.yaml');
+    assert.equal(lab.trace('y/a', 'x/a', 80).verdict, 'ALLOWED');
+    assert.deepEqual(lab.engine.policyRefs(), []);
+  });
+});
