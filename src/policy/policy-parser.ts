@@ -487,7 +487,7 @@ function readCiliumRule(c: Checker, v: unknown, path: string, ref: PolicyRef): P
       'one',
       true,
     );
-  if (!['ingress', 'ingressDeny', 'egress', 'egressDeny'].some((k) => r[k] !== undefined))
+  if (!['ingress', 'ingressDeny', 'egress', 'egressDeny'].some((k) => has(k)))
     c.fail(path, 'at least one of ingress, ingressDeny, egress or egressDeny', 'none', true);
   const isNodeRule = has('nodeSelector');
   const selReqs = readSelector(
@@ -524,7 +524,8 @@ function readCiliumRule(c: Checker, v: unknown, path: string, ref: PolicyRef): P
   const direction = (dir: 'ingress' | 'egress'): DirectionRules | undefined => {
     const allowField = dir;
     const denyField = `${dir}Deny`;
-    if (r[allowField] === undefined && r[denyField] === undefined) return undefined;
+    // A section written as `ingress: []` is present (default-deny); `ingress:` (null) is absent.
+    if (!has(allowField) && !has(denyField)) return undefined;
     const entries: RuleEntry[] = [];
     list(c, r[allowField], at(path, allowField))?.forEach((x, i) => {
       entries.push(...readCiliumSection(c, x, at(at(path, allowField), i), dir, false, scope));
