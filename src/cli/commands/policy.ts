@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { parseIp } from '../../identity/cidr.js';
 import { formatLabel } from '../../identity/labels.js';
 import { PolicyEngine, PolicyEngineError } from '../../policy/policy-engine.js';
 import { PolicyError } from '../../policy/policy-error.js';
@@ -47,6 +48,7 @@ export function registerPolicy(program: Command): void {
     .option('-s, --src <peer>', 'source: NAMESPACE/POD or IP')
     .option('-d, --dst <peer>', 'destination: NAMESPACE/POD or IP')
     .option('--dport <port[/proto]>', 'destination port (number or name) and protocol, e.g. 8080/TCP')
+    .option('--fqdn <name=ip,...>', 'addresses a DNS name resolves to, for toFQDNs rules (repeatable)', collect, [])
     .option('--queries <file.jsonl>', 'batch: one {"src","dst","dport","protocol"} query per line')
     .option('-o, --output <format>', 'output format: text, json or jsonl', 'text')
     .action((opts: TraceOptions) => runTrace(opts));
@@ -68,6 +70,7 @@ interface TraceOptions {
   dst?: string;
   dport?: string;
   queries?: string;
+  fqdn: string[];
   output: string;
 }
 
@@ -130,6 +133,16 @@ function runTrace(opts: TraceOptions): void {
   const { parsed } = loadFiles(opts.file);
   const engine = new PolicyEngine();
   for (const p of parsed) engine.applyFile(p);
+  for (const f of opts.fqdn) {
+    const eq = f.indexOf('=');
+    const ips = f
+      .slice(eq + 1)
+      .split(',')
+      .filter(Boolean);
+    if (eq <= 0 || ips.length === 0 || ips.some((ip) => !parseIp(ip)))
+      throw usage(`--fqdn: expected NAME=IP[,IP...], got "${f}"`);
+    engine.updateFqdn(f.slice(0, eq), ips);
+  }
   if (opts.queries) {
     runBatch(engine, opts.queries);
     return;

@@ -106,6 +106,27 @@ describe('membrane policy trace', () => {
     );
   });
 
+  it('traces toFQDNs rules with the addresses given by --fqdn', () => {
+    const args = [
+      'policy',
+      'trace',
+      ...world,
+      '--src-k8s-pod',
+      'shop/backend',
+      '--dst-ip',
+      '54.1.2.3',
+      '--dport',
+      '443/TCP',
+      '-o',
+      'json',
+    ];
+    assert.equal(JSON.parse(run(...args).out).verdict, 'DENIED');
+    const r = run(...args, '--fqdn', 'api.stripe.com=54.1.2.3,54.1.2.4');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(JSON.parse(r.out).verdict, 'ALLOWED');
+    assert.equal(run(...args, '--fqdn', 'nonsense').code, 2);
+  });
+
   it('fails with a usage error without a destination', () => {
     const r = run('policy', 'trace', ...world, '--src-k8s-pod', 'shop/frontend', '--dport', '80');
     assert.equal(r.code, 2);
