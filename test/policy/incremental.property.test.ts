@@ -83,7 +83,12 @@ const cRule = (dir: 'ingress' | 'egress', deny: boolean) => {
     fc.constant({ [`${p}Entities`]: ['cluster'] }),
     fc.constant({ [`${p}CIDRSet`]: [{ cidr: '93.184.216.0/24', except: ['93.184.216.2/32'] }] }),
     fc.constant({}),
-    ...(dir === 'egress' && !deny ? [fc.constantFrom(...FQDNS).map((n) => ({ toFQDNs: [{ matchName: n }] }))] : []),
+    ...(dir === 'egress' && !deny
+      ? [
+          fc.constantFrom(...FQDNS).map((n) => ({ toFQDNs: [{ matchName: n }] })),
+          fc.constant({ toServices: [{ k8sService: { serviceName: 'ext', namespace: 'n1' } }] }),
+        ]
+      : []),
   );
   return fc
     .record({
@@ -91,11 +96,19 @@ const cRule = (dir: 'ingress' | 'egress', deny: boolean) => {
       ports: fc.option(
         deny ? cPorts.map((ps) => ps.map((x) => ({ ports: x.ports })) as Array<Record<string, unknown>>) : cPorts,
       ),
+      icmp: fc.boolean(),
+      auth: fc.boolean(),
     })
     .map((r) => {
       const hasL3 = Object.keys(r.l3).length > 0;
-      const ports = r.ports ?? (hasL3 ? undefined : [{ ports: [{ port: '81' }] }]);
-      return { ...r.l3, ...(ports ? { toPorts: ports } : {}) };
+      const isSvc = 'toServices' in r.l3;
+      if (r.icmp && !isSvc) return { ...r.l3, icmps: [{ fields: [{ type: 8 }] }] };
+      const ports = isSvc ? undefined : (r.ports ?? (hasL3 ? undefined : [{ ports: [{ port: '81' }] }]));
+      return {
+        ...r.l3,
+        ...(ports ? { toPorts: ports } : {}),
+        ...(r.auth && !deny ? { authentication: { mode: 'required' } } : {}),
+      };
     });
 };
 const ciliumPolicy = fc
@@ -106,9 +119,11 @@ const ciliumPolicy = fc
     ingressDeny: fc.option(fc.array(cRule('ingress', true), { maxLength: 1 })),
     egress: fc.option(fc.array(cRule('egress', false), { maxLength: 2 })),
     egressDeny: fc.option(fc.array(cRule('egress', true), { maxLength: 1 })),
+    noDefaultDeny: fc.constantFrom(undefined, { ingress: false }, { egress: false }),
   })
   .map((p) => {
     const spec: Record<string, unknown> = { endpointSelector: p.subject ?? {} };
+    if (p.noDefaultDeny) spec.enableDefaultDeny = p.noDefaultDeny;
     for (const k of ['ingress', 'ingressDeny', 'egress', 'egressDeny'] as const) if (p[k]) spec[k] = p[k];
     if (!p.ingress && !p.ingressDeny && !p.egress && !p.egressDeny) spec.ingress = [{}];
     return {
@@ -144,7 +159,8 @@ type Op =
   | { op: 'ns'; name: string; team?: string }
   | { op: 'policy'; name: string; doc: Record<string, unknown> }
   | { op: 'rmpolicy'; name: string }
-  | { op: 'fqdn'; name: string; ips: string[] };
+  | { op: 'fqdn'; name: string; ips: string[] }
+  | { op: 'svc'; ips: string[] };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: pod.map((p) => ({ op: 'pod' as const, pod: p })) },
@@ -168,6 +184,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
       .record({ name: fc.constantFrom(...FQDNS), ips: fc.subarray(EXT_IPS) })
       .map((f) => ({ op: 'fqdn' as const, ...f })),
   },
+  { weight: 1, arbitrary: fc.subarray(EXT_IPS).map((ips) => ({ op: 'svc' as const, ips })) },
 );
 
 interface Model {
@@ -175,6 +192,7 @@ interface Model {
   pods: Map<string, Pod>;
   policies: Map<string, Policy>;
   fqdns: Map<string, string[]>;
+  svcIps?: string[];
 }
 
 function toPolicy(name: string, doc: Record<string, unknown>): Policy {
@@ -224,6 +242,9 @@ function apply(engine: PolicyEngine, m: Model, o: Op): MapStateDiff[] {
     case 'fqdn':
       m.fqdns.set(o.name, o.ips);
       return engine.updateFqdn(o.name, o.ips);
+    case 'svc':
+      m.svcIps = o.ips;
+      return engine.upsertService({ namespace: 'n1', name: 'ext', labels: {}, endpointIPs: o.ips });
   }
 }
 
@@ -295,6 +316,7 @@ describe('incremental resolution', () => {
         for (const p of m.pods.values()) fresh.upsertPod(p);
         for (const p of m.policies.values()) fresh.upsertPolicy(p);
         for (const [name, ips] of m.fqdns) fresh.updateFqdn(name, ips);
+        if (m.svcIps) fresh.upsertService({ namespace: 'n1', name: 'ext', labels: {}, endpointIPs: m.svcIps });
         assert.deepEqual(canonical(engine), canonical(fresh));
       }),
       { numRuns: 300, seed: 4242 },
