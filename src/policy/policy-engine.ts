@@ -768,6 +768,8 @@ export class PolicyEngine {
       // holds the answer (resolution depends on nothing else).
       for (const sib of this.epsByIdentity.get(ep.rec.identity) ?? [])
         if (sib !== ep && sib.computed && sib.sig === sig && !pending.has(sib) && !partial.has(sib)) {
+          // The partitions map becomes shared: neither endpoint may change it in place any more.
+          sib.ownsPartitions = false;
           c = { ...sib.computed, partitions: sib.partitions };
           break;
         }
