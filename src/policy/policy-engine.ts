@@ -204,6 +204,7 @@ export class PolicyEngine {
   }
 
   upsertPod(pod: Pod): MapStateDiff[] {
+    this.checkEndpointIds([pod]);
     this.applyPod(pod);
     return this.flush();
   }
@@ -259,6 +260,7 @@ export class PolicyEngine {
    * removed); world objects are upserted.
    */
   applyFile(parsed: ParsedPolicyFile): MapStateDiff[] {
+    this.checkEndpointIds(parsed.pods);
     const now = new Set(parsed.policies.map((p) => policyRefKey(p.ref)));
     for (const key of this.fileRefs.get(parsed.file) ?? []) if (!now.has(key)) this.dropPolicy(key);
     this.fileRefs.set(parsed.file, now);
@@ -438,6 +440,24 @@ export class PolicyEngine {
 
   // ---- internals: pods and identities ----
 
+  /** Rejects, before anything changes, a pod whose endpoint ID another pod holds. */
+  private checkEndpointIds(pods: readonly Pod[]): void {
+    const claimed = new Map<number, string>();
+    for (const pod of pods) {
+      const key = podKey(pod);
+      const id = this.pods.get(key)?.epId ?? pod.endpointId;
+      if (id === undefined) continue;
+      const holder = this.endpoints.get(id)?.rec.pod;
+      const other = claimed.get(id) ?? (holder && podKey(holder) !== key ? podKey(holder) : undefined);
+      if (other !== undefined && other !== key)
+        throw new PolicyEngineError(
+          'MBR_ENDPOINT_ID_IN_USE',
+          `pod ${key}: endpoint ID ${id} is already in use by ${other}`,
+        );
+      claimed.set(id, key);
+    }
+  }
+
   private applyPod(pod: Pod): void {
     const key = podKey(pod);
     const old = this.pods.get(key);
@@ -459,8 +479,7 @@ export class PolicyEngine {
       epId = this.lowestFreeEpId;
       while (this.endpoints.has(epId)) epId++;
       this.lowestFreeEpId = epId + 1;
-    } else if (!old && this.endpoints.has(epId))
-      throw new PolicyEngineError('MBR_ENDPOINT_ID_IN_USE', `pod ${key}: endpoint ID ${epId} is already in use`);
+    }
     const rec: PodRec = {
       pod,
       epId,
