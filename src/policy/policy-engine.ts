@@ -986,6 +986,18 @@ export class PolicyEngine {
     d: TrafficDirection,
     id: number,
   ): Resolved[] {
+    // Fast path for the common partition: one rule allows this peer, nothing else applies.
+    if (own.length === 1 && !own[0].isDeny && any.length === 0) {
+      const c = own[0];
+      const l7 = c.l7 ? mergeL7(own) : undefined;
+      const entry: PolicyEntry = {
+        isDeny: false,
+        proxyPort: l7 ? this.proxyPort(l7.parser, d) : 0,
+        authType: c.authType,
+        derivedFrom: c.origin ? [c.origin] : [],
+      };
+      return [resolved(policyKey(id, d, c.l4), entry, l7)];
+    }
     const denies = [...own, ...any].filter((c) => c.isDeny);
     const ownAllows = own.filter((c) => !c.isDeny);
     const anyAllows = any.filter((c) => !c.isDeny);
@@ -1382,7 +1394,8 @@ function mergeL7(covering: readonly Contribution[]): MergedL7 | undefined {
   return { ...body, sig: JSON.stringify(body) };
 }
 
-function uniqRefs(refs: readonly PolicyRef[]): PolicyRef[] {
+function uniqRefs(refs: readonly PolicyRef[]): readonly PolicyRef[] {
+  if (refs.length <= 1) return refs;
   const m = new Map<string, PolicyRef>();
   for (const r of refs) m.set(policyRefKey(r), r);
   return [...m.values()].sort(refCmp);
