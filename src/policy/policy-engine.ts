@@ -12,7 +12,7 @@
 //   engine.removeFile(file)           // removes every policy the file carried
 //   engine.upsertPolicy(policy) / removePolicy(ref)
 //   engine.updateFqdn(name, ips)      // DNS proxy: the current IPs of a name (local identities)
-//   engine.endpointMapState(epId)     // MapState to program; lookupMapState() over it
+//   engine.endpointMapState(epId)     // MapState to program (a live view, not a snapshot); lookupMapState()
 //   engine.endpointPolicyStatus(epId) // per-direction enforcement + which policies default-deny
 //   engine.l7Policies(epId)           // L7 rules per (direction, port, protocol, remote ids)
 //   engine.ipcacheEntries() / takeIpcacheDiff()   // IP/prefix -> identity, and its changes
