@@ -36,15 +36,17 @@ export function grpcTarget(server: string): string {
   return server.replace(/^(?:dns:\/\/\/|http:\/\/)/, '');
 }
 
-export function observerClient(server: string): grpc.Client & Record<string, (...args: unknown[]) => unknown> {
+export type FlowApiClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+export function observerClient(server: string, options: grpc.ChannelOptions = {}): FlowApiClient {
   const { Observer } = flowApiClients();
   return new Observer(grpcTarget(server), grpc.credentials.createInsecure(), {
     'grpc.max_receive_message_length': 64 << 20,
-  }) as unknown as grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+    ...options,
+  }) as unknown as FlowApiClient;
 }
 
-export function peerClient(server: string): grpc.Client & Record<string, (...args: unknown[]) => unknown> {
+export function peerClient(server: string, options: grpc.ChannelOptions = {}): FlowApiClient {
   const { Peer } = flowApiClients();
-  return new Peer(grpcTarget(server), grpc.credentials.createInsecure()) as unknown as grpc.Client &
-    Record<string, (...args: unknown[]) => unknown>;
+  return new Peer(grpcTarget(server), grpc.credentials.createInsecure(), options) as unknown as FlowApiClient;
 }

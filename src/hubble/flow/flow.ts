@@ -234,6 +234,13 @@ export function timestampFromNs(ns: number): Timestamp {
   return { seconds, nanos: Math.round(ns - seconds * 1e9) };
 }
 
+/** Orders timestamps exactly (nanoseconds since the epoch do not fit a double). */
+export function compareTimestamps(a: Timestamp | undefined, b: Timestamp | undefined): number {
+  const ds = Number(a?.seconds ?? 0) - Number(b?.seconds ?? 0);
+  return ds !== 0 ? ds : (a?.nanos ?? 0) - (b?.nanos ?? 0);
+}
+
+/** Approximate: exact only to about 0.25 µs for current dates; use compareTimestamps to order. */
 export function timestampToNs(t: Timestamp | undefined): number {
   return t === undefined ? 0 : Number(t.seconds ?? 0) * 1e9 + (t.nanos ?? 0);
 }

@@ -3,12 +3,12 @@
 // server drives it and does the waiting and the writing.
 import type { FlowPredicate } from '../filters/flow-filter.js';
 import {
+  compareTimestamps,
   type Flow,
   type FlowsResponse,
   type LostEvent,
   LostEventSource,
   type Timestamp,
-  timestampToNs,
 } from '../flow/flow.js';
 import type { Ring } from '../ring.js';
 
@@ -50,8 +50,8 @@ export class FlowReader {
   private pos: number;
   private sent = 0;
   private readonly limit: number;
-  private readonly sinceNs: number;
-  private readonly untilNs: number;
+  private readonly since: Timestamp | undefined;
+  private readonly until: Timestamp | undefined;
   private readonly follow: boolean;
   private readonly mask: ((f: Flow) => Flow) | undefined;
 
@@ -63,8 +63,8 @@ export class FlowReader {
   ) {
     if (q.first && q.follow) throw new FlowsQueryError('first is incompatible with follow');
     this.follow = q.follow === true;
-    this.sinceNs = q.since === undefined ? 0 : timestampToNs(q.since);
-    this.untilNs = q.until === undefined ? Number.POSITIVE_INFINITY : timestampToNs(q.until);
+    this.since = q.since;
+    this.until = q.until;
     const n = q.number ?? 0;
     // "last N while following" streams N old flows then everything new; the limit only bounds
     // non-follow and first-N reads.
@@ -94,9 +94,8 @@ export class FlowReader {
       const e = ring.at(this.pos)!;
       this.pos++;
       if (e instanceof LostRecord) return lostResponse(e.source, e.count, this.nodeName, e.time);
-      const t = timestampToNs(e.time);
-      if (t < this.sinceNs) continue;
-      if (t > this.untilNs) {
+      if (this.since !== undefined && compareTimestamps(e.time, this.since) < 0) continue;
+      if (this.until !== undefined && compareTimestamps(e.time, this.until) > 0) {
         // Flows are in time order: nothing later can be inside the window.
         return 'done';
       }
@@ -119,8 +118,9 @@ export class FlowReader {
       pos--;
       const e = ring.at(pos)!;
       if (e instanceof LostRecord) continue;
-      const t = timestampToNs(e.time);
-      if (t >= this.sinceNs && t <= this.untilNs && this.match(e)) found++;
+      if (this.since !== undefined && compareTimestamps(e.time, this.since) < 0) break;
+      if (this.until !== undefined && compareTimestamps(e.time, this.until) > 0) continue;
+      if (this.match(e)) found++;
     }
     return pos;
   }

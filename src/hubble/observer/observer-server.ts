@@ -69,6 +69,8 @@ export class ObserverServer {
     this.grpc.handle('/observer.Observer/GetAgentEvents', noEvents);
     this.grpc.handle('/observer.Observer/GetDebugEvents', noEvents);
     this.grpc.handle('/peer.Peer/Notify', (c) => this.notify(c));
+    // grpc.health.v1.Health/Check, answered SERVING (field 1 = 1): `hubble status` asks it first.
+    this.grpc.handle('/grpc.health.v1.Health/Check', async (c) => c.send(Uint8Array.of(0x08, 0x01)));
   }
 
   listen(address: string): Promise<string> {
