@@ -37,9 +37,9 @@ export interface ServerCall {
   /** Set once the client cancels or the connection drops. */
   readonly cancelled: boolean;
   onCancel(fn: () => void): void;
-  /** Queue one encoded message; flushes by itself every `batch` messages. */
+  /** Queue one encoded message (copied at once); flushes by itself every `batch` messages. */
   send(message: Uint8Array): void;
-  /** Write queued messages; resolves when the transport can take more. */
+  /** Send the response headers if not yet sent, write queued messages; resolves when the transport can take more. */
   flush(): Promise<void>;
 }
 
@@ -144,7 +144,9 @@ export class GrpcServer {
     };
     stream.on('close', cancel);
     stream.on('aborted', cancel);
-    let pending: Buffer[] = [];
+    // Frames accumulate in one buffer per batch: [0][u32 length][message] each.
+    let batch = Buffer.allocUnsafe(64 << 10);
+    let batchLen = 0;
     let pendingCount = 0;
     const respond = () => {
       if (responded) return;
@@ -157,10 +159,11 @@ export class GrpcServer {
     const writeOut = (): boolean => {
       if (pendingCount === 0 || cancelled) return true;
       respond();
-      const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending);
-      pending = [];
+      const out = batch.subarray(0, batchLen);
+      batch = Buffer.allocUnsafe(Math.max(64 << 10, batchLen));
+      batchLen = 0;
       pendingCount = 0;
-      return stream.write(buf);
+      return stream.write(out);
     };
     const call: ServerCall = {
       request,
@@ -169,15 +172,22 @@ export class GrpcServer {
       },
       onCancel: (fn) => cancelFns.push(fn),
       send: (message) => {
-        const frame = Buffer.allocUnsafe(5 + message.length);
-        frame[0] = 0;
-        frame.writeUInt32BE(message.length, 1);
-        frame.set(message, 5);
-        pending.push(frame);
+        const need = batchLen + 5 + message.length;
+        if (need > batch.length) {
+          const bigger = Buffer.allocUnsafe(Math.max(need, batch.length * 2));
+          batch.copy(bigger, 0, 0, batchLen);
+          batch = bigger;
+        }
+        batch[batchLen] = 0;
+        batch.writeUInt32BE(message.length, batchLen + 1);
+        batch.set(message, batchLen + 5);
+        batchLen = need;
         pendingCount++;
         if (pendingCount >= this.batch) writeOut();
       },
       flush: async () => {
+        // A follower that is waiting has its headers already: clients see the call as started.
+        if (!cancelled) respond();
         if (writeOut() || cancelled) return;
         await new Promise<void>((resolve) => {
           const done = () => {

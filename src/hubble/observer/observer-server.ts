@@ -2,6 +2,7 @@
 // on TCP (default :4244) and/or a unix socket.
 import type protobuf from 'protobufjs';
 import { VERSION } from '../../version.js';
+import { encodeFlowsResponse } from '../api/flow-encoder.js';
 import { protoType } from '../api/proto-root.js';
 import { compileFlowFilters, type FlowFilter } from '../filters/flow-filter.js';
 import type { Timestamp } from '../flow/flow.js';
@@ -37,7 +38,6 @@ export class ObserverServer {
   private readonly observer: FlowObserver;
   private readonly types = {
     getFlowsRequest: protoType('observer.GetFlowsRequest'),
-    getFlowsResponse: protoType('observer.GetFlowsResponse'),
     serverStatusResponse: protoType('observer.ServerStatusResponse'),
     getNodesResponse: protoType('observer.GetNodesResponse'),
     getNamespacesResponse: protoType('observer.GetNamespacesResponse'),
@@ -132,7 +132,6 @@ export class ObserverServer {
         throw new GrpcError(GrpcStatus.INVALID_ARGUMENT, (err as Error).message);
       throw err;
     }
-    const type = this.types.getFlowsResponse;
     const ring = this.observer.ring;
     let cancelWait: (() => void) | undefined;
     call.onCancel(() => cancelWait?.());
@@ -151,7 +150,7 @@ export class ObserverServer {
         continue;
       }
       if (step.lost_events?.source === 3) this.observer.readerLost(step.lost_events.num_events_lost ?? 0);
-      call.send(type.encode(step as protobuf.Message).finish());
+      call.send(encodeFlowsResponse(step));
     }
   }
 
