@@ -368,7 +368,12 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
       const call = client.GetFlows(request) as grpc.ClientReadableStream<FlowsResponse>;
       const stop = () => call.cancel();
       process.once('SIGINT', stop);
-      call.on('data', (r: FlowsResponse) => out(printer.write(r)));
+      // Node status goes to stderr so that stdout stays one flow per line for pipes.
+      call.on('data', (r: FlowsResponse) =>
+        r.node_status !== undefined && opts.output !== 'jsonpb'
+          ? process.stderr.write(printer.write(r))
+          : out(printer.write(r)),
+      );
       call.on('error', (e: Error & { code?: number; details?: string }) => {
         process.off('SIGINT', stop);
         if (e.code === 1) resolve();
