@@ -14,6 +14,9 @@ export interface FlowObserverOptions {
   readonly nowMs?: () => number;
 }
 
+/** Hubble sends lost-event notices at most this often per source. */
+export const LOST_EVENT_INTERVAL_MS = 1000;
+
 export type FlowListener = (flow: Flow) => void;
 export type LostListener = (source: number, count: number) => void;
 
@@ -26,6 +29,9 @@ export class FlowObserver {
   private readonly flowListeners: FlowListener[] = [];
   private readonly lostListeners: LostListener[] = [];
   private seen = 0;
+  /** Per lost-event source: when a LostRecord last went into the ring, and what is held back since. */
+  private readonly lostSentMs = new Map<number, number>();
+  private readonly lostPending = new Map<number, number>();
 
   constructor(opts: FlowObserverOptions) {
     this.ring = new Ring<RingEntry>(opts.capacity);
@@ -56,17 +62,36 @@ export class FlowObserver {
   }
 
   ingestFlow(f: Flow): void {
+    if (this.lostPending.size > 0) this.flushLost(false);
     this.seen++;
     this.ring.push(f);
     for (const l of this.flowListeners) l(f);
   }
 
+  /**
+   * Losses reach the ring at most once per second per source (Hubble's LostEventSendInterval):
+   * counts in between are added up and written with the next flow or flushLost() after the
+   * interval. Metrics count every loss at once.
+   */
   recordLost(lost: LostEvents): void {
     if (lost.count <= 0) return;
     const source =
       lost.source === 'datapath-ring' ? LostEventSource.PERF_EVENT_RING_BUFFER : LostEventSource.OBSERVER_EVENTS_QUEUE;
-    this.ring.push(new LostRecord(source, lost.count, this.now()));
     for (const l of this.lostListeners) l(source, lost.count);
+    this.lostPending.set(source, (this.lostPending.get(source) ?? 0) + lost.count);
+    this.flushLost(false);
+  }
+
+  /** Writes held-back losses whose interval has passed (all of them when `force`). */
+  flushLost(force: boolean): void {
+    const now = this.nowMs();
+    for (const [source, count] of this.lostPending) {
+      const last = this.lostSentMs.get(source);
+      if (!force && last !== undefined && now - last < LOST_EVENT_INTERVAL_MS) continue;
+      this.ring.push(new LostRecord(source, count, this.now()));
+      this.lostSentMs.set(source, now);
+      this.lostPending.delete(source);
+    }
   }
 
   /** A reader overran: counted by metrics, reported to that reader only. */
