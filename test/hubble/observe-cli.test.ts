@@ -50,9 +50,12 @@ const REPLAYS: { args: string[]; want: number[] }[] = [
   { args: ['--from-pod', 'shop/payments'], want: [2, 9] },
   { args: ['--to-namespace', 'db'], want: [4] },
   { args: ['-n', 'db'], want: [4] },
-  { args: ['-n', 'shop', '--to-pod', 'pay'], want: [1, 3, 6, 8] },
+  { args: ['--to-namespace', 'shop', '--to-pod', 'pay'], want: [1, 3, 6, 8] },
+  { args: ['--pod', 'pay', '-n', 'shop'], want: [1, 2, 3, 6, 8, 9] },
+  { args: ['--not', '-n', 'shop'], want: [] },
+  { args: ['--not', '--to-namespace', 'shop'], want: [4, 5, 7, 10] },
   { args: ['--to-pod', 'pay'], want: [] },
-  { args: ['-A', '--to-pod', 'pay'], want: [1, 3, 6, 8] },
+  { args: ['-A'], want: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] },
   { args: ['--verdict', 'DROPPED'], want: [4, 5] },
   { args: ['--not', '--verdict', 'FORWARDED'], want: [4, 5] },
   { args: ['--pod', 'shop/', '--not', '--protocol', 'tcp'], want: [6, 7, 10, 11] },
@@ -98,6 +101,14 @@ describe('membrane observe --input-file', () => {
   });
 
   const USAGE: { args: string[]; message: string }[] = [
+    {
+      args: ['-n', 'shop', '--to-pod', 'pay'],
+      message: 'membrane: --to-pod: expected a filter that can be combined with --namespace, got "--to-pod"\n',
+    },
+    {
+      args: ['--not', '--not', '--ip', '1.1.1.1'],
+      message: 'membrane: --not: expected a filter flag after --not, got "--not"\n',
+    },
     {
       args: ['--verdict', 'DROPED'],
       message:

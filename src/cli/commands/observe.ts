@@ -106,19 +106,37 @@ interface ObserveOptions {
 interface FilterFlag {
   readonly flags: string;
   readonly description: string;
-  readonly apply: (t: FilterTracker, v: string, ctx: NamespaceContext) => void;
+  readonly apply: (t: FlagTracker, v: string) => void;
 }
 
-interface NamespaceContext {
-  namespaces: string[];
-  allNamespaces: boolean;
+/** A FilterTracker bound to the flag being applied (hubble checks flag conflicts by name). */
+interface FlagTracker {
+  not(): void;
+  all<K extends Parameters<FilterTracker['all']>[1]>(key: K, value: unknown): void;
+  either(
+    src: Parameters<FilterTracker['either']>[1],
+    dst: Parameters<FilterTracker['either']>[2],
+    value: unknown,
+  ): void;
+  namespace(direction: 'both' | 'source' | 'destination', ns: string): void;
+  mark(): void;
+}
+
+function bind(t: FilterTracker, flag: string): FlagTracker {
+  return {
+    not: () => t.not(),
+    all: (key, value) => t.all(flag, key, value as never),
+    either: (src, dst, value) => t.either(flag, src, dst, value as never),
+    namespace: (direction, ns) => t.namespace(flag, direction, ns),
+    mark: () => t.mark(flag),
+  };
 }
 
 const eitherFlag = (
   flags: string,
   description: string,
-  src: Parameters<FilterTracker['either']>[0],
-  dst: Parameters<FilterTracker['either']>[1],
+  src: Parameters<FilterTracker['either']>[1],
+  dst: Parameters<FilterTracker['either']>[2],
   parse: (v: string) => unknown = (v) => v,
 ): FilterFlag[] => {
   const [short, long] = flags.includes(',') ? flags.split(', ') : [undefined, flags];
@@ -207,28 +225,24 @@ const FILTER_FLAGS: FilterFlag[] = [
   { flags: '-6, --ipv6', description: 'IPv6 flows only', apply: (t) => t.all('ip_version', 2) },
   { flags: '--ip-version <version>', description: '4 or 6', apply: (t, v) => t.all('ip_version', parseIpVersion(v)) },
   ...eitherFlag('--pod <[namespace/]pod>', 'flows of pods with this name prefix', 'source_pod', 'destination_pod'),
-  ...eitherFlag(
-    '-n, --namespace <namespace>',
-    'flows of this namespace',
-    'source_pod',
-    'destination_pod',
-    (v) => `${v}/`,
-  ),
   {
-    flags: '--from-all-namespaces',
-    description: 'pod filters without a namespace match any source namespace',
-    apply: () => {},
+    flags: '--from-namespace <namespace>',
+    description: 'flows from this namespace (also qualifies --pod/--service names without one)',
+    apply: (t, v) => t.namespace('source', v),
   },
   {
-    flags: '-A, --all-namespaces',
-    description: 'pod filters without a namespace match any namespace',
-    apply: () => {},
+    flags: '-n, --namespace <namespace>',
+    description: 'flows from or to this namespace (also qualifies --pod/--service names without one)',
+    apply: (t, v) => t.namespace('both', v),
   },
   {
-    flags: '--to-all-namespaces',
-    description: 'pod filters without a namespace match any destination namespace',
-    apply: () => {},
+    flags: '--to-namespace <namespace>',
+    description: 'flows to this namespace (also qualifies --pod/--service names without one)',
+    apply: (t, v) => t.namespace('destination', v),
   },
+  { flags: '--from-all-namespaces', description: 'no source namespace restriction', apply: (t) => t.mark() },
+  { flags: '-A, --all-namespaces', description: 'no namespace restriction', apply: (t) => t.mark() },
+  { flags: '--to-all-namespaces', description: 'no destination namespace restriction', apply: (t) => t.mark() },
   ...eitherFlag(
     '-l, --label <selector>',
     'flows of endpoints matching this label selector',
@@ -272,24 +286,10 @@ export function buildFilters(
   denyJson: readonly string[] = [],
 ): { whitelist: FlowFilter[]; blacklist: FlowFilter[] } {
   const byName = new Map(FILTER_FLAGS.map((f) => [new Option(f.flags).attributeName(), f]));
-  const ns: NamespaceContext = { namespaces: [], allNamespaces: false };
-  for (const [name, v] of ops) {
-    if (name === 'allNamespaces' || name === 'fromAllNamespaces' || name === 'toAllNamespaces') ns.allNamespaces = true;
-    if ((name === 'namespace' || name === 'fromNamespace' || name === 'toNamespace') && typeof v === 'string')
-      ns.namespaces.push(v);
-  }
-  const hasPod = ops.some(([n]) => n === 'pod' || n === 'fromPod' || n === 'toPod');
   const t = new FilterTracker();
   for (const [name, v] of ops) {
     const flag = byName.get(name)!;
-    let value = typeof v === 'string' ? v : '';
-    if ((name === 'pod' || name === 'fromPod' || name === 'toPod') && !value.includes('/')) {
-      // hubble's rule: a pod without a namespace is in --namespace, else "default", unless -A.
-      if (!ns.allNamespaces) value = `${ns.namespaces[0] ?? 'default'}/${value}`;
-    }
-    // With a pod flag, --namespace only supplies the pod's namespace.
-    if (hasPod && (name === 'namespace' || name === 'fromNamespace' || name === 'toNamespace')) continue;
-    flag.apply(t, value, ns);
+    flag.apply(bind(t, new Option(flag.flags).name()), typeof v === 'string' ? v : '');
   }
   const whitelist = t.allowlist();
   const blacklist = t.denylist();

@@ -5,7 +5,7 @@
 //   - a flow is left out when any denylist filter matches: result = allow.some && !deny.some.
 import { isIP } from 'node:net';
 import RE2 from 're2';
-import { type Flow, IPVersion, L7FlowType, type TCPFlags, type Workload } from '../flow/flow.js';
+import { type Flow, IPVersion, type TCPFlags, type Workload } from '../flow/flow.js';
 import { FilterError } from './filter-error.js';
 import { compileLabelSelector, type LabelMatcher } from './label-selector.js';
 
@@ -103,7 +103,9 @@ export function compileFlowFilter(f: FlowFilter, path = 'filter'): FlowPredicate
   if (has(f.drop_reason_desc)) add(enumIn(f.drop_reason_desc, (fl) => fl.drop_reason_desc ?? 0));
   if (has(f.reply)) {
     const want = f.reply;
-    add((fl) => fl.is_reply !== undefined && want.includes(fl.is_reply.value === true));
+    // An unknown is_reply never matches, except that a drop counts as "not a reply" (what older
+    // clients expect from the deprecated `reply` field).
+    add((fl) => (fl.is_reply !== undefined || fl.verdict === 2) && want.includes(fl.is_reply?.value === true));
   }
   if (has(f.encrypted)) {
     const want = f.encrypted;
@@ -126,10 +128,8 @@ export function compileFlowFilter(f: FlowFilter, path = 'filter'): FlowPredicate
         fl.destination?.pod_name,
       ]),
     );
-  if (has(f.source_workload))
-    add(workloadFilter(f.source_workload, p('source_workload'), (fl) => fl.source?.workloads));
-  if (has(f.destination_workload))
-    add(workloadFilter(f.destination_workload, p('destination_workload'), (fl) => fl.destination?.workloads));
+  if (has(f.source_workload)) add(workloadFilter(f.source_workload, (fl) => fl.source?.workloads));
+  if (has(f.destination_workload)) add(workloadFilter(f.destination_workload, (fl) => fl.destination?.workloads));
   if (has(f.source_service))
     add(
       namespacedNameFilter(f.source_service, p('source_service'), 'service', (fl) => [
@@ -152,17 +152,31 @@ export function compileFlowFilter(f: FlowFilter, path = 'filter'): FlowPredicate
   if (has(f.node_labels)) add(labelFilter(f.node_labels, p('node_labels'), (fl) => fl.node_labels));
   if (has(f.source_port)) add(portFilter(f.source_port, p('source_port'), 'source_port'));
   if (has(f.destination_port)) add(portFilter(f.destination_port, p('destination_port'), 'destination_port'));
+  if (has(f.event_type) && !f.event_type.some((t) => t.type === 129))
+    for (const field of ['http_status_code', 'http_method', 'http_path', 'http_url', 'http_header'] as const)
+      if ((f[field]?.length ?? 0) > 0)
+        throw new FilterError(
+          p(field),
+          'an event_type filter that includes l7 events (129)',
+          JSON.stringify(f.event_type),
+        );
   if (has(f.http_status_code)) add(httpStatusFilter(f.http_status_code, p('http_status_code')));
   if (has(f.http_method)) add(httpMethodFilter(f.http_method));
   if (has(f.http_path)) add(httpRegexFilter(f.http_path, p('http_path'), urlPath));
   if (has(f.http_url)) add(httpRegexFilter(f.http_url, p('http_url'), (u) => u));
   if (has(f.http_header)) add(httpHeaderFilter(f.http_header));
   if (has(f.dns_query)) add(dnsQueryFilter(f.dns_query, p('dns_query')));
-  if (has(f.tcp_flags)) add(tcpFlagsFilter(f.tcp_flags, p('tcp_flags')));
+  if (has(f.tcp_flags)) add(tcpFlagsFilter(f.tcp_flags));
   if (has(f.node_name)) add(nodeNameFilter(f.node_name, p('node_name')));
-  if (has(f.source_cluster_name)) add(stringIn(f.source_cluster_name, (fl) => fl.source?.cluster_name ?? ''));
+  if (has(f.source_cluster_name))
+    add(stringIn(nonEmpty(f.source_cluster_name, p('source_cluster_name')), (fl) => fl.source?.cluster_name ?? ''));
   if (has(f.destination_cluster_name))
-    add(stringIn(f.destination_cluster_name, (fl) => fl.destination?.cluster_name ?? ''));
+    add(
+      stringIn(
+        nonEmpty(f.destination_cluster_name, p('destination_cluster_name')),
+        (fl) => fl.destination?.cluster_name ?? '',
+      ),
+    );
   if (has(f.ip_version)) add(enumIn(f.ip_version, (fl) => fl.IP?.ipVersion ?? IPVersion.IP_NOT_USED));
   if (has(f.trace_id)) add(stringIn(f.trace_id, (fl) => fl.trace_context?.parent?.trace_id ?? ''));
   if (has(f.traffic_direction)) add(enumIn(f.traffic_direction, (fl) => fl.traffic_direction ?? 0));
@@ -193,6 +207,12 @@ function enumIn(values: readonly number[], get: (f: Flow) => number): FlowPredic
   }
   const set = new Set(values.map(Number));
   return (fl) => set.has(get(fl));
+}
+
+function nonEmpty(values: readonly string[], path: string): readonly string[] {
+  const i = values.indexOf('');
+  if (i >= 0) throw new FilterError(`${path}[${i}]`, 'a cluster name', '');
+  return values;
 }
 
 function stringIn(values: readonly string[], get: (f: Flow) => string): FlowPredicate {
@@ -284,8 +304,8 @@ function ipFilter(values: readonly string[], path: string, get: (f: Flow) => str
     const slash = v.indexOf('/');
     if (slash < 0) {
       if (isIP(v) === 0) throw new FilterError(`${path}[${i}]`, 'an IP address or a CIDR', v);
-      // Normalise so "::0001" and "::1" compare equal.
-      exact.add(normaliseIp(v));
+      // Addresses compare as text, as Hubble does: "fd00::1" does not match "fd00:0::1".
+      exact.add(v);
       return;
     }
     const addr = v.slice(0, slash);
@@ -299,21 +319,13 @@ function ipFilter(values: readonly string[], path: string, get: (f: Flow) => str
   return (fl) => {
     const ip = get(fl);
     if (ip === undefined || ip === '') return false;
-    if (exact.has(ip) || (exact.size > 0 && exact.has(normaliseIp(ip)))) return true;
+    if (exact.has(ip)) return true;
     if (cidrs.length === 0) return false;
     const b = ipBytes(ip);
     if (b === undefined) return false;
     for (const c of cidrs) if (c.bytes.length === b.length && prefixEqual(c.bytes, b, c.prefixLen)) return true;
     return false;
   };
-}
-
-function normaliseIp(ip: string): string {
-  const b = ipBytes(ip);
-  if (b === undefined || b.length === 4) return ip;
-  const parts: string[] = [];
-  for (let i = 0; i < 16; i += 2) parts.push(((b[i]! << 8) | b[i + 1]!).toString(16));
-  return parts.join(':');
 }
 
 /** IPv4 -> 4 bytes, IPv6 (incl. embedded IPv4) -> 16 bytes, else undefined. */
@@ -362,7 +374,11 @@ function prefixEqual(a: Uint8Array, b: Uint8Array, bits: number): boolean {
   return (a[full]! & mask) === (b[full]! & mask);
 }
 
-/** "ns/name-prefix", "ns/" (whole namespace) or "name-prefix" (any namespace). */
+/**
+ * "ns/name-prefix", "ns/" (the whole namespace) or "name-prefix". The namespace always compares
+ * exactly, so "name-prefix" alone only matches endpoints without a namespace (Hubble's rule; its
+ * CLI adds --namespace to bare names). Text after a second "/" is ignored, as Hubble does.
+ */
 function namespacedNameFilter(
   values: readonly string[],
   path: string,
@@ -370,34 +386,22 @@ function namespacedNameFilter(
   get: (f: Flow) => [string | undefined, string | undefined],
 ): FlowPredicate {
   const parsed = values.map((v, i) => {
-    const slash = v.indexOf('/');
-    const ns = slash < 0 ? '' : v.slice(0, slash);
-    const prefix = slash < 0 ? v : v.slice(slash + 1);
-    if (ns === '' && prefix === '')
-      throw new FilterError(`${path}[${i}]`, `a ${what} name prefix, "namespace/" or "namespace/${what}-prefix"`, v);
+    const parts = v.split('/');
+    const ns = parts.length > 1 ? parts[0]! : '';
+    const prefix = parts.length > 1 ? parts[1]! : parts[0]!;
+    if (ns === '' && prefix === '') throw new FilterError(`${path}[${i}]`, `[namespace/][${what}-name-prefix]`, v);
     return { ns, prefix };
   });
   return (fl) => {
-    const [ns, name] = get(fl);
-    if (!ns && !name) return false;
-    for (const f of parsed) {
-      if (f.ns !== '' && f.ns !== ns) continue;
-      if (f.prefix !== '' && !(name ?? '').startsWith(f.prefix)) continue;
-      return true;
-    }
+    const [ns = '', name = ''] = get(fl);
+    if (ns === '' && name === '') return false;
+    for (const f of parsed) if (f.ns === ns && (f.prefix === '' || name.startsWith(f.prefix))) return true;
     return false;
   };
 }
 
-function workloadFilter(
-  values: readonly Workload[],
-  path: string,
-  get: (f: Flow) => Workload[] | undefined,
-): FlowPredicate {
-  values.forEach((w, i) => {
-    if (!w.name && !w.kind)
-      throw new FilterError(`${path}[${i}]`, 'a workload with a name or a kind', JSON.stringify(w));
-  });
+/** A filter workload with no name (kind) matches any name (kind); an empty one any workload. */
+function workloadFilter(values: readonly Workload[], get: (f: Flow) => Workload[] | undefined): FlowPredicate {
   return (fl) => {
     const ws = get(fl);
     if (ws === undefined) return false;
@@ -407,24 +411,25 @@ function workloadFilter(
   };
 }
 
-const FQDN_CHARS = /^[-a-zA-Z0-9_.*]+$/;
+/**
+ * DNS name patterns: trimmed, one trailing dot dropped, lowercased; letters, digits, "-", "_", "."
+ * and "*" (any run of [-.0-9a-z]). Flow names compare as they are, whole.
+ */
+export function fqdnPatternSource(raw: string, path: string): string {
+  let pat = raw.trim();
+  if (pat.endsWith('.')) pat = pat.slice(0, -1);
+  pat = pat.toLowerCase();
+  if (pat === '' || pat.endsWith('.') || !/^[-0-9_a-z.*]+$/.test(pat))
+    throw new FilterError(path, 'a DNS name pattern of letters, digits, "-", "_", "." and "*"', raw);
+  return pat.replace(/\./g, '\\.').replace(/\*/g, '[-.0-9a-z]*');
+}
 
 function fqdnFilter(values: readonly string[], path: string, get: (f: Flow) => string[] | undefined): FlowPredicate {
-  const res = values.map((v, i) => {
-    let pat = v.trim().toLowerCase();
-    if (pat.endsWith('.')) pat = pat.slice(0, -1);
-    if (pat === '' || !FQDN_CHARS.test(pat))
-      throw new FilterError(`${path}[${i}]`, 'a DNS name pattern of letters, digits, "-", "_", "." and "*"', v);
-    const body = pat.replace(/\./g, '\\.').replace(/\*/g, '[-.0-9a-z_]*');
-    return new RegExp(`^${body}$`);
-  });
+  const re = new RegExp(`^(?:${values.map((v, i) => fqdnPatternSource(v, `${path}[${i}]`)).join('|')})$`);
   return (fl) => {
     const names = get(fl);
     if (names === undefined) return false;
-    for (const raw of names) {
-      const n = (raw.endsWith('.') ? raw.slice(0, -1) : raw).toLowerCase();
-      for (const re of res) if (re.test(n)) return true;
-    }
+    for (const n of names) if (re.test(n)) return true;
     return false;
   };
 }
@@ -454,21 +459,22 @@ function portFilter(values: readonly string[], path: string, side: 'source_port'
   };
 }
 
-/** "404" exact, "40+" and "4+" prefixes; only HTTP responses (code set) can match. */
+/** "404" exact, "40+" and "4+" prefixes; flows without a status code (requests) never match. */
 function httpStatusFilter(values: readonly string[], path: string): FlowPredicate {
   const exact = new Set<string>();
   const prefixes: string[] = [];
   values.forEach((v, i) => {
-    if (/^[1-5]\d\d$/.test(v)) exact.add(v);
-    else if (/^[1-5]\d{0,1}\+$/.test(v)) prefixes.push(v.slice(0, -1));
+    // Hubble's full-code test is unanchored: "x404" is accepted and simply never matches.
+    if (/[1-5][0-9]{2}/.test(v)) exact.add(v);
+    else if (/^[1-5][0-9]?\+$/.test(v)) prefixes.push(v.slice(0, -1));
     else throw new FilterError(`${path}[${i}]`, 'an HTTP status code like "404", "40+" or "4+"', v);
   });
   return (fl) => {
-    const http = fl.l7?.http;
-    if (http === undefined || !http.code || fl.l7?.type !== L7FlowType.RESPONSE) return false;
-    const code = String(http.code);
-    if (exact.has(code)) return true;
-    for (const p of prefixes) if (code.startsWith(p)) return true;
+    const code = fl.l7?.http?.code;
+    if (!code) return false;
+    const text = String(code).padStart(3, '0');
+    if (exact.has(text)) return true;
+    for (const p of prefixes) if (text.startsWith(p)) return true;
     return false;
   };
 }
@@ -477,7 +483,7 @@ function httpMethodFilter(values: readonly string[]): FlowPredicate {
   const set = new Set(values.map((v) => v.toUpperCase()));
   return (fl) => {
     const m = fl.l7?.http?.method;
-    return m !== undefined && set.has(m.toUpperCase());
+    return !!m && set.has(m.toUpperCase());
   };
 }
 
@@ -491,22 +497,33 @@ function compileRe2(values: readonly string[], path: string): RE2[] {
   });
 }
 
-function httpRegexFilter(values: readonly string[], path: string, pick: (url: string) => string): FlowPredicate {
+function httpRegexFilter(
+  values: readonly string[],
+  path: string,
+  pick: (url: string) => string | undefined,
+): FlowPredicate {
   const res = compileRe2(values, path);
   return (fl) => {
     const url = fl.l7?.http?.url;
-    if (url === undefined) return false;
+    if (!url) return false;
     const s = pick(url);
+    if (s === undefined) return false;
     for (const re of res) if (re.test(s)) return true;
     return false;
   };
 }
 
-function urlPath(url: string): string {
+/** The path of an absolute URL or of an absolute path; anything else has none (Go's ParseRequestURI). */
+function urlPath(url: string): string | undefined {
+  if (url.startsWith('/')) {
+    const q = url.search(/[?#]/);
+    return q < 0 ? url : url.slice(0, q);
+  }
+  if (!/^[a-zA-Z][a-zA-Z0-9+.-]*:/.test(url)) return undefined;
   try {
-    return new URL(url, 'http://placeholder').pathname;
+    return new URL(url).pathname;
   } catch {
-    return url;
+    return undefined;
   }
 }
 
@@ -531,12 +548,9 @@ function dnsQueryFilter(values: readonly string[], path: string): FlowPredicate 
 
 const FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR', 'NS'] as const;
 
-function tcpFlagsFilter(values: readonly TCPFlags[], path: string): FlowPredicate {
-  const wanted = values.map((v, i) => {
-    const names = FLAG_NAMES.filter((n) => v[n] === true);
-    if (names.length === 0) throw new FilterError(`${path}[${i}]`, 'at least one TCP flag set', JSON.stringify(v));
-    return names;
-  });
+/** An entry matches when every flag it sets is set on the flow (an empty entry: any TCP flow with flags). */
+function tcpFlagsFilter(values: readonly TCPFlags[]): FlowPredicate {
+  const wanted = values.map((v) => FLAG_NAMES.filter((n) => v[n] === true));
   return (fl) => {
     const flags = fl.l4?.TCP?.flags;
     if (flags === undefined) return false;
@@ -545,34 +559,30 @@ function tcpFlagsFilter(values: readonly TCPFlags[], path: string): FlowPredicat
   };
 }
 
-const NODE_PATTERN = /^[-a-zA-Z0-9_.*]*$/;
+/** The cluster of flows whose node name names none ("node" means "default/node"). */
+export const DEFAULT_CLUSTER_NAME = 'default';
 
 /**
- * Node name globs: "node*" matches the node part in any cluster, "cluster/" every node of a
- * cluster, "cluster/node*" both. "*" stays within one DNS label.
+ * Node name patterns "cluster/node": each part a DNS name pattern, an empty part matching any
+ * name; without "/" the pattern is the node part, in any cluster.
  */
 function nodeNameFilter(values: readonly string[], path: string): FlowPredicate {
-  const glob = (s: string) => s.replace(/\./g, '\\.').replace(/\*/g, '[^./]*');
-  const res = values.map((v, i) => {
-    const slash = v.indexOf('/');
-    const cluster = slash < 0 ? undefined : v.slice(0, slash);
-    const node = slash < 0 ? v : v.slice(slash + 1);
-    if (
-      v === '' ||
-      !NODE_PATTERN.test(node) ||
-      (cluster !== undefined && (cluster === '' || !NODE_PATTERN.test(cluster))) ||
-      node.includes('/')
-    )
-      throw new FilterError(`${path}[${i}]`, 'a node name pattern ("node*", "cluster/", "cluster/node*")', v);
-    const clusterRe = cluster === undefined ? '(?:[^/]+/)?' : `${glob(cluster)}/`;
-    const nodeRe = node === '' ? '[^/]*' : glob(node);
-    return new RegExp(`^${clusterRe}${nodeRe}$`);
+  const ANY = '(?:[-0-9_a-z]+(?:\\.[-0-9_a-z]+)*)';
+  const alts = values.map((v, i) => {
+    const at = `${path}[${i}]`;
+    const parts = v.split('/');
+    if (v === '' || parts.length > 2)
+      throw new FilterError(at, 'a node name pattern ("node*", "cluster/", "cluster/node*")', v);
+    const [cluster, node] = parts.length === 2 ? [parts[0]!, parts[1]!] : ['', parts[0]!];
+    const c = cluster === '' ? ANY : fqdnPatternSource(cluster, at);
+    const n = node === '' ? ANY : fqdnPatternSource(node, at);
+    return `${c}/${n}`;
   });
+  const re = new RegExp(`^(?:${alts.join('|')})$`);
   return (fl) => {
     const n = fl.node_name;
     if (!n) return false;
-    for (const re of res) if (re.test(n)) return true;
-    return false;
+    return re.test(n.includes('/') ? n : `${DEFAULT_CLUSTER_NAME}/${n}`);
   };
 }
 
