@@ -225,7 +225,8 @@ function eventTypeFilter(types: readonly EventTypeFilter[]): FlowPredicate {
     const et = fl.event_type;
     if (et === undefined) return false;
     for (const t of types) {
-      if ((t.type ?? 0) !== (et.type ?? 0)) continue;
+      // type 0 is a wildcard; sub_type 0 is real, hence match_sub_type.
+      if (t.type && t.type !== (et.type ?? 0)) continue;
       if (t.match_sub_type === true && (t.sub_type ?? 0) !== (et.sub_type ?? 0)) continue;
       return true;
     }
