@@ -29,6 +29,34 @@ function clientWorker(): void {
         parentPort!.postMessage({ count, seconds: Number(process.hrtime.bigint() - t) / 1e9, last });
       });
       call.on('error', (e) => parentPort!.postMessage({ count: -1, seconds: 1, last: String(e) }));
+    } else if (m.cmd === 'pull-raw') {
+      // The same request read by a client that only splits gRPC frames: the server's own rate.
+      const session = http2.connect(`http://${m.addr}`);
+      const t = process.hrtime.bigint();
+      const req = session.request({
+        ':method': 'POST',
+        ':path': '/observer.Observer/GetFlows',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      req.end(grpcFrame(protoType('observer.GetFlowsRequest').encode({ number: m.n }).finish()));
+      let count = 0;
+      let pending: Buffer = Buffer.alloc(0);
+      req.on('data', (chunk: Buffer) => {
+        pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+        let off = 0;
+        while (pending.length - off >= 5) {
+          const len = pending.readUInt32BE(off + 1);
+          if (pending.length - off - 5 < len) break;
+          count++;
+          off += 5 + len;
+        }
+        pending = pending.subarray(off);
+      });
+      req.on('end', () => {
+        session.close();
+        parentPort!.postMessage({ count, seconds: Number(process.hrtime.bigint() - t) / 1e9 });
+      });
     } else if (m.cmd === 'follow') {
       const client = observerClient(m.addr!);
       const call = client.GetFlows({ follow: true }) as grpc.ClientReadableStream<FlowsResponse>;
@@ -108,4 +136,11 @@ function clientWorker(): void {
       else setTimeout(() => state.done(), 3000);
     }
   });
+}
+
+function grpcFrame(body: Uint8Array): Buffer {
+  const frame = Buffer.alloc(5 + body.length);
+  frame.writeUInt32BE(body.length, 1);
+  frame.set(body, 5);
+  return frame;
 }

@@ -23,6 +23,8 @@ import { ObserverServer } from '../src/hubble/observer/observer-server.js';
 import { Ring } from '../src/hubble/ring.js';
 
 const ROUNDS = 9;
+/** Median flows/s of the frame-counting client in bench 2 (set there, printed with it). */
+let rawRate = 0;
 
 await main();
 
@@ -259,10 +261,21 @@ async function benchStreaming(): Promise<string> {
     const y = await pull(addr);
     c.push(y.count / y.seconds);
   }
+  const raw: number[] = [];
+  for (let r = 0; r < 5; r++) {
+    const x = await new Promise<{ count: number; seconds: number }>((resolve) => {
+      worker.once('message', resolve);
+      worker.postMessage({ cmd: 'pull-raw', addr, n });
+    });
+    if (x.count !== n) throw new Error(`bench: raw pull got ${x.count} of ${n}`);
+    raw.push(x.count / x.seconds);
+  }
+  rawRate = [...raw].sort((a, b) => a - b)[2]!;
   await worker.terminate();
   await server.close();
   base.forceShutdown();
-  return line('GetFlows stream', c, 'flows/s', 'baseline(grpc-js, 1 msg per write)', b);
+  return `${line('GetFlows stream (grpc-js client)', c, 'flows/s', 'baseline(grpc-js server, 1 msg per write)', b)}
+GetFlows stream (frame-counting client)  membrane ${(rawRate / 1000).toFixed(0)}k flows/s  n=5 (median)`;
 }
 
 function grpcJsServer(observer: FlowObserver): grpc.Server {

@@ -123,7 +123,11 @@ const CASES: Case[] = [
     allow: [{ event_type: [{ type: 4, match_sub_type: true, sub_type: 0 }] }],
     want: [1],
   },
-  { name: 'event_type 0 as a wildcard with a sub type', allow: [{ event_type: [{ type: 0, match_sub_type: true, sub_type: 133 }] }], want: [3] },
+  {
+    name: 'event_type 0 as a wildcard with a sub type',
+    allow: [{ event_type: [{ type: 0, match_sub_type: true, sub_type: 133 }] }],
+    want: [3],
+  },
   { name: 'event_type access log', allow: [{ event_type: [{ type: 129 }] }], want: [7, 8, 9, 10] },
   { name: 'http_status_code exact', allow: [{ http_status_code: ['503'] }], want: [8] },
   { name: 'http_status_code 5+', allow: [{ http_status_code: ['5+'] }], want: [8] },
