@@ -94,6 +94,28 @@ describe('membrane observe --input-file', () => {
       assert.deepEqual(uuids(r.out), c.want);
     });
 
+  it('replays jsonpb written by hubble itself, with fields and enum names it does not know', async () => {
+    const r = await run('observe', '--input-file', `${GOLDEN_DIR}hubble-observe.jsonpb`, '--print-node-name');
+    assert.equal(r.err, '');
+    assert.equal(
+      r.out,
+      'Apr  3 09:03:33.345 [kind-worker]: default/tiefighter:45842 (ID:30962) <> default/deathstar-54bb8475cc-4gcv4:80 (ID:3346) Policy denied DROPPED (TCP Flags: SYN)\n' +
+        'Apr  3 09:03:34.001 [kind-worker]: kube-system/coredns-787d4945fb-x7x7x:53000 (ID:5555) -> 10.0.0.20:53 (world) to-network FORWARDED (UDP)\n',
+    );
+    const j = await run(
+      'observe',
+      '--input-file',
+      `${GOLDEN_DIR}hubble-observe.jsonpb`,
+      '-o',
+      'jsonpb',
+      '--label',
+      'k8s-app=kube-dns',
+    );
+    const back = JSON.parse(j.out);
+    assert.equal(back.flow.socket_cookie, '12345');
+    assert.equal(back.flow.trace_observation_point, 'TO_NETWORK');
+  });
+
   it('prints compact lines with policy names like the golden file', async () => {
     const r = await run('observe', '--input-file', FLOWS_FILE, '--print-policy-names', '--print-node-name');
     assert.equal(r.code, 0);
@@ -140,6 +162,15 @@ describe('membrane observe --input-file', () => {
       assert.equal(r.code, 2);
       assert.equal(r.err, u.message);
     });
+
+  it('prints the raw filters the flags make', async () => {
+    const r = await run('observe', '--print-raw-filters', '-n', 'kube-system', '--not', '--verdict', 'FORWARDED');
+    assert.equal(r.code, 0, r.err);
+    assert.equal(
+      r.out,
+      'allowlist:\n- \'{"source_pod":["kube-system/"]}\'\n- \'{"destination_pod":["kube-system/"]}\'\ndenylist:\n- \'{"verdict":["FORWARDED"]}\'\n',
+    );
+  });
 
   it('suggests the right flag for a typo', async () => {
     const r = await run('observe', '--verdcit', 'DROPPED');

@@ -49,7 +49,8 @@ export function registerObserve(program: Command): void {
     )
     .addOption(new Option('--color <when>', 'colour the output').choices(['auto', 'always', 'never']).default('auto'))
     .option('--allowlist <json>', 'a FlowFilter as JSON to include (repeatable)', collect, [])
-    .option('--denylist <json>', 'a FlowFilter as JSON to exclude (repeatable)', collect, []);
+    .option('--denylist <json>', 'a FlowFilter as JSON to exclude (repeatable)', collect, [])
+    .option('--print-raw-filters', 'print the allowlist and denylist the flags make, as FlowFilter JSON, and exit');
   for (const f of FILTER_FLAGS) {
     const opt = new Option(f.flags, f.description);
     observe.addOption(opt);
@@ -101,6 +102,7 @@ interface ObserveOptions {
   color: string;
   allowlist: string[];
   denylist: string[];
+  printRawFilters?: boolean;
 }
 
 interface FilterFlag {
@@ -330,6 +332,10 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
   } catch (err) {
     throw usage(err);
   }
+  if (opts.printRawFilters) {
+    process.stdout.write(rawFiltersText(filters.whitelist, filters.blacklist));
+    return;
+  }
   if (opts.first !== undefined && opts.follow)
     throw new CliError('MBR_CLI_USAGE', '--first cannot be combined with --follow', EXIT_USAGE);
   const now = Date.now();
@@ -525,6 +531,16 @@ async function runListNodes(server: string, output: string): Promise<void> {
   } finally {
     client.close();
   }
+}
+
+/** The filters as hubble's --print-raw-filters shows them: YAML lists of FlowFilter JSON strings. */
+export function rawFiltersText(allow: readonly FlowFilter[], deny: readonly FlowFilter[]): string {
+  const type = protoType('flow.FlowFilter');
+  const list = (name: string, fs: readonly FlowFilter[]) =>
+    fs.length === 0
+      ? `${name}: []\n`
+      : `${name}:\n${fs.map((f) => `- '${JSON.stringify(toProtoJson(type, f)).replace(/'/g, "''")}'\n`).join('')}`;
+  return list('allowlist', allow) + list('denylist', deny);
 }
 
 function defaultServer(): string {

@@ -122,6 +122,8 @@ function valueFromJson(field: protobuf.Field, v: unknown, path: string, opts: { 
   if (rt instanceof protobuf.Enum) {
     if (typeof v === 'number' && Number.isInteger(v)) return v;
     if (typeof v === 'string' && rt.values[v] !== undefined) return rt.values[v];
+    // Like protojson's DiscardUnknown: a name from a newer schema reads as the zero value.
+    if (opts.ignoreUnknown && typeof v === 'string') return 0;
     throw new ProtoJsonError(path, `one of ${Object.keys(rt.values).join(', ')}`, describe(v));
   }
   if (rt instanceof protobuf.Type) {
