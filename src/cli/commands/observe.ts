@@ -17,11 +17,11 @@ import {
   type Timestamp,
 } from '../../hubble/flow/flow.js';
 import { FlowReader, LostRecord, type RingEntry } from '../../hubble/observer/flow-reader.js';
+import { DEFAULT_SOCKET_PATH } from '../../hubble/observer/observer-server.js';
 import { alignColumns, FlowPrinter, OUTPUT_FORMATS, type OutputFormat } from '../../hubble/printer/flow-printer.js';
 import { Ring } from '../../hubble/ring.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 
-export const DEFAULT_LOCAL_SOCKET = '/var/run/membrane/hubble.sock';
 export const DEFAULT_RELAY_SERVER = 'localhost:4245';
 
 export function registerObserve(program: Command): void {
@@ -30,7 +30,7 @@ export function registerObserve(program: Command): void {
     .description('Observe flows (the same flags and output as `hubble observe`)')
     .option(
       '--server <address>',
-      `flow server: host:port or unix:///path (default ${DEFAULT_LOCAL_SOCKET} if present, else ${DEFAULT_RELAY_SERVER})`,
+      `flow server: host:port or unix:///path (default ${DEFAULT_SOCKET_PATH} if present, else ${DEFAULT_RELAY_SERVER})`,
     )
     .option('--input-file <file>', 'replay flows from a file of jsonpb lines ("-" for stdin) instead of a server')
     .option('--last <n>', 'get the last N flows (default 20 when no other selector is given)', positiveInt)
@@ -544,7 +544,7 @@ export function rawFiltersText(allow: readonly FlowFilter[], deny: readonly Flow
 }
 
 function defaultServer(): string {
-  return existsSync(DEFAULT_LOCAL_SOCKET) ? `unix://${DEFAULT_LOCAL_SOCKET}` : DEFAULT_RELAY_SERVER;
+  return existsSync(DEFAULT_SOCKET_PATH) ? `unix://${DEFAULT_SOCKET_PATH}` : DEFAULT_RELAY_SERVER;
 }
 
 function unary<T>(client: ReturnType<typeof observerClient>, method: string, server: string): Promise<T> {

@@ -1,6 +1,7 @@
 // `membrane relay`: the cluster-wide flow server (hubble-relay's flags), merging every node's
 // flows; nodes are found through the Peer service of a local agent.
 import type { Command } from 'commander';
+import { DEFAULT_SOCKET_PATH } from '../../hubble/observer/observer-server.js';
 import { DEFAULT_RELAY_ADDRESS, Relay } from '../../hubble/relay/relay.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 
@@ -9,7 +10,7 @@ export function registerRelay(program: Command): void {
     .command('relay')
     .description('Run the flow relay: one Observer API for all nodes (like hubble-relay)')
     .option('--listen-address <address>', 'address to serve on (host:port or unix:///path)', DEFAULT_RELAY_ADDRESS)
-    .option('--peer-service <address>', 'where to discover nodes (an agent)', 'unix:///var/run/membrane/hubble.sock')
+    .option('--peer-service <address>', 'where to discover nodes (an agent)', `unix://${DEFAULT_SOCKET_PATH}`)
     .option('--retry-timeout <duration>', 'how often to retry unavailable nodes', '30s')
     .option('--sort-buffer-len-max <n>', 'flows held back to merge nodes in time order', '100')
     .option('--sort-buffer-drain-timeout <duration>', 'longest a flow waits in the sort buffer', '1s')
