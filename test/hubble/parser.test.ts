@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { InMemoryEnrichment } from '../../src/hubble/flow/enrichment.js';
 import { FlowType, TraceObservationPoint, TrafficDirection, Verdict } from '../../src/hubble/flow/flow.js';
 import { l4Summary, parseDatapathEvent, redactUrl, uuidSource, wallFromMono } from '../../src/hubble/flow/parser.js';
 import { context, dropDefaultDeny, sampleFlows, T0, traceSyn } from './fixtures.js';
@@ -125,6 +126,32 @@ describe('flow parser', () => {
     const f = parseDatapathEvent({ ...traceSyn, srcIdentity: 9999 }, context());
     assert.equal(f.source?.identity, 9999);
     assert.equal(f.source?.pod_name, 'frontend-7d9f');
+  });
+
+  it('names a pod on another node without giving it a local endpoint ID', () => {
+    const remote = new InMemoryEnrichment({
+      endpoints: [
+        {
+          id: 0,
+          ips: ['10.2.0.5'],
+          identity: 7000,
+          namespace: 'shop',
+          podName: 'cart-1',
+          labels: ['k8s:app=cart'],
+          workloads: [],
+        },
+      ],
+    });
+    const f = parseDatapathEvent(
+      { ...traceSyn, dstIp: '10.2.0.5', dstIdentity: 7000 },
+      { ...context(), enrichment: remote },
+    );
+    assert.deepEqual(f.destination, {
+      identity: 7000,
+      namespace: 'shop',
+      labels: ['k8s:app=cart'],
+      pod_name: 'cart-1',
+    });
   });
 
   it('reports a drop for an endpoint with no attribution data without inventing one', () => {

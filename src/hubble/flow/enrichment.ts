@@ -5,6 +5,7 @@ import type { PolicyRef, TrafficDirection } from '../../policy/map-state-types.j
 import type { Service, Workload } from './flow.js';
 
 export interface EndpointInfo {
+  /** Local endpoint ID; 0 for a pod known by IP that runs on another node. */
   readonly id: number;
   readonly identity: number;
   readonly namespace: string;
@@ -31,6 +32,7 @@ export interface AttributionQuery {
 
 export interface FlowEnrichment {
   endpointById(id: number): EndpointInfo | undefined;
+  /** Local endpoints, and pods elsewhere in the cluster (id 0) when the agent knows them. */
   endpointByIp(ip: string): EndpointInfo | undefined;
   /** Labels of a security identity ("reserved:world", "k8s:app=web", ...). */
   identityLabels(identity: number): readonly string[] | undefined;

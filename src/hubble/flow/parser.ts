@@ -350,6 +350,7 @@ function ports(src: number, dst: number): { source_port: number; destination_por
 function endpointFor(ip: string, eventIdentity: number, en: FlowEnrichment): Endpoint {
   const local = en.endpointByIp(ip);
   if (local !== undefined) {
+    // Pods on other nodes come back with id 0: they have names but no local endpoint ID.
     const ep: Endpoint = {
       ID: local.id,
       identity: eventIdentity !== 0 ? eventIdentity : local.identity,
@@ -357,6 +358,7 @@ function endpointFor(ip: string, eventIdentity: number, en: FlowEnrichment): End
       labels: local.labels as string[],
       pod_name: local.podName,
     };
+    if (local.id === 0) delete ep.ID;
     if (local.clusterName) ep.cluster_name = local.clusterName;
     if (local.workloads.length > 0) ep.workloads = local.workloads as Endpoint['workloads'];
     return ep;
