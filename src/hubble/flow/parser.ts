@@ -6,9 +6,11 @@
 // proxy port, audit mode AUDIT, else FORWARDED. Endpoint data comes from the local endpoint table
 // when the IP belongs to one, else from the identity cache; the identity carried by the event wins
 // over a stale userspace one.
+//
+// Flows share sub-objects (endpoints, flag sets, ...): treat a flow as immutable; copy to change.
 import type { DatapathEvent, DropEvent, PolicyVerdictEvent, TraceEvent } from '../../datapath/event-types.js';
 import type { TrafficDirection as PolicyDirection, PolicyRef } from '../../policy/map-state-types.js';
-import type { FlowEnrichment, PolicyOutcome } from './enrichment.js';
+import type { EndpointInfo, FlowEnrichment, PolicyOutcome } from './enrichment.js';
 import {
   type DNS,
   type Endpoint,
@@ -106,7 +108,7 @@ export function parseL7Record(rec: L7Record, ctx: FlowParserContext): Flow {
     node_name: ctx.nodeName,
     event_type: { type: MonitorEventType.accessLog },
     traffic_direction: rec.direction === 'ingress' ? TrafficDirection.INGRESS : TrafficDirection.EGRESS,
-    is_reply: { value: isResponse },
+    is_reply: isResponse ? IS_REPLY : NOT_REPLY,
     l7: { type: isResponse ? L7FlowType.RESPONSE : L7FlowType.REQUEST },
   };
   addNames(flow, rec.srcIp, rec.dstIp, en);
@@ -255,7 +257,7 @@ function parseTrace(ev: TraceEvent, ctx: FlowParserContext): Flow {
   const flow = baseFlow(ev, ctx, Verdict.FORWARDED, ev.observationPoint);
   flow.trace_observation_point = ev.observationPoint === 0 ? TraceObservationPoint.TO_ENDPOINT : ev.observationPoint;
   if (ev.ctState !== 0) flow.trace_reason = ev.ctState;
-  flow.is_reply = { value: ev.isReply };
+  flow.is_reply = ev.isReply ? IS_REPLY : NOT_REPLY;
   if (ev.isReply) flow.reply = true;
   // The packet leaves the pod (egress) unless it is a reply, and the other way round.
   const sourceIsLocal = flow.source?.ID === ev.endpointId && ev.endpointId !== 0;
@@ -275,7 +277,7 @@ function parsePolicyVerdict(ev: PolicyVerdictEvent, ctx: FlowParserContext): Flo
   const flow = baseFlow(ev, ctx, verdict, 0);
   flow.traffic_direction = ev.direction === 'ingress' ? TrafficDirection.INGRESS : TrafficDirection.EGRESS;
   flow.policy_match_type = ev.matchType;
-  flow.is_reply = { value: false };
+  flow.is_reply = NOT_REPLY;
   if (ev.authType !== 0) flow.auth_type = ev.authType;
   if (ev.verdict < 0) {
     flow.drop_reason = -ev.verdict;
@@ -300,12 +302,12 @@ function baseFlow(ev: DatapathEvent, ctx: FlowParserContext, verdict: number, su
     destination: endpointFor(ev.dstIp, ev.dstIdentity, en),
     Type: FlowType.L3_L4,
     node_name: ctx.nodeName,
-    event_type: { type: ev.kind, sub_type: subType },
+    event_type: eventType(ev.kind, subType),
     Summary: l4Summary(ev.protocol, ev.tcpFlags, ev.icmpType),
   };
   if (ev.ifindex !== 0) {
     const name = en.interfaceName(ev.ifindex);
-    flow.interface = name === undefined ? { index: ev.ifindex } : { index: ev.ifindex, name };
+    flow.interface = networkInterface(ev.ifindex, name);
   }
   addNames(flow, ev.srcIp, ev.dstIp, en);
   if (ev.protocol === 6 || ev.protocol === 17) {
@@ -317,19 +319,8 @@ function baseFlow(ev: DatapathEvent, ctx: FlowParserContext, verdict: number, su
 
 function layer4(ev: DatapathEvent): Layer4 | undefined {
   switch (ev.protocol) {
-    case 6: {
-      const f = ev.tcpFlags;
-      const flags: NonNullable<NonNullable<Layer4['TCP']>['flags']> = {};
-      if (f & 0x01) flags.FIN = true;
-      if (f & 0x02) flags.SYN = true;
-      if (f & 0x04) flags.RST = true;
-      if (f & 0x08) flags.PSH = true;
-      if (f & 0x10) flags.ACK = true;
-      if (f & 0x20) flags.URG = true;
-      if (f & 0x40) flags.ECE = true;
-      if (f & 0x80) flags.CWR = true;
-      return { TCP: { source_port: ev.srcPort, destination_port: ev.dstPort, flags } };
-    }
+    case 6:
+      return { TCP: { source_port: ev.srcPort, destination_port: ev.dstPort, flags: tcpFlags(ev.tcpFlags & 0xff) } };
     case 17:
       return { UDP: ports(ev.srcPort, ev.dstPort) };
     case 132:
@@ -350,25 +341,91 @@ function ports(src: number, dst: number): { source_port: number; destination_por
 function endpointFor(ip: string, eventIdentity: number, en: FlowEnrichment): Endpoint {
   const local = en.endpointByIp(ip);
   if (local !== undefined) {
-    // Pods on other nodes come back with id 0: they have names but no local endpoint ID.
-    const ep: Endpoint = {
-      ID: local.id,
-      identity: eventIdentity !== 0 ? eventIdentity : local.identity,
-      namespace: local.namespace,
-      labels: local.labels as string[],
-      pod_name: local.podName,
-    };
-    if (local.id === 0) delete ep.ID;
-    if (local.clusterName) ep.cluster_name = local.clusterName;
-    if (local.workloads.length > 0) ep.workloads = local.workloads as Endpoint['workloads'];
-    return ep;
+    const identity = eventIdentity !== 0 ? eventIdentity : local.identity;
+    if (identity === local.identity) {
+      let cached = LOCAL_ENDPOINTS.get(local);
+      if (cached === undefined) {
+        cached = localEndpoint(local, identity);
+        LOCAL_ENDPOINTS.set(local, cached);
+      }
+      return cached;
+    }
+    return localEndpoint(local, identity);
   }
-  const ep: Endpoint = { identity: eventIdentity };
   const labels = en.identityLabels(eventIdentity);
+  const cached = REMOTE_ENDPOINTS.get(eventIdentity);
+  if (cached !== undefined && cached.source === labels) return cached.endpoint;
+  const ep: Endpoint = { identity: eventIdentity };
   if (labels !== undefined) ep.labels = labels as string[];
   else if (RESERVED_IDENTITY_NAMES[eventIdentity] !== undefined)
     ep.labels = [`reserved:${RESERVED_IDENTITY_NAMES[eventIdentity]}`];
+  if (REMOTE_ENDPOINTS.size > 65536) REMOTE_ENDPOINTS.clear();
+  REMOTE_ENDPOINTS.set(eventIdentity, { source: labels, endpoint: ep });
   return ep;
+}
+
+// Flows are immutable once built, so parts that repeat from flow to flow are built once and
+// shared: endpoints (per EndpointInfo object, which the agent replaces on change; per identity and
+// label set for remote peers), event types, interfaces, TCP flag sets and is_reply.
+const LOCAL_ENDPOINTS = new WeakMap<EndpointInfo, Endpoint>();
+const REMOTE_ENDPOINTS = new Map<number, { source: readonly string[] | undefined; endpoint: Endpoint }>();
+const EVENT_TYPES = new Map<number, { type: number; sub_type: number }>();
+const INTERFACES = new Map<number, { index: number; name?: string }>();
+const TCP_FLAG_SETS: NonNullable<NonNullable<Layer4['TCP']>['flags']>[] = [];
+const IS_REPLY = { value: true };
+const NOT_REPLY = { value: false };
+
+function localEndpoint(local: EndpointInfo, identity: number): Endpoint {
+  // Pods on other nodes come back with id 0: they have names but no local endpoint ID.
+  const ep: Endpoint =
+    local.id !== 0
+      ? {
+          ID: local.id,
+          identity,
+          namespace: local.namespace,
+          labels: local.labels as string[],
+          pod_name: local.podName,
+        }
+      : { identity, namespace: local.namespace, labels: local.labels as string[], pod_name: local.podName };
+  if (local.clusterName) ep.cluster_name = local.clusterName;
+  if (local.workloads.length > 0) ep.workloads = local.workloads as Endpoint['workloads'];
+  return ep;
+}
+
+function eventType(type: number, subType: number): { type: number; sub_type: number } {
+  const key = type * 65536 + subType;
+  let et = EVENT_TYPES.get(key);
+  if (et === undefined) {
+    et = { type, sub_type: subType };
+    EVENT_TYPES.set(key, et);
+  }
+  return et;
+}
+
+function networkInterface(index: number, name: string | undefined): { index: number; name?: string } {
+  const cached = INTERFACES.get(index);
+  if (cached !== undefined && cached.name === name) return cached;
+  const itf = name === undefined ? { index } : { index, name };
+  if (INTERFACES.size > 65536) INTERFACES.clear();
+  INTERFACES.set(index, itf);
+  return itf;
+}
+
+function tcpFlags(f: number): NonNullable<NonNullable<Layer4['TCP']>['flags']> {
+  let flags = TCP_FLAG_SETS[f];
+  if (flags === undefined) {
+    flags = {};
+    if (f & 0x01) flags.FIN = true;
+    if (f & 0x02) flags.SYN = true;
+    if (f & 0x04) flags.RST = true;
+    if (f & 0x08) flags.PSH = true;
+    if (f & 0x10) flags.ACK = true;
+    if (f & 0x20) flags.URG = true;
+    if (f & 0x40) flags.ECE = true;
+    if (f & 0x80) flags.CWR = true;
+    TCP_FLAG_SETS[f] = flags;
+  }
+  return flags;
 }
 
 function addNames(flow: Flow, srcIp: string, dstIp: string, en: FlowEnrichment): void {
