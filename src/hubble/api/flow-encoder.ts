@@ -80,6 +80,9 @@ function isModelled(f: Flow): boolean {
 class Writer {
   buf = new Uint8Array(64 << 10);
   pos = 0;
+  /** Where the content of the submessage message() wrote last starts and ends. */
+  private contentStart = 0;
+  private contentEnd = 0;
 
   ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
@@ -181,6 +184,8 @@ class Writer {
     const len = this.pos - start - 1;
     if (len < 0x80) {
       this.buf[start] = len;
+      this.contentStart = start + 1;
+      this.contentEnd = this.pos;
       return;
     }
     let extra = 0;
@@ -191,6 +196,32 @@ class Writer {
     this.pos = start;
     this.varint(len);
     this.pos = end;
+    this.contentStart = end - len;
+    this.contentEnd = end;
+  }
+
+  /**
+   * A submessage whose encoding is kept per object: flows share endpoint objects (the parser
+   * reuses them), so their bytes are encoded once.
+   */
+  cachedMessage<T extends object>(
+    field: number,
+    v: T | undefined,
+    write: (w: Writer, v: T) => void,
+    cache: WeakMap<T, Uint8Array>,
+  ): void {
+    if (v === undefined || v === null) return;
+    const hit = cache.get(v);
+    if (hit !== undefined) {
+      this.tag(field, 2);
+      this.varint(hit.length);
+      this.ensure(hit.length);
+      this.buf.set(hit, this.pos);
+      this.pos += hit.length;
+      return;
+    }
+    this.message(field, v, write);
+    cache.set(v, this.buf.slice(this.contentStart, this.contentEnd));
   }
 
   messages<T>(field: number, vs: readonly T[] | undefined, write: (w: Writer, v: T) => void): void {
@@ -200,6 +231,7 @@ class Writer {
 }
 
 const writer = new Writer();
+const ENDPOINT_BYTES = new WeakMap<Endpoint, Uint8Array>();
 
 function writeTimestamp(w: Writer, t: Timestamp): void {
   w.uint(1, t.seconds);
@@ -216,8 +248,8 @@ function writeFlow(w: Writer, f: Flow): void {
   });
   w.message(5, f.IP, writeIp);
   w.message(6, f.l4, writeLayer4);
-  w.message(8, f.source, writeEndpoint);
-  w.message(9, f.destination, writeEndpoint);
+  w.cachedMessage(8, f.source, writeEndpoint, ENDPOINT_BYTES);
+  w.cachedMessage(9, f.destination, writeEndpoint, ENDPOINT_BYTES);
   w.uint(10, f.Type);
   w.string(11, f.node_name);
   w.strings(13, f.source_names);
