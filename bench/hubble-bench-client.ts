@@ -31,7 +31,7 @@ function clientWorker(): void {
       call.on('error', (e) => parentPort!.postMessage({ count: -1, seconds: 1, last: String(e) }));
     } else if (m.cmd === 'pull-raw') {
       // The same request read by a client that only splits gRPC frames: the server's own rate.
-      const session = http2.connect(`http://${m.addr}`);
+      const session = connect(m.addr!);
       const t = process.hrtime.bigint();
       const req = session.request({
         ':method': 'POST',
@@ -82,7 +82,7 @@ function clientWorker(): void {
     } else if (m.cmd === 'follow-raw') {
       // Reads the gRPC frames and only looks at each message's first tag (1 flow, 3 lost
       // events): what the server sustains, without a JavaScript protobuf decoder as the limit.
-      const session = http2.connect(`http://${m.addr}`);
+      const session = connect(m.addr!);
       const req = session.request({
         ':method': 'POST',
         ':path': '/observer.Observer/GetFlows',
@@ -143,4 +143,11 @@ function grpcFrame(body: Uint8Array): Buffer {
   frame.writeUInt32BE(body.length, 1);
   frame.set(body, 5);
   return frame;
+}
+
+/** An HTTP/2 session with a 4 MiB receive window, as grpc-go sizes its windows for streams. */
+function connect(addr: string): http2.ClientHttp2Session {
+  const session = http2.connect(`http://${addr}`, { settings: { initialWindowSize: 4 << 20 } });
+  session.on('connect', () => session.setLocalWindowSize(4 << 20));
+  return session;
 }
