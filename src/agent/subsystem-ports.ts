@@ -1,0 +1,47 @@
+// The agent's seams to the policy engine and the datapath. The agent owns the desired state and
+// the reconcile loop; these ports turn it into map state and into BPF map writes. A port that is
+// not available reports itself as Disabled with the reason, and the agent keeps serving
+// everything else (endpoints, identities, stored policies).
+import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
+import type { Endpoint, StoredPolicy, SubsystemHealth } from './api-types.js';
+
+export interface PolicyInput {
+  readonly policies: readonly StoredPolicy[];
+  readonly endpoints: readonly Endpoint[];
+  readonly namespaces: ReadonlyArray<{ name: string; labels: Readonly<Record<string, string>> }>;
+  readonly identities: ReadonlyArray<{ id: number; labels: readonly string[] }>;
+}
+
+export interface EndpointPolicy {
+  readonly endpointId: number;
+  readonly ingressEnforced: boolean;
+  readonly egressEnforced: boolean;
+  readonly entries: ReadonlyArray<readonly [PolicyKey, PolicyEntry]>;
+}
+
+export interface PolicyPort {
+  health(): SubsystemHealth;
+  /** Throws an error with a `code` when any document is invalid; changes nothing. */
+  validate(docs: readonly Record<string, unknown>[], file: string): void;
+  /** Map state for every local endpoint; undefined when no engine is available. */
+  compute(input: PolicyInput): readonly EndpointPolicy[] | undefined;
+}
+
+export interface IpcacheEntry {
+  readonly prefix: string;
+  readonly identity: number;
+}
+
+export interface DatapathPort {
+  health(): SubsystemHealth;
+  attachEndpoint(ep: Endpoint): Promise<void>;
+  detachEndpoint(ep: Endpoint): Promise<void>;
+  /** Makes the ipcache equal to `entries` (by diff). */
+  syncIpcache(entries: readonly IpcacheEntry[]): Promise<void>;
+  applyPolicy(diff: MapStateDiff): Promise<void>;
+  dumpPolicy(endpointId: number): Promise<unknown[]>;
+  dumpIpcache(): Promise<unknown[]>;
+  dumpCt(): Promise<unknown[]>;
+  onEvent(listener: (event: unknown) => void): () => void;
+  close(): Promise<void>;
+}
