@@ -345,7 +345,7 @@ async function waitListening(state: LabState): Promise<void> {
       const out = await sh(inNetns(netnsPath(state.world.netns), ['ss', '-Hlnt'])).catch(() => '');
       if (worldPending.every((port) => new RegExp(`:${port}\\s`).test(out))) worldPending.length = 0;
     }
-    if (pending.length === 0 && worldPending.length === 0) return;
+    if (pending.length === 0 && worldPending.length === 0 && (await dnsAnswers(state))) return;
     if (Date.now() > deadline) {
       const names = pending.map((p) => `${p.namespace}/${p.name}`).join(', ');
       throw Object.assign(
@@ -357,6 +357,16 @@ async function waitListening(state: LabState): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** dnsmasq binds its port before it reads the hosts file: ready is when it answers a lab name. */
+async function dnsAnswers(state: LabState): Promise<boolean> {
+  const dns = state.pods.find((p) => p.ip === state.dnsIp);
+  if (!dns) return true;
+  const probe = state.pods.find((p) => p !== dns) ?? dns;
+  const argv = ['dig', '+short', '+time=1', '+tries=1', `@${state.dnsIp}`, `${probe.name}.${probe.namespace}`];
+  const out = await sh(inNetns(netnsPath(dns.netns), argv)).catch(() => '');
+  return out.trim() === probe.ip;
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {

@@ -1,6 +1,7 @@
 // `membrane policy`: validate, trace and show network policy.
 import type { Command } from 'commander';
 import { notBuiltYet } from '../not-built.js';
+import { registerPolicyGet } from './policy-get.js';
 
 export function registerPolicy(program: Command): void {
   const group = program.command('policy').description('Validate, trace and show network policy');
@@ -12,8 +13,5 @@ export function registerPolicy(program: Command): void {
     .command('trace')
     .description('Trace a connection through policy: which rules allow or deny it')
     .action(() => notBuiltYet('membrane policy trace'));
-  group
-    .command('get')
-    .description('Show the policy rules loaded in the agent')
-    .action(() => notBuiltYet('membrane policy get'));
+  registerPolicyGet(group);
 }
