@@ -210,6 +210,7 @@ export class Agent {
       endpoints: this.#state.endpoints.length,
       identities: this.identities().length,
       policyRevision: this.opts.cluster.policies().revision,
+      realizedPolicyRevision: this.#policyRevision,
       subsystems: [
         { name: 'store', state: 'Ok', message: `${this.opts.stateDir}, cluster store ${this.opts.cluster.dir}` },
         { name: 'endpoints', state: 'Ok', message: `${this.#state.endpoints.length} local endpoints` },

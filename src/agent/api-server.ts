@@ -60,6 +60,16 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     return send(res, 200, rec);
   }
 
+  if (method === 'GET' && path === '/v1/policy/trace') {
+    const answer = agent.opts.policy.trace({
+      src: q('src'),
+      dst: q('dst'),
+      dport: Number(q('dport')),
+      protocol: q('protocol') || 'TCP',
+    });
+    if (answer === undefined) throw new AgentError('MBR_NO_ENGINE', 'policy trace needs the policy engine', 501);
+    return send(res, 200, answer);
+  }
   if (path === '/v1/policy') {
     if (method === 'GET') return send(res, 200, agent.policies());
     const b = (await body(req)) as { docs: Record<string, unknown>[]; source: string };

@@ -51,6 +51,8 @@ export interface AgentStatus {
   readonly endpoints: number;
   readonly identities: number;
   readonly policyRevision: number;
+  /** The policy revision the datapath enforces on this node (equal to policyRevision when caught up). */
+  readonly realizedPolicyRevision: number;
   readonly subsystems: readonly SubsystemHealth[];
 }
 

@@ -25,6 +25,15 @@ export interface PolicyPort {
   validate(docs: readonly Record<string, unknown>[], file: string): void;
   /** Map state for every local endpoint; undefined when no engine is available. */
   compute(input: PolicyInput): readonly EndpointPolicy[] | undefined;
+  /** The verdict for a connection (pods as NS/POD, others by IP); undefined without an engine. */
+  trace(q: TraceRequest): unknown;
+}
+
+export interface TraceRequest {
+  readonly src: string;
+  readonly dst: string;
+  readonly dport: number;
+  readonly protocol: string;
 }
 
 export interface IpcacheEntry {

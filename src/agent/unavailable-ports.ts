@@ -2,7 +2,14 @@
 // start). They say so in `membrane status` instead of pretending to enforce anything.
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
-import type { DatapathPort, EndpointPolicy, IpcacheEntry, PolicyInput, PolicyPort } from './subsystem-ports.js';
+import type {
+  DatapathPort,
+  EndpointPolicy,
+  IpcacheEntry,
+  PolicyInput,
+  PolicyPort,
+  TraceRequest,
+} from './subsystem-ports.js';
 
 const KINDS: Readonly<Record<string, readonly string[]>> = {
   'networking.k8s.io/v1': ['NetworkPolicy'],
@@ -35,6 +42,10 @@ export class StructuralPolicyPort implements PolicyPort {
   }
 
   compute(_input: PolicyInput): readonly EndpointPolicy[] | undefined {
+    return undefined;
+  }
+
+  trace(_q: TraceRequest): unknown {
     return undefined;
   }
 }

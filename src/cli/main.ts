@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAgent } from './commands/agent.js';
 import { registerApply } from './commands/apply.js';
 import { registerBpf } from './commands/bpf.js';
+import { registerConnectivity } from './commands/connectivity.js';
 import { registerEndpoint } from './commands/endpoint.js';
 import { registerFqdn } from './commands/fqdn.js';
 import { registerIdentity } from './commands/identity.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
     registerService,
     registerFqdn,
     registerAgent,
+    registerConnectivity,
     registerVersion,
   ]) {
     register(program);

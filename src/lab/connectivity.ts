@@ -1,0 +1,123 @@
+// `connectivity test`: a suite of probes between the lab's peers, built from what the lab runs
+// (a client and a server on the same node and on another node, DNS, the outside host both ways,
+// the node to its pods). Each check's expected outcome comes from the agents' policy trace when
+// the policy engine is running (so the suite stays right under any applied policy), and is
+// "forwarded" otherwise.
+import type { LabPod, LabState } from './lab-state.js';
+import { describeProbe, type Outcome, type Probe, type ProbeResult, runProbes } from './probes.js';
+
+export interface ConnectivityCheck {
+  readonly name: string;
+  readonly probe: Probe;
+}
+
+export interface TraceAnswer {
+  readonly verdict: 'ALLOWED' | 'DENIED';
+  readonly policies: ReadonlyArray<{
+    kind: string;
+    namespace: string;
+    name: string;
+    direction: string;
+    effect: string;
+  }>;
+}
+
+export interface CheckResult {
+  readonly check: ConnectivityCheck;
+  readonly result: ProbeResult;
+  readonly expected: Outcome;
+  readonly passed: boolean;
+  readonly policies: readonly string[];
+}
+
+export function buildSuite(state: LabState): ConnectivityCheck[] {
+  const servers = state.pods.filter((p) =>
+    p.ports.some((x) => x.protocol.toUpperCase() === 'TCP' && x.containerPort !== 53),
+  );
+  const clients = state.pods.filter((p) => p.ports.length === 0);
+  const dns = state.pods.find((p) => p.ip === state.dnsIp);
+  const checks: ConnectivityCheck[] = [];
+  const id = (p: LabPod) => `${p.namespace}/${p.name}`;
+  const httpTo = (from: string, to: LabPod): Probe => ({
+    from,
+    to: id(to),
+    port: to.ports.find((x) => x.protocol.toUpperCase() === 'TCP')!.containerPort,
+    kind: 'http',
+    path: '/',
+  });
+  const client = clients[0] ?? state.pods[0];
+  if (client) {
+    const same = servers.find((s) => s.node === client.node && s !== client);
+    const other = servers.find((s) => s.node !== client.node && s !== client);
+    if (same) checks.push({ name: 'pod-to-pod-same-node', probe: httpTo(id(client), same) });
+    if (other) checks.push({ name: 'pod-to-pod-other-node', probe: httpTo(id(client), other) });
+    if (dns)
+      checks.push({
+        name: 'pod-to-dns',
+        probe: {
+          from: id(client),
+          to: id(dns),
+          port: 53,
+          kind: 'dns',
+          name: state.world.hosts[0] ?? `${client.name}.${client.namespace}`,
+        },
+      });
+    if (state.world.hosts.length > 0)
+      checks.push({
+        name: 'pod-to-world',
+        probe: { from: id(client), to: 'world', port: 80, kind: 'http', path: '/' },
+      });
+  }
+  const server = servers[0];
+  if (server) {
+    checks.push({ name: 'host-to-pod', probe: httpTo(`node:${server.node}`, server) });
+    checks.push({ name: 'world-to-pod', probe: httpTo('world', server) });
+  }
+  return checks;
+}
+
+export async function runSuite(
+  state: LabState,
+  checks: readonly ConnectivityCheck[],
+  trace: (p: Probe) => Promise<TraceAnswer | undefined>,
+): Promise<CheckResult[]> {
+  const results = await runProbes(
+    state,
+    checks.map((c) => c.probe),
+  );
+  return Promise.all(
+    checks.map(async (check, i) => {
+      const t = await trace(check.probe).catch(() => undefined);
+      const expected: Outcome = t === undefined || t.verdict === 'ALLOWED' ? 'forwarded' : 'dropped';
+      return {
+        check,
+        result: results[i],
+        expected,
+        passed: results[i].outcome === expected,
+        policies: (t?.policies ?? []).map((p) => `${p.namespace ? `${p.namespace}/` : ''}${p.name}`),
+      };
+    }),
+  );
+}
+
+export function formatSuite(results: readonly CheckResult[]): string {
+  const lines: string[] = [];
+  for (const r of results) {
+    const mark = r.passed ? '✅' : '❌';
+    const by = r.policies.length > 0 ? ` by ${[...new Set(r.policies)].join(', ')}` : '';
+    lines.push(`[=] Test [${r.check.name}] ${describeProbe(r.check.probe)}`);
+    lines.push(
+      `  ${mark} ${r.result.outcome}${r.result.bytes ? ` (${r.result.bytes} bytes)` : ''}, expected ${r.expected}${by}: ${r.result.detail}`,
+    );
+  }
+  const failed = results.filter((r) => !r.passed);
+  lines.push('');
+  if (failed.length === 0)
+    lines.push(`✅ All ${results.length} tests (${results.length} actions) successful, 0 tests skipped.`);
+  else {
+    lines.push('📋 Test Report');
+    for (const f of failed) lines.push(`❌ ${f.check.name}: ${f.result.outcome}, expected ${f.expected}`);
+    lines.push(`❌ ${failed.length}/${results.length} tests failed (${failed.length}/${results.length} actions)`);
+  }
+  return `${lines.join('\n')}\n`;
+}
