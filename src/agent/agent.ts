@@ -16,7 +16,7 @@ import type {
   StoredPolicy,
   SubsystemHealth,
 } from './api-types.js';
-import { defaultNamespaceLabels, securityLabels } from './security-labels.js';
+import { defaultNamespaceLabels } from './security-labels.js';
 import type { DatapathPort, EndpointPolicy, IpcacheEntry, PolicyPort } from './subsystem-ports.js';
 
 export interface AgentOptions {
@@ -91,7 +91,7 @@ export class Agent {
     }
     this.#state.endpoints = alive;
     this.#save();
-    for (const ep of alive) await this.opts.datapath.attachEndpoint(ep);
+    for (const ep of alive) await this.opts.datapath.attachEndpoint(ep, true);
     for (const ep of alive) {
       const dumped = (await this.opts.datapath.dumpPolicy(ep.id)) as Array<readonly [PolicyKey, PolicyEntry]>;
       this.#realized.set(ep.id, new Map(dumped.filter(Array.isArray).map((kv) => [keyString(kv[0]), kv] as const)));
@@ -114,7 +114,7 @@ export class Agent {
     if (this.#state.endpoints.some((e) => e.ipv4 === reg.ipv4))
       throw new AgentError('MBR_ENDPOINT_CONFLICT', `address ${reg.ipv4} already belongs to another endpoint`, 409);
     const nsLabels = this.#namespaceLabels(reg.namespace);
-    const labels = securityLabels(reg.labels, reg.namespace, nsLabels);
+    const labels = this.opts.policy.securityLabels(reg.labels, reg.namespace, nsLabels);
     const identity = this.opts.cluster.allocateIdentity(labels);
     const ep: Endpoint = {
       ...reg,
@@ -138,10 +138,13 @@ export class Agent {
       podName: ep.podName,
       labels: ep.labels,
     });
-    // Policy first, then attach: the program must never run on the veth before its policy map
-    // holds what the endpoint's policy says.
+    // The pod's process starts only after CNI ADD returns, so nothing flows yet: attach without
+    // enforcement (the datapath needs the endpoint before it takes its policy), write the policy,
+    // then turn enforcement on.
+    await this.opts.datapath.attachEndpoint(ep, false);
+    this.#dirty = true;
     await this.reconcile();
-    await this.opts.datapath.attachEndpoint(ep);
+    await this.opts.datapath.attachEndpoint(this.endpoint(ep.id) ?? ep, true);
     return this.endpoint(ep.id)!;
   }
 
@@ -236,20 +239,30 @@ export class Agent {
     this.#fingerprint = fp;
     try {
       const cluster = this.opts.cluster;
-      const ipcache: IpcacheEntry[] = cluster
-        .endpoints()
-        .map((e) => ({ prefix: `${e.ipv4}/32`, identity: e.identity }));
-      for (const n of cluster.nodes())
-        ipcache.push({ prefix: `${n.ipv4}/32`, identity: n.name === this.opts.node ? 1 : 6 });
-      await this.opts.datapath.syncIpcache(ipcache);
+      const clusterEndpoints = cluster.endpoints();
+      const ipcache = new Map<string, number>();
+      for (const e of clusterEndpoints) ipcache.set(`${e.ipv4}/32`, e.identity);
+      // The nodes: their underlay address and their pods' gateway address (on the node's lo).
+      for (const n of cluster.nodes()) {
+        const id = n.name === this.opts.node ? 1 : 6;
+        if (n.ipv4) ipcache.set(`${n.ipv4}/32`, id);
+        const gw = gatewayOf(n.podCIDR);
+        if (gw) ipcache.set(`${gw}/32`, id);
+      }
       const set = cluster.policies();
       const namespaces = cluster.namespaces();
       const computed = this.opts.policy.compute({
         policies: set.policies,
         endpoints: this.#state.endpoints,
+        clusterEndpoints,
+        node: this.opts.node,
         namespaces,
         identities: this.identities(),
       });
+      for (const x of this.opts.policy.extraIpcache()) if (!ipcache.has(x.prefix)) ipcache.set(x.prefix, x.identity);
+      await this.opts.datapath.syncIpcache(
+        [...ipcache].map(([prefix, identity]): IpcacheEntry => ({ prefix, identity })),
+      );
       this.#policyHealth = this.opts.policy.health();
       if (computed) {
         for (const ep of computed) await this.#realize(ep, set.revision);
@@ -270,7 +283,7 @@ export class Agent {
     const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
     for (const [k, kv] of after) {
       const old = before.get(k);
-      if (!old || JSON.stringify(old[1]) !== JSON.stringify(kv[1])) adds.push(kv);
+      if (!old || !sameEnforcement(old[1], kv[1])) adds.push(kv);
     }
     const deletes = [...before].filter(([k]) => !after.has(k)).map(([, kv]) => kv[0]);
     if (adds.length > 0 || deletes.length > 0) {
@@ -310,6 +323,17 @@ export class Agent {
   #now(): Date {
     return (this.opts.now ?? (() => new Date()))();
   }
+}
+
+/** Whether two entries make the datapath do the same (attribution is not in the BPF map). */
+function sameEnforcement(a: PolicyEntry, b: PolicyEntry): boolean {
+  return a.isDeny === b.isDeny && a.proxyPort === b.proxyPort && a.authType === b.authType;
+}
+
+function gatewayOf(podCIDR: string): string | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/\d+$/.exec(podCIDR);
+  if (!m) return undefined;
+  return `${m[1]}.${m[2]}.${m[3]}.${Number(m[4]) + 1}`;
 }
 
 export function keyString(k: PolicyKey): string {

@@ -3,11 +3,16 @@
 // not available reports itself as Disabled with the reason, and the agent keeps serving
 // everything else (endpoints, identities, stored policies).
 import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
+import type { ClusterEndpoint } from '../store/cluster-store.js';
 import type { Endpoint, StoredPolicy, SubsystemHealth } from './api-types.js';
 
 export interface PolicyInput {
   readonly policies: readonly StoredPolicy[];
+  /** This node's endpoints: the ones to compute map state for. */
   readonly endpoints: readonly Endpoint[];
+  /** Every endpoint of the cluster (remote ones are peers for selectors). */
+  readonly clusterEndpoints: readonly ClusterEndpoint[];
+  readonly node: string;
   readonly namespaces: ReadonlyArray<{ name: string; labels: Readonly<Record<string, string>> }>;
   readonly identities: ReadonlyArray<{ id: number; labels: readonly string[] }>;
 }
@@ -25,6 +30,14 @@ export interface PolicyPort {
   validate(docs: readonly Record<string, unknown>[], file: string): void;
   /** Map state for every local endpoint; undefined when no engine is available. */
   compute(input: PolicyInput): readonly EndpointPolicy[] | undefined;
+  /** The identity labels ("source:key=value", sorted) of a pod. */
+  securityLabels(
+    podLabels: Readonly<Record<string, string>>,
+    namespace: string,
+    namespaceLabels: Readonly<Record<string, string>>,
+  ): string[];
+  /** Prefixes the engine maps to identities beyond pods (CIDR and FQDN identities). */
+  extraIpcache(): readonly IpcacheEntry[];
   /** The verdict for a connection (pods as NS/POD, others by IP); undefined without an engine. */
   trace(q: TraceRequest): unknown;
 }
@@ -43,7 +56,11 @@ export interface IpcacheEntry {
 
 export interface DatapathPort {
   health(): SubsystemHealth;
-  attachEndpoint(ep: Endpoint): Promise<void>;
+  /**
+   * Attaches the programs to the endpoint's host veth (idempotent, no gap on re-attach). With
+   * enforce false the endpoint passes everything: used only until its first policy is written.
+   */
+  attachEndpoint(ep: Endpoint, enforce: boolean): Promise<void>;
   detachEndpoint(ep: Endpoint): Promise<void>;
   /** Makes the ipcache equal to `entries` (by diff). */
   syncIpcache(entries: readonly IpcacheEntry[]): Promise<void>;

@@ -2,6 +2,7 @@
 // start). They say so in `membrane status` instead of pretending to enforce anything.
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
+import { securityLabels } from './security-labels.js';
 import type {
   DatapathPort,
   EndpointPolicy,
@@ -48,6 +49,18 @@ export class StructuralPolicyPort implements PolicyPort {
   trace(_q: TraceRequest): unknown {
     return undefined;
   }
+
+  securityLabels(
+    podLabels: Readonly<Record<string, string>>,
+    namespace: string,
+    namespaceLabels: Readonly<Record<string, string>>,
+  ): string[] {
+    return securityLabels(podLabels, namespace, namespaceLabels);
+  }
+
+  extraIpcache(): readonly IpcacheEntry[] {
+    return [];
+  }
 }
 
 export function validateEnvelope(d: Record<string, unknown>, file: string, at = ''): void {
@@ -73,7 +86,7 @@ export class NullDatapath implements DatapathPort {
   health(): SubsystemHealth {
     return { name: 'datapath', state: 'Disabled', message: this.#reason };
   }
-  async attachEndpoint(_ep: Endpoint): Promise<void> {}
+  async attachEndpoint(_ep: Endpoint, _enforce: boolean): Promise<void> {}
   async detachEndpoint(_ep: Endpoint): Promise<void> {}
   async syncIpcache(_entries: readonly IpcacheEntry[]): Promise<void> {}
   async applyPolicy(_diff: MapStateDiff): Promise<void> {}
