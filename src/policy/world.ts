@@ -1,0 +1,40 @@
+// The world the policy engine resolves against: namespaces, pods and services, fed from
+// manifests (`v1` Namespace / Pod / Service / Endpoints) or directly by the agent.
+
+export interface Namespace {
+  readonly name: string;
+  /** As written; the engine adds kubernetes.io/metadata.name=<name> itself. */
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface ContainerPort {
+  readonly name?: string;
+  readonly containerPort: number;
+  /** IP protocol number (TCP 6 when the manifest omits it). */
+  readonly protocol: number;
+}
+
+export interface Pod {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly ports: readonly ContainerPort[];
+  readonly podIPs: readonly string[];
+  readonly serviceAccount?: string;
+  /** Endpoint ID; the engine assigns the lowest free one from 1 when absent. */
+  readonly endpointId?: number;
+}
+
+export interface Service {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** undefined = a service without a pod selector (backends come from Endpoints). */
+  readonly selector?: Readonly<Record<string, string>>;
+  /** Backend IPs (from a v1 Endpoints of the same name). */
+  readonly endpointIPs: readonly string[];
+}
+
+export function podKey(p: { namespace: string; name: string }): string {
+  return `${p.namespace}/${p.name}`;
+}

@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+const ROOT = new URL('../../../../', import.meta.url).pathname;
+const BIN = `${ROOT}bin/membrane`;
+const FIX = `${ROOT}test/fixtures/policy/`;
+const GOLDEN = `${ROOT}test/golden/policy/`;
+const SEEDS = `${ROOT}test/fixtures/seed-policies`;
+
+function run(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', cwd: ROOT });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function golden(name: string, actual: string): void {
+  const file = GOLDEN + name;
+  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) writeFileSync(file, actual);
+  assert.equal(actual, readFileSync(file, 'utf8'));
+}
+
+describe('membrane policy validate', () => {
+  it('accepts every seed policy and counts them', () => {
+    const r = run('policy', 'validate', '-f', SEEDS);
+    assert.equal(r.err, '');
+    assert.equal(r.out, 'valid: 21 policies\n');
+    assert.equal(r.code, 0);
+  });
+
+  it('prints every error with file, document and field path, and exits 1', () => {
+    const r = run('policy', 'validate', '-f', `${FIX}bad-port.yaml`, '-f', `${SEEDS}/01-np-default-deny-ingress.yaml`);
+    assert.equal(r.code, 1);
+    assert.equal(r.out, '');
+    assert.equal(
+      r.err,
+      [
+        `${FIX}bad-port.yaml: document 2: spec.ingress[0].toPorts[0].ports[0].port: expected a port 1-65535 or an IANA service name, got "99999"`,
+        `${FIX}bad-port.yaml: document 2: spec.ingress[1]: expected one kind of peer per rule (fromEndpoints and fromCIDR cannot be combined; write them as separate rules), got fromEndpoints and fromCIDR`,
+        'membrane: invalid: 2 errors',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('reports a missing file', () => {
+    const r = run('policy', 'validate', '-f', `${FIX}nope.yaml`);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /nope\.yaml: cannot read: ENOENT/);
+  });
+});
+
+describe('membrane policy trace', () => {
+  const world = ['-f', `${FIX}shop-world.yaml`, '-f', `${SEEDS}/15-cnp-shop.yaml`];
+  it('prints both directions and the deciding policies', () => {
+    const r = run(
+      'policy',
+      'trace',
+      ...world,
+      '--src-k8s-pod',
+      'shop/frontend',
+      '--dst-k8s-pod',
+      'shop/backend',
+      '--dport',
+      '8080/TCP',
+    );
+    assert.equal(r.code, 0, r.err);
+    golden('trace-frontend-backend.txt', r.out);
+  });
+
+  it('prints JSON with -o json', () => {
+    const r = run(
+      'policy',
+      'trace',
+      ...world,
+      '--src-k8s-pod',
+      'shop/backend',
+      '--dst-ip',
+      '10.0.0.3',
+      '--dport',
+      '53/UDP',
+      '-o',
+      'json',
+    );
+    assert.equal(r.code, 0, r.err);
+    golden('trace-backend-dns.json', r.out);
+    assert.equal(JSON.parse(r.out).verdict, 'ALLOWED');
+  });
+
+  it('answers a batch of queries in order, one JSON line each', () => {
+    const r = run('policy', 'trace', ...world, '--queries', `${FIX}queries.jsonl`, '-o', 'jsonl');
+    assert.equal(r.code, 0, r.err);
+    golden('trace-batch.jsonl', r.out);
+    const lines = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => [l.verdict, l.egress, l.ingress]),
+      [
+        ['ALLOWED', 'ALLOWED', 'ALLOWED'],
+        ['DENIED', 'DENIED', 'ALLOWED'],
+        ['DENIED', 'ALLOWED', 'DENIED'],
+        ['DENIED', 'DENIED', 'DENIED'],
+      ],
+    );
+  });
+
+  it('fails with a usage error without a destination', () => {
+    const r = run('policy', 'trace', ...world, '--src-k8s-pod', 'shop/frontend', '--dport', '80');
+    assert.equal(r.code, 2);
+    assert.match(r.err, /a destination is required/);
+  });
+
+  it('fails on an unknown pod', () => {
+    const r = run('policy', 'trace', ...world, '--src-k8s-pod', 'shop/nope', '--dst-ip', '1.1.1.1', '--dport', '80');
+    assert.equal(r.code, 1);
+    assert.equal(r.err, 'membrane: peer: expected a pod of the world, got "shop/nope" (no such pod)\n');
+  });
+});
