@@ -1,9 +1,13 @@
-// Picks the policy engine and datapath implementations available in this build.
+// Picks the policy engine and datapath implementations for an agent. The engine is pure and
+// always there; the datapath needs the BPF object and the native addon, and when it cannot open,
+// the agent still runs and says why in \`membrane status\`.
+import type { ClusterStore } from '../store/cluster-store.js';
+import { EnginePolicyPort } from './engine-policy-port.js';
 import type { DatapathPort, PolicyPort } from './subsystem-ports.js';
-import { NullDatapath, StructuralPolicyPort } from './unavailable-ports.js';
+import { NullDatapath } from './unavailable-ports.js';
 
-export async function loadPolicyPort(): Promise<PolicyPort> {
-  return new StructuralPolicyPort('policy engine not in this build: policies are stored, not enforced');
+export async function loadPolicyPort(cluster: ClusterStore): Promise<PolicyPort> {
+  return new EnginePolicyPort(cluster);
 }
 
 export async function loadDatapathPort(_o: { lab: string; node: string; pinDir: string }): Promise<DatapathPort> {

@@ -20,7 +20,8 @@ export interface AgentRunOptions {
 
 export async function runAgent(o: AgentRunOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true });
-  const policy = await loadPolicyPort();
+  const cluster = new ClusterStore(o.clusterDir);
+  const policy = await loadPolicyPort(cluster);
   const datapath = await loadDatapathPort({ lab: o.lab, node: o.node, pinDir: o.bpffs });
   const agent = new Agent({
     lab: o.lab,
@@ -28,7 +29,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     stateDir: o.stateDir,
     podCIDR: o.podCIDR,
     nodeIp: o.nodeIp,
-    cluster: new ClusterStore(o.clusterDir),
+    cluster,
     policy,
     datapath,
   });

@@ -11,15 +11,47 @@ export interface ConnectivityCheck {
   readonly probe: Probe;
 }
 
+export interface TracedPolicy {
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly direction: string;
+  readonly effect: string;
+}
+
+export interface TraceDirection {
+  readonly verdict: 'ALLOWED' | 'DENIED';
+  readonly enforced: boolean;
+  readonly reason: string;
+  readonly policies: readonly TracedPolicy[];
+}
+
+/** The parts of the engine's trace result the lab shows. */
 export interface TraceAnswer {
   readonly verdict: 'ALLOWED' | 'DENIED';
-  readonly policies: ReadonlyArray<{
-    kind: string;
-    namespace: string;
-    name: string;
-    direction: string;
-    effect: string;
-  }>;
+  readonly egress: TraceDirection;
+  readonly ingress: TraceDirection;
+  readonly policies: readonly TracedPolicy[];
+}
+
+/**
+ * What decided, in a few words: for a denial the first denying side (egress of the source, then
+ * ingress of the destination), its reason and its policies; for an allow the allowing policies.
+ */
+export function describeTrace(t: TraceAnswer | undefined): string {
+  if (!t) return '-';
+  const name = (p: TracedPolicy) => `${p.namespace ? `${p.namespace}/` : ''}${p.name}`;
+  const list = (ps: readonly TracedPolicy[]) => {
+    const names = [...new Set(ps.map(name))];
+    return names.length <= 2 ? names.join(', ') : `${names.slice(0, 2).join(', ')} +${names.length - 2}`;
+  };
+  if (t.verdict === 'DENIED') {
+    const [dir, side] = t.egress.verdict === 'DENIED' ? ['egress', t.egress] : ['ingress', t.ingress];
+    return `${dir} ${side.reason}${side.policies.length > 0 ? `: ${list(side.policies)}` : ''}`;
+  }
+  const allows = t.policies.filter((p) => p.effect === 'allow');
+  if (allows.length > 0) return `allowed by ${list(allows)}`;
+  return t.egress.enforced || t.ingress.enforced ? 'allowed' : 'no policy';
 }
 
 export interface CheckResult {
@@ -27,7 +59,8 @@ export interface CheckResult {
   readonly result: ProbeResult;
   readonly expected: Outcome;
   readonly passed: boolean;
-  readonly policies: readonly string[];
+  /** What decided, from the policy trace ('-' without the engine). */
+  readonly policy: string;
 }
 
 export function buildSuite(state: LabState): ConnectivityCheck[] {
@@ -94,7 +127,7 @@ export async function runSuite(
         result: results[i],
         expected,
         passed: results[i].outcome === expected,
-        policies: (t?.policies ?? []).map((p) => `${p.namespace ? `${p.namespace}/` : ''}${p.name}`),
+        policy: describeTrace(t),
       };
     }),
   );
@@ -104,7 +137,7 @@ export function formatSuite(results: readonly CheckResult[]): string {
   const lines: string[] = [];
   for (const r of results) {
     const mark = r.passed ? '✅' : '❌';
-    const by = r.policies.length > 0 ? ` by ${[...new Set(r.policies)].join(', ')}` : '';
+    const by = r.policy === '-' ? '' : ` (${r.policy})`;
     lines.push(`[=] Test [${r.check.name}] ${describeProbe(r.check.probe)}`);
     lines.push(
       `  ${mark} ${r.result.outcome}${r.result.bytes ? ` (${r.result.bytes} bytes)` : ''}, expected ${r.expected}${by}: ${r.result.detail}`,

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
 import type { StoredPolicy } from '../../agent/api-types.js';
-import { loadPolicyPort } from '../../agent/port-loader.js';
+import { validatePolicyDocs } from '../../agent/engine-policy-port.js';
 import { addTargetOptions, resolveTargets } from '../agent-target.js';
 import { CliError } from '../errors.js';
 
@@ -81,10 +81,9 @@ export function readPolicyFiles(paths: readonly string[]): PolicyFileDocs[] {
 
 export async function readAndValidate(paths: readonly string[]): Promise<PolicyFileDocs[]> {
   const files = readPolicyFiles(paths);
-  const port = await loadPolicyPort();
   for (const f of files) {
     try {
-      port.validate(f.docs, f.file);
+      validatePolicyDocs(f.docs, f.file);
     } catch (err) {
       throw new CliError((err as { code?: string }).code ?? 'MBR_POLICY_INVALID', (err as Error).message);
     }

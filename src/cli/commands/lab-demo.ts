@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { AgentStatus, StoredPolicy } from '../../agent/api-types.js';
-import type { TraceAnswer } from '../../lab/connectivity.js';
+import { describeTrace, type TraceAnswer } from '../../lab/connectivity.js';
 import { readLabState } from '../../lab/lab-state.js';
 import { describeProbe, type Probe, type ProbeResult, runProbes } from '../../lab/probes.js';
 import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
@@ -141,19 +141,9 @@ function formatStage(results: readonly ProbeResult[], traces: ReadonlyArray<Trac
       describeProbe(r.probe),
       r.outcome === 'forwarded' ? 'FORWARDED' : r.outcome === 'dropped' ? 'DROPPED' : r.outcome.toUpperCase(),
       String(r.bytes),
-      policyColumn(traces[i]),
+      describeTrace(traces[i]),
     ]),
   );
-}
-
-function policyColumn(t: TraceAnswer | undefined): string {
-  if (!t) return '-';
-  const names = [
-    ...new Set(
-      t.policies.map((p) => `${p.effect === 'deny' ? 'deny ' : ''}${p.namespace ? `${p.namespace}/` : ''}${p.name}`),
-    ),
-  ];
-  return names.length > 0 ? names.join(', ') : t.verdict === 'ALLOWED' ? '(no policy)' : '(default deny)';
 }
 
 function describeDoc(d: Record<string, unknown>): string {
