@@ -152,8 +152,8 @@ export class EndpointPolicy {
       const had = next.get(id);
       if (had && next.delete(id)) deletes.push({ key: had.keyBytes, value: undefined });
     }
-    // Denies first, then allows: within the inactive trie the order does not matter for packets
-    // (nobody reads it), but it keeps a partial write after a failure deny-biased.
+    // Nobody reads the inactive trie, so the order only has to keep it small: deletes first, then
+    // denies before allows (a write that fails part-way leaves it deny-biased; it is rebuilt anyway).
     const adds = [...diff.adds].sort((a, b) => Number(b[1].isDeny) - Number(a[1].isDeny));
     const upserts: Op[] = [];
     for (const [k, e] of adds) {
@@ -162,7 +162,7 @@ export class EndpointPolicy {
       next.set(policyKeyId(k), { key: k, value: decodePolicyEntry(valueBytes), keyBytes, valueBytes });
       upserts.push({ key: keyBytes, value: valueBytes });
     }
-    const ops = [...upserts, ...deletes];
+    const ops = [...deletes, ...upserts];
     if (next.size > this.#hardMax)
       throw new DatapathError(
         'MBR_DATAPATH_MAP_FULL',
@@ -172,7 +172,8 @@ export class EndpointPolicy {
     const slot: 0 | 1 = this.#active === 0 ? 1 : 0;
     let target = this.#maps[slot];
     try {
-      if (!target || this.#pending === 'resync' || target.maxEntries < next.size) {
+      // Replaying the previous change brings the trie to the current state first: it must hold both.
+      if (!target || this.#pending === 'resync' || target.maxEntries < Math.max(next.size, this.#state.size)) {
         target = this.#freshMap(slot, next.size);
         writeAll(target, next);
       } else {
