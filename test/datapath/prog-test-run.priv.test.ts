@@ -3,51 +3,13 @@
 // conntrack table are checked. A runner that finds no cases fails.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Datapath, monotonicSeconds, removePinDir } from '../../src/datapath/datapath.js';
+import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
 import { type DatapathEvent, EventKind } from '../../src/datapath/event-types.js';
-import { encodeCtEntry, encodeCtKey } from '../../src/datapath/maps/ct-map.js';
-import { encodeEndpointInfo, encodeIfindexKey } from '../../src/datapath/maps/endpoint-map.js';
+import { encodeCtKey } from '../../src/datapath/maps/ct-map.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
 import { requireRoot } from '../support/privileged.js';
-import { POD_ID, POD_IP, PROG_CASES, type ProgCase } from './fixtures/prog-cases.js';
-
-const EP = 9;
-
-export function setUpCase(dp: Datapath, c: ProgCase): void {
-  writeEndpoint(dp, c.endpointFlags ?? 0, 1);
-  for (const [prefix, id] of c.ipcache ?? []) dp.upsertIpcache(prefix, id);
-  dp.applyPolicy({ endpointId: EP, adds: c.policy, deletes: [] });
-  const life = monotonicSeconds() + 3600;
-  for (const k of c.ct ?? [])
-    dp.map('mbr_ct4').update(
-      encodeCtKey(k),
-      encodeCtEntry({
-        txPackets: 1,
-        txBytes: 60,
-        rxPackets: 0,
-        rxBytes: 0,
-        lifetime: life,
-        sourceSecurityId: 0,
-        policyRevision: 1,
-        flags: 0,
-        txFlagsSeen: 0,
-        rxFlagsSeen: 0,
-        proxyPort: 0,
-      }),
-    );
-  if (c.auth)
-    dp.upsertAuth(
-      { localIdentity: POD_ID, remoteIdentity: 1002, authType: 1 },
-      process.hrtime.bigint() + 3_600_000_000_000n,
-    );
-}
-
-function writeEndpoint(dp: Datapath, flags: number, revision: number): void {
-  dp.map('mbr_endpoints').update(
-    encodeIfindexKey(1),
-    encodeEndpointInfo({ endpointId: EP, identity: POD_ID, ipv4: POD_IP, flags, policyRevision: revision }),
-  );
-}
+import { PROG_CASES } from './fixtures/prog-cases.js';
+import { EP, setUpCase, writeEndpoint } from './support/prog-setup.js';
 
 describe('datapath programs under BPF_PROG_TEST_RUN', () => {
   it('has fixture cases', () => assert.ok(PROG_CASES.length > 0, 'no fixture cases found'));
