@@ -91,7 +91,7 @@ export class Agent {
     }
     this.#state.endpoints = alive;
     this.#save();
-    for (const ep of alive) await this.opts.datapath.attachEndpoint(ep, true);
+    for (const ep of alive) await this.opts.datapath.attachEndpoint(ep);
     for (const ep of alive) {
       const dumped = (await this.opts.datapath.dumpPolicy(ep.id)) as Array<readonly [PolicyKey, PolicyEntry]>;
       this.#realized.set(ep.id, new Map(dumped.filter(Array.isArray).map((kv) => [keyString(kv[0]), kv] as const)));
@@ -138,13 +138,11 @@ export class Agent {
       podName: ep.podName,
       labels: ep.labels,
     });
-    // The pod's process starts only after CNI ADD returns, so nothing flows yet: attach without
-    // enforcement (the datapath needs the endpoint before it takes its policy), write the policy,
-    // then turn enforcement on.
-    await this.opts.datapath.attachEndpoint(ep, false);
+    // Policy first, then attach: the programs must never run on the veth before the endpoint's
+    // policy map holds what its policy says.
     this.#dirty = true;
     await this.reconcile();
-    await this.opts.datapath.attachEndpoint(this.endpoint(ep.id) ?? ep, true);
+    await this.opts.datapath.attachEndpoint(this.endpoint(ep.id) ?? ep);
     return this.endpoint(ep.id)!;
   }
 

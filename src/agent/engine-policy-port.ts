@@ -6,11 +6,11 @@
 import type { IdentityAllocator, IdentityScope } from '../identity/identity-allocator.js';
 import { formatLabel, type LabelSet, makeLabelSet, podIdentityLabels } from '../identity/labels.js';
 import { LOCAL_IDENTITY_SCOPE } from '../identity/reserved-identities.js';
+import type { PolicyRef } from '../policy/map-state-types.js';
 import { PolicyEngine } from '../policy/policy-engine.js';
 import { parsePolicyObject } from '../policy/policy-parser.js';
 import { policyRefKey } from '../policy/policy-rule.js';
 import { tracePolicy } from '../policy/policy-trace.js';
-import type { PolicyRef } from '../policy/map-state-types.js';
 import type { ClusterStore } from '../store/cluster-store.js';
 import type { SubsystemHealth } from './api-types.js';
 import type { EndpointPolicy, IpcacheEntry, PolicyInput, PolicyPort, TraceRequest } from './subsystem-ports.js';
@@ -60,7 +60,14 @@ export class EnginePolicyPort implements PolicyPort {
       // Local endpoints keep their IDs; remote pods get IDs in a range of their own so they never
       // collide with a local one (the engine needs an ID per pod; only local ones reach the datapath).
       const endpointId = c.node === input.node ? c.id : (nodes.indexOf(c.node) + 1) * 0x10000 + c.id;
-      const pod = { namespace: c.namespace, name: c.podName, labels: c.labels, ports: [], podIPs: [c.ipv4], endpointId };
+      const pod = {
+        namespace: c.namespace,
+        name: c.podName,
+        labels: c.labels,
+        ports: [],
+        podIPs: [c.ipv4],
+        endpointId,
+      };
       const json = JSON.stringify(pod);
       if (this.#pods.get(key) !== json) {
         e.upsertPod(pod);
@@ -127,10 +134,13 @@ export class EnginePolicyPort implements PolicyPort {
   }
 
   extraIpcache(): readonly IpcacheEntry[] {
-    return this.#engine
-      .ipcacheEntries()
-      .filter((x) => x.source !== 'pod')
-      .map((x) => ({ prefix: x.prefix, identity: x.identity }));
+    return (
+      this.#engine
+        .ipcacheEntries()
+        // The datapath is IPv4-only for now; pods come from the cluster store.
+        .filter((x) => x.source !== 'pod' && !x.prefix.includes(':'))
+        .map((x) => ({ prefix: x.prefix, identity: x.identity }))
+    );
   }
 }
 
@@ -155,8 +165,7 @@ class ClusterIdentityAllocator implements IdentityAllocator {
   acquire(labels: LabelSet, scope: IdentityScope): number {
     const have = this.#byKey.get(labels.key);
     if (have !== undefined) return have;
-    const id =
-      scope === 'global' ? this.#cluster.allocateIdentity(labels.labels.map(formatLabel)) : this.#nextLocal++;
+    const id = scope === 'global' ? this.#cluster.allocateIdentity(labels.labels.map(formatLabel)) : this.#nextLocal++;
     this.#byKey.set(labels.key, id);
     this.#byId.set(id, labels);
     return id;

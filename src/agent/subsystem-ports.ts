@@ -56,11 +56,8 @@ export interface IpcacheEntry {
 
 export interface DatapathPort {
   health(): SubsystemHealth;
-  /**
-   * Attaches the programs to the endpoint's host veth (idempotent, no gap on re-attach). With
-   * enforce false the endpoint passes everything: used only until its first policy is written.
-   */
-  attachEndpoint(ep: Endpoint, enforce: boolean): Promise<void>;
+  /** Attaches the programs to the endpoint's host veth; a no-op when they are attached already. */
+  attachEndpoint(ep: Endpoint): Promise<void>;
   detachEndpoint(ep: Endpoint): Promise<void>;
   /** Makes the ipcache equal to `entries` (by diff). */
   syncIpcache(entries: readonly IpcacheEntry[]): Promise<void>;

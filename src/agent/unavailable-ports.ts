@@ -86,7 +86,7 @@ export class NullDatapath implements DatapathPort {
   health(): SubsystemHealth {
     return { name: 'datapath', state: 'Disabled', message: this.#reason };
   }
-  async attachEndpoint(_ep: Endpoint, _enforce: boolean): Promise<void> {}
+  async attachEndpoint(_ep: Endpoint): Promise<void> {}
   async detachEndpoint(_ep: Endpoint): Promise<void> {}
   async syncIpcache(_entries: readonly IpcacheEntry[]): Promise<void> {}
   async applyPolicy(_diff: MapStateDiff): Promise<void> {}

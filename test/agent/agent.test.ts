@@ -25,7 +25,7 @@ class MemoryDatapath implements DatapathPort {
   health(): SubsystemHealth {
     return { name: 'datapath', state: 'Ok', message: 'memory' };
   }
-  async attachEndpoint(ep: Endpoint, _enforce: boolean): Promise<void> {
+  async attachEndpoint(ep: Endpoint): Promise<void> {
     this.attached.add(ep.id);
   }
   async detachEndpoint(ep: Endpoint): Promise<void> {

@@ -1,5 +1,6 @@
 // `membrane lab demo`: the README's main command. Brings the lab up, applies the seed policies in
-// stages (observe with none, then the allow rules, then the default-deny policies last), runs the
+// stages (observe with none, the allow rules, the namespaces' default-deny policies, and the
+// cluster-wide zero-trust baseline last), runs the
 // same connections after each stage and prints what was forwarded and dropped and which policy
 // decided. Leaves the lab up for the user to explore.
 import { readdirSync, readFileSync } from 'node:fs';
@@ -17,7 +18,7 @@ import { CliError } from '../errors.js';
 import { renderTable } from '../table.js';
 import { traceVia } from './connectivity.js';
 
-const DEFAULT_DENY = new Set(['default-deny-ingress', 'default-deny-all', 'default-deny']);
+const DEFAULT_DENY = new Set(['default-deny-ingress', 'default-deny']);
 
 export interface DemoDoc {
   readonly file: string;
@@ -28,10 +29,11 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   const say = (s = '') => out.write(`${s}\n`);
   const dir = policiesDir ?? seedDir();
   const docs = readSeedDocs(dir);
-  const allows = docs.filter((d) => !isDefaultDeny(d));
-  const denies = docs.filter(isDefaultDeny);
+  const allows = docs.filter((d) => stageOf(d) === 'allow');
+  const nsDenies = docs.filter((d) => stageOf(d) === 'namespace-deny');
+  const baseline = docs.filter((d) => stageOf(d) === 'cluster-baseline');
 
-  say(`== 1/4 lab up: lab "${lab}" from ${demoWorldFile()}`);
+  say(`== 1/5 lab up: lab "${lab}" from ${demoWorldFile()}`);
   const started = Date.now();
   const state = await labUp({
     lab,
@@ -66,17 +68,21 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   };
 
   say('');
-  say(`== 2/4 observe: no policy applied; ${probes.length} connections between the demo pods`);
+  say(`== 2/5 observe: no policy applied; ${probes.length} connections between the demo pods`);
   await runStage('observe');
 
-  say(`== 3/4 allow rules: ${allows.length} policies from ${dir}`);
+  say(`== 3/5 allow rules: ${allows.length} policies from ${dir}`);
   for (const d of allows) say(`   apply ${d.file}: ${describeDoc(d.doc)}`);
   await applyDocs(lab, allows);
   await runStage('allow rules');
 
-  say(`== 4/4 default deny, applied last: ${denies.map((d) => describeDoc(d.doc)).join(', ')}`);
-  await applyDocs(lab, denies);
-  await runStage('default deny');
+  say(`== 4/5 namespace default-deny: ${nsDenies.map((d) => describeDoc(d.doc)).join(', ')}`);
+  await applyDocs(lab, nsDenies);
+  await runStage('ns deny');
+
+  say(`== 5/5 cluster-wide zero-trust baseline, last: ${baseline.map((d) => describeDoc(d.doc)).join(', ')}`);
+  await applyDocs(lab, baseline);
+  await runStage('zero trust');
 
   say('== summary');
   say(
@@ -111,8 +117,17 @@ export function readSeedDocs(dir: string): DemoDoc[] {
   );
 }
 
-export function isDefaultDeny(d: DemoDoc): boolean {
-  return DEFAULT_DENY.has(String((d.doc.metadata as Record<string, unknown> | undefined)?.name));
+/**
+ * Which stage a seed document belongs to: cluster-wide policies selecting every endpoint are the
+ * zero-trust baseline (their allows come with their default-deny), default-deny policies of a
+ * namespace come after the allow rules, everything else is an allow rule.
+ */
+export function stageOf(d: DemoDoc): 'allow' | 'namespace-deny' | 'cluster-baseline' {
+  const spec = (d.doc.spec ?? {}) as Record<string, unknown>;
+  const selectsAll = JSON.stringify(spec.endpointSelector ?? null) === '{}';
+  if (d.doc.kind === 'CiliumClusterwideNetworkPolicy' && selectsAll) return 'cluster-baseline';
+  if (DEFAULT_DENY.has(String((d.doc.metadata as Record<string, unknown> | undefined)?.name))) return 'namespace-deny';
+  return 'allow';
 }
 
 async function applyDocs(lab: string, docs: readonly DemoDoc[]): Promise<void> {
