@@ -94,7 +94,9 @@ export const SEED_CASES: readonly SeedCase[] = [
   },
   {
     file: '15-cnp-shop.yaml',
-    allowed: [http('shop/frontend', 'shop/backend', 8080, '/api/v1/orders')],
+    // The file's own default-deny (empty ingress and egress lists) closes shop/frontend's egress
+    // too, so the allowed connection is the backend's DNS visibility rule to kube-dns.
+    allowed: [dns('shop/backend', 'api.stripe.com')],
     denied: [tcp('shop/backend', 'default/kafka', 9092)],
   },
 ];
