@@ -6,7 +6,7 @@
 //   legacy-N   the same with iptables-legacy
 // Per phase: iperf3 (1 stream), wrk keep-alive req/s, wrk 'Connection: close' conn/s. Also
 // BPF_PROG_TEST_RUN ns per packet against the pass program, and the time to load N + N entries.
-// Usage (root): node dist/bench/datapath.bench.js [--quick] [--rounds R] [--secs S]
+// Usage (root): node dist/bench/datapath.bench.js [--quick] [--rounds R] [--secs S] [--ns 100,1000] [--kinds mbr,nft,legacy]
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -26,14 +26,16 @@ const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const ROUNDS = Number(argValue('--rounds') ?? (QUICK ? 1 : 3));
 const SECS = Number(argValue('--secs') ?? (QUICK ? 1 : 3));
-const NS = QUICK ? [100, 10000] : [100, 1000, 10000, 100000];
-const KINDS = ['mbr', 'nft', 'legacy'] as const;
+const NS = (argValue('--ns')?.split(',').map(Number) ??
+  (QUICK ? [100, 10000] : [100, 1000, 10000, 100000])) as number[];
+const ALL_KINDS = ['mbr', 'nft', 'legacy'] as const;
+const KINDS = (argValue('--kinds')?.split(',') ?? ALL_KINDS) as ReadonlyArray<(typeof ALL_KINDS)[number]>;
 const CLIENT = 1001;
 const SERVER = 1002;
 const SERVER_IP = '10.240.2.2';
 const PIN = '/sys/fs/bpf/membrane/dp-bench';
 
-type Kind = (typeof KINDS)[number];
+type Kind = (typeof ALL_KINDS)[number];
 interface Sample {
   gbps: number;
   rps: number;
@@ -303,12 +305,17 @@ async function main(): Promise<void> {
     b.startServers();
     // Same answers first: with the datapath the allowed request gets "ok", a denied port gets nothing;
     // with no filter the denied port is refused by the server (answered), not dropped.
+    const t0 = Date.now();
+    const say = (what: string) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${what}\n`);
     for (const n of NS) {
+      say(`mbr-${n}: load and check`);
       b.apply('mbr', n);
       if (!b.curlOk(80)) throw new Error(`mbr-${n}: allowed request failed`);
       const denied = b.topo.run(b.topo.pod('c').netns, 'curl', ['-s', '--max-time', '1', `http://${SERVER_IP}:81/`]);
       if (denied.code !== 28) throw new Error(`mbr-${n}: port 81 was not dropped (curl rc ${denied.code})`);
+      say(`mbr-${n}: test runs`);
       for (const r of b.testRunNs()) testRuns.push({ n, ...r });
+      say(`mbr-${n}: done`);
       b.apply('A', 0);
       if (!b.curlOk(80)) throw new Error('no filter: request failed');
     }
@@ -333,6 +340,7 @@ async function main(): Promise<void> {
           }
         }
         if (a && x) rows.push({ cfg: `${kind}-${n}`, round, a, x });
+        say(`round ${round} ${kind}-${n}`);
         process.stderr.write(`round ${round} ${kind}-${n}: A ${JSON.stringify(a)} X ${JSON.stringify(x)}\n`);
       }
     }
@@ -399,7 +407,11 @@ function report(
   lines.push('', '## BPF_PROG_TEST_RUN (ns per run, median of 5 × 200k runs, same run as the pass program)', '');
   lines.push('| N | packet | membrane ns | pass ns | membrane − pass |', '|---|---|---|---|---|');
   for (const t of testRuns) lines.push(`| ${t.n} | ${t.name} | ${t.ns} | ${t.passNs} | ${t.ns - t.passNs} |`);
-  lines.push('', '## Loading N policy entries + N ipcache entries (batch map writes; each time the mbr-N config is set up, first load first)', '');
+  lines.push(
+    '',
+    '## Loading N policy entries + N ipcache entries (batch map writes; each time the mbr-N config is set up, first load first)',
+    '',
+  );
   for (const [n, ms] of loadTimes) lines.push(`- N=${n}: ${fmt(ms, 0)} ms`);
   lines.push('', eventsLine, '');
   return lines.join('\n');

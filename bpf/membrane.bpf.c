@@ -423,12 +423,16 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		return TCX_NEXT;
 	}
 
-	/* Headers of locally generated traffic are linear; pull when they are not. */
-	if (skb_data(skb) + ETH_HLEN + 60 + 8 + 60 + 8 > skb_data_end(skb))
-		bpf_skb_pull_data(skb, skb->len < 150 ? skb->len : 150);
-
 	struct pkt p = {};
 	int err = parse(skb, &p);
+	/* Headers are nearly always in the linear part. Pull only when parsing ran past it and the
+	 * packet is longer: pulling a cloned skb (every TCP segment) copies its head. */
+	if ((err == DROP_INVALID || err == DROP_CT_INVALID_HDR) &&
+	    skb_data(skb) + skb->len > skb_data_end(skb)) {
+		bpf_skb_pull_data(skb, skb->len < 150 ? skb->len : 150);
+		__builtin_memset(&p, 0, sizeof(p));
+		err = parse(skb, &p);
+	}
 	__u32 remote = MBR_IDENTITY_WORLD;
 	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = dir == MBR_DIR_EGRESS ? p.daddr : p.saddr };
 	struct mbr_ipcache_value *iv = bpf_map_lookup_elem(&mbr_ipcache, &ik);

@@ -12,6 +12,7 @@ import { registerLab } from './commands/lab.js';
 import { registerMonitor } from './commands/monitor.js';
 import { registerObserve } from './commands/observe.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerRelay } from './commands/relay.js';
 import { registerService } from './commands/service.js';
 import { registerStatus } from './commands/status.js';
 import { registerVersion } from './commands/version.js';
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
     registerBpf,
     registerMonitor,
     registerObserve,
+    registerRelay,
     registerService,
     registerFqdn,
     registerAgent,

@@ -3,7 +3,6 @@
 // the DatapathEvent contract of event-types.ts.
 import { type DatapathEvent, EventKind } from './event-types.js';
 import type { StructLayout } from './layout.js';
-import { u32ToIpv4 } from './layout.js';
 
 export const EVENT: StructLayout = {
   struct: 'mbr_event',
@@ -42,39 +41,30 @@ export function decodeEvent(b: Buffer, o = 0): DatapathEvent | undefined {
   const type = b.readUInt8(o);
   const subtype = b.readUInt8(o + 1);
   const flags = b.readUInt16LE(o + 2);
-  const base = {
-    monoNs: b.readUInt32LE(o + 8) + b.readUInt32LE(o + 12) * 2 ** 32,
-    endpointId: b.readUInt32LE(o + 4),
-    ifindex: b.readUInt32LE(o + 16),
-    srcIdentity: b.readUInt32LE(o + 20),
-    dstIdentity: b.readUInt32LE(o + 24),
-    ipVersion: 4 as const,
-    srcIp: u32ToIpv4(b.readUInt32BE(o + 28)),
-    dstIp: u32ToIpv4(b.readUInt32BE(o + 32)),
-    protocol: b.readUInt8(o + 40),
-    srcPort: b.readUInt16LE(o + 36),
-    dstPort: b.readUInt16LE(o + 38),
-    tcpFlags: b.readUInt8(o + 41),
-    icmpType: b.readUInt8(o + 42),
-    icmpCode: b.readUInt8(o + 43),
-    length: b.readUInt32LE(o + 44),
-    isReply: (flags & F_REPLY) !== 0,
-  };
-  const direction = flags & F_EGRESS ? ('egress' as const) : ('ingress' as const);
   switch (type) {
     case EventKind.drop:
-      return { ...base, kind: EventKind.drop, reason: subtype, direction };
+      return {
+        kind: EventKind.drop,
+        reason: subtype,
+        direction: flags & F_EGRESS ? 'egress' : 'ingress',
+        ...common(b, o, flags),
+      };
     case EventKind.trace:
-      return { ...base, kind: EventKind.trace, observationPoint: subtype, ctState: b.readUInt8(o + 52) };
+      return {
+        kind: EventKind.trace,
+        observationPoint: subtype,
+        ctState: b.readUInt8(o + 52),
+        ...common(b, o, flags),
+      };
     case EventKind.policyVerdict:
       return {
-        ...base,
         kind: EventKind.policyVerdict,
-        direction,
+        direction: flags & F_EGRESS ? 'egress' : 'ingress',
         matchType: subtype,
         verdict: b.readInt32LE(o + 48),
         isAudit: (flags & F_AUDIT) !== 0,
         authType: b.readUInt8(o + 53),
+        ...common(b, o, flags),
       };
     default:
       return undefined;
@@ -93,4 +83,29 @@ export function decodeEventBatch(buf: Buffer, count: number, out: DatapathEvent[
     off += 4 + ((len + 7) & ~7);
   }
   return out;
+}
+
+function common(b: Buffer, o: number, flags: number) {
+  return {
+    monoNs: b.readUInt32LE(o + 8) + b.readUInt32LE(o + 12) * 2 ** 32,
+    endpointId: b.readUInt32LE(o + 4),
+    ifindex: b.readUInt32LE(o + 16),
+    srcIdentity: b.readUInt32LE(o + 20),
+    dstIdentity: b.readUInt32LE(o + 24),
+    ipVersion: 4 as const,
+    srcIp: ipv4At(b, o + 28),
+    dstIp: ipv4At(b, o + 32),
+    protocol: b[o + 40] as number,
+    srcPort: b.readUInt16LE(o + 36),
+    dstPort: b.readUInt16LE(o + 38),
+    tcpFlags: b[o + 41] as number,
+    icmpType: b[o + 42] as number,
+    icmpCode: b[o + 43] as number,
+    length: b.readUInt32LE(o + 44),
+    isReply: (flags & F_REPLY) !== 0,
+  };
+}
+
+function ipv4At(b: Buffer, o: number): string {
+  return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
 }

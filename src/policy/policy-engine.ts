@@ -165,6 +165,9 @@ export class PolicyEngine {
   private readonly ipNames = new Map<string, Set<string>>();
   private l7Changed = new Set<number>();
   private changes: ChangeLog = new Map();
+  /** Endpoints to resolve again at the end of the current operation (batched). */
+  private dirtyFull = new Set<EpState>();
+  private dirtyPartial = new Map<EpState, Set<number>>();
 
   constructor(opts: PolicyEngineOptions = {}) {
     this.allocator = opts.allocator ?? new MemoryIdentityAllocator();
@@ -199,7 +202,9 @@ export class PolicyEngine {
     const rec = this.pods.get(podKey({ namespace, name }));
     if (!rec) return [];
     const ep = this.endpoints.get(rec.epId)!;
-    this.replaceEndpointState(ep, new Map());
+    this.installPartitions(ep, new Map());
+    this.dirtyFull.delete(ep);
+    this.dirtyPartial.delete(ep);
     this.setSelUsers(ep, new Set());
     this.namedEgressEps.delete(ep);
     this.epsByIdentity.get(rec.identity)?.delete(ep);
@@ -211,6 +216,11 @@ export class PolicyEngine {
   }
 
   upsertService(svc: Service): MapStateDiff[] {
+    this.applyService(svc);
+    return this.flush();
+  }
+
+  private applyService(svc: Service): void {
     const key = `${svc.namespace}/${svc.name}`;
     const old = this.services.get(key);
     const holds = svc.selector === undefined ? svc.endpointIPs.flatMap((ip) => hostPrefix(ip) ?? []) : [];
@@ -218,7 +228,6 @@ export class PolicyEngine {
     this.services.set(key, { svc, holds });
     if (old) for (const p of old.holds) this.releaseCidr(p);
     this.refreshSelectors('s:');
-    return this.flush();
   }
 
   removeService(namespace: string, name: string): MapStateDiff[] {
@@ -239,7 +248,7 @@ export class PolicyEngine {
       this.namespaces.set(ns.name, ns);
       for (const rec of [...this.pods.values()]) if (rec.pod.namespace === ns.name) this.applyPod(rec.pod);
     }
-    for (const s of parsed.services) this.upsertService(s);
+    for (const s of parsed.services) this.applyService(s);
     for (const p of parsed.policies) this.applyPolicy(p);
     for (const p of parsed.pods) this.applyPod(p);
     return this.flush();
@@ -255,7 +264,7 @@ export class PolicyEngine {
     if (!old) return [];
     this.policies.delete(policyRefKey(ref));
     const affected = this.unindexPolicy(old);
-    for (const ep of affected) this.recomputeEndpoint(ep);
+    for (const ep of affected) this.dirtyFull.add(ep);
     this.releasePolicy(old);
     return this.flush();
   }
@@ -326,7 +335,7 @@ export class PolicyEngine {
     const ep = this.endpoints.get(endpointId);
     if (!ep) return [];
     const groups = new Map<string, { base: Omit<L7Policy, 'remoteIdentities'>; ids: number[] }>();
-    for (const r of ep.resolved.values()) {
+    for (const r of [...ep.partitions.values()].flatMap((m) => [...m.values()])) {
       if (!r.l7) continue;
       const k = r.key;
       const base = {
@@ -447,7 +456,7 @@ export class PolicyEngine {
     set.add(ep);
     this.updatePodAttachments(old, rec);
     if (old) this.releasePodIdentity(old.identity);
-    this.recomputeEndpoint(ep);
+    this.dirtyFull.add(ep);
   }
 
   /** Moves a pod's ipcache entries, named ports and IPs (for ipBlock) from old to new. */
@@ -478,7 +487,7 @@ export class PolicyEngine {
       const next = this.podInfo(id, info.labels, info.namespace!);
       this.onSelectionChanges(this.sc.upsertIdentity(next, (k) => k.startsWith('c:') && k.endsWith('|p')));
     }
-    if (namedChanged) for (const ep of [...this.namedEgressEps]) this.recomputeEndpoint(ep);
+    if (namedChanged) for (const ep of this.namedEgressEps) this.dirtyFull.add(ep);
   }
 
   private countNamedPorts(rec: PodRec, delta: number): boolean {
@@ -580,7 +589,7 @@ export class PolicyEngine {
       for (const id of this.sc.selections(r.subjectKey))
         for (const ep of this.epsByIdentity.get(id) ?? []) affected.add(ep);
     }
-    for (const ep of affected) this.recomputeEndpoint(ep);
+    for (const ep of affected) this.dirtyFull.add(ep);
     if (old) this.releasePolicy(old);
   }
 
@@ -716,8 +725,37 @@ export class PolicyEngine {
     return out;
   }
 
-  private recomputeEndpoint(ep: EpState): void {
-    const rules = this.rulesFor(ep.rec.identity);
+  /** Resolves an endpoint from scratch; endpoints with the same identity and ports share the work. */
+  private recomputeEndpoint(
+    ep: EpState,
+    cache: Map<string, ComputedEndpoint>,
+    pending: ReadonlySet<EpState>,
+    partial: ReadonlyMap<EpState, unknown>,
+  ): void {
+    const sig = `${ep.rec.identity}|${JSON.stringify(ep.rec.pod.ports)}`;
+    let c = cache.get(sig);
+    if (!c) {
+      // A sibling with the same identity and ports that this operation did not touch already
+      // holds the answer (resolution depends on nothing else).
+      for (const sib of this.epsByIdentity.get(ep.rec.identity) ?? [])
+        if (sib !== ep && sib.computed && sib.sig === sig && !pending.has(sib) && !partial.has(sib)) {
+          c = { ...sib.computed, partitions: sib.partitions };
+          break;
+        }
+      c ??= this.computeEndpoint(ep.rec);
+      cache.set(sig, c);
+    }
+    ep.sig = sig;
+    ep.computed = c;
+    ep.dirs = c.dirs;
+    this.setSelUsers(ep, c.sels);
+    if (c.usesNamedEgress) this.namedEgressEps.add(ep);
+    else this.namedEgressEps.delete(ep);
+    this.installPartitions(ep, c.partitions);
+  }
+
+  private computeEndpoint(rec: PodRec): ComputedEndpoint {
+    const rules = this.rulesFor(rec.identity);
     const usedSels = new Set<string>();
     let usesNamedEgress = false;
     const dirs = {} as Record<TrafficDirection, DirPolicy>;
@@ -735,7 +773,7 @@ export class PolicyEngine {
           ddBy.set(policyRefKey(r.origin), r.origin);
         }
         for (const e of section.entries) {
-          const { l4s, named } = this.entryPorts(e, d, ep.rec.pod);
+          const { l4s, named } = this.entryPorts(e, d, rec.pod);
           if (named.length > 0 && d === 'egress') usesNamedEgress = true;
           if (l4s.length === 0 && named.length === 0) continue;
           for (const s of e.sels) {
@@ -766,22 +804,47 @@ export class PolicyEngine {
         anyContribs,
       };
     }
-    ep.dirs = dirs;
-    this.setSelUsers(ep, usedSels);
-    if (usesNamedEgress) this.namedEgressEps.add(ep);
-    else this.namedEgressEps.delete(ep);
-    const ids = new Set<number>([0]);
-    for (const s of usedSels) for (const id of this.sc.selections(s)) ids.add(id);
-    const next = new Map<string, Resolved>();
-    for (const id of ids) for (const [k, r] of this.computePartition(ep, id)) next.set(k, r);
-    this.replaceEndpointState(ep, next);
+    // Group filters by the identities they select, so each partition sees only its own.
+    const byId = new Map<number, Record<TrafficDirection, Filter[]>>();
+    byId.set(0, { ingress: [], egress: [] });
+    for (const d of ['ingress', 'egress'] as const)
+      for (const f of dirs[d].filters) {
+        if (f.selKey === null) continue;
+        for (const id of this.sc.selections(f.selKey)) {
+          let g = byId.get(id);
+          if (!g) {
+            g = { ingress: [], egress: [] };
+            byId.set(id, g);
+          }
+          g[d].push(f);
+        }
+      }
+    const partitions = new Map<number, ReadonlyMap<string, Resolved>>();
+    for (const [id, filters] of byId) {
+      const part = this.computePartition(dirs, id, filters);
+      if (part.size > 0) partitions.set(id, part);
+    }
+    return { dirs, sels: usedSels, usesNamedEgress, partitions };
   }
 
-  private recomputePartition(ep: EpState, id: number): void {
-    const next = new Map(ep.resolved);
-    for (const [k, r] of ep.resolved) if (r.key.identity === id) next.delete(k);
-    for (const [k, r] of this.computePartition(ep, id)) next.set(k, r);
-    this.replaceEndpointState(ep, next, id);
+  private recomputePartition(
+    ep: EpState,
+    id: number,
+    cache: WeakMap<object, Map<number, ReadonlyMap<string, Resolved>>>,
+  ): void {
+    let byId = cache.get(ep.dirs);
+    if (!byId) {
+      byId = new Map();
+      cache.set(ep.dirs, byId);
+    }
+    let part = byId.get(id);
+    if (!part) {
+      part = this.computePartition(ep.dirs, id);
+      byId.set(id, part);
+    }
+    this.diffPartition(ep, ep.partitions.get(id), part);
+    if (part.size > 0) ep.partitions.set(id, part);
+    else ep.partitions.delete(id);
   }
 
   private entryPorts(e: CompiledEntry, d: TrafficDirection, pod: Pod): { l4s: L4Prefix[]; named: NamedPort[] } {
@@ -826,16 +889,22 @@ export class PolicyEngine {
     return out;
   }
 
-  private computePartition(ep: EpState, id: number): Map<string, Resolved> {
+  private computePartition(
+    dirs: Record<TrafficDirection, DirPolicy>,
+    id: number,
+    filtersOfId?: Record<TrafficDirection, readonly Filter[]>,
+  ): Map<string, Resolved> {
     const out = new Map<string, Resolved>();
     for (const d of ['ingress', 'egress'] as const) {
-      const dp = ep.dirs[d];
+      const dp = dirs[d];
       let own: readonly Contribution[];
       if (id === 0) own = dp.anyContribs;
       else {
         const acc: Contribution[] = [];
-        for (const f of dp.filters)
-          if (f.selKey !== null && this.sc.selections(f.selKey).has(id)) acc.push(...this.contributions(f, id));
+        if (filtersOfId) for (const f of filtersOfId[d]) acc.push(...this.contributions(f, id));
+        else
+          for (const f of dp.filters)
+            if (f.selKey !== null && this.sc.selections(f.selKey).has(id)) acc.push(...this.contributions(f, id));
         own = acc;
       }
       if (own.length === 0) continue;
@@ -917,67 +986,86 @@ export class PolicyEngine {
     ep.sels = sels;
   }
 
-  /** Installs an endpoint's new resolved state, logging every changed key for the diff. */
-  private replaceEndpointState(ep: EpState, next: Map<string, Resolved>, onlyIdentity?: number): void {
+  /** Installs an endpoint's new partitions, logging every changed key for the diff. */
+  private installPartitions(ep: EpState, next: ReadonlyMap<number, ReadonlyMap<string, Resolved>>): void {
+    for (const [id, prev] of ep.partitions) if (!next.has(id)) this.diffPartition(ep, prev, undefined);
+    for (const [id, part] of next) this.diffPartition(ep, ep.partitions.get(id), part);
+    ep.partitions = new Map(next);
+  }
+
+  /** Applies one identity's partition change to the endpoint's flat map state and the change log. */
+  private diffPartition(
+    ep: EpState,
+    prev: ReadonlyMap<string, Resolved> | undefined,
+    next: ReadonlyMap<string, Resolved> | undefined,
+  ): void {
+    if (prev === next) return;
     let log = this.changes.get(ep.id);
     if (!log) {
       log = new Map();
       this.changes.set(ep.id, log);
     }
-    const prev = ep.resolved;
     let l7Changed = false;
-    for (const [k, r] of prev) {
-      if (onlyIdentity !== undefined && r.key.identity !== onlyIdentity) continue;
-      const n = next.get(k);
-      if (n && sameResolved(r, n)) continue;
-      if (!log.has(k)) log.set(k, { before: r });
-      if ((r.l7?.sig ?? '') !== (n?.l7?.sig ?? '')) l7Changed = true;
-    }
-    for (const [k, n] of next) {
-      if (onlyIdentity !== undefined && n.key.identity !== onlyIdentity) continue;
-      const r = prev.get(k);
-      if (r && sameResolved(r, n)) continue;
-      if (!log.has(k)) log.set(k, { before: r });
-      if ((r?.l7?.sig ?? '') !== (n.l7?.sig ?? '')) l7Changed = true;
-    }
+    if (prev)
+      for (const [k, r] of prev) {
+        const n = next?.get(k);
+        if (n && sameResolved(r, n)) continue;
+        if (!log.has(k)) log.set(k, { before: r });
+        if ((r.l7?.sig ?? '') !== (n?.l7?.sig ?? '')) l7Changed = true;
+        if (!n) ep.flat.delete(k);
+      }
+    if (next)
+      for (const [k, n] of next) {
+        const r = prev?.get(k);
+        if (r && sameResolved(r, n)) continue;
+        if (!log.has(k)) log.set(k, { before: r });
+        if ((r?.l7?.sig ?? '') !== (n.l7?.sig ?? '')) l7Changed = true;
+        ep.flat.set(k, [n.key, n.entry]);
+      }
     if (l7Changed) this.l7Changed.add(ep.id);
-    ep.resolved = next;
-    const flat = new Map<string, readonly [PolicyKey, PolicyEntry]>();
-    for (const [k, r] of next) flat.set(k, [r.key, r.entry]);
-    ep.flat = flat;
   }
 
   private onSelectionChanges(changes: readonly SelectionChange[]): void {
-    const full = new Set<EpState>();
-    const partial = new Map<EpState, Set<number>>();
     for (const c of changes) {
-      if (this.rulesBySubject.has(c.selector)) for (const ep of this.epsByIdentity.get(c.identity) ?? []) full.add(ep);
+      if (this.rulesBySubject.has(c.selector))
+        for (const ep of this.epsByIdentity.get(c.identity) ?? []) this.dirtyFull.add(ep);
       for (const ep of this.selUsers.get(c.selector) ?? []) {
-        let s = partial.get(ep);
+        let s = this.dirtyPartial.get(ep);
         if (!s) {
           s = new Set();
-          partial.set(ep, s);
+          this.dirtyPartial.set(ep, s);
         }
         s.add(c.identity);
       }
     }
-    for (const ep of full) if (this.endpoints.has(ep.id)) this.recomputeEndpoint(ep);
+  }
+
+  /** Resolves every endpoint the operation touched, once. */
+  private resolveDirty(): void {
+    const full = this.dirtyFull;
+    const partial = this.dirtyPartial;
+    this.dirtyFull = new Set();
+    this.dirtyPartial = new Map();
+    const cache = new Map<string, ComputedEndpoint>();
+    for (const ep of full) if (this.endpoints.get(ep.id) === ep) this.recomputeEndpoint(ep, cache, full, partial);
+    const pcache = new WeakMap<object, Map<number, ReadonlyMap<string, Resolved>>>();
     for (const [ep, ids] of partial) {
-      if (full.has(ep) || !this.endpoints.has(ep.id)) continue;
-      for (const id of ids) this.recomputePartition(ep, id);
+      if (full.has(ep) || this.endpoints.get(ep.id) !== ep) continue;
+      for (const id of ids) this.recomputePartition(ep, id, pcache);
     }
   }
 
   private flush(): MapStateDiff[] {
+    this.resolveDirty();
     const out: MapStateDiff[] = [];
     for (const [epId, log] of [...this.changes].sort((a, b) => a[0] - b[0])) {
       const ep = this.endpoints.get(epId);
       const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
       const deletes: PolicyKey[] = [];
       for (const [k, { before }] of log) {
-        const after = ep?.resolved.get(k);
-        if (after && before && sameEntry(before.entry, after.entry)) continue;
-        if (after) adds.push([after.key, after.entry]);
+        const after = ep?.flat.get(k);
+        if (after && before && sameEntry(before.entry, after[1])) continue;
+        if (after) adds.push(after);
         else if (before) deletes.push(before.key);
       }
       if (adds.length > 0 || deletes.length > 0) out.push({ endpointId: epId, adds, deletes });
@@ -1095,15 +1183,27 @@ interface EpState {
   rec: PodRec;
   dirs: Record<TrafficDirection, DirPolicy>;
   sels: Set<string>;
-  resolved: Map<string, Resolved>;
+  /** Resolved entries by remote identity (0 = any); partition maps may be shared between endpoints. */
+  partitions: Map<number, ReadonlyMap<string, Resolved>>;
+  /** The map state handed out, kept in step with partitions. */
   flat: Map<string, readonly [PolicyKey, PolicyEntry]>;
+  /** identity|ports of the last full resolution, and its result (shared with siblings). */
+  sig?: string;
+  computed?: ComputedEndpoint;
+}
+
+interface ComputedEndpoint {
+  readonly dirs: Record<TrafficDirection, DirPolicy>;
+  readonly sels: Set<string>;
+  readonly usesNamedEgress: boolean;
+  readonly partitions: ReadonlyMap<number, ReadonlyMap<string, Resolved>>;
 }
 
 type ChangeLog = Map<number, Map<string, { before?: Resolved }>>;
 
 function newEpState(id: number, rec: PodRec): EpState {
   const empty: DirPolicy = { enforced: false, defaultDeny: false, defaultDenyBy: [], filters: [], anyContribs: [] };
-  return { id, rec, dirs: { ingress: empty, egress: empty }, sels: new Set(), resolved: new Map(), flat: new Map() };
+  return { id, rec, dirs: { ingress: empty, egress: empty }, sels: new Set(), partitions: new Map(), flat: new Map() };
 }
 
 function cidrLabels(prefix: Prefix): LabelSet {
