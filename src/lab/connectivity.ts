@@ -45,6 +45,9 @@ export function describeTrace(t: TraceAnswer | undefined): string {
     const names = [...new Set(ps.map(name))];
     return names.length <= 2 ? names.join(', ') : `${names.slice(0, 2).join(', ')} +${names.length - 2}`;
   };
+  const auth =
+    t.egress.reason === 'auth-required' ? t.egress : t.ingress.reason === 'auth-required' ? t.ingress : undefined;
+  if (auth) return `${auth === t.egress ? 'egress' : 'ingress'} auth-required: ${list(auth.policies)}`;
   if (t.verdict === 'DENIED') {
     const [dir, side] = t.egress.verdict === 'DENIED' ? ['egress', t.egress] : ['ingress', t.ingress];
     return `${dir} ${side.reason}${side.policies.length > 0 ? `: ${list(side.policies)}` : ''}`;
@@ -121,7 +124,7 @@ export async function runSuite(
   return Promise.all(
     checks.map(async (check, i) => {
       const t = await trace(check.probe).catch(() => undefined);
-      const expected: Outcome = t === undefined || t.verdict === 'ALLOWED' ? 'forwarded' : 'dropped';
+      const expected: Outcome = expectedOutcome(t);
       return {
         check,
         result: results[i],
@@ -131,6 +134,16 @@ export async function runSuite(
       };
     }),
   );
+}
+
+/**
+ * What the datapath should do given the trace: mutual authentication never completes in the lab,
+ * so an allow that requires it is a drop (DROP_AUTH_REQUIRED).
+ */
+export function expectedOutcome(t: TraceAnswer | undefined): Outcome {
+  if (t === undefined) return 'forwarded';
+  if (t.egress.reason === 'auth-required' || t.ingress.reason === 'auth-required') return 'dropped';
+  return t.verdict === 'ALLOWED' ? 'forwarded' : 'dropped';
 }
 
 export function formatSuite(results: readonly CheckResult[]): string {

@@ -95,14 +95,15 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   const forwarded = last.filter((r) => r.outcome === 'forwarded').length;
   say(`After the last stage: ${forwarded} forwarded, ${last.length - forwarded} not forwarded.`);
   say('');
+  const l = lab === 'lab' ? '' : ` --lab ${lab}`;
   say(`The lab is still up. Try:`);
-  say(`  bin/membrane lab status${lab === 'lab' ? '' : ` --lab ${lab}`}`);
-  say(`  bin/membrane endpoint list`);
-  say(`  bin/membrane policy get`);
-  say(`  bin/membrane lab exec shop/frontend -- curl -s http://backend.shop:8080/api/v1/orders`);
-  say(`  bin/membrane monitor --type drop`);
-  say(`  bin/membrane connectivity test`);
-  say(`Take it down with: bin/membrane lab down${lab === 'lab' ? '' : ` --lab ${lab}`}`);
+  say(`  bin/membrane lab status${l}`);
+  say(`  bin/membrane endpoint list${l}`);
+  say(`  bin/membrane policy get${l}`);
+  say(`  bin/membrane lab exec${l} shop/frontend -- curl -s http://backend.shop:8080/api/v1/orders`);
+  say(`  bin/membrane monitor${l} --type drop`);
+  say(`  bin/membrane connectivity test${l}`);
+  say(`Take it down with: bin/membrane lab down${l}`);
 }
 
 export function readSeedDocs(dir: string): DemoDoc[] {
@@ -156,7 +157,7 @@ function formatStage(results: readonly ProbeResult[], traces: ReadonlyArray<Trac
       describeProbe(r.probe),
       r.outcome === 'forwarded' ? 'FORWARDED' : r.outcome === 'dropped' ? 'DROPPED' : r.outcome.toUpperCase(),
       String(r.bytes),
-      describeTrace(traces[i]),
+      r.probe.from.startsWith('node:') ? 'host (allow-localhost)' : describeTrace(traces[i]),
     ]),
   );
 }
