@@ -49,7 +49,8 @@ export function formatMonitorLine(e: DatapathEvent, names: (id: number) => strin
   const tuple = `${addr(e.srcIp, e.srcPort, e.protocol)} -> ${addr(e.dstIp, e.dstPort, e.protocol)} ${l4(e)}`;
   switch (e.kind) {
     case EventKind.drop:
-      return `xx drop (${DROP_REASONS[e.reason] ?? `reason ${e.reason}`}) to endpoint ${e.endpointId}, ifindex ${e.ifindex}, identity ${names(e.srcIdentity)}->${names(e.dstIdentity)}: ${tuple}`;
+      // Endpoint IDs are per node; the direction says whether the endpoint sent or received it.
+      return `xx drop (${DROP_REASONS[e.reason] ?? `reason ${e.reason}`}) ${e.direction === 'egress' ? 'from' : 'to'} endpoint ${e.endpointId}, ifindex ${e.ifindex}, identity ${names(e.srcIdentity)}->${names(e.dstIdentity)}: ${tuple}`;
     case EventKind.trace:
       return `-> ${OBS_POINTS[e.observationPoint] ?? `point ${e.observationPoint}`} endpoint ${e.endpointId} identity ${names(e.srcIdentity)}->${names(e.dstIdentity)} state ${CT_STATES[e.ctState] ?? e.ctState} ifindex ${e.ifindex}: ${tuple}`;
     default: {

@@ -30,9 +30,9 @@ const LINES: ReadonlyArray<{ name: string; e: DatapathEvent; line: string }> = [
     line: 'xx drop (Policy denied) to endpoint 7, ifindex 4, identity 262->258: 10.201.1.5:37424 -> 10.201.1.3:8080 tcp SYN',
   },
   {
-    name: 'an authentication drop of UDP',
-    e: { ...base, kind: 1, reason: 189, direction: 'ingress', protocol: 17, tcpFlags: 0 },
-    line: 'xx drop (Authentication required) to endpoint 7, ifindex 4, identity 262->258: 10.201.1.5:37424 -> 10.201.1.3:8080 udp',
+    name: 'an authentication drop of UDP at egress',
+    e: { ...base, kind: 1, reason: 189, direction: 'egress', protocol: 17, tcpFlags: 0 },
+    line: 'xx drop (Authentication required) from endpoint 7, ifindex 4, identity 262->258: 10.201.1.5:37424 -> 10.201.1.3:8080 udp',
   },
   {
     name: 'a trace of an established reply',

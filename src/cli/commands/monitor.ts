@@ -41,8 +41,12 @@ export function registerMonitor(program: Command): void {
             if (types.length > 0 && !types.includes(eventType(e))) return;
             if (related !== undefined && e.endpointId !== related) return;
             seen++;
+            // Endpoint IDs are per node: with several nodes, say which one saw the event.
+            const prefix = targets.length > 1 ? `[${t.node}] ` : '';
             process.stdout.write(
-              o.output === 'json' ? `${JSON.stringify({ node: t.node, ...e })}\n` : `${formatMonitorLine(e)}\n`,
+              o.output === 'json'
+                ? `${JSON.stringify({ node: t.node, ...e })}\n`
+                : `${prefix}${formatMonitorLine(e)}\n`,
             );
             if (seen >= max) abort.abort();
           },
