@@ -102,5 +102,8 @@ describe('membrane agent in the lab', () => {
     assert.match(r.err, /toPorts\[0\]\.ports\[0\]\.port.*99999/);
     assert.equal(membrane(env, 'policy', 'get').out, before);
     assert.match(before, /web-from-client[\s\S]*Revision: 2\n$/);
+    const deleted = membrane(env, 'delete', '-f', good);
+    assert.equal(deleted.out, 'ciliumnetworkpolicy alpha/web-from-client deleted\nRevision: 3\n');
+    assert.equal(membrane(env, 'policy', 'get').out, '[]\nRevision: 3\n');
   });
 });

@@ -75,6 +75,23 @@ describe('membrane lab', () => {
       'web@n2',
     ]);
 
+    // The CLI over the agents: health, identities, the connectivity suite.
+    const st = JSON.parse(membrane(env, 'status', '--node', 'n1', '-o', 'json').out) as {
+      subsystems: Array<{ name: string; state: string }>;
+    };
+    assert.deepEqual(
+      st.subsystems.map((x) => `${x.name}=${x.state}`),
+      ['store=Ok', 'endpoints=Ok', 'policy=Ok', 'datapath=Ok', 'reconciler=Ok'],
+    );
+    const ids = JSON.parse(membrane(env, 'identity', 'list', '-o', 'json').out) as Array<{
+      id: number;
+      labels: string[];
+    }>;
+    assert.ok(ids.some((i) => i.id >= 256 && i.labels.includes('k8s:app=web')));
+    const conn = membrane(env, 'connectivity', 'test');
+    assert.equal(conn.code, 0, conn.out + conn.err);
+    assert.match(conn.out, /✅ All 5 tests \(5 actions\) successful/);
+
     const again = await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO });
     assert.deepEqual(
       again.pods.map((p) => [p.name, p.ip, p.pid]),
