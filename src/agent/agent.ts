@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
-import type { ClusterStore, PolicySet } from '../store/cluster-store.js';
+import type { ClusterEndpoint, ClusterStore, PolicySet } from '../store/cluster-store.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 import { VERSION } from '../version.js';
 import type {
@@ -29,6 +29,12 @@ export interface AgentOptions {
   readonly policy: PolicyPort;
   readonly datapath: DatapathPort;
   readonly now?: () => Date;
+}
+
+/** The cluster's endpoints and identities as of the last reconcile, for per-flow lookups. */
+export interface ClusterSnapshot {
+  readonly endpointsByIp: ReadonlyMap<string, ClusterEndpoint>;
+  readonly identityLabels: ReadonlyMap<number, readonly string[]>;
 }
 
 export class AgentError extends Error {
@@ -70,6 +76,7 @@ export class Agent {
   #reconciling: Promise<void> = Promise.resolve();
   #dirty = true;
   #policyHealth: SubsystemHealth;
+  #snapshot: ClusterSnapshot = { endpointsByIp: new Map(), identityLabels: new Map() };
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -170,6 +177,10 @@ export class Agent {
     return this.#state.endpoints.find((e) => e.containerId === containerId && e.ifname === ifname);
   }
 
+  clusterSnapshot(): ClusterSnapshot {
+    return this.#snapshot;
+  }
+
   identities(): IdentityRecord[] {
     return [...RESERVED_IDENTITIES, ...this.opts.cluster.identities()];
   }
@@ -238,6 +249,10 @@ export class Agent {
     try {
       const cluster = this.opts.cluster;
       const clusterEndpoints = cluster.endpoints();
+      this.#snapshot = {
+        endpointsByIp: new Map(clusterEndpoints.map((e) => [e.ipv4, e])),
+        identityLabels: new Map(this.identities().map((i) => [i.id, i.labels])),
+      };
       const ipcache = new Map<string, number>();
       for (const e of clusterEndpoints) ipcache.set(`${e.ipv4}/32`, e.identity);
       // The nodes: their underlay address and their pods' gateway address (on the node's lo).

@@ -3,9 +3,12 @@
 // it keeps its own selector cache and returns each local endpoint's map state, which the agent
 // diffs against what the datapath holds. Identities come from the cluster store, so every node's
 // engine gives a label set the same number.
+
+import type { AttributionQuery } from '../hubble/flow/enrichment.js';
 import type { IdentityAllocator, IdentityScope } from '../identity/identity-allocator.js';
 import { formatLabel, type LabelSet, makeLabelSet, podIdentityLabels } from '../identity/labels.js';
 import { LOCAL_IDENTITY_SCOPE } from '../identity/reserved-identities.js';
+import { lookupMapState } from '../policy/map-state.js';
 import type { PolicyRef } from '../policy/map-state-types.js';
 import { PolicyEngine } from '../policy/policy-engine.js';
 import { parsePolicyObject } from '../policy/policy-parser.js';
@@ -119,6 +122,19 @@ export class EnginePolicyPort implements PolicyPort {
         entries: [...e.endpointMapState(ep.id).values()],
       };
     });
+  }
+
+  attribution(q: AttributionQuery): readonly PolicyRef[] {
+    if (q.outcome === 'default-deny')
+      return this.#engine.endpointPolicyStatus(q.endpointId)?.[q.direction].defaultDenyBy ?? [];
+    const hit = lookupMapState(
+      this.#engine.endpointMapState(q.endpointId),
+      q.remoteIdentity,
+      q.direction,
+      q.protocol,
+      q.port,
+    );
+    return hit.entry?.derivedFrom ?? [];
   }
 
   trace(q: TraceRequest): unknown {

@@ -2,7 +2,8 @@
 // the reconcile loop; these ports turn it into map state and into BPF map writes. A port that is
 // not available reports itself as Disabled with the reason, and the agent keeps serving
 // everything else (endpoints, identities, stored policies).
-import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
+import type { AttributionQuery } from '../hubble/flow/enrichment.js';
+import type { MapStateDiff, PolicyEntry, PolicyKey, PolicyRef } from '../policy/map-state-types.js';
 import type { ClusterEndpoint } from '../store/cluster-store.js';
 import type { Endpoint, StoredPolicy, SubsystemHealth } from './api-types.js';
 
@@ -36,6 +37,8 @@ export interface PolicyPort {
     namespace: string,
     namespaceLabels: Readonly<Record<string, string>>,
   ): string[];
+  /** The policies behind a datapath verdict, for flows (allowed_by / denied_by). */
+  attribution(q: AttributionQuery): readonly PolicyRef[];
   /** Prefixes the engine maps to identities beyond pods (CIDR and FQDN identities). */
   extraIpcache(): readonly IpcacheEntry[];
   /** The verdict for a connection (pods as NS/POD, others by IP); undefined without an engine. */

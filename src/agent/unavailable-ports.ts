@@ -1,6 +1,7 @@
 // Stand-ins used when the policy engine or the datapath is not part of the build (or failed to
 // start). They say so in `membrane status` instead of pretending to enforce anything.
-import type { MapStateDiff } from '../policy/map-state-types.js';
+import type { AttributionQuery } from '../hubble/flow/enrichment.js';
+import type { MapStateDiff, PolicyRef } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
 import { securityLabels } from './security-labels.js';
 import type {
@@ -59,6 +60,10 @@ export class StructuralPolicyPort implements PolicyPort {
   }
 
   extraIpcache(): readonly IpcacheEntry[] {
+    return [];
+  }
+
+  attribution(_q: AttributionQuery): readonly PolicyRef[] {
     return [];
   }
 }

@@ -44,6 +44,25 @@ describe('membrane agent in the lab', () => {
       timeoutMs: 5000,
       what: 'policy enforced',
     });
+    // The drop shows up as a flow on web's node, with the policy that made ingress default-deny.
+    const flows = membrane(
+      env,
+      'observe',
+      '--server',
+      `unix://${join(nodeDir(lab, 'n2'), 'hubble.sock')}`,
+      '--verdict',
+      'DROPPED',
+      '--last',
+      '1',
+      '-o',
+      'json',
+    );
+    const line = JSON.parse(flows.out.split('\n')[0]);
+    const flow = line.flow ?? line;
+    assert.deepEqual(
+      [flow.verdict, flow.source.pod_name, flow.destination.pod_name, flow.ingress_denied_by],
+      ['DROPPED', 'other', 'web', [{ name: 'web-from-client', namespace: 'alpha', kind: 'CiliumNetworkPolicy' }]],
+    );
     const before = JSON.parse(membrane(env, 'endpoint', 'list', '-o', 'json').out);
 
     const conn = spawn(
