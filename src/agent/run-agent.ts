@@ -2,11 +2,12 @@
 // the API, and stops cleanly on SIGTERM/SIGINT (the datapath stays pinned and keeps enforcing).
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { DatapathEvent } from '../datapath/event-types.js';
 import { wallFromMono } from '../hubble/flow/parser.js';
 import { FlowObserver } from '../hubble/observer/flow-observer.js';
 import { ObserverServer } from '../hubble/observer/observer-server.js';
+import { type PeerSource, StaticPeers } from '../hubble/observer/peer-source.js';
 import { ClusterStore } from '../store/cluster-store.js';
 import { Agent } from './agent.js';
 import { serveAgentApi } from './api-server.js';
@@ -29,7 +30,12 @@ export interface AgentRunOptions {
  * The node's flow pipeline: datapath events become flows (enriched from the agent) in a ring,
  * served by the Hubble Observer API on a unix socket next to the agent's.
  */
-export async function serveHubble(agent: Agent, datapath: DatapathPort, socket: string): Promise<ObserverServer> {
+export async function serveHubble(
+  agent: Agent,
+  datapath: DatapathPort,
+  socket: string,
+  peers: PeerSource,
+): Promise<ObserverServer> {
   const bootNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
   const boot = { seconds: Number(bootNs / 1_000_000_000n), nanos: Number(bootNs % 1_000_000_000n) };
   const observer = new FlowObserver({
@@ -43,7 +49,7 @@ export async function serveHubble(agent: Agent, datapath: DatapathPort, socket: 
   });
   datapath.onEvent((ev) => observer.ingestEvent(ev as DatapathEvent));
   rmSync(socket, { force: true });
-  const server = new ObserverServer({ observer });
+  const server = new ObserverServer({ observer, peers });
   await server.listen(`unix://${socket}`);
   return server;
 }
@@ -65,7 +71,19 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   });
   await agent.start();
   const server = await serveAgentApi(agent, o.socket);
-  const hubble = await serveHubble(agent, datapath, join(o.stateDir, 'hubble.sock'));
+  // Every node's flow server, for the relay: sockets sit side by side under the lab's nodes/.
+  const peers = new StaticPeers();
+  const known = new Set<string>();
+  const refreshPeers = () => {
+    for (const n of cluster.nodes())
+      if (!known.has(n.name)) {
+        known.add(n.name);
+        peers.set(n.name, `unix://${join(dirname(o.stateDir), n.name, 'hubble.sock')}`);
+      }
+  };
+  refreshPeers();
+  const peerTimer = setInterval(refreshPeers, 1000);
+  const hubble = await serveHubble(agent, datapath, join(o.stateDir, 'hubble.sock'), peers);
   writeFileSync(join(o.stateDir, 'agent.pid'), String(process.pid));
   process.stderr.write(`membrane agent: node ${o.node} of lab ${o.lab} serving on ${o.socket}\n`);
   await new Promise<void>((resolve) => {
@@ -74,6 +92,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     process.once('SIGINT', stop);
   });
   server.close();
+  clearInterval(peerTimer);
   await hubble.close();
   await agent.stop();
   rmSync(o.socket, { force: true });

@@ -19,6 +19,11 @@ export function agentSocket(lab: string, node: string): string {
   return `${nodeDir(lab, node)}/agent.sock`;
 }
 
+/** The lab's flow relay (all nodes' flows), for `membrane observe --server unix://...`. */
+export function relaySocket(lab: string): string {
+  return `${labDir(lab)}/relay.sock`;
+}
+
 export function clusterDir(lab: string): string {
   return `${labDir(lab)}/cluster`;
 }

@@ -19,6 +19,7 @@ import {
   nodeDir,
   nodeNetns,
   podNetns,
+  relaySocket,
   underlayNetns,
   worldNetns,
 } from './lab-paths.js';
@@ -85,6 +86,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   writeDnsFiles(o.lab, world, wired, dnsIp);
 
   const worldPid = await ensureWorldHost(o, world, previous);
+  await ensureRelay(o, nodes[0]);
   const pods: LabPod[] = [];
   for (const w of wired) {
     const prev = previous?.pods.find((x) => x.namespace === w.p.namespace && x.name === w.p.name);
@@ -307,6 +309,36 @@ async function ensureWorldHost(o: LabUpOptions, world: World, previous: LabState
     logFile: join(labDir(o.lab), 'logs', 'world.log'),
     cwd: o.repoRoot,
   });
+}
+
+/**
+ * The flow relay, merging every node's flows; it runs in the underlay netns so `lab down` stops
+ * it with everything else (it only uses unix sockets).
+ */
+async function ensureRelay(o: LabUpOptions, first: LabNode): Promise<void> {
+  const socket = relaySocket(o.lab);
+  const pidFile = join(labDir(o.lab), 'relay.pid');
+  const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
+  if (pid && isAlive(pid) && existsSync(socket)) return;
+  const started = startPodProcess({
+    netnsPath: netnsPath(underlayNetns(o.lab)),
+    resolvConf: undefined,
+    argv: [
+      process.execPath,
+      join(o.repoRoot, 'bin/membrane'),
+      'relay',
+      '--listen-address',
+      `unix://${socket}`,
+      '--peer-service',
+      `unix://${join(nodeDir(o.lab, first.name), 'hubble.sock')}`,
+      '--retry-timeout',
+      '1s',
+    ],
+    env: {},
+    logFile: join(labDir(o.lab), 'logs', 'relay.log'),
+    cwd: o.repoRoot,
+  });
+  writeFileSync(pidFile, String(started));
 }
 
 function startWorkload(o: LabUpOptions, w: WiredPod, dnsIp: string): number {

@@ -5,10 +5,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { bpffsDir, labDir, netnsPrefix } from '../../src/lab/lab-paths.js';
+import { bpffsDir, labDir, netnsPrefix, relaySocket } from '../../src/lab/lab-paths.js';
 import { labDown, labNetns } from '../../src/lab/teardown.js';
 import { labUp } from '../../src/lab/topology.js';
 import { requireRoot } from '../support/privileged.js';
+import { until } from '../support/until.js';
 import { LAB_TOOLS, MEMBRANE, MINI_WORLD, REPO, testLab } from './lab-fixture.js';
 
 function membrane(env: NodeJS.ProcessEnv, ...args: string[]) {
@@ -60,6 +61,20 @@ describe('membrane lab', () => {
       path: '/hello',
       received: 0,
     });
+    // The lab's relay merges both nodes' flows: the client's side on n1, the server's on n2.
+    await until(
+      () => {
+        const o = membrane(env, 'observe', '--server', `unix://${relaySocket(lab)}`, '--last', '50', '-o', 'json');
+        const nodes = new Set(
+          o.out
+            .split('\n')
+            .filter((l) => l.includes('"/hello"') || l.includes('8080'))
+            .map((l) => (JSON.parse(l).flow ?? JSON.parse(l)).node_name),
+        );
+        return nodes.has('n1') && nodes.has('n2');
+      },
+      { timeoutMs: 10_000, intervalMs: 250, what: 'flows from both nodes through the relay' },
+    );
     // The outside host, by name.
     const w = membrane(env, 'lab', 'exec', 'alpha/client', '--', 'curl', '-s', '-m', '5', 'http://api.example.com/');
     assert.equal(JSON.parse(w.out).namespace, 'world');

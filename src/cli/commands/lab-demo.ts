@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { AgentStatus, StoredPolicy } from '../../agent/api-types.js';
 import { describeTrace, type TraceAnswer } from '../../lab/connectivity.js';
+import { relaySocket } from '../../lab/lab-paths.js';
 import { readLabState } from '../../lab/lab-state.js';
 import { describeProbe, type Probe, type ProbeResult, runProbes } from '../../lab/probes.js';
 import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
@@ -102,6 +103,7 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   say(`  bin/membrane policy get${l}`);
   say(`  bin/membrane lab exec${l} shop/frontend -- curl -s http://backend.shop:8080/api/v1/orders`);
   say(`  bin/membrane monitor${l} --type drop`);
+  say(`  bin/membrane observe --server unix://${relaySocket(lab)} --verdict DROPPED`);
   say(`  bin/membrane connectivity test${l}`);
   say(`Take it down with: bin/membrane lab down${l}`);
 }
