@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import type { Command } from 'commander';
 import { AgentClient } from '../agent/api-client.js';
-import { agentSocket, DEFAULT_LAB, labDir } from '../lab/lab-paths.js';
+import { agentSocket, checkLabName, DEFAULT_LAB, labDir } from '../lab/lab-paths.js';
 import { CliError } from './errors.js';
 
 export interface TargetOptions {
@@ -27,6 +27,8 @@ export function addTargetOptions(cmd: Command): Command {
 export function resolveTargets(o: TargetOptions): AgentTarget[] {
   if (o.host) return [{ node: o.host, client: new AgentClient(o.host) }];
   const lab = o.lab ?? process.env.MEMBRANE_LAB ?? DEFAULT_LAB;
+  const bad = checkLabName(lab);
+  if (bad) throw new CliError('MBR_LAB_NAME', `--lab: ${bad}`, 2);
   const nodes = o.node ? [o.node] : listNodes(lab);
   if (nodes.length === 0)
     throw new CliError('MBR_NO_AGENT', `lab "${lab}" has no nodes: run "membrane lab up" first (or pass -H SOCKET)`);

@@ -4,7 +4,7 @@
 // the state directory.
 import { readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { sh } from './host-commands.js';
-import { bpffsDir, labDir, netnsPrefix } from './lab-paths.js';
+import { bpffsDir, checkLabName, labDir, netnsPrefix } from './lab-paths.js';
 import { isAlive } from './pod-process.js';
 
 export interface DownReport {
@@ -23,6 +23,9 @@ export function labNetns(lab: string): string[] {
 }
 
 export async function labDown(lab: string): Promise<DownReport> {
+  // The name becomes paths that get removed recursively: never accept one that could escape.
+  const bad = checkLabName(lab);
+  if (bad) throw Object.assign(new Error(`lab name: ${bad}`), { code: 'MBR_LAB_NAME' });
   const names = labNetns(lab);
   const inodes = new Set<number>();
   for (const n of names) {

@@ -140,11 +140,21 @@ describe('membrane lab', () => {
     assert.equal(readdirSync('/run/netns').filter((n) => n.startsWith(netnsPrefix(lab))).length, 0);
   });
 
-  it('rejects a lab name that cannot become a netns prefix', async (t) => {
+  it('rejects a lab name that cannot become a netns prefix or a path, in up and in down', async (t) => {
     if (!requireRoot(t, 'runs lab up', LAB_TOOLS)) return;
     await assert.rejects(labUp({ lab: 'Bad-Name', worldFiles: [MINI_WORLD], repoRoot: REPO }), {
       code: 'MBR_LAB_NAME',
       message: 'lab name: expected 1-12 lowercase letters or digits starting with a letter, got "Bad-Name"',
     });
+    await assert.rejects(labDown('../..'), {
+      code: 'MBR_LAB_NAME',
+      message: 'lab name: expected 1-12 lowercase letters or digits starting with a letter, got "../.."',
+    });
+    const r = membrane(process.env, 'lab', 'down', '--lab', '../x');
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.err,
+      'membrane: --lab: expected 1-12 lowercase letters or digits starting with a letter, got "../x"\n',
+    );
   });
 });

@@ -1,7 +1,7 @@
 // `membrane lab`: run the embedded lab: a cluster of network namespaces.
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
+import { checkLabName, DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
 import { readLabState } from '../../lab/lab-state.js';
 import { podArgv } from '../../lab/pod-process.js';
 import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
@@ -105,7 +105,10 @@ export function registerLab(program: Command): void {
 }
 
 export function labName(o: { lab?: string }): string {
-  return o.lab ?? process.env.MEMBRANE_LAB ?? DEFAULT_LAB;
+  const lab = o.lab ?? process.env.MEMBRANE_LAB ?? DEFAULT_LAB;
+  const bad = checkLabName(lab);
+  if (bad) throw new CliError('MBR_LAB_NAME', `--lab: ${bad}`, 2);
+  return lab;
 }
 
 export async function labExec(lab: string, pod: string, argv: readonly string[]): Promise<number> {
