@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool linux-libc-dev make g++ python3
   iproute2 iptables nftables curl bind9-dnsutils dnsmasq nginx-light socat netcat-openbsd
-  iperf3 wrk containernetworking-plugins
+  iperf3 wrk containernetworking-plugins iputils-ping
 )
 
 missing=()
@@ -22,12 +22,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# `npm install` (not `npm ci`) because npm here leaves other platforms' optional packages out of
+# the lockfile, which `npm ci` then rejects; the lockfile still pins every version.
 # npm builds re2 from source (no prebuilt download here): point node-gyp at the Node headers
 # already on the machine instead of downloading them.
 if [ -f /usr/include/node/node_api.h ]; then export npm_config_nodedir=/usr; fi
 if ! npm ls --depth=0 >/dev/null 2>&1; then
   echo "bootstrap: installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 npm run -s build

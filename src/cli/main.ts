@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAgent } from './commands/agent.js';
 import { registerApply } from './commands/apply.js';
 import { registerBpf } from './commands/bpf.js';
+import { registerConnectivity } from './commands/connectivity.js';
 import { registerEndpoint } from './commands/endpoint.js';
 import { registerFqdn } from './commands/fqdn.js';
 import { registerIdentity } from './commands/identity.js';
@@ -11,6 +12,7 @@ import { registerLab } from './commands/lab.js';
 import { registerMonitor } from './commands/monitor.js';
 import { registerObserve } from './commands/observe.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerRelay } from './commands/relay.js';
 import { registerService } from './commands/service.js';
 import { registerStatus } from './commands/status.js';
 import { registerVersion } from './commands/version.js';
@@ -32,9 +34,11 @@ export function buildProgram(): Command {
     registerBpf,
     registerMonitor,
     registerObserve,
+    registerRelay,
     registerService,
     registerFqdn,
     registerAgent,
+    registerConnectivity,
     registerVersion,
   ]) {
     register(program);

@@ -1,16 +1,103 @@
-// `membrane apply -f` / `membrane delete -f`: load policy files into the running agent.
+// `membrane apply -f` / `membrane delete -f`: load policy files into the running lab. All files
+// are read and validated first; any bad document rejects the whole request and the running
+// policy stays as it was.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { notBuiltYet } from '../not-built.js';
+import { parseAllDocuments } from 'yaml';
+import type { StoredPolicy } from '../../agent/api-types.js';
+import { validatePolicyDocs } from '../../agent/engine-policy-port.js';
+import { addTargetOptions, resolveTargets } from '../agent-target.js';
+import { CliError } from '../errors.js';
+
+export interface PolicyFileDocs {
+  readonly file: string;
+  readonly docs: Record<string, unknown>[];
+}
 
 export function registerApply(program: Command): void {
-  program
-    .command('apply')
-    .description('Validate policy files and apply them to the running agent (all or nothing)')
-    .requiredOption('-f, --file <path...>', 'policy file or directory')
-    .action(() => notBuiltYet('membrane apply'));
-  program
-    .command('delete')
-    .description('Remove the policies named in files from the running agent')
-    .requiredOption('-f, --file <path...>', 'policy file or directory')
-    .action(() => notBuiltYet('membrane delete'));
+  addTargetOptions(
+    program
+      .command('apply')
+      .description('Validate policy files and apply them to the running agent (all or nothing)')
+      .requiredOption('-f, --file <path...>', 'policy file or directory'),
+  ).action(async (o) => {
+    const files = await readAndValidate(o.file);
+    const [t] = resolveTargets(o);
+    const set = await t.client.put<{ revision: number }>('/v1/policy', {
+      docs: files.flatMap((f) => f.docs),
+      source: files.map((f) => f.file).join(','),
+    });
+    for (const f of files) for (const d of f.docs) process.stdout.write(`${describe(d)} applied\n`);
+    process.stdout.write(`Revision: ${set.revision}\n`);
+  });
+  addTargetOptions(
+    program
+      .command('delete')
+      .description('Remove the policies named in files from the running agent')
+      .requiredOption('-f, --file <path...>', 'policy file or directory'),
+  ).action(async (o) => {
+    const files = readPolicyFiles(o.file);
+    const [t] = resolveTargets(o);
+    const set = await t.client.delete<{ revision: number }>('/v1/policy', {
+      docs: files.flatMap((f) => f.docs),
+      source: files.map((f) => f.file).join(','),
+    });
+    for (const f of files) for (const d of f.docs) process.stdout.write(`${describe(d)} deleted\n`);
+    process.stdout.write(`Revision: ${set.revision}\n`);
+  });
+}
+
+/** Reads files and directories (*.yaml, *.yml, *.json, sorted); a YAML error rejects all. */
+export function readPolicyFiles(paths: readonly string[]): PolicyFileDocs[] {
+  const files: string[] = [];
+  for (const p of paths) {
+    let st: ReturnType<typeof statSync>;
+    try {
+      st = statSync(p);
+    } catch {
+      throw new CliError('MBR_POLICY_FILE', `${p}: no such file or directory`);
+    }
+    if (st.isDirectory())
+      files.push(
+        ...readdirSync(p)
+          .filter((f) => /\.(ya?ml|json)$/.test(f))
+          .sort()
+          .map((f) => join(p, f)),
+      );
+    else files.push(p);
+  }
+  return files.map((file) => {
+    const docs: Record<string, unknown>[] = [];
+    parseAllDocuments(readFileSync(file, 'utf8')).forEach((doc, i) => {
+      if (doc.errors.length > 0)
+        throw new CliError('MBR_POLICY_INVALID', `${file}: document ${i}: ${doc.errors[0].message.split('\n')[0]}`);
+      const d = doc.toJSON();
+      if (d !== null) docs.push(d as Record<string, unknown>);
+    });
+    return { file, docs };
+  });
+}
+
+export async function readAndValidate(paths: readonly string[]): Promise<PolicyFileDocs[]> {
+  const files = readPolicyFiles(paths);
+  for (const f of files) {
+    try {
+      validatePolicyDocs(f.docs, f.file);
+    } catch (err) {
+      throw new CliError((err as { code?: string }).code ?? 'MBR_POLICY_INVALID', (err as Error).message);
+    }
+  }
+  return files;
+}
+
+function describe(d: Record<string, unknown>): string {
+  const meta = (d.metadata ?? {}) as Record<string, unknown>;
+  const kind = String(d.kind ?? '?');
+  const ns = kind === 'CiliumClusterwideNetworkPolicy' ? '' : `${String(meta.namespace ?? 'default')}/`;
+  return `${kind.toLowerCase()} ${ns}${String(meta.name ?? '?')}`;
+}
+
+export function policyListing(p: readonly StoredPolicy[]): unknown[] {
+  return p.map((x) => x.doc);
 }

@@ -19,7 +19,7 @@ import {
 } from '../../policy/policy-trace.js';
 import { protocolName } from '../../policy/protocol-names.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
-import { notBuiltYet } from '../not-built.js';
+import { registerPolicyGet } from './policy-get.js';
 
 export function registerPolicy(program: Command): void {
   const group = program.command('policy').description('Validate, trace and show network policy');
@@ -52,10 +52,7 @@ export function registerPolicy(program: Command): void {
     .option('--queries <file.jsonl>', 'batch: one {"src","dst","dport","protocol"} query per line')
     .option('-o, --output <format>', 'output format: text, json or jsonl', 'text')
     .action((opts: TraceOptions) => runTrace(opts));
-  group
-    .command('get')
-    .description('Show the policy rules loaded in the agent')
-    .action(() => notBuiltYet('membrane policy get'));
+  registerPolicyGet(group);
 }
 
 // Private helpers.

@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Every struct the Membrane datapath shares with user space. This header is the only copy of these
+ * layouts: the codecs in src/datapath/maps/ and src/datapath/event-codec.ts mirror it, and
+ * test/datapath/codec-layout.test.ts checks the mirror against the BTF of bpf/membrane.bpf.o.
+ *
+ * Byte order: IPv4 addresses and the policy key's dport are network order (the LPM trie compares
+ * bytes most-significant first, so a port prefix only works big-endian). Everything else is host
+ * order. No struct has implicit padding: hashed keys are compared as raw bytes.
+ */
+#ifndef MEMBRANE_MAPS_H
+#define MEMBRANE_MAPS_H
+
+/* Pinned map names (user space opens them by these names under <pinDir>/maps/). */
+#define MBR_MAX_ENDPOINTS 4096
+
+/* Reserved identities the datapath itself uses. */
+#define MBR_IDENTITY_WORLD 2
+
+/* Direction as stored in keys and events: 0 ingress (to the pod), 1 egress (from the pod). */
+#define MBR_DIR_INGRESS 0
+#define MBR_DIR_EGRESS 1
+
+/* mbr_ipcache: LPM trie. prefixlen counts bits of addr. Read by src/datapath/maps/ipcache-map.ts. */
+struct mbr_ipcache_key {
+	__u32 prefixlen;
+	__u32 addr; /* network order */
+};
+
+struct mbr_ipcache_value {
+	__u32 identity;
+	__u32 flags; /* reserved, 0 */
+};
+
+/*
+ * mbr_policy (hash of maps: endpoint ID -> this endpoint's LPM trie). prefixlen counts bits after
+ * itself: identity 32 + egress 8 + protocol 8 + dport 0..16. A key with protocol 0 has prefixlen 40
+ * (any protocol, any port). Mirrors PolicyKey of src/policy/map-state-types.ts; codec in
+ * src/datapath/maps/policy-map.ts.
+ */
+struct mbr_policy_key {
+	__u32 prefixlen;
+	__u32 identity; /* host order; always matched in full */
+	__u8 egress;
+	__u8 protocol;
+	__u16 dport; /* network order */
+};
+
+#define MBR_POLICY_F_DENY 0x01
+
+struct mbr_policy_entry {
+	__u16 proxy_port; /* host order; 0 = no L7 redirect */
+	__u8 flags;	  /* MBR_POLICY_F_* */
+	__u8 auth_type;	  /* 0 none, 1 spire, 2 always-fail */
+	__u8 l4_prefix_len; /* protocol bits + port bits of the key (0, 8, 9..24): the lookup needs it */
+	__u8 pad[3];
+};
+
+/* Prefix lengths of the key's fixed part. */
+#define MBR_POLICY_PREFIX_ID_DIR 40
+#define MBR_POLICY_PREFIX_FULL 64
+
+/*
+ * mbr_endpoints: hash, host-side veth ifindex (in the node's netns) -> endpoint. Written by
+ * src/datapath/maps/endpoint-map.ts when an endpoint is attached.
+ */
+#define MBR_EP_F_AUDIT 0x01		/* policy drops are reported and let through */
+#define MBR_EP_F_NO_ENFORCE_INGRESS 0x02
+#define MBR_EP_F_NO_ENFORCE_EGRESS 0x04
+
+struct mbr_endpoint_info {
+	__u32 endpoint_id;
+	__u32 identity;
+	__u32 ipv4; /* network order */
+	__u32 flags;
+	/* Bumped after each policy swap; conntrack entries checked against an older revision are
+	 * re-checked against the policy on their next forward packet. */
+	__u32 policy_revision;
+	__u32 pad;
+};
+
+/*
+ * mbr_ct4: LRU hash, one entry per (flow, direction). The tuple is the one of the packet that
+ * opened the flow, as seen on the hook that enforced it; dir tells the ingress and egress halves of
+ * a pod-to-pod flow apart. ICMP echo uses the identifier as sport, dport 0. Read by
+ * src/datapath/maps/ct-map.ts (`membrane bpf ct list global`).
+ */
+struct mbr_ct_key {
+	__u32 saddr; /* network order */
+	__u32 daddr; /* network order */
+	__u16 sport; /* host order */
+	__u16 dport; /* host order */
+	__u8 protocol;
+	__u8 dir; /* MBR_DIR_* */
+	__u16 pad;
+};
+
+#define MBR_CT_F_RX_CLOSING 0x01
+#define MBR_CT_F_TX_CLOSING 0x02
+#define MBR_CT_F_SEEN_NON_SYN 0x04
+#define MBR_CT_F_PROXY_REDIRECT 0x08
+#define MBR_CT_F_SEEN_REPLY 0x10
+
+struct mbr_ct_entry {
+	__u64 tx_packets;
+	__u64 tx_bytes;
+	__u64 rx_packets;
+	__u64 rx_bytes;
+	__u32 lifetime;	      /* CLOCK_MONOTONIC seconds at which the entry expires */
+	__u32 src_sec_id;     /* remote identity when the flow was admitted */
+	__u32 policy_revision; /* endpoint policy revision the flow was last checked against */
+	__u16 flags;	      /* MBR_CT_F_* */
+	__u8 tx_flags_seen;   /* TCP flags seen in the forward direction */
+	__u8 rx_flags_seen;   /* TCP flags seen in the reply direction */
+	__u16 proxy_port;
+	__u16 pad0;
+	__u32 pad1;
+};
+
+/* Timeouts in seconds (Cilium's defaults). */
+#define MBR_CT_SYN_TIMEOUT 60
+#define MBR_CT_TCP_TIMEOUT 21600
+#define MBR_CT_CLOSE_TIMEOUT 10
+#define MBR_CT_ANY_TIMEOUT 60
+
+/* mbr_auth: hash, (local, remote identity, auth type) -> expiry in CLOCK_MONOTONIC ns. */
+struct mbr_auth_key {
+	__u32 local_identity;
+	__u32 remote_identity;
+	__u8 auth_type;
+	__u8 pad[3];
+};
+
+struct mbr_auth_value {
+	__u64 expiry_ns;
+};
+
+/*
+ * mbr_metrics: per-CPU array indexed by (dir << 8) | reason, reason 0 = forwarded, else the drop
+ * reason. Summed over CPUs by src/datapath/maps/metrics-map.ts.
+ */
+#define MBR_METRICS_ENTRIES 512
+struct mbr_metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* mbr_config: array of one. */
+#define MBR_TRACE_NONE 0
+#define MBR_TRACE_CONNECTIONS 1 /* new flows and TCP SYN/FIN/RST (Cilium's "medium" aggregation) */
+#define MBR_TRACE_ALL 2
+struct mbr_config {
+	__u32 trace_level;
+	__u32 wakeup_bytes; /* force a ring wakeup only above this many pending bytes */
+};
+
+/*
+ * Ring buffer record (mbr_events). One layout for all kinds; decoded by
+ * src/datapath/event-codec.ts into src/datapath/event-types.ts. Numbers follow Cilium's monitor API.
+ */
+#define MBR_EVENT_DROP 1
+#define MBR_EVENT_TRACE 4
+#define MBR_EVENT_POLICY_VERDICT 5
+
+#define MBR_EVENT_F_EGRESS 0x01
+#define MBR_EVENT_F_REPLY 0x02
+#define MBR_EVENT_F_AUDIT 0x04
+
+struct mbr_event {
+	__u8 type;    /* MBR_EVENT_* */
+	__u8 subtype; /* drop: reason; trace: observation point; verdict: match type */
+	__u16 flags;  /* MBR_EVENT_F_* */
+	__u32 endpoint_id;
+	__u64 mono_ns;
+	__u32 ifindex;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 saddr; /* network order */
+	__u32 daddr; /* network order */
+	__u16 sport; /* host order */
+	__u16 dport; /* host order */
+	__u8 protocol;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u32 length;
+	__s32 verdict; /* policy verdict: 0 allow, < 0 -reason, > 0 proxy port */
+	__u8 ct_state;
+	__u8 auth_type;
+	__u16 pad;
+};
+
+#endif /* MEMBRANE_MAPS_H */

@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The Membrane per-endpoint datapath: two tc programs for each pod's host-side veth (tcx links).
+ *   mbr_from_pod  tcx ingress of the host-side veth: packets leaving the pod, the pod's egress policy
+ *   mbr_to_pod    tcx egress of the host-side veth: packets entering the pod, its ingress policy
+ *   mbr_pass      returns TCX_NEXT and nothing else: the benchmark's hook-cost floor
+ * Per packet: endpoint lookup (by ifindex), ipcache LPM lookup of the remote address, conntrack
+ * lookup; only new flows (and established flows whose endpoint policy changed since they were last
+ * checked) take the two policy LPM lookups. Replies of admitted flows never do.
+ * Layouts live in include/membrane/maps.h; user space reads every map named here.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "membrane/maps.h"
+
+#define TCX_NEXT -1
+#define TCX_DROP 2
+#define ETH_P_IP 0x0800
+#define ETH_HLEN 14
+#define IPPROTO_ICMP_ 1
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define IPPROTO_SCTP_ 132
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+/* Cilium drop reasons (src/datapath/event-types.ts DropReason). */
+#define DROP_POLICY 133
+#define DROP_INVALID 134
+#define DROP_CT_INVALID_HDR 135
+#define DROP_CT_CANT_CREATE 138
+#define DROP_FRAG_NOSUPPORT 157
+#define DROP_POLICY_DENY 181
+#define DROP_POLICY_AUTH_REQUIRED 189
+
+/* Cilium TraceReason values carried as ct_state. */
+#define CT_NEW 1
+#define CT_ESTABLISHED 2
+#define CT_REPLY 3
+#define CT_RELATED 4
+#define CT_REOPENED 5
+
+/* Trace observation points. */
+#define TRACE_TO_ENDPOINT 0
+#define TRACE_FROM_ENDPOINT 5
+
+/* Match types. */
+#define MATCH_NONE 0
+#define MATCH_L3_ONLY 1
+#define MATCH_L3_L4 2
+#define MATCH_L4_ONLY 3
+#define MATCH_ALL 4
+#define MATCH_L3_PROTO 5
+#define MATCH_PROTO_ONLY 6
+
+/* Cilium's mark for "to proxy": magic 0x0200 in the low half, the proxy port in the high half. */
+#define MARK_MAGIC_TO_PROXY 0x0200
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__type(key, struct mbr_ipcache_key);
+	__type(value, struct mbr_ipcache_value);
+} mbr_ipcache SEC(".maps");
+
+struct mbr_policy_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 64);
+	__type(key, struct mbr_policy_key);
+	__type(value, struct mbr_policy_entry);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, MBR_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__array(values, struct mbr_policy_inner);
+} mbr_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MBR_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct mbr_endpoint_info);
+} mbr_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct mbr_ct_key);
+	__type(value, struct mbr_ct_entry);
+} mbr_ct4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct mbr_auth_key);
+	__type(value, struct mbr_auth_value);
+} mbr_auth SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MBR_METRICS_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct mbr_metrics_value);
+} mbr_metrics SEC(".maps");
+
+/* Ring reservations that failed: the events user space never saw (LostEvents 'datapath-ring'). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} mbr_lost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mbr_config);
+} mbr_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} mbr_events SEC(".maps");
+
+/* Puts the complete shared structs in the object's BTF: the inner policy map's definition needs
+ * them, and test/datapath/codec-layout test reads every layout from there. Never written. */
+struct mbr_btf_anchor {
+	struct mbr_event event;
+	struct mbr_policy_key policy_key;
+	struct mbr_policy_entry policy_entry;
+} mbr_btf_anchor SEC(".bss");
+
+struct pkt {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u16 policy_port; /* dport, or the ICMP type for ICMP */
+	__u8 protocol;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u8 icmp_code;
+	__u8 is_icmp_error;
+	__u8 pad;
+	__u32 length;
+	struct mbr_ct_key inner; /* ICMP error: the tuple of the packet it reports on */
+};
+
+struct verdict {
+	__s32 verdict;
+	__u8 match_type;
+	__u8 auth_type;
+	__u16 proxy_port;
+};
+
+/* Read skb->data / data_end with one load each: clang otherwise hoists &skb->data into a
+ * register, and the verifier refuses a load through a modified ctx pointer. */
+static __always_inline void *skb_data(struct __sk_buff *skb)
+{
+	void *d;
+	asm volatile("%0 = *(u32 *)(%1 + %2)" : "=r"(d) : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
+	return d;
+}
+
+static __always_inline void *skb_data_end(struct __sk_buff *skb)
+{
+	void *d;
+	asm volatile("%0 = *(u32 *)(%1 + %2)"
+		     : "=r"(d)
+		     : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+	return d;
+}
+
+static __always_inline void count(__u8 dir, __u8 reason, __u32 bytes)
+{
+	__u32 idx = ((__u32)dir << 8) | reason;
+	struct mbr_metrics_value *m = bpf_map_lookup_elem(&mbr_metrics, &idx);
+	if (m) {
+		m->packets += 1;
+		m->bytes += bytes;
+	}
+}
+
+static __always_inline void emit(struct pkt *p, struct mbr_endpoint_info *ep, __u8 dir, __u32 remote_id,
+				 __u8 type, __u8 subtype, __u16 flags, struct verdict *v, __u8 ct_state, __u32 ifindex)
+{
+	struct mbr_event *e = bpf_ringbuf_reserve(&mbr_events, sizeof(*e), 0);
+	if (!e) {
+		__u32 zero = 0;
+		__u64 *lost = bpf_map_lookup_elem(&mbr_lost, &zero);
+		if (lost)
+			*lost += 1;
+		return;
+	}
+	e->type = type;
+	e->subtype = subtype;
+	e->flags = flags | (dir == MBR_DIR_EGRESS ? MBR_EVENT_F_EGRESS : 0);
+	e->endpoint_id = ep->endpoint_id;
+	e->mono_ns = bpf_ktime_get_ns();
+	e->ifindex = ifindex;
+	e->src_identity = dir == MBR_DIR_EGRESS ? ep->identity : remote_id;
+	e->dst_identity = dir == MBR_DIR_EGRESS ? remote_id : ep->identity;
+	e->saddr = p->saddr;
+	e->daddr = p->daddr;
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->protocol = p->protocol;
+	e->tcp_flags = p->tcp_flags;
+	e->icmp_type = p->icmp_type;
+	e->icmp_code = p->icmp_code;
+	e->length = p->length;
+	e->verdict = v ? v->verdict : 0;
+	e->ct_state = ct_state;
+	e->auth_type = v ? v->auth_type : 0;
+	e->pad = 0;
+
+	/* Wake the reader only when a lot is pending; otherwise its timer drains the ring. */
+	__u64 wake = BPF_RB_NO_WAKEUP;
+	__u32 zero = 0;
+	struct mbr_config *cfg = bpf_map_lookup_elem(&mbr_config, &zero);
+	if (cfg && bpf_ringbuf_query(&mbr_events, BPF_RB_AVAIL_DATA) > cfg->wakeup_bytes)
+		wake = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, wake);
+}
+
+/* Returns 0 when the packet is parsed, else a drop reason. Only IPv4 reaches here. */
+static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
+{
+	void *data = skb_data(skb);
+	void *end = skb_data_end(skb);
+	struct iphdr *ip = data + ETH_HLEN;
+
+	if ((void *)(ip + 1) > end)
+		return DROP_INVALID;
+	__u32 ihl = ip->ihl * 4;
+	if (ihl < sizeof(*ip))
+		return DROP_INVALID;
+	p->saddr = ip->saddr;
+	p->daddr = ip->daddr;
+	p->protocol = ip->protocol;
+	p->length = skb->len;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return DROP_FRAG_NOSUPPORT;
+
+	void *l4 = (void *)ip + ihl;
+	switch (ip->protocol) {
+	case IPPROTO_TCP_: {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > end)
+			return DROP_CT_INVALID_HDR;
+		p->sport = bpf_ntohs(th->source);
+		p->dport = bpf_ntohs(th->dest);
+		p->tcp_flags = ((__u8 *)th)[13];
+		p->policy_port = p->dport;
+		break;
+	}
+	case IPPROTO_UDP_:
+	case IPPROTO_SCTP_: {
+		/* Both start with source and destination port. */
+		struct udphdr *uh = l4;
+		if ((void *)(uh + 1) > end)
+			return DROP_CT_INVALID_HDR;
+		p->sport = bpf_ntohs(uh->source);
+		p->dport = bpf_ntohs(uh->dest);
+		p->policy_port = p->dport;
+		break;
+	}
+	case IPPROTO_ICMP_: {
+		struct icmphdr *ih = l4;
+		if ((void *)(ih + 1) > end)
+			return DROP_CT_INVALID_HDR;
+		p->icmp_type = ih->type;
+		p->icmp_code = ih->code;
+		p->policy_port = ih->type;
+		if (ih->type == 8) { /* echo request: the identifier plays the source port */
+			p->sport = bpf_ntohs(ih->un.echo.id);
+		} else if (ih->type == 0) { /* echo reply */
+			p->dport = bpf_ntohs(ih->un.echo.id);
+		} else if (ih->type == 3 || ih->type == 11 || ih->type == 12) {
+			/* Destination unreachable, time exceeded, parameter problem: related to the flow of
+			 * the embedded header. */
+			struct iphdr *in = (void *)(ih + 1);
+			if ((void *)(in + 1) > end)
+				return DROP_CT_INVALID_HDR;
+			__u32 inl = in->ihl * 4;
+			if (inl < sizeof(*in) || inl > 60)
+				return DROP_CT_INVALID_HDR;
+			__u16 *ports = (void *)in + inl;
+			if ((void *)(ports + 2) > end)
+				return DROP_CT_INVALID_HDR;
+			p->is_icmp_error = 1;
+			p->inner.saddr = in->saddr;
+			p->inner.daddr = in->daddr;
+			p->inner.protocol = in->protocol;
+			if (in->protocol == IPPROTO_ICMP_) {
+				struct icmphdr *ii = (void *)ports;
+				if ((void *)(ii + 1) > end)
+					return DROP_CT_INVALID_HDR;
+				if (ii->type == 8)
+					p->inner.sport = bpf_ntohs(ii->un.echo.id);
+			} else {
+				p->inner.sport = bpf_ntohs(ports[0]);
+				p->inner.dport = bpf_ntohs(ports[1]);
+			}
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	return 0;
+}
+
+static __always_inline __u8 match_type_of(int is_id, __u8 l4_prefix_len)
+{
+	if (l4_prefix_len == 0)
+		return is_id ? MATCH_L3_ONLY : MATCH_ALL;
+	if (l4_prefix_len <= 8)
+		return is_id ? MATCH_L3_PROTO : MATCH_PROTO_ONLY;
+	return is_id ? MATCH_L3_L4 : MATCH_L4_ONLY;
+}
+
+/* The lookup of src/policy/map-state-types.ts: exact-identity hit and ANY hit, deny wins, then the
+ * longer L4 prefix (tie: identity), auth inherited from the loser when the winner has none. */
+static __always_inline void policy_lookup(struct mbr_endpoint_info *ep, __u32 remote, __u8 dir, struct pkt *p,
+					  struct verdict *v)
+{
+	__u32 epid = ep->endpoint_id;
+	void *inner = bpf_map_lookup_elem(&mbr_policy, &epid);
+	if (!inner) {
+		v->verdict = -DROP_POLICY;
+		return;
+	}
+	struct mbr_policy_key k = {
+		.prefixlen = MBR_POLICY_PREFIX_FULL,
+		.identity = remote,
+		.egress = dir,
+		.protocol = p->protocol,
+		.dport = bpf_htons(p->policy_port),
+	};
+	struct mbr_policy_entry *hid = bpf_map_lookup_elem(inner, &k);
+	k.identity = 0;
+	struct mbr_policy_entry *hany = bpf_map_lookup_elem(inner, &k);
+
+	if (hid && (hid->flags & MBR_POLICY_F_DENY)) {
+		v->verdict = -DROP_POLICY_DENY;
+		v->match_type = match_type_of(1, hid->l4_prefix_len);
+		return;
+	}
+	if (hany && (hany->flags & MBR_POLICY_F_DENY)) {
+		v->verdict = -DROP_POLICY_DENY;
+		v->match_type = match_type_of(0, hany->l4_prefix_len);
+		return;
+	}
+	if (!hid && !hany) {
+		v->verdict = -DROP_POLICY;
+		return;
+	}
+	struct mbr_policy_entry *win = hid, *other = hany;
+	int is_id = 1;
+	if (!hid || (hany && hany->l4_prefix_len > hid->l4_prefix_len)) {
+		win = hany;
+		other = hid;
+		is_id = 0;
+	}
+	if (!win)
+		return;
+	v->match_type = match_type_of(is_id, win->l4_prefix_len);
+	v->auth_type = win->auth_type;
+	if (!v->auth_type && other)
+		v->auth_type = other->auth_type;
+	v->proxy_port = win->proxy_port;
+	v->verdict = win->proxy_port;
+	if (v->auth_type) {
+		struct mbr_auth_key ak = {
+			.local_identity = ep->identity,
+			.remote_identity = remote,
+			.auth_type = v->auth_type,
+		};
+		struct mbr_auth_value *av = bpf_map_lookup_elem(&mbr_auth, &ak);
+		if (!av || av->expiry_ns < bpf_ktime_get_ns())
+			v->verdict = -DROP_POLICY_AUTH_REQUIRED;
+	}
+}
+
+static __always_inline __u32 tcp_lifetime(struct mbr_ct_entry *ct, __u32 now)
+{
+	if ((ct->flags & (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING)) == (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING))
+		return now + MBR_CT_CLOSE_TIMEOUT;
+	if (ct->flags & MBR_CT_F_SEEN_REPLY)
+		return now + MBR_CT_TCP_TIMEOUT;
+	return now + MBR_CT_SYN_TIMEOUT;
+}
+
+static __always_inline int drop(struct __sk_buff *skb, struct pkt *p, struct mbr_endpoint_info *ep, __u8 dir,
+				__u32 remote, __u8 reason, __u8 ct_state)
+{
+	count(dir, reason, skb->len);
+	emit(p, ep, dir, remote, MBR_EVENT_DROP, reason, ct_state == CT_REPLY ? MBR_EVENT_F_REPLY : 0, 0, ct_state,
+	     skb->ifindex);
+	return TCX_DROP;
+}
+
+static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+{
+	__u32 ifindex = skb->ifindex;
+	struct mbr_endpoint_info *ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
+	if (!ep)
+		return TCX_NEXT; /* not a Membrane endpoint (yet): leave it alone */
+	if (skb->protocol != bpf_htons(ETH_P_IP)) {
+		/* ARP and IPv6 pass untouched: this datapath enforces IPv4 only. */
+		count(dir, 0, skb->len);
+		return TCX_NEXT;
+	}
+
+	struct pkt p = {};
+	int err = parse(skb, &p);
+	/* Headers are nearly always in the linear part. Pull only when parsing ran past it and the
+	 * packet is longer: pulling a cloned skb (every TCP segment) copies its head. */
+	if ((err == DROP_INVALID || err == DROP_CT_INVALID_HDR) &&
+	    skb_data(skb) + skb->len > skb_data_end(skb)) {
+		bpf_skb_pull_data(skb, skb->len < 150 ? skb->len : 150);
+		__builtin_memset(&p, 0, sizeof(p));
+		err = parse(skb, &p);
+	}
+	__u32 remote = MBR_IDENTITY_WORLD;
+	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = dir == MBR_DIR_EGRESS ? p.daddr : p.saddr };
+	struct mbr_ipcache_value *iv = bpf_map_lookup_elem(&mbr_ipcache, &ik);
+	if (iv)
+		remote = iv->identity;
+	if (err)
+		return drop(skb, &p, ep, dir, remote, err, 0);
+
+	__u32 now = bpf_ktime_get_ns() / 1000000000ULL;
+	struct mbr_ct_key fwd = {
+		.saddr = p.saddr,
+		.daddr = p.daddr,
+		.sport = p.sport,
+		.dport = p.dport,
+		.protocol = p.protocol,
+		.dir = dir,
+	};
+	__u8 state = CT_NEW;
+	struct mbr_ct_entry *ct = bpf_map_lookup_elem(&mbr_ct4, &fwd);
+	if (ct && ct->lifetime > now) {
+		state = CT_ESTABLISHED;
+		if ((p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+		    (ct->flags & (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING)))
+			state = CT_REOPENED;
+	} else {
+		struct mbr_ct_key rev = {
+			.saddr = p.daddr,
+			.daddr = p.saddr,
+			.sport = p.dport,
+			.dport = p.sport,
+			.protocol = p.protocol,
+			.dir = dir ^ 1,
+		};
+		ct = bpf_map_lookup_elem(&mbr_ct4, &rev);
+		if (ct && ct->lifetime > now) {
+			state = CT_REPLY;
+		} else if (p.is_icmp_error) {
+			p.inner.dir = dir ^ 1;
+			struct mbr_ct_entry *rel = bpf_map_lookup_elem(&mbr_ct4, &p.inner);
+			if (rel && rel->lifetime > now)
+				state = CT_RELATED;
+			ct = 0;
+		} else {
+			ct = 0;
+		}
+	}
+
+	__u32 zero = 0;
+	struct mbr_config *cfg = bpf_map_lookup_elem(&mbr_config, &zero);
+	__u32 trace_level = cfg ? cfg->trace_level : MBR_TRACE_CONNECTIONS;
+	struct verdict v = {};
+	int check = state == CT_NEW || state == CT_REOPENED ||
+		    (state == CT_ESTABLISHED && ct && ct->policy_revision != ep->policy_revision);
+	int enforced = !(ep->flags & (dir == MBR_DIR_EGRESS ? MBR_EP_F_NO_ENFORCE_EGRESS : MBR_EP_F_NO_ENFORCE_INGRESS));
+	if (check && enforced) {
+		policy_lookup(ep, remote, dir, &p, &v);
+		int audit = v.verdict < 0 && (ep->flags & MBR_EP_F_AUDIT);
+		if (state != CT_ESTABLISHED)
+			emit(&p, ep, dir, remote, MBR_EVENT_POLICY_VERDICT, v.match_type, audit ? MBR_EVENT_F_AUDIT : 0,
+			     &v, state, ifindex);
+		if (v.verdict < 0 && !audit) {
+			if (state == CT_ESTABLISHED) /* the flow lost its allow: forget it */
+				bpf_map_delete_elem(&mbr_ct4, &fwd);
+			return drop(skb, &p, ep, dir, remote, (__u8)(-v.verdict), state);
+		}
+		if (v.verdict < 0)
+			v.proxy_port = 0;
+	}
+
+	if (state == CT_NEW || state == CT_REOPENED) {
+		struct mbr_ct_entry n = {
+			.tx_packets = 1,
+			.tx_bytes = skb->len,
+			.src_sec_id = remote,
+			.policy_revision = ep->policy_revision,
+			.tx_flags_seen = p.tcp_flags,
+			.proxy_port = v.proxy_port,
+		};
+		if (p.protocol == IPPROTO_TCP_) {
+			if (!(p.tcp_flags & TCP_SYN))
+				n.flags |= MBR_CT_F_SEEN_NON_SYN;
+			if (p.tcp_flags & TCP_RST)
+				n.flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
+			n.lifetime = tcp_lifetime(&n, now);
+		} else {
+			n.lifetime = now + MBR_CT_ANY_TIMEOUT;
+		}
+		if (v.proxy_port)
+			n.flags |= MBR_CT_F_PROXY_REDIRECT;
+		if (bpf_map_update_elem(&mbr_ct4, &fwd, &n, BPF_ANY) < 0)
+			return drop(skb, &p, ep, dir, remote, DROP_CT_CANT_CREATE, state);
+	} else if (ct) {
+		if (state == CT_ESTABLISHED) {
+			ct->tx_packets += 1;
+			ct->tx_bytes += skb->len;
+			ct->tx_flags_seen |= p.tcp_flags;
+			if (check)
+				ct->policy_revision = ep->policy_revision;
+			if (p.tcp_flags & TCP_FIN)
+				ct->flags |= MBR_CT_F_TX_CLOSING;
+		} else {
+			ct->rx_packets += 1;
+			ct->rx_bytes += skb->len;
+			ct->rx_flags_seen |= p.tcp_flags;
+			ct->flags |= MBR_CT_F_SEEN_REPLY;
+			if (p.tcp_flags & TCP_FIN)
+				ct->flags |= MBR_CT_F_RX_CLOSING;
+		}
+		if (p.tcp_flags & TCP_RST)
+			ct->flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
+		__u32 life = p.protocol == IPPROTO_TCP_ ? tcp_lifetime(ct, now) : now + MBR_CT_ANY_TIMEOUT;
+		if (ct->lifetime != life)
+			ct->lifetime = life;
+		if (state == CT_ESTABLISHED && ct->proxy_port)
+			v.proxy_port = ct->proxy_port;
+	}
+
+	if (v.proxy_port && state != CT_REPLY)
+		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)v.proxy_port << 16);
+
+	count(dir, 0, skb->len);
+	if (trace_level == MBR_TRACE_ALL ||
+	    (trace_level == MBR_TRACE_CONNECTIONS &&
+	     (state == CT_NEW || state == CT_REOPENED || (p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)))))
+		emit(&p, ep, dir, remote, MBR_EVENT_TRACE, dir == MBR_DIR_EGRESS ? TRACE_FROM_ENDPOINT : TRACE_TO_ENDPOINT,
+		     state == CT_REPLY ? MBR_EVENT_F_REPLY : 0, 0, state, ifindex);
+	return TCX_NEXT;
+}
+
+SEC("tc")
+int mbr_from_pod(struct __sk_buff *skb)
+{
+	return handle(skb, MBR_DIR_EGRESS);
+}
+
+SEC("tc")
+int mbr_to_pod(struct __sk_buff *skb)
+{
+	return handle(skb, MBR_DIR_INGRESS);
+}
+
+SEC("tc")
+int mbr_pass(struct __sk_buff *skb)
+{
+	return TCX_NEXT;
+}
+
+char LICENSE[] SEC("license") = "GPL";

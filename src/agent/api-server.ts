@@ -1,0 +1,113 @@
+// The agent's local API: HTTP/1.1 + JSON on a unix socket (mode 0600: root only), for the CLI and
+// the CNI plugin. Errors come back as {code, message} with a fitting HTTP status.
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { dirname } from 'node:path';
+import { type Agent, AgentError } from './agent.js';
+import type { EndpointRegistration } from './api-types.js';
+
+export async function serveAgentApi(agent: Agent, socketPath: string): Promise<Server> {
+  mkdirSync(dirname(socketPath), { recursive: true });
+  rmSync(socketPath, { force: true });
+  const server = createServer((req, res) => {
+    handle(agent, req, res).catch((err: Error & { code?: string; status?: number }) => {
+      const status = err instanceof AgentError ? err.status : err.code === 'MBR_POLICY_INVALID' ? 400 : 500;
+      send(res, status, { code: err.code ?? 'MBR_AGENT_ERROR', message: err.message });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  chmodSync(socketPath, 0o600);
+  return server;
+}
+
+async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://agent');
+  const path = url.pathname;
+  const method = req.method ?? 'GET';
+  const q = (k: string) => url.searchParams.get(k) ?? '';
+
+  if (method === 'GET' && path === '/v1/healthz') return send(res, 200, { ok: true });
+  if (method === 'GET' && path === '/v1/status') return send(res, 200, agent.status());
+
+  if (path === '/v1/endpoint') {
+    if (method === 'GET') {
+      if (q('containerId')) {
+        const ep = agent.endpointFor(q('containerId'), q('ifname') || 'eth0');
+        if (!ep) throw notFound(`no endpoint for container ${q('containerId')}/${q('ifname') || 'eth0'}`);
+        return send(res, 200, ep);
+      }
+      return send(res, 200, agent.endpoints());
+    }
+    if (method === 'POST')
+      return send(res, 201, await agent.registerEndpoint((await body(req)) as EndpointRegistration));
+    if (method === 'DELETE') return send(res, 200, await agent.deleteEndpoint(q('containerId'), q('ifname') || 'eth0'));
+  }
+  const epMatch = /^\/v1\/endpoint\/(\d+)$/.exec(path);
+  if (method === 'GET' && epMatch) {
+    const ep = agent.endpoint(Number(epMatch[1]));
+    if (!ep) throw notFound(`endpoint ${epMatch[1]} not found`);
+    return send(res, 200, ep);
+  }
+
+  if (method === 'GET' && path === '/v1/identity') return send(res, 200, agent.identities());
+  const idMatch = /^\/v1\/identity\/(\d+)$/.exec(path);
+  if (method === 'GET' && idMatch) {
+    const rec = agent.identities().find((i) => i.id === Number(idMatch[1]));
+    if (!rec) throw notFound(`identity ${idMatch[1]} not found`);
+    return send(res, 200, rec);
+  }
+
+  if (method === 'GET' && path === '/v1/policy/trace') {
+    const answer = agent.opts.policy.trace({
+      src: q('src'),
+      dst: q('dst'),
+      dport: Number(q('dport')),
+      protocol: q('protocol') || 'TCP',
+    });
+    if (answer === undefined) throw new AgentError('MBR_NO_ENGINE', 'policy trace needs the policy engine', 501);
+    return send(res, 200, answer);
+  }
+  if (path === '/v1/policy') {
+    if (method === 'GET') return send(res, 200, agent.policies());
+    const b = (await body(req)) as { docs: Record<string, unknown>[]; source: string };
+    if (method === 'PUT') return send(res, 200, await agent.applyPolicies(b.docs, b.source));
+    if (method === 'DELETE') return send(res, 200, await agent.deletePolicies(b.docs, b.source));
+  }
+
+  const bpfPolicy = /^\/v1\/bpf\/policy\/(\d+)$/.exec(path);
+  if (method === 'GET' && bpfPolicy) return send(res, 200, await agent.opts.datapath.dumpPolicy(Number(bpfPolicy[1])));
+  if (method === 'GET' && path === '/v1/bpf/ipcache') return send(res, 200, await agent.opts.datapath.dumpIpcache());
+  if (method === 'GET' && path === '/v1/bpf/ct') return send(res, 200, await agent.opts.datapath.dumpCt());
+
+  if (method === 'GET' && path === '/v1/monitor') {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(`${JSON.stringify({ type: 'start', node: agent.opts.node })}\n`);
+    const off = agent.opts.datapath.onEvent((ev) => res.write(`${JSON.stringify(ev)}\n`));
+    req.on('close', off);
+    return;
+  }
+  throw notFound(`no route ${method} ${path}`);
+}
+
+function notFound(message: string): AgentError {
+  return new AgentError('MBR_NOT_FOUND', message, 404);
+}
+
+async function body(req: IncomingMessage): Promise<unknown> {
+  let text = '';
+  for await (const c of req) text += c;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new AgentError('MBR_BAD_REQUEST', 'request body: expected JSON', 400);
+  }
+}
+
+function send(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,94 @@
+// The eBPF datapath (src/datapath) behind the agent's DatapathPort. The agent runs inside its
+// node's network namespace, where the host-side veths live, so endpoints attach with netnsPath ''.
+// Pins live under the lab's bpffs directory and outlive the agent: a restarted agent re-opens
+// them and the programs never stop enforcing.
+import { Datapath } from '../datapath/datapath.js';
+import type { DatapathEvent } from '../datapath/event-types.js';
+import { formatIpv4Prefix } from '../datapath/maps/ipcache-map.js';
+import type { MapStateDiff } from '../policy/map-state-types.js';
+import type { Endpoint, SubsystemHealth } from './api-types.js';
+import type { DatapathPort, IpcacheEntry } from './subsystem-ports.js';
+
+export class BpfDatapathPort implements DatapathPort {
+  readonly #dp: Datapath;
+  readonly #listeners = new Set<(e: unknown) => void>();
+  readonly #off: () => void;
+
+  constructor(pinDir: string) {
+    this.#dp = Datapath.open({ pinDir });
+    this.#off = this.#dp.onEvents((events: DatapathEvent[]) => {
+      for (const e of events) for (const l of this.#listeners) l(e);
+    });
+  }
+
+  health(): SubsystemHealth {
+    const s = this.#dp.status();
+    const pressure = Math.max(0, ...s.maps.map((m) => m.pressure));
+    const lost = s.lostEvents.reduce((n, l) => n + l.count, 0);
+    const msg = `${s.endpoints} endpoints on ${s.attachMode} at ${s.pinDir}, max map pressure ${(pressure * 100).toFixed(1)}%, ${lost} events lost`;
+    if (!s.ok)
+      return { name: 'datapath', state: 'Degraded', message: `${msg}; ${s.errors.map((e) => e.message).join('; ')}` };
+    return { name: 'datapath', state: 'Ok', message: msg };
+  }
+
+  async attachEndpoint(ep: Endpoint): Promise<void> {
+    // Pinned links survive the agent: a restarted agent finds its endpoints attached already.
+    if (this.#dp.endpoints().some((a) => a.endpointId === ep.id && a.ipv4 === ep.ipv4)) return;
+    this.#dp.attachEndpoint({
+      endpointId: ep.id,
+      netnsPath: '',
+      ifname: ep.hostIfname,
+      ipv4: ep.ipv4,
+      identity: ep.identity,
+      enforceIngress: true,
+      enforceEgress: true,
+    });
+  }
+
+  async detachEndpoint(ep: Endpoint): Promise<void> {
+    this.#dp.detachEndpoint(ep.id);
+  }
+
+  async syncIpcache(entries: readonly IpcacheEntry[]): Promise<void> {
+    const want = new Map(entries.map((e) => [e.prefix, e.identity]));
+    const have = new Map(this.#dp.ipcacheEntries().map((e) => [formatIpv4Prefix(e.prefix), e.identity]));
+    const upserts = [...want].filter(([p, id]) => have.get(p) !== id);
+    for (const [p, id] of upserts) this.#dp.upsertIpcache(p, id);
+    for (const p of have.keys()) if (!want.has(p)) this.#dp.deleteIpcache(p);
+  }
+
+  async applyPolicy(diff: MapStateDiff): Promise<void> {
+    this.#dp.applyPolicy(diff);
+  }
+
+  async dumpPolicy(endpointId: number): Promise<unknown[]> {
+    try {
+      return this.#dp
+        .policyEntries(endpointId)
+        .map((r) => [
+          r.key,
+          { isDeny: r.value.isDeny, proxyPort: r.value.proxyPort, authType: r.value.authType, derivedFrom: [] },
+        ]);
+    } catch {
+      return [];
+    }
+  }
+
+  async dumpIpcache(): Promise<unknown[]> {
+    return this.#dp.ipcacheEntries().map((e) => ({ prefix: formatIpv4Prefix(e.prefix), identity: e.identity }));
+  }
+
+  async dumpCt(): Promise<unknown[]> {
+    return this.#dp.ctEntries().map(([key, entry]) => ({ key, entry }));
+  }
+
+  onEvent(listener: (event: unknown) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.#off();
+    this.#dp.close();
+  }
+}

@@ -1,0 +1,55 @@
+// `membrane connectivity test`: probes between the lab's pods, the node and the outside host,
+// each checked against what policy says (cilium connectivity test's role).
+import type { Command } from 'commander';
+import { buildSuite, formatSuite, runSuite, type TraceAnswer } from '../../lab/connectivity.js';
+import type { LabState } from '../../lab/lab-state.js';
+import { readLabState } from '../../lab/lab-state.js';
+import { type Probe, peerIp } from '../../lab/probes.js';
+import { resolveTargets, wantsJson } from '../agent-target.js';
+import { CliError } from '../errors.js';
+import { labName } from './lab.js';
+
+export function registerConnectivity(program: Command): void {
+  const group = program.command('connectivity').description('Check connectivity in the lab');
+  group
+    .command('test')
+    .description('Run probes between lab pods and print each check and a pass/fail summary')
+    .option('--lab <name>', 'lab name (default $MEMBRANE_LAB or "lab")')
+    .option('--test <name...>', 'only these checks')
+    .option('-o, --output <format>', 'output format: table or json')
+    .action(async (o) => {
+      const lab = labName(o);
+      const state = readLabState(lab);
+      if (!state) throw new CliError('MBR_LAB_DOWN', `lab ${lab} is not up: run "membrane lab up"`);
+      let checks = buildSuite(state);
+      if (o.test) checks = checks.filter((c) => (o.test as string[]).includes(c.name));
+      const trace = traceVia(state);
+      const results = await runSuite(state, checks, trace);
+      if (wantsJson(o)) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+      else process.stdout.write(formatSuite(results));
+      if (results.some((r) => !r.passed)) process.exitCode = 1;
+    });
+}
+
+/** Asks the agent of the source's node (or any) for the policy verdict of a probe. */
+export function traceVia(state: LabState): (p: Probe) => Promise<TraceAnswer | undefined> {
+  const [t] = resolveTargets({ lab: state.lab });
+  // The engine names pods NS/POD and everything else by IP.
+  const peer = (x: string) => (x.includes('/') ? x : peerIp(state, x));
+  return async (p) => {
+    // The engine does not know the nodes' addresses; the node reaching its own pods is always
+    // allowed (allow-localhost), so there is nothing to trace.
+    if (p.from.startsWith('node:')) return undefined;
+    const q = new URLSearchParams({
+      src: peer(p.from),
+      dst: peer(p.to),
+      dport: String(p.port),
+      protocol: p.kind === 'dns' ? 'UDP' : 'TCP',
+    });
+    try {
+      return await t.client.get<TraceAnswer>(`/v1/policy/trace?${q}`);
+    } catch {
+      return undefined;
+    }
+  };
+}

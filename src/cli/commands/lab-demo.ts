@@ -1,0 +1,192 @@
+// `membrane lab demo`: the README's main command. Brings the lab up, applies the seed policies in
+// stages (observe with none, the allow rules, the namespaces' default-deny policies, and the
+// cluster-wide zero-trust baseline last), runs the
+// same connections after each stage and prints what was forwarded and dropped and which policy
+// decided. Leaves the lab up for the user to explore.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import type { AgentStatus, StoredPolicy } from '../../agent/api-types.js';
+import { describeTrace, type TraceAnswer } from '../../lab/connectivity.js';
+import { relaySocket } from '../../lab/lab-paths.js';
+import { readLabState } from '../../lab/lab-state.js';
+import { describeProbe, type Probe, type ProbeResult, runProbes } from '../../lab/probes.js';
+import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
+import { SEED_CASES } from '../../lab/seed-probes.js';
+import { labUp } from '../../lab/topology.js';
+import { resolveTargets } from '../agent-target.js';
+import { CliError } from '../errors.js';
+import { renderTable } from '../table.js';
+import { traceVia } from './connectivity.js';
+
+const DEFAULT_DENY = new Set(['default-deny-ingress', 'default-deny']);
+
+export interface DemoDoc {
+  readonly file: string;
+  readonly doc: Record<string, unknown>;
+}
+
+export async function runDemo(lab: string, policiesDir: string | undefined, out = process.stdout): Promise<void> {
+  const say = (s = '') => out.write(`${s}\n`);
+  const dir = policiesDir ?? seedDir();
+  const docs = readSeedDocs(dir);
+  const allows = docs.filter((d) => stageOf(d) === 'allow');
+  const nsDenies = docs.filter((d) => stageOf(d) === 'namespace-deny');
+  const baseline = docs.filter((d) => stageOf(d) === 'cluster-baseline');
+
+  say(`== 1/5 lab up: lab "${lab}" from ${demoWorldFile()}`);
+  const started = Date.now();
+  const state = await labUp({
+    lab,
+    worldFiles: [demoWorldFile()],
+    repoRoot: repoRoot(),
+    log: (l) => say(`   ${l}`),
+  });
+  say(
+    `   ${state.nodes.length} nodes, ${state.pods.length} pods, DNS at ${state.dnsIp}, outside host ${state.world.ip} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+  );
+  const targets = resolveTargets({ lab });
+  const client = targets[0].client;
+  const statuses = await Promise.all(targets.map((t) => t.client.get<AgentStatus>('/v1/status')));
+  for (const s of statuses)
+    for (const sub of s.subsystems)
+      if (sub.state !== 'Ok') say(`   note: node ${s.node} ${sub.name}: ${sub.state}: ${sub.message}`);
+
+  // Start from no policy, whatever an earlier run left.
+  const current = await client.get<{ revision: number; policies: StoredPolicy[] }>('/v1/policy');
+  if (current.policies.length > 0)
+    await client.delete('/v1/policy', { docs: current.policies.map((p) => p.doc), source: 'demo reset' });
+  await waitRealized(lab);
+
+  const probes = dedupe(SEED_CASES.flatMap((c) => [...c.allowed, ...c.denied]));
+  const trace = traceVia(readLabState(lab)!);
+  const stages: Array<{ title: string; results: ProbeResult[]; traces: Array<TraceAnswer | undefined> }> = [];
+  const runStage = async (title: string) => {
+    const results = await runProbes(state, probes);
+    const traces = await Promise.all(probes.map((p) => trace(p)));
+    stages.push({ title, results, traces });
+    say(formatStage(results, traces));
+  };
+
+  say('');
+  say(`== 2/5 observe: no policy applied; ${probes.length} connections between the demo pods`);
+  await runStage('observe');
+
+  say(`== 3/5 allow rules: ${allows.length} policies from ${dir}`);
+  for (const d of allows) say(`   apply ${d.file}: ${describeDoc(d.doc)}`);
+  await applyDocs(lab, allows);
+  await runStage('allow rules');
+
+  say(`== 4/5 namespace default-deny: ${nsDenies.map((d) => describeDoc(d.doc)).join(', ')}`);
+  await applyDocs(lab, nsDenies);
+  await runStage('ns deny');
+
+  say(`== 5/5 cluster-wide zero-trust baseline, last: ${baseline.map((d) => describeDoc(d.doc)).join(', ')}`);
+  await applyDocs(lab, baseline);
+  await runStage('zero trust');
+
+  say('== summary');
+  say(
+    renderTable(
+      ['CONNECTION', ...stages.map((s) => s.title.toUpperCase())],
+      probes.map((p, i) => [describeProbe(p), ...stages.map((s) => s.results[i].outcome.toUpperCase())]),
+    ),
+  );
+  const last = stages[stages.length - 1].results;
+  const forwarded = last.filter((r) => r.outcome === 'forwarded').length;
+  say(`After the last stage: ${forwarded} forwarded, ${last.length - forwarded} not forwarded.`);
+  say('');
+  const l = lab === 'lab' ? '' : ` --lab ${lab}`;
+  say(`The lab is still up. Try:`);
+  say(`  bin/membrane lab status${l}`);
+  say(`  bin/membrane endpoint list${l}`);
+  say(`  bin/membrane policy get${l}`);
+  say(`  bin/membrane lab exec${l} shop/frontend -- curl -s http://backend.shop:8080/api/v1/orders`);
+  say(`  bin/membrane monitor${l} --type drop`);
+  say(`  bin/membrane observe --server unix://${relaySocket(lab)} --verdict DROPPED`);
+  say(`  bin/membrane connectivity test${l}`);
+  say(`Take it down with: bin/membrane lab down${l}`);
+}
+
+export function readSeedDocs(dir: string): DemoDoc[] {
+  const files = readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
+  return files.flatMap((file) =>
+    parseAllDocuments(readFileSync(join(dir, file), 'utf8'))
+      .map((d) => d.toJSON() as Record<string, unknown> | null)
+      .filter((d): d is Record<string, unknown> => d !== null)
+      .map((doc) => ({ file, doc })),
+  );
+}
+
+/**
+ * Which stage a seed document belongs to: cluster-wide policies selecting every endpoint are the
+ * zero-trust baseline (their allows come with their default-deny), default-deny policies of a
+ * namespace come after the allow rules, everything else is an allow rule.
+ */
+export function stageOf(d: DemoDoc): 'allow' | 'namespace-deny' | 'cluster-baseline' {
+  const spec = (d.doc.spec ?? {}) as Record<string, unknown>;
+  const selectsAll = JSON.stringify(spec.endpointSelector ?? null) === '{}';
+  if (d.doc.kind === 'CiliumClusterwideNetworkPolicy' && selectsAll) return 'cluster-baseline';
+  if (DEFAULT_DENY.has(String((d.doc.metadata as Record<string, unknown> | undefined)?.name))) return 'namespace-deny';
+  return 'allow';
+}
+
+async function applyDocs(lab: string, docs: readonly DemoDoc[]): Promise<void> {
+  const [t] = resolveTargets({ lab });
+  const byFile = new Map<string, Record<string, unknown>[]>();
+  for (const d of docs) byFile.set(d.file, [...(byFile.get(d.file) ?? []), d.doc]);
+  for (const [file, list] of byFile) await t.client.put('/v1/policy', { docs: list, source: file });
+  await waitRealized(lab);
+}
+
+/** Waits until every node's datapath enforces the latest policy revision (bounded: 5 s). */
+async function waitRealized(lab: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const all = await Promise.all(resolveTargets({ lab }).map((t) => t.client.get<AgentStatus>('/v1/status')));
+    if (all.every((s) => s.realizedPolicyRevision === s.policyRevision)) return;
+    if (Date.now() > deadline) throw new CliError('MBR_DEMO_STUCK', 'policy not realized on every node within 5 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function formatStage(results: readonly ProbeResult[], traces: ReadonlyArray<TraceAnswer | undefined>): string {
+  return renderTable(
+    ['CONNECTION', 'VERDICT', 'BYTES', 'POLICY'],
+    results.map((r, i) => [
+      describeProbe(r.probe),
+      r.outcome === 'forwarded' ? 'FORWARDED' : r.outcome === 'dropped' ? 'DROPPED' : r.outcome.toUpperCase(),
+      String(r.bytes),
+      r.probe.from.startsWith('node:') ? 'host (allow-localhost)' : describeTrace(traces[i]),
+    ]),
+  );
+}
+
+function describeDoc(d: Record<string, unknown>): string {
+  const meta = (d.metadata ?? {}) as Record<string, unknown>;
+  return `${String(d.kind)} ${meta.namespace ? `${String(meta.namespace)}/` : ''}${String(meta.name)}`;
+}
+
+function dedupe(probes: readonly Probe[]): Probe[] {
+  const seen = new Set<string>();
+  return probes.filter((p) => {
+    const k = describeProbe(p);
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function seedDir(): string {
+  for (const d of [join(repoRoot(), 'lab/seed-policies'), join(repoRoot(), '../shared/fixtures/seed-policies')]) {
+    try {
+      readdirSync(d);
+      return d;
+    } catch {
+      // try the next
+    }
+  }
+  throw new CliError('MBR_DEMO_NO_POLICIES', 'no seed policies found: pass --policies DIR');
+}

@@ -1,0 +1,146 @@
+// Validation of what a runtime hands the plugin: the CNI_* environment and the JSON config on
+// stdin. Pure: the caller passes the environment and the text in. Every error names the field.
+import { CniCode, CniError, invalidField } from './cni-error.js';
+import { type CniCommand, type CniEnv, type CniResult, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
+import { parseCidr } from './ipv4.js';
+
+const COMMANDS: readonly CniCommand[] = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'];
+const DEFAULT_IPAM_DIR = '/var/lib/cni/membrane';
+
+export function parseCniEnv(env: Readonly<Record<string, string | undefined>>): CniEnv {
+  const command = env.CNI_COMMAND ?? '';
+  if (!COMMANDS.includes(command as CniCommand))
+    throw new CniError(
+      CniCode.invalidEnvironment,
+      `CNI_COMMAND: expected one of ${COMMANDS.join(', ')}, got ${JSON.stringify(command)}`,
+    );
+  const cmd = command as CniCommand;
+  const needs = (name: string): string => {
+    const v = env[name] ?? '';
+    if (v === '') throw new CniError(CniCode.invalidEnvironment, `${name}: required for ${cmd}, got nothing`);
+    return v;
+  };
+  const containerId = cmd === 'VERSION' ? (env.CNI_CONTAINERID ?? '') : needs('CNI_CONTAINERID');
+  const netns = cmd === 'ADD' || cmd === 'CHECK' ? needs('CNI_NETNS') : (env.CNI_NETNS ?? '');
+  const ifname = cmd === 'VERSION' ? (env.CNI_IFNAME ?? '') : needs('CNI_IFNAME');
+  if (ifname.length > 15 || /[/\s:]/.test(ifname))
+    throw new CniError(
+      CniCode.invalidEnvironment,
+      `CNI_IFNAME: expected an interface name of at most 15 characters, got ${JSON.stringify(ifname)}`,
+    );
+  return {
+    command: cmd,
+    containerId,
+    netns,
+    ifname,
+    args: parseCniArgs(env.CNI_ARGS ?? ''),
+    path: (env.CNI_PATH ?? '').split(':').filter((p) => p !== ''),
+  };
+}
+
+/** CNI_ARGS: "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=frontend". */
+export function parseCniArgs(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text.split(';')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    if (eq <= 0)
+      throw new CniError(CniCode.invalidEnvironment, `CNI_ARGS: expected KEY=VALUE pairs, got ${JSON.stringify(part)}`);
+    out[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return out;
+}
+
+/** Only the cniVersion, for VERSION and for writing errors in the caller's version. */
+export function peekCniVersion(stdin: string): string {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
+    return typeof v === 'string' ? v : '1.0.0';
+  } catch {
+    return '1.0.0';
+  }
+}
+
+export function parseNetConf(stdin: string): MembraneNetConf {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(stdin);
+  } catch (err) {
+    throw new CniError(CniCode.decodingFailure, `network config: expected JSON, ${(err as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw invalidField('network config', 'a JSON object', raw);
+  const c = raw as Record<string, unknown>;
+  const cniVersion = c.cniVersion;
+  if (typeof cniVersion !== 'string') throw invalidField('cniVersion', 'a version string', cniVersion);
+  if (!(SUPPORTED_VERSIONS as readonly string[]).includes(cniVersion))
+    throw new CniError(
+      CniCode.incompatibleVersion,
+      `cniVersion: expected one of ${SUPPORTED_VERSIONS.join(', ')}, got ${JSON.stringify(cniVersion)}`,
+    );
+  const name = c.name;
+  if (typeof name !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(name))
+    throw invalidField('name', 'a network name of letters, digits, "_", "." or "-"', name);
+  const type = c.type;
+  if (typeof type !== 'string' || type === '') throw invalidField('type', 'the plugin type', type);
+
+  const ipam = c.ipam ?? {};
+  if (typeof ipam !== 'object' || ipam === null || Array.isArray(ipam)) throw invalidField('ipam', 'an object', ipam);
+  const ip = ipam as Record<string, unknown>;
+  const podCIDR = ip.podCIDR;
+  if (typeof podCIDR !== 'string') throw invalidField('ipam.podCIDR', 'an IPv4 CIDR such as 10.201.1.0/24', podCIDR);
+  const cidr = parseCidr(podCIDR);
+  if (cidr === undefined || cidr.prefixLen > 29 || cidr.prefixLen < 8)
+    throw invalidField('ipam.podCIDR', 'an IPv4 CIDR with a prefix length of 8 to 29', podCIDR);
+  const dataDir = ip.dataDir ?? `${DEFAULT_IPAM_DIR}/${name}`;
+  if (typeof dataDir !== 'string' || !dataDir.startsWith('/'))
+    throw invalidField('ipam.dataDir', 'an absolute directory path', dataDir);
+
+  const agentSocket = c.agentSocket ?? '';
+  if (typeof agentSocket !== 'string') throw invalidField('agentSocket', 'a unix socket path', agentSocket);
+  const mtu = c.mtu ?? 1500;
+  if (typeof mtu !== 'number' || !Number.isInteger(mtu) || mtu < 576 || mtu > 65535)
+    throw invalidField('mtu', 'an integer 576-65535', mtu);
+
+  return {
+    cniVersion,
+    name,
+    type,
+    podCIDR: `${cidr.network}/${cidr.prefixLen}`,
+    ipamDataDir: dataDir,
+    agentSocket,
+    mtu,
+    labels: parseArgsLabels(c.args),
+    prevResult: parsePrevResult(c.prevResult),
+  };
+}
+
+/** args.cni.labels: [{"key": "app", "value": "frontend"}] (the CNI conventions' labels). */
+function parseArgsLabels(args: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (args === undefined) return out;
+  if (typeof args !== 'object' || args === null) throw invalidField('args', 'an object', args);
+  const cni = (args as Record<string, unknown>).cni;
+  if (cni === undefined) return out;
+  if (typeof cni !== 'object' || cni === null) throw invalidField('args.cni', 'an object', cni);
+  const labels = (cni as Record<string, unknown>).labels;
+  if (labels === undefined) return out;
+  if (!Array.isArray(labels)) throw invalidField('args.cni.labels', 'a list of {key, value}', labels);
+  labels.forEach((l, i) => {
+    const { key, value } = (l ?? {}) as Record<string, unknown>;
+    if (typeof key !== 'string' || key === '') throw invalidField(`args.cni.labels[${i}].key`, 'a label key', key);
+    if (typeof value !== 'string') throw invalidField(`args.cni.labels[${i}].value`, 'a string', value);
+    out[key] = value;
+  });
+  return out;
+}
+
+function parsePrevResult(prev: unknown): CniResult | undefined {
+  if (prev === undefined) return undefined;
+  if (typeof prev !== 'object' || prev === null || Array.isArray(prev))
+    throw invalidField('prevResult', 'a CNI result object', prev);
+  const p = prev as Record<string, unknown>;
+  for (const f of ['interfaces', 'ips', 'routes'] as const)
+    if (p[f] !== undefined && !Array.isArray(p[f])) throw invalidField(`prevResult.${f}`, 'a list', p[f]);
+  return p as unknown as CniResult;
+}

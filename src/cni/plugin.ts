@@ -1,0 +1,188 @@
+// The membrane CNI plugin's commands. runCni takes the environment and stdin and returns what to
+// print and the exit code, so tests can drive it in-process as well as through the executable.
+import { AgentApiError, AgentClient } from '../agent/api-client.js';
+import type { EndpointRegistration } from '../agent/api-types.js';
+import { CniCode, CniError } from './cni-error.js';
+import { type CniEnv, type CniResult, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
+import { FileIpam } from './ipam.js';
+import { parseCniEnv, parseNetConf, peekCniVersion } from './net-conf.js';
+import { checkPodLink, createPodLink, deletePodLink } from './pod-link.js';
+
+export interface CniOutcome {
+  readonly stdout: string;
+  readonly exitCode: number;
+}
+
+export async function runCni(env: Readonly<Record<string, string | undefined>>, stdin: string): Promise<CniOutcome> {
+  const version = peekCniVersion(stdin);
+  try {
+    const e = parseCniEnv(env);
+    if (e.command === 'VERSION') {
+      return ok({ cniVersion: version, supportedVersions: [...SUPPORTED_VERSIONS] });
+    }
+    const conf = parseNetConf(stdin);
+    switch (e.command) {
+      case 'ADD':
+        return ok(await cmdAdd(e, conf));
+      case 'DEL':
+        await cmdDel(e, conf);
+        return { stdout: '', exitCode: 0 };
+      case 'CHECK':
+        await cmdCheck(e, conf);
+        return { stdout: '', exitCode: 0 };
+      default:
+        throw new CniError(
+          CniCode.invalidEnvironment,
+          `CNI_COMMAND: ${e.command} needs cniVersion 1.1.0, the config has ${conf.cniVersion}`,
+        );
+    }
+  } catch (err) {
+    const ce =
+      err instanceof CniError
+        ? err
+        : new CniError(CniCode.ioFailure, (err as Error).message ?? String(err), (err as Error).stack ?? '');
+    return { stdout: `${JSON.stringify(ce.toResult(version))}\n`, exitCode: 1 };
+  }
+}
+
+async function cmdAdd(e: CniEnv, conf: MembraneNetConf): Promise<CniResult> {
+  const chained = chainedInterface(e, conf.prevResult);
+  if (chained) {
+    // Chained after a plugin that already made the interface: only register the endpoint.
+    await register(conf, e, chained);
+    return { ...conf.prevResult!, cniVersion: conf.cniVersion };
+  }
+  const ipam = new FileIpam(conf.ipamDataDir, conf.podCIDR);
+  const lease = ipam.allocate(e.containerId, e.ifname);
+  try {
+    const link = await createPodLink({
+      containerId: e.containerId,
+      netns: e.netns,
+      ifname: e.ifname,
+      ip: lease.ip,
+      gateway: lease.gateway,
+      mtu: conf.mtu,
+    });
+    await register(conf, e, { ipv4: lease.ip, ...link });
+    const legacy = conf.cniVersion !== '1.0.0';
+    return {
+      cniVersion: conf.cniVersion,
+      interfaces: [
+        { name: link.hostIfname, mac: link.hostMac },
+        { name: e.ifname, mac: link.podMac, sandbox: e.netns },
+      ],
+      ips: [
+        {
+          ...(legacy ? { version: '4' } : {}),
+          address: `${lease.ip}/32`,
+          gateway: lease.gateway,
+          interface: 1,
+        },
+      ],
+      routes: [{ dst: '0.0.0.0/0', gw: lease.gateway }],
+      dns: {},
+    };
+  } catch (err) {
+    await deletePodLink(e.containerId, e.ifname, lease.ip).catch(() => undefined);
+    ipam.release(e.containerId, e.ifname);
+    throw err;
+  }
+}
+
+async function cmdDel(e: CniEnv, conf: MembraneNetConf): Promise<void> {
+  const ipam = new FileIpam(conf.ipamDataDir, conf.podCIDR);
+  const held = ipam.find(e.containerId, e.ifname);
+  if (held) await deletePodLink(e.containerId, e.ifname, held.ip);
+  if (conf.agentSocket) {
+    const q = `containerId=${encodeURIComponent(e.containerId)}&ifname=${encodeURIComponent(e.ifname)}`;
+    try {
+      await new AgentClient(conf.agentSocket).delete(`/v1/endpoint?${q}`);
+    } catch (err) {
+      // DEL must succeed when the agent is down: a restarted agent drops endpoints whose host
+      // interface is gone. An unknown endpoint is what a repeated DEL finds.
+      if (!(err instanceof AgentApiError) || (err.code !== 'MBR_AGENT_UNREACHABLE' && err.status !== 404)) throw err;
+    }
+  }
+  ipam.release(e.containerId, e.ifname);
+}
+
+async function cmdCheck(e: CniEnv, conf: MembraneNetConf): Promise<void> {
+  if (!conf.prevResult) throw new CniError(CniCode.invalidNetworkConfig, 'prevResult: required for CHECK, got nothing');
+  const held = new FileIpam(conf.ipamDataDir, conf.podCIDR).find(e.containerId, e.ifname);
+  const chained = chainedInterface(e, conf.prevResult);
+  if (!held && !chained)
+    throw new CniError(CniCode.checkFailed, `no address is reserved for ${e.containerId}/${e.ifname}`);
+  if (held) {
+    const inResult = (conf.prevResult.ips ?? []).some((i) => i.address === `${held.ip}/32`);
+    if (!inResult) throw new CniError(CniCode.checkFailed, `prevResult.ips does not hold the reserved ${held.ip}/32`);
+    await checkPodLink({
+      containerId: e.containerId,
+      netns: e.netns,
+      ifname: e.ifname,
+      ip: held.ip,
+      gateway: held.gateway,
+      mtu: conf.mtu,
+    });
+  }
+  if (conf.agentSocket) {
+    const q = `containerId=${encodeURIComponent(e.containerId)}&ifname=${encodeURIComponent(e.ifname)}`;
+    try {
+      await new AgentClient(conf.agentSocket).get(`/v1/endpoint?${q}`);
+    } catch (err) {
+      throw new CniError(CniCode.checkFailed, `endpoint is not registered with the agent: ${(err as Error).message}`);
+    }
+  }
+}
+
+interface ChainedLink {
+  readonly ipv4: string;
+  readonly hostIfname: string;
+  readonly hostIfindex: number;
+  readonly hostMac: string;
+  readonly podMac: string;
+}
+
+/** In chained mode the previous result already holds this container's interface and address. */
+function chainedInterface(e: CniEnv, prev: CniResult | undefined): ChainedLink | undefined {
+  if (!prev?.interfaces) return undefined;
+  const idx = prev.interfaces.findIndex((i) => i.name === e.ifname && i.sandbox !== undefined && i.sandbox !== '');
+  if (idx < 0) return undefined;
+  const ip = (prev.ips ?? []).find((i) => i.interface === idx && /^\d+\.\d+\.\d+\.\d+\//.test(i.address));
+  if (!ip) throw new CniError(CniCode.invalidNetworkConfig, `prevResult.ips: no IPv4 address for interface ${idx}`);
+  const host = prev.interfaces.find((i) => !i.sandbox);
+  return {
+    ipv4: ip.address.split('/')[0],
+    hostIfname: host?.name ?? '',
+    hostIfindex: 0,
+    hostMac: host?.mac ?? '',
+    podMac: prev.interfaces[idx].mac ?? '',
+  };
+}
+
+async function register(conf: MembraneNetConf, e: CniEnv, link: ChainedLink): Promise<void> {
+  if (!conf.agentSocket) return;
+  const reg: EndpointRegistration = {
+    containerId: e.containerId,
+    ifname: e.ifname,
+    netns: e.netns,
+    hostIfname: link.hostIfname,
+    hostIfindex: link.hostIfindex,
+    hostMac: link.hostMac,
+    podMac: link.podMac,
+    ipv4: link.ipv4,
+    podName: e.args.K8S_POD_NAME ?? e.containerId.slice(0, 12),
+    namespace: e.args.K8S_POD_NAMESPACE ?? 'default',
+    labels: conf.labels,
+  };
+  try {
+    await new AgentClient(conf.agentSocket).post('/v1/endpoint', reg);
+  } catch (err) {
+    const code =
+      (err as AgentApiError).code === 'MBR_AGENT_UNREACHABLE' ? CniCode.tryAgainLater : CniCode.agentRejected;
+    throw new CniError(code, `register endpoint with the agent: ${(err as Error).message}`);
+  }
+}
+
+function ok(result: unknown): CniOutcome {
+  return { stdout: `${JSON.stringify(result)}\n`, exitCode: 0 };
+}

@@ -1,0 +1,286 @@
+// One endpoint's policy in the datapath: two LPM tries (A and B) of which mbr_policy[endpointId]
+// points at one, the active one. A change is written to the inactive trie and then published by
+// swapping the outer map's entry, one atomic pointer store: a packet sees the whole old policy or
+// the whole new one, never a mixture (in-place add/delete orderings cannot promise that for every
+// pair of policies; see docs/datapath.md). The trie left behind is brought up to date at the start
+// of the next change (replaying the previous diff), not right after the swap, so a packet that
+// looked it up just before the swap never sees it change under it.
+//
+// Capacity: each trie is sized from the state it must hold with 25% + 64 headroom; a change that
+// does not fit gets a fresh, larger trie filled with the full state before the swap. A change that
+// cannot be written (map full past the hard limit, or a kernel error) leaves the active trie, the
+// realized state and the revision untouched, and throws.
+import { existsSync, unlinkSync } from 'node:fs';
+import type { MapStateDiff, PolicyKey } from '../policy/map-state-types.js';
+import { BPF_F_NO_PREALLOC, BPF_MAP_TYPE, BpfMap } from './bpf-map.js';
+import { DatapathError } from './datapath-error.js';
+import {
+  decodePolicyEntry,
+  decodePolicyKey,
+  encodePolicyEntry,
+  encodePolicyKey,
+  POLICY_ENTRY,
+  POLICY_KEY,
+  type PolicyMapValue,
+  policyKeyId,
+  validatePolicyKey,
+} from './maps/policy-map.js';
+
+export interface RealizedEntry {
+  readonly key: PolicyKey;
+  readonly value: PolicyMapValue;
+  readonly keyBytes: Buffer;
+  readonly valueBytes: Buffer;
+}
+
+interface Op {
+  readonly key: Buffer;
+  /** undefined = delete */
+  readonly value: Buffer | undefined;
+}
+
+export function policyMapCapacityFor(entries: number): number {
+  return Math.ceil(entries * 1.25) + 64;
+}
+
+export class EndpointPolicy {
+  readonly endpointId: number;
+  #outer: BpfMap;
+  #dir: string;
+  #hardMax: number;
+  #maps: [BpfMap | undefined, BpfMap | undefined];
+  #active: 0 | 1;
+  #state: Map<string, RealizedEntry>;
+  /** What the inactive trie lacks: the previous change, or 'resync' when its content is unknown. */
+  #pending: Op[] | 'resync';
+
+  private constructor(
+    endpointId: number,
+    outer: BpfMap,
+    pinDir: string,
+    hardMax: number,
+    maps: [BpfMap | undefined, BpfMap | undefined],
+    active: 0 | 1,
+    state: Map<string, RealizedEntry>,
+    pending: Op[] | 'resync',
+  ) {
+    this.endpointId = endpointId;
+    this.#outer = outer;
+    this.#dir = pinDir;
+    this.#hardMax = hardMax;
+    this.#maps = maps;
+    this.#active = active;
+    this.#state = state;
+    this.#pending = pending;
+  }
+
+  /** A new endpoint with an empty policy (deny all while enforced), published at once. */
+  static create(endpointId: number, outer: BpfMap, pinDir: string, hardMax: number): EndpointPolicy {
+    const ep = new EndpointPolicy(endpointId, outer, pinDir, hardMax, [undefined, undefined], 1, new Map(), 'resync');
+    const a = ep.#freshMap(0, 0);
+    ep.#publish(a);
+    ep.#maps[0] = a;
+    ep.#active = 0;
+    return ep;
+  }
+
+  /** Re-opens the pinned pair after a restart; the active trie's content is the realized state. */
+  static reopen(endpointId: number, outer: BpfMap, pinDir: string, hardMax: number): EndpointPolicy | undefined {
+    const key = u32(endpointId);
+    const v = outer.lookup(key);
+    if (!v) return undefined;
+    const activeId = v.readUInt32LE(0);
+    const maps: [BpfMap | undefined, BpfMap | undefined] = [undefined, undefined];
+    let active: 0 | 1 | undefined;
+    for (const slot of [0, 1] as const) {
+      const p = pinPath(pinDir, endpointId, slot);
+      if (!existsSync(p)) continue;
+      const m = BpfMap.fromPinned(p);
+      maps[slot] = m;
+      if (m.id === activeId) active = slot;
+    }
+    if (active === undefined) {
+      // The published trie is not pinned (a crash between publish and pin): adopt it by id.
+      const m = BpfMap.fromId(activeId);
+      maps[0]?.close();
+      maps[0] = m;
+      active = 0;
+      unlinkIfExists(pinPath(pinDir, endpointId, 0));
+      m.pin(pinPath(pinDir, endpointId, 0));
+    }
+    const state = new Map<string, RealizedEntry>();
+    const activeMap = maps[active];
+    if (activeMap) {
+      for (const [k, val] of activeMap.entries()) {
+        const key = decodePolicyKey(k);
+        state.set(policyKeyId(key), { key, value: decodePolicyEntry(val), keyBytes: k, valueBytes: val });
+      }
+    }
+    return new EndpointPolicy(endpointId, outer, pinDir, hardMax, maps, active, state, 'resync');
+  }
+
+  get size(): number {
+    return this.#state.size;
+  }
+
+  get capacity(): number {
+    return this.#maps[this.#active]?.maxEntries ?? 0;
+  }
+
+  get activeMap(): BpfMap {
+    const m = this.#maps[this.#active];
+    if (!m) throw new DatapathError('MBR_DATAPATH_CLOSED', `endpoint ${this.endpointId}: no active policy map`);
+    return m;
+  }
+
+  entries(): IterableIterator<RealizedEntry> {
+    return this.#state.values();
+  }
+
+  /**
+   * Applies one diff atomically. Validates every key before touching a map; throws
+   * MBR_DATAPATH_BAD_INPUT, MBR_DATAPATH_MAP_FULL or MBR_DATAPATH_SYSCALL with nothing published.
+   */
+  apply(diff: MapStateDiff): void {
+    for (const [i, [k]] of diff.adds.entries()) withPath(`adds[${i}]`, () => validatePolicyKey(k));
+    for (const [i, k] of diff.deletes.entries()) withPath(`deletes[${i}]`, () => validatePolicyKey(k));
+
+    const next = new Map(this.#state);
+    const deletes: Op[] = [];
+    for (const k of diff.deletes) {
+      const id = policyKeyId(k);
+      const had = next.get(id);
+      if (had && next.delete(id)) deletes.push({ key: had.keyBytes, value: undefined });
+    }
+    // Nobody reads the inactive trie, so the order only has to keep it small: deletes first, then
+    // denies before allows (a write that fails part-way leaves it deny-biased; it is rebuilt anyway).
+    const adds = [...diff.adds].sort((a, b) => Number(b[1].isDeny) - Number(a[1].isDeny));
+    const upserts: Op[] = [];
+    for (const [k, e] of adds) {
+      const keyBytes = encodePolicyKey(k);
+      const valueBytes = encodePolicyEntry(e, k);
+      next.set(policyKeyId(k), { key: k, value: decodePolicyEntry(valueBytes), keyBytes, valueBytes });
+      upserts.push({ key: keyBytes, value: valueBytes });
+    }
+    const ops = [...deletes, ...upserts];
+    if (next.size > this.#hardMax)
+      throw new DatapathError(
+        'MBR_DATAPATH_MAP_FULL',
+        `endpoint ${this.endpointId}: policy needs ${next.size} entries, more than the limit of ${this.#hardMax} (policyMapMaxEntries); the previous policy stays in force`,
+      );
+
+    const slot: 0 | 1 = this.#active === 0 ? 1 : 0;
+    let target = this.#maps[slot];
+    try {
+      // Replaying the previous change brings the trie to the current state first: it must hold both.
+      if (!target || this.#pending === 'resync' || target.maxEntries < Math.max(next.size, this.#state.size)) {
+        target = this.#freshMap(slot, next.size);
+        writeAll(target, next);
+      } else {
+        writeOps(target, this.#pending);
+        writeOps(target, ops);
+      }
+    } catch (err) {
+      this.#pending = 'resync';
+      const e = err as DatapathError;
+      if (e.errno === 7 /* E2BIG */ || e.errno === 28 /* ENOSPC */)
+        throw new DatapathError(
+          'MBR_DATAPATH_MAP_FULL',
+          `endpoint ${this.endpointId}: policy map full writing ${next.size} entries; the previous policy stays in force`,
+          { errno: e.errno, cause: err },
+        );
+      throw err;
+    }
+    this.#publish(target);
+    this.#active = slot;
+    this.#state = next;
+    this.#pending = ops;
+  }
+
+  /** Removes both tries' pins and the outer entry; fds closed. */
+  destroy(): void {
+    this.#outer.delete(u32(this.endpointId));
+    for (const slot of [0, 1] as const) {
+      this.#maps[slot]?.close();
+      this.#maps[slot] = undefined;
+      unlinkIfExists(pinPath(this.#dir, this.endpointId, slot));
+    }
+  }
+
+  close(): void {
+    for (const m of this.#maps) m?.close();
+  }
+
+  #publish(m: BpfMap): void {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(m.fd);
+    this.#outer.update(u32(this.endpointId), v);
+  }
+
+  #freshMap(slot: 0 | 1, entries: number): BpfMap {
+    const m = BpfMap.create({
+      name: `mbr_pol_${this.endpointId}`.slice(0, 15),
+      type: BPF_MAP_TYPE.lpmTrie,
+      keySize: POLICY_KEY.size,
+      valueSize: POLICY_ENTRY.size,
+      maxEntries: Math.min(policyMapCapacityFor(entries), Math.max(this.#hardMax, 64)),
+      flags: BPF_F_NO_PREALLOC,
+    });
+    this.#maps[slot]?.close();
+    this.#maps[slot] = m;
+    const p = pinPath(this.#dir, this.endpointId, slot);
+    unlinkIfExists(p);
+    m.pin(p);
+    return m;
+  }
+}
+
+export function pinPath(dir: string, endpointId: number, slot: 0 | 1): string {
+  return `${dir}/${endpointId}-${slot === 0 ? 'a' : 'b'}`;
+}
+
+function writeAll(m: BpfMap, state: Map<string, RealizedEntry>): void {
+  const n = state.size;
+  if (n === 0) return;
+  const keys = Buffer.alloc(n * POLICY_KEY.size);
+  const values = Buffer.alloc(n * POLICY_ENTRY.size);
+  let i = 0;
+  for (const e of state.values()) {
+    e.keyBytes.copy(keys, i * POLICY_KEY.size);
+    e.valueBytes.copy(values, i * POLICY_ENTRY.size);
+    i++;
+  }
+  m.updateBatch(keys, values, n);
+}
+
+function writeOps(m: BpfMap, ops: readonly Op[] | 'resync'): void {
+  if (ops === 'resync') return;
+  for (const op of ops) {
+    if (op.value) m.update(op.key, op.value);
+    else m.delete(op.key);
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+}
+
+function unlinkIfExists(p: string): void {
+  try {
+    unlinkSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function withPath(path: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof DatapathError)
+      throw new DatapathError(err.code, err.message.replace('policy key.', `policy diff ${path}.key.`));
+    throw err;
+  }
+}

@@ -1,0 +1,102 @@
+// For each seed policy file, connections in the demo world that it must allow and must deny when
+// applied on its own. The tests assert them on real traffic; the demo runs them stage by stage.
+// Why each one holds is in the comment beside it (an L7 rule still allows at L3/L4 until the L7
+// proxy exists; toFQDNs allows nothing until the DNS proxy learns names).
+import type { Probe } from './probes.js';
+
+export interface SeedCase {
+  readonly file: string;
+  readonly allowed: readonly Probe[];
+  readonly denied: readonly Probe[];
+}
+
+const http = (from: string, to: string, port = 8080, path = '/'): Probe => ({ from, to, port, kind: 'http', path });
+const tcp = (from: string, to: string, port: number): Probe => ({ from, to, port, kind: 'tcp' });
+const dns = (from: string, name: string): Probe => ({ from, to: 'kube-system/coredns', port: 53, kind: 'dns', name });
+
+export const SEED_CASES: readonly SeedCase[] = [
+  {
+    file: '01-np-default-deny-ingress.yaml',
+    // Only production's ingress is closed; shop is untouched.
+    allowed: [http('production/frontend', 'shop/backend')],
+    denied: [http('production/frontend', 'production/backend')],
+  },
+  {
+    file: '02-np-allow-frontend-to-backend.yaml',
+    allowed: [http('production/frontend', 'production/backend')],
+    denied: [http('production/reporting', 'production/backend')],
+  },
+  {
+    file: '03-np-allow-monitoring-namespace.yaml',
+    allowed: [http('monitoring/prometheus', 'production/my-service')],
+    denied: [http('production/frontend', 'production/my-service')],
+  },
+  {
+    file: '04-cnp-allow-get-api-only.yaml',
+    allowed: [http('production/frontend', 'production/my-api', 8080, '/api/v1/items')],
+    denied: [http('production/reporting', 'production/my-api', 8080, '/api/v1/items')],
+  },
+  {
+    file: '05-cnp-allow-external-dns.yaml',
+    // Egress is enforced with no DNS rule: the lookup itself is dropped (the trap the seed names).
+    // Ingress to my-service is not policed by it.
+    allowed: [http('production/frontend', 'production/my-service')],
+    denied: [dns('production/my-service', 'api.example.com')],
+  },
+  {
+    file: '06-cnp-kafka-egress-orders.yaml',
+    allowed: [tcp('production/order-client', 'default/kafka', 9092)],
+    denied: [http('production/order-client', 'production/backend')],
+  },
+  {
+    file: '07-cnp-allow-specific-api-headers.yaml',
+    allowed: [http('default/frontend', 'default/backend-api', 8080, '/api/v1/public/x')],
+    denied: [http('default/order-processor', 'default/backend-api', 8080, '/api/v1/public/x')],
+  },
+  {
+    file: '08-np-payment-service-ingress.yaml',
+    allowed: [http('checkout/checkout-service', 'payments/payment-service')],
+    denied: [http('checkout/cart', 'payments/payment-service')],
+  },
+  {
+    file: '09-cnp-payment-service-l7.yaml',
+    allowed: [http('checkout/checkout-service', 'payments/payment-service', 8080, '/api/v1/payments/1')],
+    denied: [http('checkout/cart', 'payments/payment-service', 8080, '/api/v1/payments/1')],
+  },
+  {
+    file: '10-cnp-kafka-order-processor.yaml',
+    allowed: [tcp('default/order-processor', 'default/kafka', 9092)],
+    denied: [tcp('production/order-client', 'default/kafka', 9092)],
+  },
+  {
+    file: '11-cnp-payment-service-egress.yaml',
+    allowed: [dns('payments/payment-service', 'api.stripe.com')],
+    denied: [tcp('payments/payment-service', 'default/kafka', 9092)],
+  },
+  {
+    file: '12-ccnp-zero-trust-baseline.yaml',
+    // Every endpoint is default-deny both ways; the node itself still reaches its pods (health
+    // checks), as with Cilium's allow-localhost.
+    allowed: [http('node:n1', 'production/backend')],
+    denied: [http('shop/frontend', 'shop/backend')],
+  },
+  {
+    file: '13-cnp-mutual-auth.yaml',
+    // Ingress from world needs authentication that never happens in the lab: dropped. The pod's
+    // egress is not policed by this policy.
+    allowed: [tcp('default/payment-service', 'default/kafka', 9092)],
+    denied: [http('world', 'default/payment-service')],
+  },
+  {
+    file: '14-cnp-microservices-l3l4-and-get.yaml',
+    allowed: [http('microservices/frontend', 'microservices/backend')],
+    denied: [http('microservices/ci-runner', 'microservices/backend'), http('microservices/ci-runner', 'world', 443)],
+  },
+  {
+    file: '15-cnp-shop.yaml',
+    // The file's own default-deny (empty ingress and egress lists) closes shop/frontend's egress
+    // too, so the allowed connection is the backend's DNS visibility rule to kube-dns.
+    allowed: [dns('shop/backend', 'api.stripe.com')],
+    denied: [tcp('shop/backend', 'default/kafka', 9092)],
+  },
+];

@@ -1,0 +1,142 @@
+// A lab world from Kubernetes manifests: Namespaces, Pods (labels, container ports, command,
+// args, env, optional nodeName) and one ConfigMap "membrane-lab-world" naming the hosts the
+// outside "world" host answers for. Pure: text in, World out; errors name the file and field.
+import { parseAllDocuments } from 'yaml';
+
+export interface WorldPod {
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly nodeName?: string;
+  readonly ports: ReadonlyArray<{ containerPort: number; protocol: string; name?: string }>;
+  /** Command and args, with $(VAR) references still in place. */
+  readonly command: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+}
+
+export interface World {
+  readonly namespaces: ReadonlyArray<{ name: string; labels: Readonly<Record<string, string>> }>;
+  readonly pods: readonly WorldPod[];
+  /** DNS names the outside host answers for. */
+  readonly externalHosts: readonly string[];
+}
+
+export class WorldError extends Error {
+  readonly code = 'MBR_WORLD_INVALID';
+  constructor(file: string, path: string, expected: string, got: unknown) {
+    super(`${file}: ${path}: expected ${expected}, got ${got === undefined ? 'nothing' : JSON.stringify(got)}`);
+    this.name = 'WorldError';
+  }
+}
+
+const NAME = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
+
+export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>): World {
+  const namespaces = new Map<string, Record<string, string>>();
+  const pods: WorldPod[] = [];
+  const hosts: string[] = [];
+  for (const { file, text } of files) {
+    parseAllDocuments(text).forEach((doc, i) => {
+      if (doc.errors.length > 0) throw new WorldError(file, `document ${i}`, 'valid YAML', doc.errors[0].message);
+      const d = doc.toJSON() as Record<string, unknown> | null;
+      if (d === null) return;
+      const at = `[${i}]`;
+      const meta = (d.metadata ?? {}) as Record<string, unknown>;
+      const name = meta.name;
+      if (typeof name !== 'string' || !NAME.test(name))
+        throw new WorldError(file, `${at}.metadata.name`, 'a DNS label of at most 32 characters', name);
+      const labels = stringMap(meta.labels, file, `${at}.metadata.labels`);
+      switch (d.kind) {
+        case 'Namespace':
+          namespaces.set(name, { ...labels, 'kubernetes.io/metadata.name': name });
+          break;
+        case 'Pod':
+          pods.push(parsePod(d, file, at, name, labels, String(meta.namespace ?? 'default')));
+          break;
+        case 'ConfigMap': {
+          if (name !== 'membrane-lab-world')
+            throw new WorldError(file, `${at}.metadata.name`, 'membrane-lab-world', name);
+          const data = stringMap(d.data, file, `${at}.data`);
+          hosts.push(...(data.externalHosts ?? '').split(/[\s,]+/).filter((h) => h !== ''));
+          break;
+        }
+        default:
+          throw new WorldError(file, `${at}.kind`, 'Namespace, Pod or ConfigMap', d.kind);
+      }
+    });
+  }
+  for (const p of pods) {
+    if (!namespaces.has(p.namespace)) namespaces.set(p.namespace, { 'kubernetes.io/metadata.name': p.namespace });
+  }
+  const seen = new Set<string>();
+  for (const p of pods) {
+    const k = `${p.namespace}/${p.name}`;
+    if (seen.has(k)) throw new WorldError('world', `pod ${k}`, 'one pod per namespace and name', 'a duplicate');
+    seen.add(k);
+  }
+  return {
+    namespaces: [...namespaces].map(([n, l]) => ({ name: n, labels: l })),
+    pods,
+    externalHosts: hosts,
+  };
+}
+
+/** Kubernetes' $(VAR) expansion in command and args; an unknown $(VAR) stays as written. */
+export function expandVars(argv: readonly string[], env: Readonly<Record<string, string>>): string[] {
+  return argv.map((a) => a.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v: string) => env[v] ?? m));
+}
+
+function parsePod(
+  d: Record<string, unknown>,
+  file: string,
+  at: string,
+  name: string,
+  labels: Record<string, string>,
+  namespace: string,
+): WorldPod {
+  const spec = (d.spec ?? {}) as Record<string, unknown>;
+  const containers = spec.containers;
+  if (!Array.isArray(containers) || containers.length !== 1)
+    throw new WorldError(file, `${at}.spec.containers`, 'exactly one container', containers);
+  const c = containers[0] as Record<string, unknown>;
+  const command = [
+    ...strings(c.command, file, `${at}.spec.containers[0].command`),
+    ...strings(c.args, file, `${at}.spec.containers[0].args`),
+  ];
+  if (command.length === 0)
+    throw new WorldError(file, `${at}.spec.containers[0].command`, 'a command to run', undefined);
+  const ports = ((c.ports ?? []) as Array<Record<string, unknown>>).map((p, j) => {
+    const port = p.containerPort;
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+      throw new WorldError(file, `${at}.spec.containers[0].ports[${j}].containerPort`, 'a port 1-65535', port);
+    return { containerPort: port, protocol: String(p.protocol ?? 'TCP'), ...(p.name ? { name: String(p.name) } : {}) };
+  });
+  const env: Record<string, string> = {};
+  ((c.env ?? []) as Array<Record<string, unknown>>).forEach((e, j) => {
+    if (typeof e.name !== 'string')
+      throw new WorldError(file, `${at}.spec.containers[0].env[${j}].name`, 'a name', e.name);
+    env[e.name] = String(e.value ?? '');
+  });
+  const nodeName = spec.nodeName;
+  if (nodeName !== undefined && typeof nodeName !== 'string')
+    throw new WorldError(file, `${at}.spec.nodeName`, 'a node name', nodeName);
+  return { namespace, name, labels, ...(nodeName ? { nodeName } : {}), ports, command, env };
+}
+
+function stringMap(v: unknown, file: string, path: string): Record<string, string> {
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new WorldError(file, path, 'a map of strings', v);
+  const out: Record<string, string> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (typeof x !== 'string' && typeof x !== 'number' && typeof x !== 'boolean')
+      throw new WorldError(file, `${path}.${k}`, 'a string', x);
+    out[k] = String(x);
+  }
+  return out;
+}
+
+function strings(v: unknown, file: string, path: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) throw new WorldError(file, path, 'a list of strings', v);
+  return v.map((x) => String(x));
+}

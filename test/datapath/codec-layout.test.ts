@@ -1,0 +1,274 @@
+// Every TS codec mirrors a struct of bpf/include/membrane/maps.h. This test reads the structs from
+// the BTF of the compiled object (bpftool's JSON dump) and checks size and every field offset, both
+// ways (no field the codec forgot, none it invented), then checks golden bytes for each codec.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { decodeEvent, EVENT } from '../../src/datapath/event-codec.js';
+import { EventKind } from '../../src/datapath/event-types.js';
+import type { StructLayout } from '../../src/datapath/layout.js';
+import { AUTH_KEY, AUTH_VALUE, encodeAuthKey } from '../../src/datapath/maps/auth-map.js';
+import { CONFIG, encodeConfig } from '../../src/datapath/maps/config-map.js';
+import {
+  CT_ENTRY,
+  CT_KEY,
+  decodeCtEntry,
+  decodeCtKey,
+  encodeCtEntry,
+  encodeCtKey,
+} from '../../src/datapath/maps/ct-map.js';
+import { decodeEndpointInfo, ENDPOINT_INFO, encodeEndpointInfo } from '../../src/datapath/maps/endpoint-map.js';
+import {
+  decodeIpcacheKey,
+  encodeIpcacheKey,
+  encodeIpcacheValue,
+  IPCACHE_KEY,
+  IPCACHE_VALUE,
+  parseIpv4Prefix,
+} from '../../src/datapath/maps/ipcache-map.js';
+import { METRICS_VALUE } from '../../src/datapath/maps/metrics-map.js';
+import {
+  decodePolicyEntry,
+  decodePolicyKey,
+  encodePolicyEntry,
+  encodePolicyKey,
+  POLICY_ENTRY,
+  POLICY_KEY,
+} from '../../src/datapath/maps/policy-map.js';
+import { BPF_OBJECT_PATH } from '../../src/datapath/native.js';
+import type { PolicyKey } from '../../src/policy/map-state-types.js';
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name?: string;
+  size?: number;
+  members?: { name: string; bits_offset: number }[];
+}
+
+const LAYOUTS: StructLayout[] = [
+  IPCACHE_KEY,
+  IPCACHE_VALUE,
+  POLICY_KEY,
+  POLICY_ENTRY,
+  CT_KEY,
+  CT_ENTRY,
+  ENDPOINT_INFO,
+  METRICS_VALUE,
+  CONFIG,
+  AUTH_KEY,
+  AUTH_VALUE,
+  EVENT,
+];
+
+function btfStructs(): Map<string, BtfType> {
+  const out = execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', BPF_OBJECT_PATH, 'format', 'raw'], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  const types = (JSON.parse(out) as { types: BtfType[] }).types;
+  return new Map(types.filter((t) => t.kind === 'STRUCT' && t.name).map((t) => [t.name as string, t]));
+}
+
+describe('datapath codecs agree with the C header', () => {
+  const built = existsSync(BPF_OBJECT_PATH);
+  const structs = built ? btfStructs() : new Map<string, BtfType>();
+
+  for (const l of LAYOUTS) {
+    it(`matches struct ${l.struct} in the object's BTF`, (t) => {
+      if (!built) return t.skip(`needs ${BPF_OBJECT_PATH} (npm run build)`);
+      const s = structs.get(l.struct);
+      assert.ok(s, `struct ${l.struct} not in BTF`);
+      assert.equal(s.size, l.size, `${l.struct} size`);
+      const btfFields = Object.fromEntries((s.members ?? []).map((m) => [m.name, m.bits_offset / 8]));
+      assert.deepEqual(l.fields, btfFields);
+    });
+  }
+
+  const key: PolicyKey = { identity: 0x01020304, direction: 'egress', protocol: 6, port: 8080, portPrefixLen: 16 };
+  const GOLDEN: { name: string; bytes: () => Buffer; hex: string; roundTrip?: () => void }[] = [
+    {
+      name: 'ipcache key 10.1.2.0/24',
+      bytes: () => encodeIpcacheKey(parseIpv4Prefix('10.1.2.77/24')),
+      hex: '180000000a010200',
+      roundTrip: () =>
+        assert.deepEqual(decodeIpcacheKey(Buffer.from('180000000a010200', 'hex')), { prefixLen: 24, addr: '10.1.2.0' }),
+    },
+    { name: 'ipcache value identity 16777217', bytes: () => encodeIpcacheValue(16777217), hex: '0100000100000000' },
+    {
+      name: 'policy key id/egress/tcp/8080',
+      bytes: () => encodePolicyKey(key),
+      hex: '40000000040302010106' + '1f90',
+      roundTrip: () => assert.deepEqual(decodePolicyKey(encodePolicyKey(key)), key),
+    },
+    {
+      name: 'policy key ANY/ingress/any',
+      bytes: () => encodePolicyKey({ identity: 0, direction: 'ingress', protocol: 0, port: 0, portPrefixLen: 0 }),
+      hex: '280000000000000000000000',
+    },
+    {
+      name: 'policy key range 8080-8083 (prefix 14) clears the low port bits',
+      bytes: () => encodePolicyKey({ identity: 5, direction: 'ingress', protocol: 17, port: 8083, portPrefixLen: 14 }),
+      hex: '3e000000050000000011' + '1f90',
+    },
+    {
+      name: 'policy entry allow with proxy 15001 and auth 1',
+      bytes: () => encodePolicyEntry({ isDeny: false, proxyPort: 15001, authType: 1 }, key),
+      hex: '993a000118000000',
+      roundTrip: () =>
+        assert.deepEqual(decodePolicyEntry(Buffer.from('993a000118000000', 'hex')), {
+          proxyPort: 15001,
+          isDeny: false,
+          authType: 1,
+          l4PrefixLen: 24,
+        }),
+    },
+    {
+      name: 'policy entry deny',
+      bytes: () =>
+        encodePolicyEntry(
+          { isDeny: true, proxyPort: 0, authType: 0 },
+          { ...key, protocol: 0, port: 0, portPrefixLen: 0 },
+        ),
+      hex: '0000010000000000',
+    },
+    {
+      name: 'ct key',
+      bytes: () =>
+        encodeCtKey({
+          saddr: '10.240.1.2',
+          daddr: '10.240.2.2',
+          sport: 40000,
+          dport: 80,
+          protocol: 6,
+          direction: 'egress',
+        }),
+      hex: '0af001020af00202409c500006010000',
+      roundTrip: () =>
+        assert.deepEqual(decodeCtKey(Buffer.from('0af001020af00202409c500006010000', 'hex')), {
+          saddr: '10.240.1.2',
+          daddr: '10.240.2.2',
+          sport: 40000,
+          dport: 80,
+          protocol: 6,
+          direction: 'egress',
+        }),
+    },
+    {
+      name: 'ct entry',
+      bytes: () =>
+        encodeCtEntry({
+          txPackets: 3,
+          txBytes: 300,
+          rxPackets: 2,
+          rxBytes: 2 ** 33,
+          lifetime: 1000,
+          sourceSecurityId: 7,
+          policyRevision: 9,
+          flags: 0x10,
+          txFlagsSeen: 0x1a,
+          rxFlagsSeen: 0x12,
+          proxyPort: 0,
+        }),
+      hex:
+        '0300000000000000' +
+        '2c01000000000000' +
+        '0200000000000000' +
+        '0000000002000000' +
+        'e8030000' +
+        '07000000' +
+        '09000000' +
+        '1000' +
+        '1a12' +
+        '0000' +
+        '0000' +
+        '00000000',
+      roundTrip: () => {
+        const e = decodeCtEntry(
+          encodeCtEntry({
+            txPackets: 1,
+            txBytes: 2,
+            rxPackets: 3,
+            rxBytes: 2 ** 40,
+            lifetime: 5,
+            sourceSecurityId: 6,
+            policyRevision: 7,
+            flags: 8,
+            txFlagsSeen: 9,
+            rxFlagsSeen: 10,
+            proxyPort: 11,
+          }),
+        );
+        assert.equal(e.rxBytes, 2 ** 40);
+        assert.equal(e.proxyPort, 11);
+      },
+    },
+    {
+      name: 'endpoint info',
+      bytes: () =>
+        encodeEndpointInfo({ endpointId: 7, identity: 1234, ipv4: '10.240.1.2', flags: 1, policyRevision: 3 }),
+      hex: '07000000d20400000af0010201000000' + '0300000000000000',
+      roundTrip: () =>
+        assert.deepEqual(
+          decodeEndpointInfo(
+            encodeEndpointInfo({ endpointId: 7, identity: 1234, ipv4: '10.240.1.2', flags: 1, policyRevision: 3 }),
+          ),
+          { endpointId: 7, identity: 1234, ipv4: '10.240.1.2', flags: 1, policyRevision: 3 },
+        ),
+    },
+    { name: 'config', bytes: () => encodeConfig({ traceLevel: 1, wakeupBytes: 262144 }), hex: '0100000000000400' },
+    {
+      name: 'auth key',
+      bytes: () => encodeAuthKey({ localIdentity: 1, remoteIdentity: 2, authType: 1 }),
+      hex: '010000000200000001000000',
+    },
+  ];
+  for (const g of GOLDEN) {
+    it(`encodes the golden bytes of ${g.name}`, () => {
+      assert.equal(g.bytes().toString('hex'), g.hex);
+      g.roundTrip?.();
+    });
+  }
+
+  it('decodes a golden drop event', () => {
+    const hex =
+      '01b5010007000000' + // type drop, reason 181, flags egress, endpoint 7
+      '0094357700000000' + // mono_ns 2000000000
+      '02000000' + // ifindex
+      'e9030000' + // src identity 1001
+      '02000000' + // dst identity 2 (world)
+      '0af00102' + // 10.240.1.2
+      '0af00909' + // 10.240.9.9
+      '409c' + // sport 40000
+      '5000' + // dport 80
+      '0602' + // tcp, SYN
+      '0000' + // icmp
+      '3c000000' + // length 60
+      '4bffffff' + // verdict -181
+      '01000000'; // ct new, auth 0
+    const b = Buffer.from(hex, 'hex');
+    assert.equal(b.length, EVENT.size);
+    assert.deepEqual(decodeEvent(b), {
+      kind: EventKind.drop,
+      reason: 181,
+      direction: 'egress',
+      monoNs: 2000000000,
+      endpointId: 7,
+      ifindex: 2,
+      srcIdentity: 1001,
+      dstIdentity: 2,
+      ipVersion: 4,
+      srcIp: '10.240.1.2',
+      dstIp: '10.240.9.9',
+      protocol: 6,
+      srcPort: 40000,
+      dstPort: 80,
+      tcpFlags: 2,
+      icmpType: 0,
+      icmpCode: 0,
+      length: 60,
+      isReply: false,
+    });
+  });
+});

@@ -1,0 +1,154 @@
+// The reconciler's promises on real maps: a change is published whole or not at all, capacity
+// problems are reported (error code, status) with the previous policy still in force, maps grow
+// with the state, and bad keys are refused before anything is written.
+import assert from 'node:assert/strict';
+import { describe, it, type TestContext } from 'node:test';
+import { BpfMap } from '../../src/datapath/bpf-map.js';
+import { Datapath, type DatapathOptions, removePinDir } from '../../src/datapath/datapath.js';
+import { parseIpv4Prefix } from '../../src/datapath/maps/ipcache-map.js';
+import { decodePolicyKey } from '../../src/datapath/maps/policy-map.js';
+import { requireRoot } from '../support/privileged.js';
+import { allow, deny } from './support/traffic.js';
+
+function open(t: TestContext, name: string, opts: DatapathOptions = {}): Datapath {
+  const pinDir = `/sys/fs/bpf/membrane/dp-rec-${name}-${process.pid}`;
+  removePinDir(pinDir);
+  const dp = Datapath.open({ pinDir, ...opts });
+  t.after(() => {
+    dp.destroy();
+    removePinDir(pinDir);
+  });
+  return dp;
+}
+
+/** What the datapath really uses: the trie mbr_policy[ep] points at. */
+function kernelPolicyKeys(dp: Datapath, ep: number): string[] {
+  const k = Buffer.alloc(4);
+  k.writeUInt32LE(ep);
+  const id = dp.map('mbr_policy').lookup(k)?.readUInt32LE(0);
+  assert.ok(id, 'endpoint has a published policy map');
+  const m = BpfMap.fromId(id);
+  try {
+    return [...m.keys()].map((b) => JSON.stringify(decodePolicyKey(b))).sort();
+  } finally {
+    m.close();
+  }
+}
+
+describe('policy reconciler', () => {
+  it('refuses a change past the map limit and keeps the previous policy in force', (t) => {
+    if (!requireRoot(t, 'creates BPF maps')) return;
+    const dp = open(t, 'full', { policyMapMaxEntries: 4 });
+    dp.applyPolicy({
+      endpointId: 5,
+      adds: [allow(1, 'ingress'), allow(2, 'ingress'), allow(3, 'ingress')],
+      deletes: [],
+    });
+    const before = kernelPolicyKeys(dp, 5);
+    assert.throws(
+      () =>
+        dp.applyPolicy({
+          endpointId: 5,
+          adds: [allow(4, 'ingress'), allow(5, 'ingress'), allow(6, 'ingress')],
+          deletes: [],
+        }),
+      {
+        code: 'MBR_DATAPATH_MAP_FULL',
+        message:
+          'endpoint 5: policy needs 6 entries, more than the limit of 4 (policyMapMaxEntries); the previous policy stays in force',
+      },
+    );
+    assert.deepEqual(kernelPolicyKeys(dp, 5), before);
+    assert.equal(dp.policyEntries(5).length, 3);
+    const st = dp.status();
+    assert.equal(st.ok, false);
+    assert.deepEqual(
+      st.errors.map((e) => [e.code, e.endpointId]),
+      [['MBR_DATAPATH_MAP_FULL', 5]],
+    );
+    // A change that fits clears the error.
+    dp.applyPolicy({ endpointId: 5, adds: [allow(4, 'ingress')], deletes: [] });
+    assert.equal(dp.status().ok, true);
+    assert.equal(kernelPolicyKeys(dp, 5).length, 4);
+  });
+
+  it('grows the maps with the state and publishes every change whole', (t) => {
+    if (!requireRoot(t, 'creates BPF maps')) return;
+    const dp = open(t, 'grow');
+    const adds = Array.from({ length: 500 }, (_, i) => allow(2000 + i, 'egress', 6, 80));
+    dp.applyPolicy({ endpointId: 6, adds, deletes: [] });
+    assert.equal(kernelPolicyKeys(dp, 6).length, 500);
+    const pol = dp.status().maps.find((m) => m.name === 'mbr_policy/6');
+    assert.ok(pol && pol.maxEntries >= 500 && pol.pressure < 1);
+    // Replace half, deny one: the published trie is always exactly the desired state.
+    dp.applyPolicy({
+      endpointId: 6,
+      adds: [...Array.from({ length: 250 }, (_, i) => allow(5000 + i, 'egress', 6, 80)), deny(2000, 'egress')],
+      deletes: adds.slice(0, 250).map(([k]) => k),
+    });
+    assert.equal(kernelPolicyKeys(dp, 6).length, 501);
+    dp.applyPolicy({ endpointId: 6, adds: [], deletes: [deny(2000, 'egress')[0]] });
+    const keys = kernelPolicyKeys(dp, 6);
+    assert.equal(keys.length, 500);
+    assert.deepEqual(
+      keys,
+      dp
+        .policyEntries(6)
+        .map((e) => JSON.stringify(e.key))
+        .sort(),
+    );
+  });
+
+  const BAD = [
+    {
+      name: 'a port with protocol any',
+      key: { identity: 1, direction: 'ingress', protocol: 0, port: 80, portPrefixLen: 16 },
+      message:
+        'policy diff adds[0].key.port: expected port 0 with portPrefixLen 0 when protocol is 0 (any), got "80/16"',
+    },
+    {
+      name: 'a port prefix longer than 16',
+      key: { identity: 1, direction: 'ingress', protocol: 6, port: 80, portPrefixLen: 17 },
+      message: 'policy diff adds[0].key.portPrefixLen: expected an integer 0-16, got 17',
+    },
+    {
+      name: 'an unknown direction',
+      key: { identity: 1, direction: 'sideways', protocol: 6, port: 80, portPrefixLen: 16 },
+      message: 'policy diff adds[0].key.direction: expected "ingress" or "egress", got "sideways"',
+    },
+  ] as const;
+  for (const c of BAD) {
+    it(`refuses ${c.name} before writing anything`, (t) => {
+      if (!requireRoot(t, 'creates BPF maps')) return;
+      const dp = open(t, 'bad');
+      dp.applyPolicy({ endpointId: 7, adds: [allow(1, 'ingress')], deletes: [] });
+      const entry = allow(1, 'ingress')[1];
+      assert.throws(
+        () =>
+          dp.applyPolicy({
+            endpointId: 7,
+            adds: [[c.key as never, entry]],
+            deletes: [],
+          }),
+        { code: 'MBR_DATAPATH_BAD_INPUT', message: c.message },
+      );
+      assert.equal(kernelPolicyKeys(dp, 7).length, 1);
+    });
+  }
+
+  it('refuses an ipcache batch that cannot fit and writes none of it', (t) => {
+    if (!requireRoot(t, 'creates BPF maps')) return;
+    const dp = open(t, 'ipc', { ipcacheMaxEntries: 100 });
+    const entries = Array.from({ length: 101 }, (_, i) => ({
+      prefix: parseIpv4Prefix(`10.9.${i >> 8}.${i & 255}`),
+      identity: 3000 + i,
+    }));
+    assert.throws(() => dp.upsertIpcacheBatch(entries), {
+      code: 'MBR_DATAPATH_MAP_FULL',
+      message: 'ipcache: 101 new entries do not fit (0 of 100 used); nothing written',
+    });
+    assert.equal(dp.ipcacheEntries().length, 0);
+    dp.upsertIpcacheBatch(entries.slice(0, 100));
+    assert.equal(dp.status().maps.find((m) => m.name === 'mbr_ipcache')?.pressure, 1);
+  });
+});

@@ -1,0 +1,65 @@
+// Program-level tests: each fixture of fixtures/prog-cases.ts gets a fresh datapath instance, its
+// maps set up, and its packet run through BPF_PROG_TEST_RUN; then the verdict, the events and the
+// conntrack table are checked. A runner that finds no cases fails.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
+import { type DatapathEvent, EventKind } from '../../src/datapath/event-types.js';
+import { encodeCtKey } from '../../src/datapath/maps/ct-map.js';
+import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
+import { requireRoot } from '../support/privileged.js';
+import { PROG_CASES } from './fixtures/prog-cases.js';
+import { EP, setUpCase, writeEndpoint } from './support/prog-setup.js';
+
+describe('datapath programs under BPF_PROG_TEST_RUN', () => {
+  it('has fixture cases', () => assert.ok(PROG_CASES.length > 0, 'no fixture cases found'));
+
+  for (const c of PROG_CASES) {
+    it(c.name, (t) => {
+      if (!requireRoot(t, 'loads BPF programs')) return;
+      const pinDir = `/sys/fs/bpf/membrane/dp-prog-${process.pid}`;
+      removePinDir(pinDir);
+      const dp = Datapath.open({ pinDir, traceLevel: 'all' });
+      t.after(() => {
+        dp.destroy();
+        removePinDir(pinDir);
+      });
+      const events: DatapathEvent[] = [];
+      dp.onEvents((e) => events.push(...e));
+      setUpCase(dp, c);
+      for (const b of c.before ?? []) dp.testRun(b.program, b.packet);
+      if (c.policyAfterBefore) {
+        const want = new Set(c.policyAfterBefore.map(([k]) => policyKeyId(k)));
+        const deletes = dp
+          .policyEntries(EP)
+          .map((e) => e.key)
+          .filter((k) => !want.has(policyKeyId(k)));
+        dp.applyPolicy({ endpointId: EP, adds: c.policyAfterBefore, deletes });
+        writeEndpoint(dp, c.endpointFlags ?? 0, 2);
+      }
+      dp.drainEvents();
+      const from = events.length;
+      const r = dp.testRun(c.program, c.packet);
+      dp.drainEvents();
+      const mine = events.slice(from);
+      assert.equal(r.retval, c.expect.retval, 'program return value');
+      const drop = mine.find((e) => e.kind === EventKind.drop);
+      if (c.expect.dropReason === undefined) assert.equal(drop, undefined, 'no drop event');
+      else assert.equal(drop?.kind === EventKind.drop ? drop.reason : undefined, c.expect.dropReason);
+      if (c.expect.verdict) {
+        const v = mine.find((e) => e.kind === EventKind.policyVerdict);
+        assert.ok(v && v.kind === EventKind.policyVerdict, 'a policy-verdict event');
+        assert.deepEqual(
+          { matchType: v.matchType, verdict: v.verdict, isAudit: v.isAudit },
+          { isAudit: false, ...c.expect.verdict },
+        );
+      }
+      if (c.expect.ctState !== undefined) {
+        const tr = mine.find((e) => e.kind === EventKind.trace);
+        assert.equal(tr?.kind === EventKind.trace ? tr.ctState : undefined, c.expect.ctState, 'traced CT state');
+      }
+      for (const k of c.expect.ctAfter ?? [])
+        assert.ok(dp.map('mbr_ct4').lookup(encodeCtKey(k)), `conntrack entry ${JSON.stringify(k)}`);
+    });
+  }
+});

@@ -1,0 +1,44 @@
+// Sets up the maps of one BPF_PROG_TEST_RUN fixture (fixtures/prog-cases.ts) in a datapath
+// instance: the fixture endpoint on ifindex 1, ipcache, policy, conntrack and auth entries.
+import { type Datapath, monotonicSeconds } from '../../../src/datapath/datapath.js';
+import { encodeCtEntry, encodeCtKey } from '../../../src/datapath/maps/ct-map.js';
+import { encodeEndpointInfo, encodeIfindexKey } from '../../../src/datapath/maps/endpoint-map.js';
+import { POD_ID, POD_IP, type ProgCase } from '../fixtures/prog-cases.js';
+
+export const EP = 9;
+
+export function setUpCase(dp: Datapath, c: ProgCase): void {
+  writeEndpoint(dp, c.endpointFlags ?? 0, 1);
+  for (const [prefix, id] of c.ipcache ?? []) dp.upsertIpcache(prefix, id);
+  dp.applyPolicy({ endpointId: EP, adds: c.policy, deletes: [] });
+  const life = monotonicSeconds() + 3600;
+  for (const k of c.ct ?? [])
+    dp.map('mbr_ct4').update(
+      encodeCtKey(k),
+      encodeCtEntry({
+        txPackets: 1,
+        txBytes: 60,
+        rxPackets: 0,
+        rxBytes: 0,
+        lifetime: life,
+        sourceSecurityId: 0,
+        policyRevision: 1,
+        flags: 0,
+        txFlagsSeen: 0,
+        rxFlagsSeen: 0,
+        proxyPort: 0,
+      }),
+    );
+  if (c.auth)
+    dp.upsertAuth(
+      { localIdentity: POD_ID, remoteIdentity: 1002, authType: 1 },
+      process.hrtime.bigint() + 3_600_000_000_000n,
+    );
+}
+
+export function writeEndpoint(dp: Datapath, flags: number, revision: number): void {
+  dp.map('mbr_endpoints').update(
+    encodeIfindexKey(1),
+    encodeEndpointInfo({ endpointId: EP, identity: POD_ID, ipv4: POD_IP, flags, policyRevision: revision }),
+  );
+}

@@ -1,0 +1,108 @@
+// A node netns with pod netns behind veths, the shape of a real node: the host-side veth
+// (mbr-hv<pod>) lives in the node netns, eth0 in the pod's. Addresses 10.240.<n>.2 for pod n, node
+// side 10.240.<n>.1, /32 routes, forwarding on. Everything is named mbr-dp-<tag>-*, and remove()
+// deletes it all (also killing every process started through spawnIn).
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+
+export interface Pod {
+  readonly name: string;
+  readonly netns: string;
+  readonly netnsPath: string;
+  readonly ip: string;
+  /** Host-side veth, in the node netns. */
+  readonly hostIf: string;
+}
+
+export class Topology {
+  readonly tag: string;
+  readonly node: string;
+  readonly nodePath: string;
+  readonly pods = new Map<string, Pod>();
+  #children = new Set<ChildProcess>();
+  #made: string[] = [];
+
+  constructor(tag: string) {
+    this.tag = tag;
+    this.node = `mbr-dp-${tag}-h`;
+    this.nodePath = `/run/netns/${this.node}`;
+  }
+
+  /** Builds the node netns and one pod per name; pod i gets 10.240.<i+1>.2. */
+  static create(tag: string, podNames: readonly string[]): Topology {
+    const t = new Topology(tag);
+    try {
+      t.#addNetns(t.node);
+      ip('-n', t.node, 'link', 'set', 'lo', 'up');
+      sh(t.node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
+      for (const [i, name] of podNames.entries()) t.addPod(name, i + 1);
+    } catch (err) {
+      t.remove();
+      throw err;
+    }
+    return t;
+  }
+
+  addPod(name: string, n: number): Pod {
+    const netns = `mbr-dp-${this.tag}-${name}`;
+    const hostIf = `mbr-hv${name}`;
+    const podIp = `10.240.${n}.2`;
+    this.#addNetns(netns);
+    ip('-n', netns, 'link', 'set', 'lo', 'up');
+    ip('-n', this.node, 'link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns);
+    ip('-n', this.node, 'addr', 'add', `10.240.${n}.1/32`, 'dev', hostIf);
+    ip('-n', this.node, 'link', 'set', hostIf, 'up');
+    ip('-n', netns, 'addr', 'add', `${podIp}/32`, 'dev', 'eth0');
+    ip('-n', netns, 'link', 'set', 'eth0', 'up');
+    ip('-n', netns, 'route', 'add', `10.240.${n}.1/32`, 'dev', 'eth0', 'scope', 'link');
+    ip('-n', netns, 'route', 'add', 'default', 'via', `10.240.${n}.1`, 'dev', 'eth0');
+    ip('-n', this.node, 'route', 'add', `${podIp}/32`, 'dev', hostIf, 'scope', 'link');
+    const pod = { name, netns, netnsPath: `/run/netns/${netns}`, ip: podIp, hostIf };
+    this.pods.set(name, pod);
+    return pod;
+  }
+
+  pod(name: string): Pod {
+    const p = this.pods.get(name);
+    if (!p) throw new Error(`no pod ${name} in topology ${this.tag}`);
+    return p;
+  }
+
+  /** Runs a command in a netns to completion (bounded by timeoutMs). */
+  run(netns: string, cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}) {
+    const r = spawnSync('nsenter', [`--net=/run/netns/${netns}`, cmd, ...args], {
+      input: opts.input,
+      encoding: 'utf8',
+      timeout: opts.timeoutMs ?? 5000,
+    });
+    return { code: r.status, out: r.stdout ?? '', err: r.stderr ?? '' };
+  }
+
+  /** Starts a long-running process in a netns; killed by remove(). */
+  spawnIn(netns: string, cmd: string, args: readonly string[]): ChildProcess {
+    const c = spawn('nsenter', [`--net=/run/netns/${netns}`, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#children.add(c);
+    c.on('exit', () => this.#children.delete(c));
+    return c;
+  }
+
+  remove(): void {
+    for (const c of this.#children) c.kill('SIGKILL');
+    this.#children.clear();
+    for (const ns of this.#made.reverse()) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    this.#made = [];
+  }
+
+  #addNetns(name: string): void {
+    spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' }); // a leftover from a killed run
+    ip('netns', 'add', name);
+    this.#made.push(name);
+  }
+}
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function sh(netns: string, cmd: string, ...args: string[]): void {
+  execFileSync('nsenter', [`--net=/run/netns/${netns}`, cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+}

@@ -1,0 +1,87 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+import { expandVars, parseWorld } from '../../src/lab/world.js';
+
+const REPO = new URL('../../../', import.meta.url).pathname;
+
+const INVALID_WORLDS: ReadonlyArray<{ name: string; text: string; message: string }> = [
+  {
+    name: 'an unknown kind',
+    text: 'apiVersion: v1\nkind: Service\nmetadata: {name: web}\n',
+    message: 'w.yaml: [0].kind: expected Namespace, Pod or ConfigMap, got "Service"',
+  },
+  {
+    name: 'a pod name that is not a DNS label',
+    text: 'apiVersion: v1\nkind: Pod\nmetadata: {name: Web}\nspec: {containers: [{name: a, command: [x]}]}\n',
+    message: 'w.yaml: [0].metadata.name: expected a DNS label of at most 32 characters, got "Web"',
+  },
+  {
+    name: 'a pod with two containers',
+    text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, command: [x]}, {name: b, command: [y]}]}\n',
+    message:
+      'w.yaml: [0].spec.containers: expected exactly one container, got [{"name":"a","command":["x"]},{"name":"b","command":["y"]}]',
+  },
+  {
+    name: 'a pod without a command',
+    text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a}]}\n',
+    message: 'w.yaml: [0].spec.containers[0].command: expected a command to run, got nothing',
+  },
+  {
+    name: 'a container port out of range',
+    text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, command: [x], ports: [{containerPort: 70000}]}]}\n',
+    message: 'w.yaml: [0].spec.containers[0].ports[0].containerPort: expected a port 1-65535, got 70000',
+  },
+  {
+    name: 'a ConfigMap that is not the world one',
+    text: 'kind: ConfigMap\nmetadata: {name: other}\ndata: {}\n',
+    message: 'w.yaml: [0].metadata.name: expected membrane-lab-world, got "other"',
+  },
+];
+
+describe('parseWorld', () => {
+  it('reads the demo world: namespaces, pods with labels and ports, external hosts', () => {
+    const w = parseWorld([{ file: 'demo.yaml', text: readFileSync(`${REPO}lab/worlds/demo.yaml`, 'utf8') }]);
+    assert.equal(w.pods.length, 22);
+    assert.deepEqual(w.externalHosts, [
+      'api.example.com',
+      'db.internal.example.com',
+      'api.stripe.com',
+      'api.github.com',
+    ]);
+    const backend = w.pods.find((p) => p.namespace === 'shop' && p.name === 'backend')!;
+    assert.deepEqual(backend.labels, { app: 'backend' });
+    assert.deepEqual(backend.ports, [{ containerPort: 8080, protocol: 'TCP' }]);
+    assert.deepEqual(
+      w.namespaces.find((n) => n.name === 'payments'),
+      { name: 'payments', labels: { 'kubernetes.io/metadata.name': 'payments' } },
+    );
+  });
+
+  for (const c of INVALID_WORLDS) {
+    it(`rejects ${c.name}, naming the field`, () => {
+      assert.throws(() => parseWorld([{ file: 'w.yaml', text: c.text }]), {
+        code: 'MBR_WORLD_INVALID',
+        message: c.message,
+      });
+    });
+  }
+
+  it('rejects two pods with one name in one namespace', () => {
+    const pod = 'kind: Pod\nmetadata: {name: web, namespace: a}\nspec: {containers: [{name: a, command: [x]}]}\n';
+    assert.throws(() => parseWorld([{ file: 'w.yaml', text: `${pod}---\n${pod}` }]), {
+      code: 'MBR_WORLD_INVALID',
+      message: 'world: pod a/web: expected one pod per namespace and name, got "a duplicate"',
+    });
+  });
+});
+
+describe('expandVars', () => {
+  it('expands $(VAR) as Kubernetes does and leaves unknown references as written', () => {
+    assert.deepEqual(expandVars(['--listen=$(POD_IP)', '$(NOPE)', 'x$(A)$(A)'], { POD_IP: '10.0.0.2', A: 'b' }), [
+      '--listen=10.0.0.2',
+      '$(NOPE)',
+      'xbb',
+    ]);
+  });
+});
