@@ -60,8 +60,8 @@ describe('membrane agent in the lab', () => {
     const line = JSON.parse(flows.out.split('\n')[0]);
     const flow = line.flow ?? line;
     assert.deepEqual(
-      [flow.verdict, flow.source.pod_name, flow.destination.pod_name, flow.ingress_denied_by],
-      ['DROPPED', 'other', 'web', [{ name: 'web-from-client', namespace: 'alpha', kind: 'CiliumNetworkPolicy' }]],
+      [flow.verdict, flow.drop_reason_desc, flow.source.pod_name, flow.destination.pod_name, flow.ingress_denied_by],
+      ['DROPPED', 'POLICY_DENIED', 'other', 'web', [{ name: 'web-from-client', namespace: 'alpha', kind: 'CiliumNetworkPolicy' }]],
     );
     const before = JSON.parse(membrane(env, 'endpoint', 'list', '-o', 'json').out);
 
