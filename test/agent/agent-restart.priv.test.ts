@@ -61,7 +61,13 @@ describe('membrane agent in the lab', () => {
     const flow = line.flow ?? line;
     assert.deepEqual(
       [flow.verdict, flow.drop_reason_desc, flow.source.pod_name, flow.destination.pod_name, flow.ingress_denied_by],
-      ['DROPPED', 'POLICY_DENIED', 'other', 'web', [{ name: 'web-from-client', namespace: 'alpha', kind: 'CiliumNetworkPolicy' }]],
+      [
+        'DROPPED',
+        'POLICY_DENIED',
+        'other',
+        'web',
+        [{ name: 'web-from-client', namespace: 'alpha', kind: 'CiliumNetworkPolicy' }],
+      ],
     );
     const before = JSON.parse(membrane(env, 'endpoint', 'list', '-o', 'json').out);
 
