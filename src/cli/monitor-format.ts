@@ -1,5 +1,6 @@
 // One line per datapath event, in the shape of Cilium's `monitor` output. Pure.
 import { type DatapathEvent, EventKind } from '../datapath/event-types.js';
+import { TRACE_POINT_NAMES } from '../hubble/printer/flow-printer.js';
 
 export const DROP_REASONS: Readonly<Record<number, string>> = {
   133: 'Policy denied',
@@ -23,20 +24,6 @@ const MATCH: Readonly<Record<number, string>> = {
   6: 'Proto-Only',
 };
 
-const OBS_POINTS = [
-  'to-endpoint',
-  'to-proxy',
-  'to-host',
-  'to-stack',
-  'to-overlay',
-  'from-endpoint',
-  'from-proxy',
-  'from-host',
-  'from-stack',
-  'from-overlay',
-  'from-network',
-  'to-network',
-];
 const CT_STATES = ['unknown', 'new', 'established', 'reply', 'related', 'reopened'];
 
 export type MonitorType = 'drop' | 'trace' | 'policy-verdict';
@@ -52,7 +39,7 @@ export function formatMonitorLine(e: DatapathEvent, names: (id: number) => strin
       // Endpoint IDs are per node; the direction says whether the endpoint sent or received it.
       return `xx drop (${DROP_REASONS[e.reason] ?? `reason ${e.reason}`}) ${e.direction === 'egress' ? 'from' : 'to'} endpoint ${e.endpointId}, ifindex ${e.ifindex}, identity ${names(e.srcIdentity)}->${names(e.dstIdentity)}: ${tuple}`;
     case EventKind.trace:
-      return `-> ${OBS_POINTS[e.observationPoint] ?? `point ${e.observationPoint}`} endpoint ${e.endpointId} identity ${names(e.srcIdentity)}->${names(e.dstIdentity)} state ${CT_STATES[e.ctState] ?? e.ctState} ifindex ${e.ifindex}: ${tuple}`;
+      return `-> ${TRACE_POINT_NAMES[e.observationPoint] ?? `point ${e.observationPoint}`} endpoint ${e.endpointId} identity ${names(e.srcIdentity)}->${names(e.dstIdentity)} state ${CT_STATES[e.ctState] ?? e.ctState} ifindex ${e.ifindex}: ${tuple}`;
     default: {
       const remote = e.direction === 'ingress' ? e.srcIdentity : e.dstIdentity;
       const action = e.verdict === 0 ? 'allow' : e.verdict > 0 ? 'redirect' : e.isAudit ? 'audit' : 'deny';

@@ -18,7 +18,13 @@ import {
 } from '../../hubble/flow/flow.js';
 import { FlowReader, LostRecord, type RingEntry } from '../../hubble/observer/flow-reader.js';
 import { DEFAULT_SOCKET_PATH } from '../../hubble/observer/observer-server.js';
-import { alignColumns, FlowPrinter, OUTPUT_FORMATS, type OutputFormat } from '../../hubble/printer/flow-printer.js';
+import {
+  alignColumns,
+  FlowPrinter,
+  OUTPUT_FORMATS,
+  type OutputFormat,
+  TRACE_POINT_NAMES,
+} from '../../hubble/printer/flow-printer.js';
 import { Ring } from '../../hubble/ring.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 
@@ -626,22 +632,6 @@ const EVENT_TYPES: Readonly<Record<string, number>> = {
   l7: 129,
   agent: 130,
 };
-const TRACE_POINTS = [
-  'to-endpoint',
-  'to-proxy',
-  'to-host',
-  'to-stack',
-  'to-overlay',
-  'from-endpoint',
-  'from-proxy',
-  'from-host',
-  'from-stack',
-  'from-overlay',
-  'from-network',
-  'to-network',
-  'from-crypto',
-  'to-crypto',
-];
 
 function parseEventType(v: string): { type: number; match_sub_type?: boolean; sub_type?: number } {
   const [name, sub] = v.split(':', 2) as [string, string | undefined];
@@ -654,7 +644,7 @@ function parseEventType(v: string): { type: number; match_sub_type?: boolean; su
     );
   if (sub === undefined) return { type };
   let subType: number | undefined = /^\d+$/.test(sub) ? Number(sub) : undefined;
-  if (subType === undefined && type === 4) subType = TRACE_POINTS.indexOf(sub);
+  if (subType === undefined && type === 4) subType = TRACE_POINT_NAMES.indexOf(sub);
   if (subType === undefined && type === 1) {
     const e = Object.entries(DROP_REASON_NAMES).find(([, n]) => n === sub.toUpperCase());
     subType = e === undefined ? undefined : Number(e[0]);
