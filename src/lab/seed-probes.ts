@@ -94,9 +94,9 @@ export const SEED_CASES: readonly SeedCase[] = [
   },
   {
     file: '15-cnp-shop.yaml',
-    // The file's own default-deny (empty ingress and egress lists) closes shop/frontend's egress
-    // too, so the allowed connection is the backend's DNS visibility rule to kube-dns.
-    allowed: [dns('shop/backend', 'api.stripe.com')],
+    // The file's `default-deny` has empty ingress and egress lists, which in Cilium apply in
+    // neither direction; backend's egress is enforced by egress-stripe (DNS + toFQDNs only).
+    allowed: [dns('shop/backend', 'api.stripe.com'), http('shop/frontend', 'shop/backend')],
     denied: [tcp('shop/backend', 'default/kafka', 9092)],
   },
 ];

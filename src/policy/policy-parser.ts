@@ -478,6 +478,7 @@ function readCiliumRule(c: Checker, v: unknown, path: string, ref: PolicyRef): P
   if (!r) return undefined;
   const clusterwide = ref.kind === 'CiliumClusterwideNetworkPolicy';
   const has = (k: string) => r[k] !== undefined && r[k] !== null;
+  const hasRules = (k: string) => has(k) && (!Array.isArray(r[k]) || (r[k] as unknown[]).length > 0);
   if (has('endpointSelector') === has('nodeSelector'))
     c.fail(path, 'exactly one of endpointSelector or nodeSelector', has('endpointSelector') ? 'both' : 'neither', true);
   if (has('nodeSelector') && !clusterwide)
@@ -524,8 +525,9 @@ function readCiliumRule(c: Checker, v: unknown, path: string, ref: PolicyRef): P
   const direction = (dir: 'ingress' | 'egress'): DirectionRules | undefined => {
     const allowField = dir;
     const denyField = `${dir}Deny`;
-    // A section written as `ingress: []` is present (default-deny); `ingress:` (null) is absent.
-    if (!has(allowField) && !has(denyField)) return undefined;
+    // As in Cilium, a direction applies only when it has at least one rule: `ingress: []`
+    // and `ingress:` (null) both leave ingress alone. `ingress: [{}]` is the default-deny idiom.
+    if (!hasRules(allowField) && !hasRules(denyField)) return undefined;
     const entries: RuleEntry[] = [];
     list(c, r[allowField], at(path, allowField))?.forEach((x, i) => {
       entries.push(...readCiliumSection(c, x, at(at(path, allowField), i), dir, false, scope));

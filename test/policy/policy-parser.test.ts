@@ -387,15 +387,16 @@ status: {podIP: 10.0.0.1}
     assert.equal(types({ podSelector: {}, policyTypes: ['Egress'], ingress: [{}] }), 'Egress');
   });
 
-  it('treats an empty list as a present section and a null one as absent', () => {
+  it('treats an empty or null section as absent and a section with rules as present', () => {
     const dirs = (yaml: string) => {
       const r = parsePolicyFile(yaml, 'a.yaml').policies[0].rules[0];
       return [r.ingress ? 'ingress' : '', r.egress ? 'egress' : ''].filter(Boolean).join(',');
     };
     const head =
       'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n  endpointSelector: {}\n';
-    assert.equal(dirs(`${head}  ingress: []\n  egress:\n`), 'ingress');
-    assert.equal(dirs(`${head}  ingress:\n  egress: []\n`), 'egress');
+    assert.equal(dirs(`${head}  ingress: []\n  egress:\n`), '');
+    assert.equal(dirs(`${head}  ingress: [{}]\n  egress: []\n`), 'ingress');
+    assert.equal(dirs(`${head}  ingress:\n  egressDeny: [{toEntities: [world]}]\n`), 'egress');
   });
 
   it('scopes a namespaced CNP peer to its namespace unless it names one', () => {

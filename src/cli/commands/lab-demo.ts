@@ -78,6 +78,8 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   await runStage('allow rules');
 
   say(`== 4/5 namespace default-deny: ${nsDenies.map((d) => describeDoc(d.doc)).join(', ')}`);
+  for (const d of nsDenies.filter((x) => hasOnlyEmptySections(x.doc)))
+    say(`   note: ${describeDoc(d.doc)} has only empty rule lists, which in Cilium apply in no direction; use [{}]`);
   await applyDocs(lab, nsDenies);
   await runStage('ns deny');
 
@@ -162,6 +164,14 @@ function formatStage(results: readonly ProbeResult[], traces: ReadonlyArray<Trac
       r.probe.from.startsWith('node:') ? 'host (allow-localhost)' : describeTrace(traces[i]),
     ]),
   );
+}
+
+/** A Cilium policy whose ingress/egress sections are all empty lists (`ingress: []`) enforces nothing. */
+function hasOnlyEmptySections(d: Record<string, unknown>): boolean {
+  const spec = d.spec as Record<string, unknown> | undefined;
+  if (!spec || d.kind === 'NetworkPolicy') return false;
+  const sections = ['ingress', 'ingressDeny', 'egress', 'egressDeny'].map((k) => spec[k]).filter((v) => v != null);
+  return sections.length > 0 && sections.every((v) => Array.isArray(v) && v.length === 0);
 }
 
 function describeDoc(d: Record<string, unknown>): string {
