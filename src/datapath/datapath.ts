@@ -14,7 +14,8 @@
 // Layout of the pin directory: maps/<mbr_*>, progs/<mbr_from_pod|mbr_to_pod|mbr_pass>,
 // links/<endpointId>-<ingress|egress>, policy/<endpointId>-<a|b> (see endpoint-policy.ts).
 // Endpoints are keyed in the datapath by the host-side veth's ifindex, so one instance serves the
-// veths of one (node) network namespace.
+// veths of one (node) network namespace. Attach is tcx where the kernel has it (>= 6.6), else legacy
+// tc filters (attachMode 'tc'), which need no pin to outlive the process.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
 import type { MapStateDiff } from '../policy/map-state-types.js';
@@ -75,6 +76,8 @@ export interface DatapathOptions {
   readonly traceLevel?: keyof typeof TraceLevel;
   /** Ring drain period in ms (default 5). */
   readonly drainIntervalMs?: number;
+  /** 'auto' (default): tcx links, legacy tc (cls_bpf) when the kernel has no tcx. */
+  readonly attachMode?: 'auto' | 'tcx' | 'tc';
 }
 
 export interface EndpointAttachment {
@@ -113,7 +116,8 @@ export interface DatapathHealthError {
 
 export interface DatapathStatus {
   readonly pinDir: string;
-  readonly attachMode: 'tcx';
+  /** How endpoints are attached: tcx links, or legacy tc filters on kernels without tcx. */
+  readonly attachMode: 'tcx' | 'tc';
   readonly endpoints: number;
   readonly maps: readonly MapStatus[];
   readonly lostEvents: readonly LostEvents[];
@@ -135,6 +139,9 @@ export class Datapath {
   #listeners = new Set<(events: DatapathEvent[]) => void>();
   #errors = new Map<string, DatapathHealthError>();
   #closed = false;
+  #attachMode: 'auto' | 'tcx' | 'tc';
+  /** Where legacy-tc endpoints are (their filters are not pinned objects). */
+  #legacyAt = new Map<number, { netnsPath: string; ifname: string }>();
 
   private constructor(pinDir: string, maps: Map<MapName, BpfMap>, progs: Map<ProgramName, number>, o: DatapathOptions) {
     this.pinDir = pinDir;
@@ -142,6 +149,7 @@ export class Datapath {
     this.#progs = progs;
     this.#policyMax = o.policyMapMaxEntries ?? 262144;
     this.#drainMs = o.drainIntervalMs ?? 5;
+    this.#attachMode = o.attachMode ?? 'auto';
     this.#ipcacheCount = this.map('mbr_ipcache').count();
   }
 
@@ -236,6 +244,34 @@ export class Datapath {
     this.upsertIpcache(`${a.ipv4}/32`, a.identity);
     this.map('mbr_endpoints').update(encodeIfindexKey(ifindex), encodeEndpointInfo(info));
     this.#endpoints.set(a.endpointId, info);
+    if (this.#attachMode !== 'tc') {
+      try {
+        this.#attachTcx(a);
+        if (this.#attachMode === 'auto') this.#attachMode = 'tcx';
+        return info;
+      } catch (err) {
+        // Kernels before 6.6 reject the tcx attach types: fall back to cls_bpf once, for good.
+        const errno = (err as DatapathError).errno;
+        if (this.#attachMode === 'tcx' || (errno !== 22 && errno !== 95 && errno !== 524)) throw err;
+        this.#attachMode = 'tc';
+      }
+    }
+    for (const [dir, prog] of [
+      ['ingress', 'mbr_from_pod'],
+      ['egress', 'mbr_to_pod'],
+    ] as const)
+      sys(`attach endpoint ${a.endpointId}: tc ${dir} on ${a.ifname}`, () =>
+        n.tcAttach(this.programFd(prog), a.netnsPath, a.ifname, dir),
+      );
+    this.#legacyAt.set(a.endpointId, { netnsPath: a.netnsPath, ifname: a.ifname });
+    const legacy = { ...info, flags: info.flags | EndpointFlags.legacyTc };
+    this.map('mbr_endpoints').update(encodeIfindexKey(ifindex), encodeEndpointInfo(legacy));
+    this.#endpoints.set(a.endpointId, legacy);
+    return legacy;
+  }
+
+  #attachTcx(a: EndpointAttachment): void {
+    const n = nativeBpf();
     for (const [dir, prog] of [
       ['ingress', 'mbr_from_pod'],
       ['egress', 'mbr_to_pod'],
@@ -257,11 +293,27 @@ export class Datapath {
       sys(`pin link ${pin}`, () => n.objPin(link.linkFd, pin));
       n.closeFd(link.linkFd);
     }
-    return info;
   }
 
-  detachEndpoint(endpointId: number): void {
+  /**
+   * Detaches and forgets an endpoint. A legacy-tc endpoint attached by another process (before a
+   * restart) needs `at`: its filters are found by netns and device, not by a pin.
+   */
+  detachEndpoint(endpointId: number, at?: { netnsPath: string; ifname: string }): void {
     const n = nativeBpf();
+    const legacy = at ?? this.#legacyAt.get(endpointId);
+    const known = this.#endpoints.get(endpointId);
+    if (!legacy && known && known.flags & EndpointFlags.legacyTc)
+      throw new DatapathError(
+        'MBR_DATAPATH_NO_ENDPOINT',
+        `endpoint ${endpointId} is attached with legacy tc: detachEndpoint needs its netnsPath and ifname`,
+      );
+    if (legacy)
+      for (const dir of ['ingress', 'egress'] as const)
+        sys(`detach endpoint ${endpointId}: tc ${dir} on ${legacy.ifname}`, () =>
+          n.tcDetach(legacy.netnsPath, legacy.ifname, dir),
+        );
+    this.#legacyAt.delete(endpointId);
     for (const dir of ['ingress', 'egress']) {
       const pin = `${this.pinDir}/links/${endpointId}-${dir}`;
       if (!existsSync(pin)) continue;
@@ -466,7 +518,7 @@ export class Datapath {
     const errors = [...this.#errors.values()];
     return {
       pinDir: this.pinDir,
-      attachMode: 'tcx',
+      attachMode: this.#attachMode === 'tc' ? 'tc' : 'tcx',
       endpoints: this.#endpoints.size,
       maps,
       lostEvents: this.lostEvents(),
@@ -505,6 +557,7 @@ export class Datapath {
     for (const [k, v] of this.map('mbr_endpoints').entries()) {
       const info = decodeEndpointInfo(v);
       this.#endpoints.set(info.endpointId, { ...info, ifindex: k.readUInt32LE(0) });
+      if (info.flags & EndpointFlags.legacyTc && this.#attachMode === 'auto') this.#attachMode = 'tc';
     }
     const dir = `${this.pinDir}/policy`;
     const ids = new Set<number>();

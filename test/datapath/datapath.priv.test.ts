@@ -262,3 +262,31 @@ describe('datapath without a user-space process', () => {
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
   });
 });
+
+describe('datapath with legacy tc attach', () => {
+  it('enforces the same policy through cls_bpf filters and removes them on detach', async (t) => {
+    if (!requireRoot(t, 'loads BPF programs and sends traffic between netns', ['socat', 'tc'])) return;
+    const topo = Topology.create('lg', ['a', 'b']);
+    const pinDir = '/sys/fs/bpf/membrane/dp-legacy';
+    removePinDir(pinDir);
+    const dp = Datapath.open({ pinDir, attachMode: 'tc' });
+    t.after(() => {
+      dp.destroy();
+      removePinDir(pinDir);
+      topo.remove();
+    });
+    await startEcho(topo, topo.pod('b').netns, [8080, 8081]);
+    dp.attachEndpoint({ endpointId: 1, netnsPath: topo.nodePath, ifname: 'mbr-hva', ipv4: '10.240.1.2', identity: A });
+    dp.attachEndpoint({ endpointId: 2, netnsPath: topo.nodePath, ifname: 'mbr-hvb', ipv4: '10.240.2.2', identity: B });
+    dp.applyPolicy({ endpointId: 1, adds: [allow(0, 'egress')], deletes: [] });
+    dp.applyPolicy({ endpointId: 2, adds: [allow(A, 'ingress', TCP, 8080)], deletes: [] });
+    assert.equal(dp.status().attachMode, 'tc');
+    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
+    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), false);
+    const filters = () => topo.run(topo.node, 'tc', ['filter', 'show', 'dev', 'mbr-hvb', 'ingress']).out;
+    assert.match(filters(), /mbr_from_pod/);
+    dp.detachEndpoint(2);
+    assert.equal(filters(), '');
+    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), true, 'no filter after detach');
+  });
+});
