@@ -24,6 +24,7 @@ import { DatapathError } from './datapath-error.js';
 import { EndpointPolicy, type RealizedEntry } from './endpoint-policy.js';
 import { decodeEventBatch } from './event-codec.js';
 import type { DatapathEvent, LostEvents } from './event-types.js';
+import { ipv4ToNetworkU32 } from './layout.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
 import { encodeConfig, TraceLevel } from './maps/config-map.js';
 import { type CtEntry, type CtKey, decodeCtEntry, decodeCtKey } from './maps/ct-map.js';
@@ -132,7 +133,8 @@ export class Datapath {
   #progs: Map<ProgramName, number>;
   #policies = new Map<number, EndpointPolicy>();
   #endpoints = new Map<number, AttachedEndpoint>();
-  #ipcacheCount: number;
+  /** Keys present in mbr_ipcache (addr * 64 + prefixLen), so batches know what is new. */
+  #ipcacheKeys = new Set<number>();
   #policyMax: number;
   #drainMs: number;
   #ring: object | undefined;
@@ -150,7 +152,7 @@ export class Datapath {
     this.#policyMax = o.policyMapMaxEntries ?? 262144;
     this.#drainMs = o.drainIntervalMs ?? 5;
     this.#attachMode = o.attachMode ?? 'auto';
-    this.#ipcacheCount = this.map('mbr_ipcache').count();
+    for (const k of this.map('mbr_ipcache').keys()) this.#ipcacheKeys.add(ipcacheKeyNumber(decodeIpcacheKey(k)));
   }
 
   /** Mounts bpffs if needed, then loads the object (reusing pinned maps) or re-opens the pins. */
@@ -344,21 +346,19 @@ export class Datapath {
   // ---- ipcache ----
 
   upsertIpcache(prefix: string, identity: number): void {
-    const key = encodeIpcacheKey(parseIpv4Prefix(prefix));
-    const m = this.map('mbr_ipcache');
-    const isNew = !m.lookup(key);
+    const p = parseIpv4Prefix(prefix);
     try {
-      m.update(key, encodeIpcacheValue(identity));
+      this.map('mbr_ipcache').update(encodeIpcacheKey(p), encodeIpcacheValue(identity));
     } catch (err) {
       throw this.#capacityError('ipcache', `ipcache upsert ${prefix}`, err);
     }
-    if (isNew) this.#ipcacheCount++;
+    this.#ipcacheKeys.add(ipcacheKeyNumber(p));
   }
 
   deleteIpcache(prefix: string): boolean {
-    const ok = this.map('mbr_ipcache').delete(encodeIpcacheKey(parseIpv4Prefix(prefix)));
-    if (ok) this.#ipcacheCount--;
-    return ok;
+    const p = parseIpv4Prefix(prefix);
+    this.#ipcacheKeys.delete(ipcacheKeyNumber(p));
+    return this.map('mbr_ipcache').delete(encodeIpcacheKey(p));
   }
 
   /**
@@ -367,19 +367,16 @@ export class Datapath {
    */
   upsertIpcacheBatch(entries: readonly IpcacheEntry[]): void {
     const m = this.map('mbr_ipcache');
-    if (this.#ipcacheCount + entries.length > m.maxEntries) {
-      // Overwrites do not need room; count them before refusing.
-      let fresh = 0;
-      for (const e of entries) if (!m.lookup(encodeIpcacheKey(e.prefix))) fresh++;
-      if (this.#ipcacheCount + fresh > m.maxEntries)
-        throw this.#recordError(
-          'ipcache',
-          new DatapathError(
-            'MBR_DATAPATH_MAP_FULL',
-            `ipcache: ${fresh} new entries do not fit (${this.#ipcacheCount} of ${m.maxEntries} used); nothing written`,
-          ),
-        );
-    }
+    const ids = entries.map((e) => ipcacheKeyNumber(e.prefix));
+    const fresh = new Set(ids.filter((id) => !this.#ipcacheKeys.has(id))).size;
+    if (this.#ipcacheKeys.size + fresh > m.maxEntries)
+      throw this.#recordError(
+        'ipcache',
+        new DatapathError(
+          'MBR_DATAPATH_MAP_FULL',
+          `ipcache: ${fresh} new entries do not fit (${this.#ipcacheKeys.size} of ${m.maxEntries} used); nothing written`,
+        ),
+      );
     const keys = Buffer.alloc(entries.length * 8);
     const values = Buffer.alloc(entries.length * 8);
     entries.forEach((e, i) => {
@@ -389,8 +386,10 @@ export class Datapath {
     try {
       m.updateBatch(keys, values, entries.length);
     } finally {
-      this.#ipcacheCount = m.count();
+      // On a partial failure the first `done` entries are in; re-reading is exact either way.
+      for (const id of ids) this.#ipcacheKeys.add(id);
     }
+    this.#errors.delete('ipcache');
   }
 
   ipcacheEntries(): IpcacheEntry[] {
@@ -512,7 +511,7 @@ export class Datapath {
     const maps: MapStatus[] = [];
     const add = (name: string, entries: number, maxEntries: number) =>
       maps.push({ name, entries, maxEntries, pressure: maxEntries ? entries / maxEntries : 0 });
-    add('mbr_ipcache', this.#ipcacheCount, this.map('mbr_ipcache').maxEntries);
+    add('mbr_ipcache', this.#ipcacheKeys.size, this.map('mbr_ipcache').maxEntries);
     add('mbr_endpoints', this.#endpoints.size, this.map('mbr_endpoints').maxEntries);
     for (const [id, p] of [...this.#policies].sort((a, b) => a[0] - b[0])) add(`mbr_policy/${id}`, p.size, p.capacity);
     const errors = [...this.#errors.values()];
@@ -593,6 +592,10 @@ export function openPinnedMap(pinDir: string, name: MapName): BpfMap {
   if (!existsSync(p))
     throw new DatapathError('MBR_DATAPATH_NOT_PINNED', `no datapath pinned at ${pinDir} (${p} does not exist)`);
   return BpfMap.fromPinned(p);
+}
+
+function ipcacheKeyNumber(p: { addr: string; prefixLen: number }): number {
+  return ipv4ToNetworkU32(p.addr) * 64 + p.prefixLen;
 }
 
 export function pinDirFor(instance: string): string {
