@@ -143,8 +143,8 @@ export class EndpointPolicy {
    * MBR_DATAPATH_BAD_INPUT, MBR_DATAPATH_MAP_FULL or MBR_DATAPATH_SYSCALL with nothing published.
    */
   apply(diff: MapStateDiff): void {
-    diff.adds.forEach(([k], i) => withPath(`adds[${i}]`, k));
-    diff.deletes.forEach((k, i) => withPath(`deletes[${i}]`, k));
+    for (let i = 0; i < diff.adds.length; i++) withPath(`adds[${i}]`, (diff.adds[i] as (typeof diff.adds)[number])[0]);
+    for (let i = 0; i < diff.deletes.length; i++) withPath(`deletes[${i}]`, diff.deletes[i] as PolicyKey);
 
     // The change as a delta over the current state (no copy of the state: a one-entry change to a
     // 100k-entry endpoint stays cheap). Encoded into two contiguous buffers.
