@@ -8,8 +8,8 @@ import { Datapath, type EndpointAttachment, removePinDir } from '../../src/datap
 import { type DatapathEvent, DropReason, EventKind } from '../../src/datapath/event-types.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
 import { MatchType, type PolicyEntry, type PolicyKey } from '../../src/policy/map-state-types.js';
-import { requireRoot } from '../support/privileged.js';
 import { until } from '../support/until.js';
+import { bpfUnavailable, requireBpf } from './support/require-bpf.js';
 import { Topology } from './support/topology.js';
 import { allow, deny, EchoConnection, pings, startEcho, tcpEchoes, udpEchoes } from './support/traffic.js';
 
@@ -42,7 +42,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
   let ok = false;
 
   before(async () => {
-    if (process.getuid?.() !== 0) return;
+    if (process.getuid?.() !== 0 || bpfUnavailable()) return;
     topo = Topology.create('tr', ['a', 'b', 'w']);
     removePinDir(pinDir);
     dp = Datapath.open({ pinDir });
@@ -65,8 +65,8 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     removePinDir(pinDir);
   });
 
-  const gate = (t: Parameters<typeof requireRoot>[0]) =>
-    requireRoot(t, 'loads BPF programs and sends traffic between netns', ['socat', 'ping']) && ok;
+  const gate = (t: Parameters<typeof requireBpf>[0]) =>
+    requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat', 'ping']) && ok;
 
   it('allows TCP by identity and port and drops other ports and identities', (t) => {
     if (!gate(t) || !dp || !topo) return;
@@ -201,7 +201,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
 
 describe('datapath without a user-space process', () => {
   it('keeps enforcing after the agent is killed and a restart finds the pinned state', async (t) => {
-    if (!requireRoot(t, 'loads BPF programs and sends traffic between netns', ['socat'])) return;
+    if (!requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat'])) return;
     const topo = Topology.create('rs', ['a', 'b']);
     const pinDir = '/sys/fs/bpf/membrane/dp-restart';
     removePinDir(pinDir);
@@ -265,7 +265,7 @@ describe('datapath without a user-space process', () => {
 
 describe('datapath with legacy tc attach', () => {
   it('enforces the same policy through cls_bpf filters and removes them on detach', async (t) => {
-    if (!requireRoot(t, 'loads BPF programs and sends traffic between netns', ['socat', 'tc'])) return;
+    if (!requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat', 'tc'])) return;
     const topo = Topology.create('lg', ['a', 'b']);
     const pinDir = '/sys/fs/bpf/membrane/dp-legacy';
     removePinDir(pinDir);

@@ -8,9 +8,9 @@ import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
 import { type DatapathEvent, EventKind } from '../../src/datapath/event-types.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
 import type { PolicyEntry, PolicyKey, TrafficDirection } from '../../src/policy/map-state-types.js';
-import { requireRoot } from '../support/privileged.js';
 import { TCP_FLAGS, tcpPacket, udpPacket } from './support/packet.js';
 import { EP, writeEndpoint } from './support/prog-setup.js';
+import { requireBpf } from './support/require-bpf.js';
 
 type Entry = readonly [PolicyKey, PolicyEntry];
 
@@ -81,7 +81,7 @@ const probeArb = fc.record({
 
 describe('BPF policy lookup', () => {
   it('agrees with the reference lookup on random maps and packets', (t) => {
-    if (!requireRoot(t, 'loads BPF programs')) return;
+    if (!requireBpf(t, 'loads BPF programs')) return;
     const pinDir = `/sys/fs/bpf/membrane/dp-lookup-${process.pid}`;
     removePinDir(pinDir);
     const dp = Datapath.open({ pinDir });
