@@ -24,6 +24,12 @@
 #define IPPROTO_UDP_ 17
 #define IPPROTO_SCTP_ 132
 
+/* Per-flow packet/byte counters in conntrack (`membrane bpf ct list`); build with
+ * -DMBR_CT_ACCOUNTING=0 to drop them from the per-packet path. */
+#ifndef MBR_CT_ACCOUNTING
+#define MBR_CT_ACCOUNTING 1
+#endif
+
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
@@ -530,26 +536,37 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (bpf_map_update_elem(&mbr_ct4, &fwd, &n, BPF_ANY) < 0)
 			return drop(skb, &p, ep, dir, remote, DROP_CT_CANT_CREATE, state);
 	} else if (ct) {
+		/* Write only what changes: both halves of a pod-to-pod flow are updated from two CPUs,
+		 * and every store bounces the entry's cache line between them. */
+		__u16 flags = ct->flags;
 		if (state == CT_ESTABLISHED) {
-			ct->tx_packets += 1;
-			ct->tx_bytes += skb->len;
-			ct->tx_flags_seen |= p.tcp_flags;
+#if MBR_CT_ACCOUNTING
+			__sync_fetch_and_add(&ct->tx_packets, 1);
+			__sync_fetch_and_add(&ct->tx_bytes, skb->len);
+#endif
+			if ((ct->tx_flags_seen | p.tcp_flags) != ct->tx_flags_seen)
+				ct->tx_flags_seen |= p.tcp_flags;
 			if (check) {
 				ct->policy_revision = ep->policy_revision;
 				ct->src_sec_id = remote;
 			}
 			if (p.tcp_flags & TCP_FIN)
-				ct->flags |= MBR_CT_F_TX_CLOSING;
+				flags |= MBR_CT_F_TX_CLOSING;
 		} else {
-			ct->rx_packets += 1;
-			ct->rx_bytes += skb->len;
-			ct->rx_flags_seen |= p.tcp_flags;
-			ct->flags |= MBR_CT_F_SEEN_REPLY;
+#if MBR_CT_ACCOUNTING
+			__sync_fetch_and_add(&ct->rx_packets, 1);
+			__sync_fetch_and_add(&ct->rx_bytes, skb->len);
+#endif
+			if ((ct->rx_flags_seen | p.tcp_flags) != ct->rx_flags_seen)
+				ct->rx_flags_seen |= p.tcp_flags;
+			flags |= MBR_CT_F_SEEN_REPLY;
 			if (p.tcp_flags & TCP_FIN)
-				ct->flags |= MBR_CT_F_RX_CLOSING;
+				flags |= MBR_CT_F_RX_CLOSING;
 		}
 		if (p.tcp_flags & TCP_RST)
-			ct->flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
+			flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
+		if (flags != ct->flags)
+			ct->flags = flags;
 		__u32 life = p.protocol == IPPROTO_TCP_ ? tcp_lifetime(ct, now) : now + MBR_CT_ANY_TIMEOUT;
 		if (ct->lifetime != life)
 			ct->lifetime = life;
