@@ -270,6 +270,30 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
     return out;
   }
 
+  async liveCost(): Promise<{ fromPodNs: number; toPodNs: number; runs: number }> {
+    const n = nativeBpf();
+    const read = () => [this.dp.programFd('mbr_from_pod'), this.dp.programFd('mbr_to_pod')].map((fd) => n.progInfo(fd));
+    execFileSync('sysctl', ['-qw', 'kernel.bpf_stats_enabled=1']);
+    try {
+      const before = read();
+      await this.runIn(
+        this.topo.pod('c').netns,
+        ['taskset', '-c', '0', 'wrk', '-t1', '-c16', `-d${SECS}s`, '-H', 'Connection: close', `http://${SERVER_IP}/`],
+        (SECS + 15) * 1000,
+      );
+      const after = read();
+      const ns = (i: 0 | 1) => {
+        const a = after[i];
+        const b = before[i];
+        return a && b ? (a.runTimeNs - b.runTimeNs) / Math.max(1, a.runCount - b.runCount) : Number.NaN;
+      };
+      const runs = (after[0]?.runCount ?? 0) - (before[0]?.runCount ?? 0);
+      return { fromPodNs: ns(0), toPodNs: ns(1), runs };
+    } finally {
+      execFileSync('sysctl', ['-qw', 'kernel.bpf_stats_enabled=0']);
+    }
+  }
+
   close(): void {
     try {
       if (this.current.kind !== 'A') this.apply('A', 0);
@@ -295,6 +319,7 @@ async function main(): Promise<void> {
   const b = new Bench();
   const rows: Array<{ cfg: string; round: number; a: Sample; x: Sample }> = [];
   const testRuns: Array<{ n: number; name: string; ns: number; passNs: number }> = [];
+  const liveCost: Array<{ n: number; fromPodNs: number; toPodNs: number; runs: number }> = [];
   let delivered = 0;
   b.dp.onEvents((e) => {
     delivered += e.length;
@@ -344,6 +369,14 @@ async function main(): Promise<void> {
         process.stderr.write(`round ${round} ${kind}-${n}: A ${JSON.stringify(a)} X ${JSON.stringify(x)}\n`);
       }
     }
+    // Direct cost in live traffic (kernel.bpf_stats_enabled, restored after): ns per program run
+    // under the 'Connection: close' load, where every connection takes the policy path.
+    for (const n of NS) {
+      b.apply('mbr', n);
+      say(`mbr-${n}: bpf_stats`);
+      liveCost.push({ n, ...(await b.liveCost()) });
+    }
+    b.apply('A', 0);
     const lost = (b.dp.lostEvents()[0]?.count ?? 0) - lostBefore;
     eventsLine = `Events during the traffic phases: ${delivered} delivered to the JS consumer, ${lost} lost (ring reservation failures).`;
   } finally {
@@ -352,18 +385,20 @@ async function main(): Promise<void> {
   const minutes = (Date.now() - started) / 60000;
   writeFileSync(
     new URL('../../bench/results/datapath.md', import.meta.url),
-    report(rows, testRuns, b.loadTimes, minutes),
+    report(rows, testRuns, liveCost, b.loadTimes, minutes),
   );
-  process.stdout.write(report(rows, testRuns, b.loadTimes, minutes));
+  process.stdout.write(report(rows, testRuns, liveCost, b.loadTimes, minutes));
 }
 
 function report(
   rows: Array<{ cfg: string; round: number; a: Sample; x: Sample }>,
   testRuns: Array<{ n: number; name: string; ns: number; passNs: number }>,
+  liveCost: Array<{ n: number; fromPodNs: number; toPodNs: number; runs: number }>,
   loadTimes: Array<[number, number]>,
   minutes: number,
 ): string {
   const cfgs = [...new Set(rows.map((r) => r.cfg))];
+  const hasIptables = cfgs.some((c) => !c.startsWith('mbr-'));
   const ratio = (cfg: string, k: keyof Sample) => {
     const rs = rows
       .filter((r) => r.cfg === cfg)
@@ -398,7 +433,7 @@ function report(
       `| ${c} | ${ratio(c, 'gbps')} | ${ratio(c, 'rps')} | ${ratio(c, 'cps')} | ${fmt(med(c, 'gbps', 'x'), 1)}, ${fmt(med(c, 'rps', 'x'), 0)}, ${fmt(med(c, 'cps', 'x'), 0)} | ${fmt(med(c, 'gbps', 'a'), 1)}, ${fmt(med(c, 'rps', 'a'), 0)}, ${fmt(med(c, 'cps', 'a'), 0)} |`,
     );
   lines.push('', '## Membrane vs iptables at the same N (conn/s, median X)', '');
-  for (const n of [...new Set(rows.map((r) => Number(r.cfg.split('-')[1])))]) {
+  for (const n of hasIptables ? [...new Set(rows.map((r) => Number(r.cfg.split('-')[1])))] : []) {
     const m = med(`mbr-${n}`, 'cps', 'x');
     const nft = med(`nft-${n}`, 'cps', 'x');
     const leg = med(`legacy-${n}`, 'cps', 'x');
@@ -407,6 +442,9 @@ function report(
   lines.push('', '## BPF_PROG_TEST_RUN (ns per run, median of 5 × 200k runs, same run as the pass program)', '');
   lines.push('| N | packet | membrane ns | pass ns | membrane − pass |', '|---|---|---|---|---|');
   for (const t of testRuns) lines.push(`| ${t.n} | ${t.name} | ${t.ns} | ${t.passNs} | ${t.ns - t.passNs} |`);
+  lines.push('', '## Live cost per program run (bpf_stats, wrk Connection: close; includes the stats overhead)', '');
+  lines.push('| N | mbr_from_pod ns | mbr_to_pod ns | runs |', '|---|---|---|---|');
+  for (const c of liveCost) lines.push(`| ${c.n} | ${fmt(c.fromPodNs, 0)} | ${fmt(c.toPodNs, 0)} | ${c.runs} |`);
   lines.push(
     '',
     '## Loading N policy entries + N ipcache entries (batch map writes; each time the mbr-N config is set up, first load first)',

@@ -4,9 +4,9 @@
  *   mbr_from_pod  tcx ingress of the host-side veth: packets leaving the pod, the pod's egress policy
  *   mbr_to_pod    tcx egress of the host-side veth: packets entering the pod, its ingress policy
  *   mbr_pass      returns TCX_NEXT and nothing else: the benchmark's hook-cost floor
- * Per packet: endpoint lookup (by ifindex), ipcache LPM lookup of the remote address, conntrack
- * lookup; only new flows (and established flows whose endpoint policy changed since they were last
- * checked) take the two policy LPM lookups. Replies of admitted flows never do.
+ * Per packet: endpoint lookup (by ifindex), conntrack lookup; only new flows (and established flows
+ * whose endpoint policy changed since they were last checked) take the ipcache LPM lookup of the
+ * remote address and the two policy LPM lookups. Replies of admitted flows never do.
  * Layouts live in include/membrane/maps.h; user space reads every map named here.
  */
 #include "vmlinux.h"
@@ -23,6 +23,12 @@
 #define IPPROTO_TCP_ 6
 #define IPPROTO_UDP_ 17
 #define IPPROTO_SCTP_ 132
+
+/* Per-flow packet/byte counters in conntrack (`membrane bpf ct list`); build with
+ * -DMBR_CT_ACCOUNTING=0 to drop them from the per-packet path. */
+#ifndef MBR_CT_ACCOUNTING
+#define MBR_CT_ACCOUNTING 1
+#endif
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -393,6 +399,13 @@ static __always_inline void policy_lookup(struct mbr_endpoint_info *ep, __u32 re
 	}
 }
 
+static __always_inline __u32 remote_identity(struct pkt *p, __u8 dir)
+{
+	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = dir == MBR_DIR_EGRESS ? p->daddr : p->saddr };
+	struct mbr_ipcache_value *iv = bpf_map_lookup_elem(&mbr_ipcache, &ik);
+	return iv ? iv->identity : MBR_IDENTITY_WORLD;
+}
+
 static __always_inline __u32 tcp_lifetime(struct mbr_ct_entry *ct, __u32 now)
 {
 	if ((ct->flags & (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING)) == (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING))
@@ -433,13 +446,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		__builtin_memset(&p, 0, sizeof(p));
 		err = parse(skb, &p);
 	}
-	__u32 remote = MBR_IDENTITY_WORLD;
-	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = dir == MBR_DIR_EGRESS ? p.daddr : p.saddr };
-	struct mbr_ipcache_value *iv = bpf_map_lookup_elem(&mbr_ipcache, &ik);
-	if (iv)
-		remote = iv->identity;
 	if (err)
-		return drop(skb, &p, ep, dir, remote, err, 0);
+		return drop(skb, &p, ep, dir, remote_identity(&p, dir), err, 0);
 
 	__u32 now = bpf_ktime_get_ns() / 1000000000ULL;
 	struct mbr_ct_key fwd = {
@@ -486,6 +494,9 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct verdict v = {};
 	int check = state == CT_NEW || state == CT_REOPENED ||
 		    (state == CT_ESTABLISHED && ct && ct->policy_revision != ep->policy_revision);
+	/* Packets of a tracked flow that need no policy decision take the remote identity the flow was
+	 * admitted with (for events only) and skip the ipcache lookup. */
+	__u32 remote = (check || !ct) ? remote_identity(&p, dir) : ct->src_sec_id;
 	int enforced = !(ep->flags & (dir == MBR_DIR_EGRESS ? MBR_EP_F_NO_ENFORCE_EGRESS : MBR_EP_F_NO_ENFORCE_INGRESS));
 	if (check && enforced) {
 		policy_lookup(ep, remote, dir, &p, &v);
@@ -525,24 +536,37 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		if (bpf_map_update_elem(&mbr_ct4, &fwd, &n, BPF_ANY) < 0)
 			return drop(skb, &p, ep, dir, remote, DROP_CT_CANT_CREATE, state);
 	} else if (ct) {
+		/* Write only what changes: both halves of a pod-to-pod flow are updated from two CPUs,
+		 * and every store bounces the entry's cache line between them. */
+		__u16 flags = ct->flags;
 		if (state == CT_ESTABLISHED) {
-			ct->tx_packets += 1;
-			ct->tx_bytes += skb->len;
-			ct->tx_flags_seen |= p.tcp_flags;
-			if (check)
+#if MBR_CT_ACCOUNTING
+			__sync_fetch_and_add(&ct->tx_packets, 1);
+			__sync_fetch_and_add(&ct->tx_bytes, skb->len);
+#endif
+			if ((ct->tx_flags_seen | p.tcp_flags) != ct->tx_flags_seen)
+				ct->tx_flags_seen |= p.tcp_flags;
+			if (check) {
 				ct->policy_revision = ep->policy_revision;
+				ct->src_sec_id = remote;
+			}
 			if (p.tcp_flags & TCP_FIN)
-				ct->flags |= MBR_CT_F_TX_CLOSING;
+				flags |= MBR_CT_F_TX_CLOSING;
 		} else {
-			ct->rx_packets += 1;
-			ct->rx_bytes += skb->len;
-			ct->rx_flags_seen |= p.tcp_flags;
-			ct->flags |= MBR_CT_F_SEEN_REPLY;
+#if MBR_CT_ACCOUNTING
+			__sync_fetch_and_add(&ct->rx_packets, 1);
+			__sync_fetch_and_add(&ct->rx_bytes, skb->len);
+#endif
+			if ((ct->rx_flags_seen | p.tcp_flags) != ct->rx_flags_seen)
+				ct->rx_flags_seen |= p.tcp_flags;
+			flags |= MBR_CT_F_SEEN_REPLY;
 			if (p.tcp_flags & TCP_FIN)
-				ct->flags |= MBR_CT_F_RX_CLOSING;
+				flags |= MBR_CT_F_RX_CLOSING;
 		}
 		if (p.tcp_flags & TCP_RST)
-			ct->flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
+			flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
+		if (flags != ct->flags)
+			ct->flags = flags;
 		__u32 life = p.protocol == IPPROTO_TCP_ ? tcp_lifetime(ct, now) : now + MBR_CT_ANY_TIMEOUT;
 		if (ct->lifetime != life)
 			ct->lifetime = life;

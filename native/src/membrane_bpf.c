@@ -638,6 +638,80 @@ static napi_value link_detach(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+// Legacy tc (cls_bpf, direct action) for kernels without tcx. One filter per hook with a fixed
+// handle and priority, replaced in place (BPF_TC_F_REPLACE) so a re-attach has no gap. Filters live
+// in the kernel until detached: nothing to pin.
+#define MBR_TC_HANDLE 0x4d42
+#define MBR_TC_PRIORITY 1
+
+// tcAttach(progFd, netns | '', ifname, 'ingress'|'egress') -> { ifindex }
+static napi_value tc_attach(napi_env env, napi_callback_info info)
+{
+	ARGS(4);
+	int64_t prog;
+	char ns[4096], ifname[IF_NAMESIZE + 1], dir[16];
+	if (!arg_i64(env, argv[0], &prog) || !arg_str(env, argv[1], ns, sizeof(ns)) ||
+	    !arg_str(env, argv[2], ifname, sizeof(ifname)) || !arg_str(env, argv[3], dir, sizeof(dir)))
+		return throw_type(env, "tcAttach(progFd, netns, ifname, direction)");
+	int self = -1;
+	if (*ns && (self = netns_enter(ns)) < 0)
+		return throw_errno(env, "enter netns", errno, NULL);
+	unsigned idx = if_nametoindex(ifname);
+	int e = errno, err = 0;
+	const char *what = "find interface";
+	if (idx) {
+		LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)idx,
+			    .attach_point = strcmp(dir, "egress") == 0 ? BPF_TC_EGRESS : BPF_TC_INGRESS);
+		err = bpf_tc_hook_create(&hook);
+		if (err && err != -EEXIST) {
+			what = "create clsact qdisc";
+			e = -err;
+		} else {
+			LIBBPF_OPTS(bpf_tc_opts, o, .prog_fd = (int)prog, .handle = MBR_TC_HANDLE,
+				    .priority = MBR_TC_PRIORITY, .flags = BPF_TC_F_REPLACE);
+			err = bpf_tc_attach(&hook, &o);
+			what = "tc attach";
+			e = -err;
+		}
+	}
+	if (self >= 0)
+		netns_leave(self);
+	if (!idx || (err && err != -EEXIST))
+		return throw_errno(env, what, e, NULL);
+	napi_value r;
+	napi_create_object(env, &r);
+	set_i64(env, r, "ifindex", idx);
+	return r;
+}
+
+// tcDetach(netns | '', ifname, 'ingress'|'egress') -> bool (false when there was nothing to detach)
+static napi_value tc_detach(napi_env env, napi_callback_info info)
+{
+	ARGS(3);
+	char ns[4096], ifname[IF_NAMESIZE + 1], dir[16];
+	if (!arg_str(env, argv[0], ns, sizeof(ns)) || !arg_str(env, argv[1], ifname, sizeof(ifname)) ||
+	    !arg_str(env, argv[2], dir, sizeof(dir)))
+		return throw_type(env, "tcDetach(netns, ifname, direction)");
+	int self = -1;
+	if (*ns && (self = netns_enter(ns)) < 0)
+		return throw_errno(env, "enter netns", errno, NULL);
+	unsigned idx = if_nametoindex(ifname);
+	int err = -ENODEV;
+	if (idx) {
+		LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)idx,
+			    .attach_point = strcmp(dir, "egress") == 0 ? BPF_TC_EGRESS : BPF_TC_INGRESS);
+		LIBBPF_OPTS(bpf_tc_opts, o, .handle = MBR_TC_HANDLE, .priority = MBR_TC_PRIORITY);
+		err = bpf_tc_detach(&hook, &o);
+	}
+	if (self >= 0)
+		netns_leave(self);
+	if (err == -ENOENT || err == -ENODEV || err == -EINVAL)
+		return mk_bool(env, false);
+	if (err)
+		return throw_errno(env, "tc detach", -err, NULL);
+	return mk_bool(env, true);
+}
+
 // ---- BPF_PROG_TEST_RUN ----
 // progTestRun(progFd, packet, repeat, ctx | null) -> { retval, durationNs, data }
 static napi_value prog_test_run(napi_env env, napi_callback_info info)
@@ -904,6 +978,8 @@ static napi_value init(napi_env env, napi_value exports)
 		FN("ifIndex", if_index),
 		FN("tcxAttach", tcx_attach),
 		FN("linkDetach", link_detach),
+		FN("tcAttach", tc_attach),
+		FN("tcDetach", tc_detach),
 		FN("progTestRun", prog_test_run),
 		FN("ringOpen", ring_open),
 		FN("ringDrain", ring_drain_now),

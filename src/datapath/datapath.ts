@@ -14,7 +14,8 @@
 // Layout of the pin directory: maps/<mbr_*>, progs/<mbr_from_pod|mbr_to_pod|mbr_pass>,
 // links/<endpointId>-<ingress|egress>, policy/<endpointId>-<a|b> (see endpoint-policy.ts).
 // Endpoints are keyed in the datapath by the host-side veth's ifindex, so one instance serves the
-// veths of one (node) network namespace.
+// veths of one (node) network namespace. Attach is tcx where the kernel has it (>= 6.6), else legacy
+// tc filters (attachMode 'tc'), which need no pin to outlive the process.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
 import type { MapStateDiff } from '../policy/map-state-types.js';
@@ -23,6 +24,7 @@ import { DatapathError } from './datapath-error.js';
 import { EndpointPolicy, type RealizedEntry } from './endpoint-policy.js';
 import { decodeEventBatch } from './event-codec.js';
 import type { DatapathEvent, LostEvents } from './event-types.js';
+import { ipv4ToNetworkU32 } from './layout.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
 import { encodeConfig, TraceLevel } from './maps/config-map.js';
 import { type CtEntry, type CtKey, decodeCtEntry, decodeCtKey } from './maps/ct-map.js';
@@ -75,6 +77,8 @@ export interface DatapathOptions {
   readonly traceLevel?: keyof typeof TraceLevel;
   /** Ring drain period in ms (default 5). */
   readonly drainIntervalMs?: number;
+  /** 'auto' (default): tcx links, legacy tc (cls_bpf) when the kernel has no tcx. */
+  readonly attachMode?: 'auto' | 'tcx' | 'tc';
 }
 
 export interface EndpointAttachment {
@@ -113,7 +117,8 @@ export interface DatapathHealthError {
 
 export interface DatapathStatus {
   readonly pinDir: string;
-  readonly attachMode: 'tcx';
+  /** How endpoints are attached: tcx links, or legacy tc filters on kernels without tcx. */
+  readonly attachMode: 'tcx' | 'tc';
   readonly endpoints: number;
   readonly maps: readonly MapStatus[];
   readonly lostEvents: readonly LostEvents[];
@@ -128,13 +133,17 @@ export class Datapath {
   #progs: Map<ProgramName, number>;
   #policies = new Map<number, EndpointPolicy>();
   #endpoints = new Map<number, AttachedEndpoint>();
-  #ipcacheCount: number;
+  /** Keys present in mbr_ipcache (addr * 64 + prefixLen), so batches know what is new. */
+  #ipcacheKeys = new Set<number>();
   #policyMax: number;
   #drainMs: number;
   #ring: object | undefined;
   #listeners = new Set<(events: DatapathEvent[]) => void>();
   #errors = new Map<string, DatapathHealthError>();
   #closed = false;
+  #attachMode: 'auto' | 'tcx' | 'tc';
+  /** Where legacy-tc endpoints are (their filters are not pinned objects). */
+  #legacyAt = new Map<number, { netnsPath: string; ifname: string }>();
 
   private constructor(pinDir: string, maps: Map<MapName, BpfMap>, progs: Map<ProgramName, number>, o: DatapathOptions) {
     this.pinDir = pinDir;
@@ -142,7 +151,8 @@ export class Datapath {
     this.#progs = progs;
     this.#policyMax = o.policyMapMaxEntries ?? 262144;
     this.#drainMs = o.drainIntervalMs ?? 5;
-    this.#ipcacheCount = this.map('mbr_ipcache').count();
+    this.#attachMode = o.attachMode ?? 'auto';
+    for (const k of this.map('mbr_ipcache').keys()) this.#ipcacheKeys.add(ipcacheKeyNumber(decodeIpcacheKey(k)));
   }
 
   /** Mounts bpffs if needed, then loads the object (reusing pinned maps) or re-opens the pins. */
@@ -236,6 +246,34 @@ export class Datapath {
     this.upsertIpcache(`${a.ipv4}/32`, a.identity);
     this.map('mbr_endpoints').update(encodeIfindexKey(ifindex), encodeEndpointInfo(info));
     this.#endpoints.set(a.endpointId, info);
+    if (this.#attachMode !== 'tc') {
+      try {
+        this.#attachTcx(a);
+        if (this.#attachMode === 'auto') this.#attachMode = 'tcx';
+        return info;
+      } catch (err) {
+        // Kernels before 6.6 reject the tcx attach types: fall back to cls_bpf once, for good.
+        const errno = (err as DatapathError).errno;
+        if (this.#attachMode === 'tcx' || (errno !== 22 && errno !== 95 && errno !== 524)) throw err;
+        this.#attachMode = 'tc';
+      }
+    }
+    for (const [dir, prog] of [
+      ['ingress', 'mbr_from_pod'],
+      ['egress', 'mbr_to_pod'],
+    ] as const)
+      sys(`attach endpoint ${a.endpointId}: tc ${dir} on ${a.ifname}`, () =>
+        n.tcAttach(this.programFd(prog), a.netnsPath, a.ifname, dir),
+      );
+    this.#legacyAt.set(a.endpointId, { netnsPath: a.netnsPath, ifname: a.ifname });
+    const legacy = { ...info, flags: info.flags | EndpointFlags.legacyTc };
+    this.map('mbr_endpoints').update(encodeIfindexKey(ifindex), encodeEndpointInfo(legacy));
+    this.#endpoints.set(a.endpointId, legacy);
+    return legacy;
+  }
+
+  #attachTcx(a: EndpointAttachment): void {
+    const n = nativeBpf();
     for (const [dir, prog] of [
       ['ingress', 'mbr_from_pod'],
       ['egress', 'mbr_to_pod'],
@@ -257,11 +295,27 @@ export class Datapath {
       sys(`pin link ${pin}`, () => n.objPin(link.linkFd, pin));
       n.closeFd(link.linkFd);
     }
-    return info;
   }
 
-  detachEndpoint(endpointId: number): void {
+  /**
+   * Detaches and forgets an endpoint. A legacy-tc endpoint attached by another process (before a
+   * restart) needs `at`: its filters are found by netns and device, not by a pin.
+   */
+  detachEndpoint(endpointId: number, at?: { netnsPath: string; ifname: string }): void {
     const n = nativeBpf();
+    const legacy = at ?? this.#legacyAt.get(endpointId);
+    const known = this.#endpoints.get(endpointId);
+    if (!legacy && known && known.flags & EndpointFlags.legacyTc)
+      throw new DatapathError(
+        'MBR_DATAPATH_NO_ENDPOINT',
+        `endpoint ${endpointId} is attached with legacy tc: detachEndpoint needs its netnsPath and ifname`,
+      );
+    if (legacy)
+      for (const dir of ['ingress', 'egress'] as const)
+        sys(`detach endpoint ${endpointId}: tc ${dir} on ${legacy.ifname}`, () =>
+          n.tcDetach(legacy.netnsPath, legacy.ifname, dir),
+        );
+    this.#legacyAt.delete(endpointId);
     for (const dir of ['ingress', 'egress']) {
       const pin = `${this.pinDir}/links/${endpointId}-${dir}`;
       if (!existsSync(pin)) continue;
@@ -292,21 +346,19 @@ export class Datapath {
   // ---- ipcache ----
 
   upsertIpcache(prefix: string, identity: number): void {
-    const key = encodeIpcacheKey(parseIpv4Prefix(prefix));
-    const m = this.map('mbr_ipcache');
-    const isNew = !m.lookup(key);
+    const p = parseIpv4Prefix(prefix);
     try {
-      m.update(key, encodeIpcacheValue(identity));
+      this.map('mbr_ipcache').update(encodeIpcacheKey(p), encodeIpcacheValue(identity));
     } catch (err) {
       throw this.#capacityError('ipcache', `ipcache upsert ${prefix}`, err);
     }
-    if (isNew) this.#ipcacheCount++;
+    this.#ipcacheKeys.add(ipcacheKeyNumber(p));
   }
 
   deleteIpcache(prefix: string): boolean {
-    const ok = this.map('mbr_ipcache').delete(encodeIpcacheKey(parseIpv4Prefix(prefix)));
-    if (ok) this.#ipcacheCount--;
-    return ok;
+    const p = parseIpv4Prefix(prefix);
+    this.#ipcacheKeys.delete(ipcacheKeyNumber(p));
+    return this.map('mbr_ipcache').delete(encodeIpcacheKey(p));
   }
 
   /**
@@ -315,19 +367,16 @@ export class Datapath {
    */
   upsertIpcacheBatch(entries: readonly IpcacheEntry[]): void {
     const m = this.map('mbr_ipcache');
-    if (this.#ipcacheCount + entries.length > m.maxEntries) {
-      // Overwrites do not need room; count them before refusing.
-      let fresh = 0;
-      for (const e of entries) if (!m.lookup(encodeIpcacheKey(e.prefix))) fresh++;
-      if (this.#ipcacheCount + fresh > m.maxEntries)
-        throw this.#recordError(
-          'ipcache',
-          new DatapathError(
-            'MBR_DATAPATH_MAP_FULL',
-            `ipcache: ${fresh} new entries do not fit (${this.#ipcacheCount} of ${m.maxEntries} used); nothing written`,
-          ),
-        );
-    }
+    const ids = entries.map((e) => ipcacheKeyNumber(e.prefix));
+    const fresh = new Set(ids.filter((id) => !this.#ipcacheKeys.has(id))).size;
+    if (this.#ipcacheKeys.size + fresh > m.maxEntries)
+      throw this.#recordError(
+        'ipcache',
+        new DatapathError(
+          'MBR_DATAPATH_MAP_FULL',
+          `ipcache: ${fresh} new entries do not fit (${this.#ipcacheKeys.size} of ${m.maxEntries} used); nothing written`,
+        ),
+      );
     const keys = Buffer.alloc(entries.length * 8);
     const values = Buffer.alloc(entries.length * 8);
     entries.forEach((e, i) => {
@@ -337,8 +386,10 @@ export class Datapath {
     try {
       m.updateBatch(keys, values, entries.length);
     } finally {
-      this.#ipcacheCount = m.count();
+      // On a partial failure the first `done` entries are in; re-reading is exact either way.
+      for (const id of ids) this.#ipcacheKeys.add(id);
     }
+    this.#errors.delete('ipcache');
   }
 
   ipcacheEntries(): IpcacheEntry[] {
@@ -460,13 +511,13 @@ export class Datapath {
     const maps: MapStatus[] = [];
     const add = (name: string, entries: number, maxEntries: number) =>
       maps.push({ name, entries, maxEntries, pressure: maxEntries ? entries / maxEntries : 0 });
-    add('mbr_ipcache', this.#ipcacheCount, this.map('mbr_ipcache').maxEntries);
+    add('mbr_ipcache', this.#ipcacheKeys.size, this.map('mbr_ipcache').maxEntries);
     add('mbr_endpoints', this.#endpoints.size, this.map('mbr_endpoints').maxEntries);
     for (const [id, p] of [...this.#policies].sort((a, b) => a[0] - b[0])) add(`mbr_policy/${id}`, p.size, p.capacity);
     const errors = [...this.#errors.values()];
     return {
       pinDir: this.pinDir,
-      attachMode: 'tcx',
+      attachMode: this.#attachMode === 'tc' ? 'tc' : 'tcx',
       endpoints: this.#endpoints.size,
       maps,
       lostEvents: this.lostEvents(),
@@ -505,6 +556,7 @@ export class Datapath {
     for (const [k, v] of this.map('mbr_endpoints').entries()) {
       const info = decodeEndpointInfo(v);
       this.#endpoints.set(info.endpointId, { ...info, ifindex: k.readUInt32LE(0) });
+      if (info.flags & EndpointFlags.legacyTc && this.#attachMode === 'auto') this.#attachMode = 'tc';
     }
     const dir = `${this.pinDir}/policy`;
     const ids = new Set<number>();
@@ -540,6 +592,10 @@ export function openPinnedMap(pinDir: string, name: MapName): BpfMap {
   if (!existsSync(p))
     throw new DatapathError('MBR_DATAPATH_NOT_PINNED', `no datapath pinned at ${pinDir} (${p} does not exist)`);
   return BpfMap.fromPinned(p);
+}
+
+function ipcacheKeyNumber(p: { addr: string; prefixLen: number }): number {
+  return ipv4ToNetworkU32(p.addr) * 64 + p.prefixLen;
 }
 
 export function pinDirFor(instance: string): string {

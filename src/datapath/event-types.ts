@@ -33,6 +33,7 @@ export const DropReason = {
   ctCannotCreateEntry: 138,
   unsupportedL3Protocol: 139,
   unknownL4Protocol: 142,
+  ipFragmentationNotSupported: 157,
   policyDeny: 181,
   authRequired: 189,
 } as const;

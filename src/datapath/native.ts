@@ -75,6 +75,8 @@ export interface NativeBpf {
     ifindex: number;
   };
   linkDetach(fd: number): void;
+  tcAttach(progFd: number, netns: string, ifname: string, direction: 'ingress' | 'egress'): { ifindex: number };
+  tcDetach(netns: string, ifname: string, direction: 'ingress' | 'egress'): boolean;
   progTestRun(fd: number, packet: Uint8Array, repeat: number, ctx: Uint8Array | null): TestRunResult;
   ringOpen(
     mapFd: number,

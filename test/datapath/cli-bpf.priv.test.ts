@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
-import { requireRoot } from '../support/privileged.js';
 import { PROG_CASES } from './fixtures/prog-cases.js';
 import { setUpCase } from './support/prog-setup.js';
+import { requireBpf } from './support/require-bpf.js';
 import { allow, deny } from './support/traffic.js';
 
 const BIN = new URL('../../../bin/membrane', import.meta.url).pathname;
@@ -18,7 +18,7 @@ function cli(...args: string[]) {
 
 describe('membrane bpf on pinned maps', () => {
   it('lists the policy, ipcache and conntrack of an instance with no agent running', (t) => {
-    if (!requireRoot(t, 'creates BPF maps')) return;
+    if (!requireBpf(t, 'creates BPF maps')) return;
     const pinDir = `/sys/fs/bpf/membrane/dp-cli-${process.pid}`;
     removePinDir(pinDir);
     const dp = Datapath.open({ pinDir });

@@ -8,8 +8,8 @@ import { Datapath, type EndpointAttachment, removePinDir } from '../../src/datap
 import { type DatapathEvent, DropReason, EventKind } from '../../src/datapath/event-types.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
 import { MatchType, type PolicyEntry, type PolicyKey } from '../../src/policy/map-state-types.js';
-import { requireRoot } from '../support/privileged.js';
 import { until } from '../support/until.js';
+import { bpfUnavailable, requireBpf } from './support/require-bpf.js';
 import { Topology } from './support/topology.js';
 import { allow, deny, EchoConnection, pings, startEcho, tcpEchoes, udpEchoes } from './support/traffic.js';
 
@@ -42,7 +42,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
   let ok = false;
 
   before(async () => {
-    if (process.getuid?.() !== 0) return;
+    if (process.getuid?.() !== 0 || bpfUnavailable()) return;
     topo = Topology.create('tr', ['a', 'b', 'w']);
     removePinDir(pinDir);
     dp = Datapath.open({ pinDir });
@@ -65,8 +65,8 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     removePinDir(pinDir);
   });
 
-  const gate = (t: Parameters<typeof requireRoot>[0]) =>
-    requireRoot(t, 'loads BPF programs and sends traffic between netns', ['socat', 'ping']) && ok;
+  const gate = (t: Parameters<typeof requireBpf>[0]) =>
+    requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat', 'ping']) && ok;
 
   it('allows TCP by identity and port and drops other ports and identities', (t) => {
     if (!gate(t) || !dp || !topo) return;
@@ -201,7 +201,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
 
 describe('datapath without a user-space process', () => {
   it('keeps enforcing after the agent is killed and a restart finds the pinned state', async (t) => {
-    if (!requireRoot(t, 'loads BPF programs and sends traffic between netns', ['socat'])) return;
+    if (!requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat'])) return;
     const topo = Topology.create('rs', ['a', 'b']);
     const pinDir = '/sys/fs/bpf/membrane/dp-restart';
     removePinDir(pinDir);
@@ -260,5 +260,33 @@ describe('datapath without a user-space process', () => {
     dp.applyPolicy({ endpointId: 2, adds: [allow(A, 'ingress', TCP, 8081)], deletes: [] });
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), true, 'new policy after restart');
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
+  });
+});
+
+describe('datapath with legacy tc attach', () => {
+  it('enforces the same policy through cls_bpf filters and removes them on detach', async (t) => {
+    if (!requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat', 'tc'])) return;
+    const topo = Topology.create('lg', ['a', 'b']);
+    const pinDir = '/sys/fs/bpf/membrane/dp-legacy';
+    removePinDir(pinDir);
+    const dp = Datapath.open({ pinDir, attachMode: 'tc' });
+    t.after(() => {
+      dp.destroy();
+      removePinDir(pinDir);
+      topo.remove();
+    });
+    await startEcho(topo, topo.pod('b').netns, [8080, 8081]);
+    dp.attachEndpoint({ endpointId: 1, netnsPath: topo.nodePath, ifname: 'mbr-hva', ipv4: '10.240.1.2', identity: A });
+    dp.attachEndpoint({ endpointId: 2, netnsPath: topo.nodePath, ifname: 'mbr-hvb', ipv4: '10.240.2.2', identity: B });
+    dp.applyPolicy({ endpointId: 1, adds: [allow(0, 'egress')], deletes: [] });
+    dp.applyPolicy({ endpointId: 2, adds: [allow(A, 'ingress', TCP, 8080)], deletes: [] });
+    assert.equal(dp.status().attachMode, 'tc');
+    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
+    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), false);
+    const filters = () => topo.run(topo.node, 'tc', ['filter', 'show', 'dev', 'mbr-hvb', 'ingress']).out;
+    assert.match(filters(), /mbr_from_pod/);
+    dp.detachEndpoint(2);
+    assert.equal(filters(), '');
+    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), true, 'no filter after detach');
   });
 });

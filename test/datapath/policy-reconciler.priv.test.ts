@@ -7,7 +7,7 @@ import { BpfMap } from '../../src/datapath/bpf-map.js';
 import { Datapath, type DatapathOptions, removePinDir } from '../../src/datapath/datapath.js';
 import { parseIpv4Prefix } from '../../src/datapath/maps/ipcache-map.js';
 import { decodePolicyKey } from '../../src/datapath/maps/policy-map.js';
-import { requireRoot } from '../support/privileged.js';
+import { requireBpf } from './support/require-bpf.js';
 import { allow, deny } from './support/traffic.js';
 
 function open(t: TestContext, name: string, opts: DatapathOptions = {}): Datapath {
@@ -37,7 +37,7 @@ function kernelPolicyKeys(dp: Datapath, ep: number): string[] {
 
 describe('policy reconciler', () => {
   it('refuses a change past the map limit and keeps the previous policy in force', (t) => {
-    if (!requireRoot(t, 'creates BPF maps')) return;
+    if (!requireBpf(t, 'creates BPF maps')) return;
     const dp = open(t, 'full', { policyMapMaxEntries: 4 });
     dp.applyPolicy({
       endpointId: 5,
@@ -73,7 +73,7 @@ describe('policy reconciler', () => {
   });
 
   it('grows the maps with the state and publishes every change whole', (t) => {
-    if (!requireRoot(t, 'creates BPF maps')) return;
+    if (!requireBpf(t, 'creates BPF maps')) return;
     const dp = open(t, 'grow');
     const adds = Array.from({ length: 500 }, (_, i) => allow(2000 + i, 'egress', 6, 80));
     dp.applyPolicy({ endpointId: 6, adds, deletes: [] });
@@ -119,7 +119,7 @@ describe('policy reconciler', () => {
   ] as const;
   for (const c of BAD) {
     it(`refuses ${c.name} before writing anything`, (t) => {
-      if (!requireRoot(t, 'creates BPF maps')) return;
+      if (!requireBpf(t, 'creates BPF maps')) return;
       const dp = open(t, 'bad');
       dp.applyPolicy({ endpointId: 7, adds: [allow(1, 'ingress')], deletes: [] });
       const entry = allow(1, 'ingress')[1];
@@ -137,7 +137,7 @@ describe('policy reconciler', () => {
   }
 
   it('refuses an ipcache batch that cannot fit and writes none of it', (t) => {
-    if (!requireRoot(t, 'creates BPF maps')) return;
+    if (!requireBpf(t, 'creates BPF maps')) return;
     const dp = open(t, 'ipc', { ipcacheMaxEntries: 100 });
     const entries = Array.from({ length: 101 }, (_, i) => ({
       prefix: parseIpv4Prefix(`10.9.${i >> 8}.${i & 255}`),

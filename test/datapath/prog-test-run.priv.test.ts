@@ -7,16 +7,16 @@ import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
 import { type DatapathEvent, EventKind } from '../../src/datapath/event-types.js';
 import { encodeCtKey } from '../../src/datapath/maps/ct-map.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
-import { requireRoot } from '../support/privileged.js';
 import { PROG_CASES } from './fixtures/prog-cases.js';
 import { EP, setUpCase, writeEndpoint } from './support/prog-setup.js';
+import { requireBpf } from './support/require-bpf.js';
 
 describe('datapath programs under BPF_PROG_TEST_RUN', () => {
   it('has fixture cases', () => assert.ok(PROG_CASES.length > 0, 'no fixture cases found'));
 
   for (const c of PROG_CASES) {
     it(c.name, (t) => {
-      if (!requireRoot(t, 'loads BPF programs')) return;
+      if (!requireBpf(t, 'loads BPF programs')) return;
       const pinDir = `/sys/fs/bpf/membrane/dp-prog-${process.pid}`;
       removePinDir(pinDir);
       const dp = Datapath.open({ pinDir, traceLevel: 'all' });

@@ -67,6 +67,7 @@ struct mbr_policy_entry {
 #define MBR_EP_F_AUDIT 0x01		/* policy drops are reported and let through */
 #define MBR_EP_F_NO_ENFORCE_INGRESS 0x02
 #define MBR_EP_F_NO_ENFORCE_EGRESS 0x04
+#define MBR_EP_F_LEGACY_TC 0x08 /* attached with cls_bpf, not tcx; the programs ignore it */
 
 struct mbr_endpoint_info {
 	__u32 endpoint_id;

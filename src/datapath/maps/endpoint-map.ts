@@ -9,7 +9,7 @@ export const ENDPOINT_INFO: StructLayout = {
   fields: { endpoint_id: 0, identity: 4, ipv4: 8, flags: 12, policy_revision: 16, pad: 20 },
 };
 
-export const EndpointFlags = { audit: 0x01, noEnforceIngress: 0x02, noEnforceEgress: 0x04 } as const;
+export const EndpointFlags = { audit: 0x01, noEnforceIngress: 0x02, noEnforceEgress: 0x04, legacyTc: 0x08 } as const;
 
 export interface EndpointInfo {
   readonly endpointId: number;

@@ -100,8 +100,10 @@ export function decodePolicyEntry(b: Buffer, offset = 0): PolicyMapValue {
   };
 }
 
-/** A key as one string, for indexing user-space state (identity/direction/protocol/port/prefix). */
+/** A key as one string, for indexing user-space state: identity, then direction/protocol/prefix/port bits. */
 export function policyKeyId(k: PolicyKey): string {
   const mask = k.portPrefixLen === 0 ? 0 : (0xffff << (16 - k.portPrefixLen)) & 0xffff;
-  return `${k.identity}/${k.direction === 'egress' ? 'e' : 'i'}/${k.protocol}/${k.port & mask}/${k.portPrefixLen}`;
+  const rest =
+    (k.direction === 'egress' ? 1 << 29 : 0) + k.protocol * (1 << 21) + k.portPrefixLen * (1 << 16) + (k.port & mask);
+  return `${k.identity}/${rest}`;
 }
