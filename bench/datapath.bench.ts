@@ -6,7 +6,7 @@
 //   legacy-N   the same with iptables-legacy
 // Per phase: iperf3 (1 stream), wrk keep-alive req/s, wrk 'Connection: close' conn/s. Also
 // BPF_PROG_TEST_RUN ns per packet against the pass program, and the time to load N + N entries.
-// Usage (root): node dist/bench/datapath.bench.js [--quick] [--rounds R] [--secs S] [--ns 100,1000] [--kinds mbr,nft,legacy]
+// Usage (root): node dist/bench/datapath.bench.js [--quick] [--rounds R] [--secs S] [--ns 100,1000] [--kinds mbr,nft,legacy] [--trace connections|none|all]
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -34,6 +34,8 @@ const CLIENT = 1001;
 const SERVER = 1002;
 const SERVER_IP = '10.240.2.2';
 const PIN = '/sys/fs/bpf/membrane/dp-bench';
+/** Trace level of the datapath during the run: connections (the default), all or none. */
+const TRACE = (argValue('--trace') ?? 'connections') as 'connections' | 'all' | 'none';
 
 type Kind = (typeof ALL_KINDS)[number];
 interface Sample {
@@ -93,7 +95,7 @@ class Bench {
         'net.ipv4.tcp_tw_reuse=1',
       ]);
     removePinDir(PIN);
-    this.dp = Datapath.open({ pinDir: PIN, ipcacheMaxEntries: 262144, traceLevel: 'connections' });
+    this.dp = Datapath.open({ pinDir: PIN, ipcacheMaxEntries: 262144, traceLevel: TRACE });
   }
 
   startServers(): void {
@@ -266,7 +268,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
       out.push({ name: c.name, ns: median(ns), passNs: median(pass) });
     }
     this.dp.map('mbr_endpoints').delete(encodeIfindexKey(1));
-    this.dp.setTraceLevel('connections');
+    this.dp.setTraceLevel(TRACE);
     return out;
   }
 

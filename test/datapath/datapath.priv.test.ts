@@ -11,7 +11,7 @@ import { MatchType, type PolicyEntry, type PolicyKey } from '../../src/policy/ma
 import { until } from '../support/until.js';
 import { bpfUnavailable, requireBpf } from './support/require-bpf.js';
 import { Topology } from './support/topology.js';
-import { allow, deny, EchoConnection, pings, startEcho, tcpEchoes, udpEchoes } from './support/traffic.js';
+import { allow, deny, EchoConnection, eventually, pings, startEcho, tcpEchoes, udpEchoes } from './support/traffic.js';
 
 const A = 1001;
 const B = 1002;
@@ -72,7 +72,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     if (!gate(t) || !dp || !topo) return;
     setPolicy(dp, EP_A, [allow(0, 'egress')]);
     setPolicy(dp, EP_B, [allow(A, 'ingress', TCP, 8080), allow(0, 'egress')]);
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true, 'a -> b:8080 allowed');
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8080), true, 'a -> b:8080 allowed');
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), false, 'a -> b:8081 dropped');
     assert.equal(tcpEchoes(topo, topo.pod('w').netns, '10.240.2.2', 8080), false, 'w -> b:8080 dropped');
   });
@@ -81,7 +81,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     if (!gate(t) || !dp || !topo) return;
     setPolicy(dp, EP_A, [allow(B, 'egress', TCP, 8080)]); // nothing allowed into a
     setPolicy(dp, EP_B, [allow(A, 'ingress', TCP, 8080)]); // nothing allowed out of b
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
     assert.equal(tcpEchoes(topo, topo.pod('b').netns, '10.240.1.2', 8080), false, 'b cannot open to a');
   });
 
@@ -89,11 +89,11 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     if (!gate(t) || !dp || !topo) return;
     setPolicy(dp, EP_A, [allow(0, 'egress')]);
     setPolicy(dp, EP_B, [allow(A, 'ingress', UDP, 5353)]);
-    assert.equal(udpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 5353), true, 'udp 5353 allowed');
+    assert.equal(eventually(udpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 5353), true, 'udp 5353 allowed');
     assert.equal(udpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 5354), false, 'udp 5354 dropped');
     assert.equal(pings(topo, topo.pod('a').netns, '10.240.2.2'), false, 'icmp not allowed yet');
     setPolicy(dp, EP_B, [allow(A, 'ingress', UDP, 5353), allow(A, 'ingress', ICMP, 8)]);
-    assert.equal(pings(topo, topo.pod('a').netns, '10.240.2.2'), true, 'icmp echo (type 8) allowed');
+    assert.equal(eventually(pings, topo, topo.pod('a').netns, '10.240.2.2'), true, 'icmp echo (type 8) allowed');
   });
 
   it('matches port ranges as port prefixes', (t) => {
@@ -101,7 +101,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     setPolicy(dp, EP_A, [allow(0, 'egress')]);
     // 8080-8083 is one /14 port prefix.
     setPolicy(dp, EP_B, [allow(A, 'ingress', TCP, 8080, 14)]);
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8082), true, '8082 in range');
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8082), true, '8082 in range');
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8084), false, '8084 out of range');
   });
 
@@ -112,7 +112,11 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     dp.drainEvents(); // spawnSync blocks the loop: take what earlier tests left first
     const from = events.length;
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), false, 'denied port');
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), true, 'other port still allowed');
+    assert.equal(
+      eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8081),
+      true,
+      'other port still allowed',
+    );
     dp.drainEvents();
     const drop = events.slice(from).find((e) => e.kind === EventKind.drop && e.dstPort === 8080);
     assert.ok(drop && drop.kind === EventKind.drop);
@@ -125,7 +129,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     setPolicy(dp, EP_A, [allow(CIDR_ID, 'egress', TCP, 80)]);
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.3.2', 80), false, 'w is world without the CIDR');
     dp.upsertIpcache('10.240.3.0/24', CIDR_ID);
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.3.2', 80), true, 'w has the CIDR identity');
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.3.2', 80), true, 'w has the CIDR identity');
   });
 
   it('keeps an established connection across a policy update that still allows it and cuts it on a deny', async (t) => {
@@ -134,10 +138,10 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     setPolicy(dp, EP_B, [allow(A, 'ingress', TCP, 8080)]);
     const conn = new EchoConnection(topo, topo.pod('a').netns, '10.240.2.2', 8080);
     try {
-      assert.equal(await conn.roundTrip('one'), true);
+      assert.equal(await conn.roundTrip('one', 4000), true);
       // Replace the exact allow with a broader one: both policies allow the flow.
       setPolicy(dp, EP_B, [allow(A, 'ingress', TCP, 8080, 14)]);
-      assert.equal(await conn.roundTrip('two'), true, 'still flowing after an update that allows it');
+      assert.equal(await conn.roundTrip('two', 4000), true, 'still flowing after an update that allows it');
       setPolicy(dp, EP_B, [allow(A, 'ingress', TCP, 8080, 14), deny(A, 'ingress', TCP, 8080)]);
       dp.drainEvents(); // spawnSync blocks the loop: take what earlier tests left first
       const from = events.length;
@@ -161,7 +165,7 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080);
     tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081);
     const seen = () => events.slice(from);
-    await until(() => seen().some((e) => e.kind === EventKind.drop), { timeoutMs: 2000, what: 'drop event' });
+    await until(() => seen().some((e) => e.kind === EventKind.drop), { timeoutMs: 5000, what: 'drop event' });
     const verdictOk = seen().find(
       (e) => e.kind === EventKind.policyVerdict && e.endpointId === EP_B && e.dstPort === 8080,
     );
@@ -241,7 +245,7 @@ describe('datapath without a user-space process', () => {
     }
     await until(() => child.exitCode !== null || child.signalCode !== null, { what: 'agent child gone' });
 
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true, 'allowed with no agent');
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8080), true, 'allowed with no agent');
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), false, 'denied with no agent');
 
     dp = Datapath.open({ pinDir });
@@ -258,8 +262,12 @@ describe('datapath without a user-space process', () => {
     );
     // Reconcile after the restart: open 8081 too.
     dp.applyPolicy({ endpointId: 2, adds: [allow(A, 'ingress', TCP, 8081)], deletes: [] });
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), true, 'new policy after restart');
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
+    assert.equal(
+      eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8081),
+      true,
+      'new policy after restart',
+    );
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
   });
 });
 
@@ -281,12 +289,12 @@ describe('datapath with legacy tc attach', () => {
     dp.applyPolicy({ endpointId: 1, adds: [allow(0, 'egress')], deletes: [] });
     dp.applyPolicy({ endpointId: 2, adds: [allow(A, 'ingress', TCP, 8080)], deletes: [] });
     assert.equal(dp.status().attachMode, 'tc');
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), false);
     const filters = () => topo.run(topo.node, 'tc', ['filter', 'show', 'dev', 'mbr-hvb', 'ingress']).out;
     assert.match(filters(), /mbr_from_pod/);
     dp.detachEndpoint(2);
     assert.equal(filters(), '');
-    assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), true, 'no filter after detach');
+    assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8081), true, 'no filter after detach');
   });
 });

@@ -9,8 +9,9 @@ const ECHO_SERVER = `
 const net = require('node:net'), dgram = require('node:dgram');
 let n = 0; const ports = process.argv.slice(1).map(Number);
 for (const p of ports) {
-  net.createServer((s) => { s.on('error', () => {}); s.pipe(s); }).listen(p, '0.0.0.0', ready);
-  const u = dgram.createSocket('udp4'); u.on('message', (m, r) => u.send(m, r.port, r.address)); u.bind(p, ready);
+  net.createServer((s) => { s.on('error', () => {}); s.pipe(s); }).on('error', (e) => console.error('tcp', e.message)).listen(p, '0.0.0.0', ready);
+  const u = dgram.createSocket('udp4'); u.on('error', (e) => console.error('udp', e.message));
+  u.on('message', (m, r) => u.send(m, r.port, r.address)); u.bind(p, ready);
 }
 function ready() { if (++n === ports.length * 2) console.log('ready'); }
 `;
@@ -41,6 +42,15 @@ export function udpEchoes(t: Topology, fromNs: string, ip: string, port: number)
 
 export function pings(t: Topology, fromNs: string, ip: string): boolean {
   return t.run(fromNs, 'ping', ['-c1', '-W1', ip], { timeoutMs: 4000 }).code === 0;
+}
+
+/**
+ * For probes expected to succeed: up to three tries, so a busy shared host (1 s timeouts) cannot
+ * fail an allowed flow. Probes expected to be dropped run once; slowness cannot make them pass.
+ */
+export function eventually<A extends unknown[]>(probe: (...args: A) => boolean, ...args: A): boolean {
+  for (let i = 0; i < 3; i++) if (probe(...args)) return true;
+  return false;
 }
 
 /** A long-lived TCP connection: send a line, wait for its echo. */
