@@ -474,6 +474,18 @@ static napi_value map_next_key(napi_env env, napi_callback_info info)
 	return mk_bool(env, true);
 }
 
+// A failed batch call throws the errno error with `done`: how many elements the kernel
+// processed before it stopped, so the caller knows what was written.
+static napi_value throw_batch_errno(napi_env env, const char *what, int e, uint32_t done)
+{
+	throw_errno(env, what, e, NULL);
+	napi_value exc;
+	napi_get_and_clear_last_exception(env, &exc);
+	set_i64(env, exc, "done", done);
+	napi_throw(env, exc);
+	return NULL;
+}
+
 // mapUpdateBatch(fd, keys, values, count, elemFlags) -> count. On error the thrown Error carries
 // `done`: how many leading elements the kernel wrote.
 static napi_value map_update_batch(napi_env env, napi_callback_info info)
@@ -489,15 +501,8 @@ static napi_value map_update_batch(napi_env env, napi_callback_info info)
 		arg_i64(env, argv[4], &flags);
 	uint32_t n = (uint32_t)count;
 	LIBBPF_OPTS(bpf_map_batch_opts, o, .elem_flags = (uint64_t)flags);
-	if (n > 0 && bpf_map_update_batch((int)fd, k, v, &n, &o)) {
-		int e = errno;
-		throw_errno(env, "map update batch", e, NULL);
-		napi_value exc;
-		napi_get_and_clear_last_exception(env, &exc);
-		set_i64(env, exc, "done", n);
-		napi_throw(env, exc);
-		return NULL;
-	}
+	if (n > 0 && bpf_map_update_batch((int)fd, k, v, &n, &o))
+		return throw_batch_errno(env, "map update batch", errno, n);
 	return mk_i64(env, n);
 }
 
@@ -511,15 +516,8 @@ static napi_value map_delete_batch(napi_env env, napi_callback_info info)
 		return throw_type(env, "mapDeleteBatch(fd, keys, count)");
 	uint32_t n = (uint32_t)count;
 	LIBBPF_OPTS(bpf_map_batch_opts, o);
-	if (n > 0 && bpf_map_delete_batch((int)fd, k, &n, &o)) {
-		int e = errno;
-		throw_errno(env, "map delete batch", e, NULL);
-		napi_value exc;
-		napi_get_and_clear_last_exception(env, &exc);
-		set_i64(env, exc, "done", n);
-		napi_throw(env, exc);
-		return NULL;
-	}
+	if (n > 0 && bpf_map_delete_batch((int)fd, k, &n, &o))
+		return throw_batch_errno(env, "map delete batch", errno, n);
 	return mk_i64(env, n);
 }
 

@@ -9,8 +9,12 @@ import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
 import type { DatapathPort, IpcacheEntry } from './subsystem-ports.js';
 
+/** How often expired conntrack entries are removed; the LRU only evicts when the map is full. */
+const CT_GC_INTERVAL_MS = 60_000;
+
 export class BpfDatapathPort implements DatapathPort {
   readonly #dp: Datapath;
+  readonly #ctGcTimer: NodeJS.Timeout;
   readonly #listeners = new Set<(e: unknown) => void>();
   readonly #off: () => void;
 
@@ -19,6 +23,7 @@ export class BpfDatapathPort implements DatapathPort {
     this.#off = this.#dp.onEvents((events: DatapathEvent[]) => {
       for (const e of events) for (const l of this.#listeners) l(e);
     });
+    this.#ctGcTimer = setInterval(() => this.#dp.ctGc(), CT_GC_INTERVAL_MS).unref();
   }
 
   health(): SubsystemHealth {
@@ -88,6 +93,7 @@ export class BpfDatapathPort implements DatapathPort {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#ctGcTimer);
     this.#off();
     this.#dp.close();
   }

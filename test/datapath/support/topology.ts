@@ -1,6 +1,6 @@
 // A node netns with pod netns behind veths, the shape of a real node: the host-side veth
 // (mbr-hv<pod>) lives in the node netns, eth0 in the pod's. Addresses 10.240.<n>.2 for pod n, node
-// side 10.240.<n>.1, /32 routes, forwarding on. Everything is named mbr-dp-<tag>-*, and remove()
+// side 10.240.<n>.1, /32 routes, forwarding on. Everything is named mbr-dp-<tag><pid>-* (two runs at once must not share a netns), and remove()
 // deletes it all (also killing every process started through spawnIn).
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 
@@ -23,7 +23,7 @@ export class Topology {
 
   constructor(tag: string) {
     this.tag = tag;
-    this.node = `mbr-dp-${tag}-h`;
+    this.node = `mbr-dp-${tag}${process.pid}-h`;
     this.nodePath = `/run/netns/${this.node}`;
   }
 
@@ -43,7 +43,7 @@ export class Topology {
   }
 
   addPod(name: string, n: number): Pod {
-    const netns = `mbr-dp-${this.tag}-${name}`;
+    const netns = `mbr-dp-${this.tag}${process.pid}-${name}`;
     const hostIf = `mbr-hv${name}`;
     const podIp = `10.240.${n}.2`;
     this.#addNetns(netns);
