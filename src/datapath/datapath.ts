@@ -17,7 +17,8 @@
 // veths of one (node) network namespace. Attach is tcx where the kernel has it (>= 6.6), else legacy
 // tc filters (attachMode 'tc'), which need no pin to outlive the process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import { BpfMap } from './bpf-map.js';
 import { DatapathError } from './datapath-error.js';
@@ -607,8 +608,11 @@ export function monotonicSeconds(): number {
 }
 
 /** Removes a pin directory tree (bpffs supports unlink/rmdir). */
+/** Removes an instance's pins, and Membrane's bpffs directory too once no instance is left. */
 export function removePinDir(dir: string): void {
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  const root = `${BPFFS_ROOT}/membrane`;
+  if (dirname(dir) === root && existsSync(root) && readdirSync(root).length === 0) rmdirSync(root);
 }
 
 const BPF_FS_MAGIC = 0xcafe4a11;

@@ -3,6 +3,7 @@
 // namespaces, the namespaces (and with them every link and address in them), the bpffs pins and
 // the state directory.
 import { readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
+import { removePinDir } from '../datapath/datapath.js';
 import { sh } from './host-commands.js';
 import { bpffsDir, checkLabName, labDir, netnsPrefix } from './lab-paths.js';
 import { isAlive } from './pod-process.js';
@@ -41,7 +42,7 @@ export async function labDown(lab: string): Promise<DownReport> {
   while (pids.some(isAlive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   for (const pid of pids) if (isAlive(pid)) signal(pid, 'SIGKILL');
   for (const n of names) await sh(['ip', 'netns', 'del', n]).catch(() => undefined);
-  rmSync(bpffsDir(lab), { recursive: true, force: true });
+  removePinDir(bpffsDir(lab));
   rmSync(labDir(lab), { recursive: true, force: true });
   return { processes: pids.length, netns: names };
 }
