@@ -2,7 +2,8 @@
 // nsenter, in the pod's: a veth pair (host side mbr-<hash>, pod side CNI_IFNAME), the pod's /32
 // address, a default route through the node's gateway address, and a /32 route back on the host.
 // The gateway address lives on the node's loopback (this kernel build has no dummy links), so
-// the kernel answers the pod's ARP for it from the host veth without proxy ARP.
+// the kernel answers the pod's ARP for it from the host veth without proxy ARP. IPv6 is off on
+// both ends (the datapath is IPv4-only).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -55,6 +56,7 @@ export async function createPodLink(spec: PodLinkSpec): Promise<PodLink> {
     spec.netns,
   ]);
   try {
+    await disableIpv6(spec.netns, host, spec.ifname);
     await ipBatchIn(spec.netns, [
       'link set lo up',
       `link set ${spec.ifname} up`,
@@ -120,6 +122,23 @@ export async function ensureRouter(gateway: string): Promise<void> {
   // /proc/sys/net belongs to the reader's network namespace: this is the node's.
   const fwd = '/proc/sys/net/ipv4/ip_forward';
   if (readFileSync(fwd, 'utf8').trim() !== '1') writeFileSync(fwd, '1');
+}
+
+/**
+ * The datapath enforces IPv4 only and drops every other L3 protocol (reason 139), so IPv6 is
+ * switched off on both ends of the pair before they come up: no link-local address, no router or
+ * neighbour solicitations that would show as drops. A kernel without IPv6 needs nothing.
+ */
+async function disableIpv6(netns: string, host: string, ifname: string): Promise<void> {
+  if (!existsSync('/proc/sys/net/ipv6')) return;
+  writeFileSync(`/proc/sys/net/ipv6/conf/${host}/disable_ipv6`, '1');
+  const keys = ['all', 'default', ifname].map((i) => `net.ipv6.conf.${i}.disable_ipv6=1`);
+  try {
+    await run('nsenter', [`--net=${netns}`, 'sysctl', '-qw', ...keys]);
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new CniError(CniCode.ioFailure, `disable IPv6 in ${netns}: ${(e.stderr ?? e.message).trim()}`);
+  }
 }
 
 interface LinkInfo {

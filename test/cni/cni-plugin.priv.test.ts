@@ -90,6 +90,11 @@ describe('membrane-cni', () => {
     assert.equal(ra.interfaces?.[0].name, hostIfnameFor(a.containerId, 'eth0'));
     assert.equal(ra.interfaces?.[1].sandbox, a.netns);
     await ex.check(list, a);
+    // The datapath is IPv4-only: both ends of the pair have IPv6 off, so no address and no RS.
+    assert.equal(inNetns(a.netns, ['cat', '/proc/sys/net/ipv6/conf/eth0/disable_ipv6']).trim(), '1');
+    const host = hostIfnameFor(a.containerId, 'eth0');
+    assert.equal(inNetns(node, ['cat', `/proc/sys/net/ipv6/conf/${host}/disable_ipv6`]).trim(), '1');
+    assert.doesNotMatch(inNetns(a.netns, ['ip', '-6', 'addr', 'show', 'dev', 'eth0']), /inet6/);
     serve(t, b.netns, podIp(rb), 8080);
     assert.equal(curl(a.netns, `http://${podIp(rb)}:8080/`), 'hello');
 

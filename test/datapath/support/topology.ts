@@ -49,6 +49,9 @@ export class Topology {
     this.#addNetns(netns);
     ip('-n', netns, 'link', 'set', 'lo', 'up');
     ip('-n', this.node, 'link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', netns);
+    // As the CNI plugin does: the datapath is IPv4-only and drops IPv6 (139).
+    sh(this.node, 'sysctl', '-qw', `net.ipv6.conf.${hostIf}.disable_ipv6=1`);
+    sh(netns, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.eth0.disable_ipv6=1');
     ip('-n', this.node, 'addr', 'add', `10.240.${n}.1/32`, 'dev', hostIf);
     ip('-n', this.node, 'link', 'set', hostIf, 'up');
     ip('-n', netns, 'addr', 'add', `${podIp}/32`, 'dev', 'eth0');
