@@ -6,7 +6,9 @@
  *   mbr_pass      returns TCX_NEXT and nothing else: the benchmark's hook-cost floor
  * Per packet: endpoint lookup (by ifindex), conntrack lookup; only new flows (and established flows
  * whose endpoint policy changed since they were last checked) take the ipcache LPM lookup of the
- * remote address and the two policy LPM lookups. Replies of admitted flows never do.
+ * remote address and the two policy LPM lookups. Replies of admitted flows never do. ARP passes;
+ * IPv6 and other L3 protocols are dropped (139), since only IPv4 is enforced. Trace events follow
+ * the configured level (maps.h): at "connections" one report per flow direction and TCP milestone.
  * Layouts live in include/membrane/maps.h; user space reads every map named here.
  */
 #include "vmlinux.h"
@@ -18,6 +20,7 @@
 #define TCX_NEXT -1
 #define TCX_DROP 2
 #define ETH_P_IP 0x0800
+#define ETH_P_ARP 0x0806
 #define ETH_HLEN 14
 #define IPPROTO_ICMP_ 1
 #define IPPROTO_TCP_ 6
@@ -40,6 +43,7 @@
 #define DROP_INVALID 134
 #define DROP_CT_INVALID_HDR 135
 #define DROP_CT_CANT_CREATE 138
+#define DROP_UNKNOWN_L3 139
 #define DROP_FRAG_NOSUPPORT 157
 #define DROP_POLICY_DENY 181
 #define DROP_POLICY_AUTH_REQUIRED 189
@@ -53,6 +57,7 @@
 
 /* Trace observation points. */
 #define TRACE_TO_ENDPOINT 0
+#define TRACE_TO_STACK 3
 #define TRACE_FROM_ENDPOINT 5
 
 /* Match types. */
@@ -399,11 +404,29 @@ static __always_inline void policy_lookup(struct mbr_endpoint_info *ep, __u32 re
 	}
 }
 
-static __always_inline __u32 remote_identity(struct pkt *p, __u8 dir)
+/* The remote end's identity from the ipcache (world when no prefix matches); *is_local tells whether
+ * it is an endpoint of this node. */
+static __always_inline __u32 remote_identity(struct pkt *p, __u8 dir, __u8 *is_local)
 {
 	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = dir == MBR_DIR_EGRESS ? p->daddr : p->saddr };
 	struct mbr_ipcache_value *iv = bpf_map_lookup_elem(&mbr_ipcache, &ik);
-	return iv ? iv->identity : MBR_IDENTITY_WORLD;
+	if (!iv) {
+		*is_local = 0;
+		return MBR_IDENTITY_WORLD;
+	}
+	*is_local = (iv->flags & MBR_IPCACHE_F_LOCAL_ENDPOINT) != 0;
+	return iv->identity;
+}
+
+/* Whether a packet of a tracked flow is reported under MBR_TRACE_CONNECTIONS, and the bookkeeping
+ * for it: a SYN/FIN/RST new to this direction, or the interval since the last report passed. Reads
+ * flags_seen before the caller ORs this packet's flags in. */
+static __always_inline int ct_should_report(__u8 flags_seen, __u32 *last_report, __u8 tcp_flags, __u32 now)
+{
+	if (!((tcp_flags & MBR_CT_REPORT_FLAGS) & ~flags_seen) && *last_report + MBR_CT_REPORT_INTERVAL >= now)
+		return 0;
+	*last_report = now;
+	return 1;
 }
 
 static __always_inline __u32 tcp_lifetime(struct mbr_ct_entry *ct, __u32 now)
@@ -430,13 +453,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 	struct mbr_endpoint_info *ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
 	if (!ep)
 		return TCX_NEXT; /* not a Membrane endpoint (yet): leave it alone */
+	struct pkt p = {};
+	__u8 remote_local = 0;
 	if (skb->protocol != bpf_htons(ETH_P_IP)) {
-		/* ARP and IPv6 pass untouched: this datapath enforces IPv4 only. */
-		count(dir, 0, skb->len);
-		return TCX_NEXT;
+		if (skb->protocol == bpf_htons(ETH_P_ARP)) {
+			count(dir, 0, skb->len);
+			return TCX_NEXT;
+		}
+		/* This datapath enforces IPv4 only: IPv6 and other L3 protocols would bypass policy. */
+		p.length = skb->len;
+		return drop(skb, &p, ep, dir, 0, DROP_UNKNOWN_L3, 0);
 	}
 
-	struct pkt p = {};
 	int err = parse(skb, &p);
 	/* Headers are nearly always in the linear part. Pull only when parsing ran past it and the
 	 * packet is longer: pulling a cloned skb (every TCP segment) copies its head. */
@@ -447,9 +475,11 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		err = parse(skb, &p);
 	}
 	if (err)
-		return drop(skb, &p, ep, dir, remote_identity(&p, dir), err, 0);
+		return drop(skb, &p, ep, dir, remote_identity(&p, dir, &remote_local), err, 0);
 
-	__u32 now = bpf_ktime_get_ns() / 1000000000ULL;
+	/* Conntrack times are whole seconds: the coarse clock (same epoch as CLOCK_MONOTONIC, which
+	 * user space compares lifetimes with) is a memory read, not a clock source read. */
+	__u32 now = bpf_ktime_get_coarse_ns() / 1000000000ULL;
 	struct mbr_ct_key fwd = {
 		.saddr = p.saddr,
 		.daddr = p.daddr,
@@ -496,7 +526,13 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		    (state == CT_ESTABLISHED && ct && ct->policy_revision != ep->policy_revision);
 	/* Packets of a tracked flow that need no policy decision take the remote identity the flow was
 	 * admitted with (for events only) and skip the ipcache lookup. */
-	__u32 remote = (check || !ct) ? remote_identity(&p, dir) : ct->src_sec_id;
+	__u32 remote;
+	if (check || !ct) {
+		remote = remote_identity(&p, dir, &remote_local);
+	} else {
+		remote = ct->src_sec_id;
+		remote_local = (ct->flags & MBR_CT_F_REMOTE_LOCAL) != 0;
+	}
 	int enforced = !(ep->flags & (dir == MBR_DIR_EGRESS ? MBR_EP_F_NO_ENFORCE_EGRESS : MBR_EP_F_NO_ENFORCE_INGRESS));
 	if (check && enforced) {
 		policy_lookup(ep, remote, dir, &p, &v);
@@ -513,6 +549,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			v.proxy_port = 0;
 	}
 
+	/* Flows not tracked here (ICMP errors, related or not) are always reported. */
+	int report = 1;
 	if (state == CT_NEW || state == CT_REOPENED) {
 		struct mbr_ct_entry n = {
 			.tx_packets = 1,
@@ -521,6 +559,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			.policy_revision = ep->policy_revision,
 			.tx_flags_seen = p.tcp_flags,
 			.proxy_port = v.proxy_port,
+			.last_tx_report = now,
 		};
 		if (p.protocol == IPPROTO_TCP_) {
 			if (!(p.tcp_flags & TCP_SYN))
@@ -533,6 +572,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		}
 		if (v.proxy_port)
 			n.flags |= MBR_CT_F_PROXY_REDIRECT;
+		if (remote_local)
+			n.flags |= MBR_CT_F_REMOTE_LOCAL;
 		if (bpf_map_update_elem(&mbr_ct4, &fwd, &n, BPF_ANY) < 0)
 			return drop(skb, &p, ep, dir, remote, DROP_CT_CANT_CREATE, state);
 	} else if (ct) {
@@ -544,6 +585,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			__sync_fetch_and_add(&ct->tx_packets, 1);
 			__sync_fetch_and_add(&ct->tx_bytes, skb->len);
 #endif
+			report = ct_should_report(ct->tx_flags_seen, &ct->last_tx_report, p.tcp_flags, now);
 			if ((ct->tx_flags_seen | p.tcp_flags) != ct->tx_flags_seen)
 				ct->tx_flags_seen |= p.tcp_flags;
 			if (check) {
@@ -557,6 +599,7 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			__sync_fetch_and_add(&ct->rx_packets, 1);
 			__sync_fetch_and_add(&ct->rx_bytes, skb->len);
 #endif
+			report = ct_should_report(ct->rx_flags_seen, &ct->last_rx_report, p.tcp_flags, now);
 			if ((ct->rx_flags_seen | p.tcp_flags) != ct->rx_flags_seen)
 				ct->rx_flags_seen |= p.tcp_flags;
 			flags |= MBR_CT_F_SEEN_REPLY;
@@ -578,11 +621,18 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)v.proxy_port << 16);
 
 	count(dir, 0, skb->len);
-	if (trace_level == MBR_TRACE_ALL ||
-	    (trace_level == MBR_TRACE_CONNECTIONS &&
-	     (state == CT_NEW || state == CT_REOPENED || (p.tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)))))
+	__u16 ev_flags = state == CT_REPLY ? MBR_EVENT_F_REPLY : 0;
+	if (trace_level == MBR_TRACE_ALL) {
 		emit(&p, ep, dir, remote, MBR_EVENT_TRACE, dir == MBR_DIR_EGRESS ? TRACE_FROM_ENDPOINT : TRACE_TO_ENDPOINT,
-		     state == CT_REPLY ? MBR_EVENT_F_REPLY : 0, 0, state, ifindex);
+		     ev_flags, 0, state, ifindex);
+	} else if (trace_level == MBR_TRACE_CONNECTIONS && report) {
+		/* Leaving the pod towards another endpoint of this node: that endpoint's to_pod hook
+		 * reports the packet as to-endpoint; one report per packet, as Cilium's. */
+		if (dir == MBR_DIR_INGRESS)
+			emit(&p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_ENDPOINT, ev_flags, 0, state, ifindex);
+		else if (!remote_local)
+			emit(&p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_STACK, ev_flags, 0, state, ifindex);
+	}
 	return TCX_NEXT;
 }
 

@@ -37,12 +37,15 @@ import {
   encodeIfindexKey,
 } from './maps/endpoint-map.js';
 import {
+  decodeIpcacheFlags,
   decodeIpcacheKey,
   decodeIpcacheValue,
   encodeIpcacheKey,
   encodeIpcacheValue,
   formatIpv4Prefix,
   type IpcacheEntry,
+  IpcacheFlags,
+  type IpcachePrefix,
   parseIpv4Prefix,
 } from './maps/ipcache-map.js';
 import { METRICS_ENTRIES, type MetricsRow, sumPerCpuMetrics } from './maps/metrics-map.js';
@@ -244,9 +247,9 @@ export class Datapath {
       policyRevision: (prev?.policyRevision ?? 0) + 1,
       ifindex,
     };
+    this.#endpoints.set(a.endpointId, info);
     this.upsertIpcache(`${a.ipv4}/32`, a.identity);
     this.map('mbr_endpoints').update(encodeIfindexKey(ifindex), encodeEndpointInfo(info));
-    this.#endpoints.set(a.endpointId, info);
     if (this.#attachMode !== 'tc') {
       try {
         this.#attachTcx(a);
@@ -330,13 +333,13 @@ export class Datapath {
       unlinkSync(pin);
     }
     const ep = this.#endpoints.get(endpointId);
+    this.#policies.get(endpointId)?.destroy();
+    this.#policies.delete(endpointId);
+    this.#endpoints.delete(endpointId);
     if (ep) {
       this.map('mbr_endpoints').delete(encodeIfindexKey(ep.ifindex));
       this.deleteIpcache(`${ep.ipv4}/32`);
     }
-    this.#policies.get(endpointId)?.destroy();
-    this.#policies.delete(endpointId);
-    this.#endpoints.delete(endpointId);
     for (const k of this.#errors.keys()) if (k.startsWith(`ep/${endpointId}/`)) this.#errors.delete(k);
   }
 
@@ -349,7 +352,8 @@ export class Datapath {
   upsertIpcache(prefix: string, identity: number): void {
     const p = parseIpv4Prefix(prefix);
     try {
-      this.map('mbr_ipcache').update(encodeIpcacheKey(p), encodeIpcacheValue(identity));
+      const flags = this.#ipcacheFlags(p, this.#localIps());
+      this.map('mbr_ipcache').update(encodeIpcacheKey(p), encodeIpcacheValue(identity, undefined, 0, flags));
     } catch (err) {
       throw this.#capacityError('ipcache', `ipcache upsert ${prefix}`, err);
     }
@@ -380,9 +384,10 @@ export class Datapath {
       );
     const keys = Buffer.alloc(entries.length * 8);
     const values = Buffer.alloc(entries.length * 8);
+    const local = this.#localIps();
     entries.forEach((e, i) => {
       encodeIpcacheKey(e.prefix, keys, i * 8);
-      encodeIpcacheValue(e.identity, values, i * 8);
+      encodeIpcacheValue(e.identity, values, i * 8, this.#ipcacheFlags(e.prefix, local));
     });
     try {
       m.updateBatch(keys, values, entries.length);
@@ -396,7 +401,7 @@ export class Datapath {
   ipcacheEntries(): IpcacheEntry[] {
     const out: IpcacheEntry[] = [];
     for (const [k, v] of this.map('mbr_ipcache').entries())
-      out.push({ prefix: decodeIpcacheKey(k), identity: decodeIpcacheValue(v) });
+      out.push({ prefix: decodeIpcacheKey(k), identity: decodeIpcacheValue(v), flags: decodeIpcacheFlags(v) });
     return out.sort((a, b) => formatIpv4Prefix(a.prefix).localeCompare(formatIpv4Prefix(b.prefix)));
   }
 
@@ -569,6 +574,15 @@ export class Datapath {
       const p = EndpointPolicy.reopen(id, this.map('mbr_policy'), dir, this.#policyMax);
       if (p) this.#policies.set(id, p);
     }
+  }
+
+  /** A /32 of an attached endpoint carries the local flag, whoever writes it (attach or the agent). */
+  #ipcacheFlags(p: IpcachePrefix, localIps: ReadonlySet<string>): number {
+    return p.prefixLen === 32 && localIps.has(p.addr) ? IpcacheFlags.localEndpoint : 0;
+  }
+
+  #localIps(): Set<string> {
+    return new Set([...this.#endpoints.values()].map((e) => e.ipv4));
   }
 
   #capacityError(what: string, doing: string, err: unknown): DatapathError {

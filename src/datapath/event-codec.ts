@@ -36,10 +36,14 @@ const F_EGRESS = 0x01;
 const F_REPLY = 0x02;
 const F_AUDIT = 0x04;
 
-/** Decodes one record; undefined for a kind this build does not know (skipped, not fatal). */
+/**
+ * Decodes one record; undefined for a kind this build does not know (skipped, not fatal). Each kind
+ * is built as one object literal (no spreads: the consumer decodes every event of a busy node) and
+ * addresses come from a small string cache, since a node sees few distinct ones.
+ */
 export function decodeEvent(b: Buffer, o = 0): DatapathEvent | undefined {
-  const type = b.readUInt8(o);
-  const subtype = b.readUInt8(o + 1);
+  const type = b[o] as number;
+  const subtype = b[o + 1] as number;
   const flags = b.readUInt16LE(o + 2);
   switch (type) {
     case EventKind.drop:
@@ -47,14 +51,44 @@ export function decodeEvent(b: Buffer, o = 0): DatapathEvent | undefined {
         kind: EventKind.drop,
         reason: subtype,
         direction: flags & F_EGRESS ? 'egress' : 'ingress',
-        ...common(b, o, flags),
+        monoNs: b.readUInt32LE(o + 8) + b.readUInt32LE(o + 12) * 2 ** 32,
+        endpointId: b.readUInt32LE(o + 4),
+        ifindex: b.readUInt32LE(o + 16),
+        srcIdentity: b.readUInt32LE(o + 20),
+        dstIdentity: b.readUInt32LE(o + 24),
+        ipVersion: 4,
+        srcIp: ipv4At(b, o + 28),
+        dstIp: ipv4At(b, o + 32),
+        protocol: b[o + 40] as number,
+        srcPort: b.readUInt16LE(o + 36),
+        dstPort: b.readUInt16LE(o + 38),
+        tcpFlags: b[o + 41] as number,
+        icmpType: b[o + 42] as number,
+        icmpCode: b[o + 43] as number,
+        length: b.readUInt32LE(o + 44),
+        isReply: (flags & F_REPLY) !== 0,
       };
     case EventKind.trace:
       return {
         kind: EventKind.trace,
         observationPoint: subtype,
-        ctState: b.readUInt8(o + 52),
-        ...common(b, o, flags),
+        ctState: b[o + 52] as number,
+        monoNs: b.readUInt32LE(o + 8) + b.readUInt32LE(o + 12) * 2 ** 32,
+        endpointId: b.readUInt32LE(o + 4),
+        ifindex: b.readUInt32LE(o + 16),
+        srcIdentity: b.readUInt32LE(o + 20),
+        dstIdentity: b.readUInt32LE(o + 24),
+        ipVersion: 4,
+        srcIp: ipv4At(b, o + 28),
+        dstIp: ipv4At(b, o + 32),
+        protocol: b[o + 40] as number,
+        srcPort: b.readUInt16LE(o + 36),
+        dstPort: b.readUInt16LE(o + 38),
+        tcpFlags: b[o + 41] as number,
+        icmpType: b[o + 42] as number,
+        icmpCode: b[o + 43] as number,
+        length: b.readUInt32LE(o + 44),
+        isReply: (flags & F_REPLY) !== 0,
       };
     case EventKind.policyVerdict:
       return {
@@ -63,8 +97,23 @@ export function decodeEvent(b: Buffer, o = 0): DatapathEvent | undefined {
         matchType: subtype,
         verdict: b.readInt32LE(o + 48),
         isAudit: (flags & F_AUDIT) !== 0,
-        authType: b.readUInt8(o + 53),
-        ...common(b, o, flags),
+        authType: b[o + 53] as number,
+        monoNs: b.readUInt32LE(o + 8) + b.readUInt32LE(o + 12) * 2 ** 32,
+        endpointId: b.readUInt32LE(o + 4),
+        ifindex: b.readUInt32LE(o + 16),
+        srcIdentity: b.readUInt32LE(o + 20),
+        dstIdentity: b.readUInt32LE(o + 24),
+        ipVersion: 4,
+        srcIp: ipv4At(b, o + 28),
+        dstIp: ipv4At(b, o + 32),
+        protocol: b[o + 40] as number,
+        srcPort: b.readUInt16LE(o + 36),
+        dstPort: b.readUInt16LE(o + 38),
+        tcpFlags: b[o + 41] as number,
+        icmpType: b[o + 42] as number,
+        icmpCode: b[o + 43] as number,
+        length: b.readUInt32LE(o + 44),
+        isReply: (flags & F_REPLY) !== 0,
       };
     default:
       return undefined;
@@ -76,7 +125,7 @@ export function decodeEventBatch(buf: Buffer, count: number, out: DatapathEvent[
   let off = 0;
   for (let i = 0; i < count && off + 4 <= buf.length; i++) {
     const len = buf.readUInt32LE(off);
-    if (len >= EVENT.size) {
+    if (len >= EVENT.size && off + 4 + EVENT.size <= buf.length) {
       const e = decodeEvent(buf, off + 4);
       if (e) out.push(e);
     }
@@ -85,27 +134,17 @@ export function decodeEventBatch(buf: Buffer, count: number, out: DatapathEvent[
   return out;
 }
 
-function common(b: Buffer, o: number, flags: number) {
-  return {
-    monoNs: b.readUInt32LE(o + 8) + b.readUInt32LE(o + 12) * 2 ** 32,
-    endpointId: b.readUInt32LE(o + 4),
-    ifindex: b.readUInt32LE(o + 16),
-    srcIdentity: b.readUInt32LE(o + 20),
-    dstIdentity: b.readUInt32LE(o + 24),
-    ipVersion: 4 as const,
-    srcIp: ipv4At(b, o + 28),
-    dstIp: ipv4At(b, o + 32),
-    protocol: b[o + 40] as number,
-    srcPort: b.readUInt16LE(o + 36),
-    dstPort: b.readUInt16LE(o + 38),
-    tcpFlags: b[o + 41] as number,
-    icmpType: b[o + 42] as number,
-    icmpCode: b[o + 43] as number,
-    length: b.readUInt32LE(o + 44),
-    isReply: (flags & F_REPLY) !== 0,
-  };
-}
+/** Address strings by their network-order u32; cleared when full so it stays bounded. */
+const IP_CACHE_MAX = 65536;
+const ipCache = new Map<number, string>();
 
 function ipv4At(b: Buffer, o: number): string {
-  return `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+  const key = b.readUInt32BE(o);
+  let s = ipCache.get(key);
+  if (s === undefined) {
+    if (ipCache.size >= IP_CACHE_MAX) ipCache.clear();
+    s = `${b[o]}.${b[o + 1]}.${b[o + 2]}.${b[o + 3]}`;
+    ipCache.set(key, s);
+  }
+  return s;
 }

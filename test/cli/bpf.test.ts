@@ -66,8 +66,16 @@ describe('membrane bpf', () => {
 
   it('prints the ipcache and conntrack like cilium bpf', () => {
     assert.equal(
-      formatIpcacheTable([{ prefix: { addr: '10.240.1.2', prefixLen: 32 }, identity: 1001 }]),
-      'IP PREFIX/ADDRESS   IDENTITY\n10.240.1.2/32       identity=1001 encryptkey=0 tunnelendpoint=0.0.0.0 flags=<none>\n',
+      formatIpcacheTable([
+        { prefix: { addr: '10.240.1.2', prefixLen: 32 }, identity: 1001, flags: 1 },
+        { prefix: { addr: '192.0.2.0', prefixLen: 24 }, identity: 16777217 },
+      ]),
+      [
+        'IP PREFIX/ADDRESS   IDENTITY',
+        '10.240.1.2/32       identity=1001 encryptkey=0 tunnelendpoint=0.0.0.0 flags=localendpoint',
+        '192.0.2.0/24        identity=16777217 encryptkey=0 tunnelendpoint=0.0.0.0 flags=<none>',
+        '',
+      ].join('\n'),
     );
     assert.equal(
       formatCtList(
@@ -93,6 +101,8 @@ describe('membrane bpf', () => {
               txFlagsSeen: 0x1a,
               rxFlagsSeen: 0x12,
               proxyPort: 0,
+              lastTxReport: 0,
+              lastRxReport: 0,
             },
           },
         ],

@@ -170,6 +170,8 @@ describe('datapath codecs agree with the C header', () => {
           txFlagsSeen: 0x1a,
           rxFlagsSeen: 0x12,
           proxyPort: 0,
+          lastTxReport: 990,
+          lastRxReport: 0x01020304,
         }),
       hex:
         '0300000000000000' +
@@ -183,6 +185,8 @@ describe('datapath codecs agree with the C header', () => {
         '1a12' +
         '0000' +
         '0000' +
+        'de030000' +
+        '04030201' +
         '00000000',
       roundTrip: () => {
         const e = decodeCtEntry(
@@ -198,10 +202,14 @@ describe('datapath codecs agree with the C header', () => {
             txFlagsSeen: 9,
             rxFlagsSeen: 10,
             proxyPort: 11,
+            lastTxReport: 12,
+            lastRxReport: 13,
           }),
         );
         assert.equal(e.rxBytes, 2 ** 40);
         assert.equal(e.proxyPort, 11);
+        assert.equal(e.lastTxReport, 12);
+        assert.equal(e.lastRxReport, 13);
       },
     },
     {

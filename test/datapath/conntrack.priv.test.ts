@@ -18,6 +18,8 @@ const ENTRY: CtEntry = {
   txFlagsSeen: 0x12,
   rxFlagsSeen: 0x12,
   proxyPort: 0,
+  lastTxReport: 5,
+  lastRxReport: 7,
 };
 
 describe('conntrack', () => {

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { Datapath, type EndpointAttachment, removePinDir } from '../../src/datapath/datapath.js';
-import { type DatapathEvent, DropReason, EventKind } from '../../src/datapath/event-types.js';
+import { type DatapathEvent, DropReason, EventKind, TraceObservationPoint } from '../../src/datapath/event-types.js';
+import { IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
 import { MatchType, type PolicyEntry, type PolicyKey } from '../../src/policy/map-state-types.js';
 import { until } from '../support/until.js';
@@ -183,6 +184,28 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     const trace = seen().find((e) => e.kind === EventKind.trace && e.endpointId === EP_B && e.dstPort === 8080);
     assert.ok(trace && trace.kind === EventKind.trace);
     assert.equal(trace.observationPoint, 0, 'to-endpoint');
+    // b is an endpoint of this node: its to-endpoint trace is the flow's one report, none at a.
+    const local = new Map(dp.ipcacheEntries().map((e) => [e.prefix.addr, e.flags]));
+    assert.equal(local.get('10.240.1.2'), IpcacheFlags.localEndpoint);
+    assert.equal(local.get('10.240.2.2'), IpcacheFlags.localEndpoint);
+    assert.equal(
+      seen().filter((e) => e.kind === EventKind.trace && e.endpointId === EP_A && !e.isReply).length,
+      0,
+      'no trace at a for a flow to b',
+    );
+    // w is outside: a's own hook reports the flow leaving to the stack.
+    tcpEchoes(topo, topo.pod('a').netns, '10.240.3.2', 80);
+    await until(
+      () => seen().some((e) => e.kind === EventKind.trace && e.endpointId === EP_A && e.dstIp === '10.240.3.2'),
+      { timeoutMs: 5000, what: 'to-stack trace' },
+    );
+    const toStack = seen().find((e) => e.kind === EventKind.trace && e.endpointId === EP_A && e.dstIp === '10.240.3.2');
+    assert.equal(toStack?.kind === EventKind.trace ? toStack.observationPoint : -1, TraceObservationPoint.toStack);
+    assert.deepEqual(
+      events.filter((e) => e.kind === EventKind.drop && e.reason === DropReason.unsupportedL3Protocol),
+      [],
+      'no IPv6 reaches the datapath: the pods have it off',
+    );
     const drop = seen().find((e) => e.kind === EventKind.drop);
     assert.ok(drop && drop.kind === EventKind.drop);
     assert.deepEqual(

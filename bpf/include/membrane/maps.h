@@ -27,9 +27,12 @@ struct mbr_ipcache_key {
 	__u32 addr; /* network order */
 };
 
+/* The address is an endpoint of this node (its own to_pod hook reports what reaches it). */
+#define MBR_IPCACHE_F_LOCAL_ENDPOINT 0x01
+
 struct mbr_ipcache_value {
 	__u32 identity;
-	__u32 flags; /* reserved, 0 */
+	__u32 flags; /* MBR_IPCACHE_F_* */
 };
 
 /*
@@ -101,6 +104,7 @@ struct mbr_ct_key {
 #define MBR_CT_F_SEEN_NON_SYN 0x04
 #define MBR_CT_F_PROXY_REDIRECT 0x08
 #define MBR_CT_F_SEEN_REPLY 0x10
+#define MBR_CT_F_REMOTE_LOCAL 0x20 /* the remote is an endpoint of this node (ipcache flag at create) */
 
 struct mbr_ct_entry {
 	__u64 tx_packets;
@@ -115,6 +119,8 @@ struct mbr_ct_entry {
 	__u8 rx_flags_seen;   /* TCP flags seen in the reply direction */
 	__u16 proxy_port;
 	__u16 pad0;
+	__u32 last_tx_report; /* CLOCK_MONOTONIC seconds of the last trace event per direction */
+	__u32 last_rx_report;
 	__u32 pad1;
 };
 
@@ -123,6 +129,10 @@ struct mbr_ct_entry {
 #define MBR_CT_TCP_TIMEOUT 21600
 #define MBR_CT_CLOSE_TIMEOUT 10
 #define MBR_CT_ANY_TIMEOUT 60
+/* A direction of a flow is traced again after this many seconds without a report (Cilium's
+ * CT_REPORT_INTERVAL), and at once when it carries a TCP flag of MBR_CT_REPORT_FLAGS not seen yet. */
+#define MBR_CT_REPORT_INTERVAL 5
+#define MBR_CT_REPORT_FLAGS 0x07 /* FIN, SYN, RST */
 
 /* mbr_auth: hash, (local, remote identity, auth type) -> expiry in CLOCK_MONOTONIC ns. */
 struct mbr_auth_key {
@@ -148,8 +158,11 @@ struct mbr_metrics_value {
 
 /* mbr_config: array of one. */
 #define MBR_TRACE_NONE 0
-#define MBR_TRACE_CONNECTIONS 1 /* new flows and TCP SYN/FIN/RST (Cilium's "medium" aggregation) */
-#define MBR_TRACE_ALL 2
+/* Cilium's "medium" monitor aggregation: only to-endpoint (mbr_to_pod) and to-stack (mbr_from_pod,
+ * remote not on this node) points, and only packets that open a flow, carry a SYN/FIN/RST not yet
+ * seen in their direction, or come MBR_CT_REPORT_INTERVAL after the direction's last report. */
+#define MBR_TRACE_CONNECTIONS 1
+#define MBR_TRACE_ALL 2 /* every packet: from-endpoint at mbr_from_pod, to-endpoint at mbr_to_pod */
 struct mbr_config {
 	__u32 trace_level;
 	__u32 wakeup_bytes; /* force a ring wakeup only above this many pending bytes */

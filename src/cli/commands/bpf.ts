@@ -6,8 +6,10 @@ import { type MapName, monotonicSeconds, openPinnedMap, pinDirFor } from '../../
 import { DatapathError } from '../../datapath/datapath-error.js';
 import { type CtEntry, CtFlags, type CtKey, decodeCtEntry, decodeCtKey } from '../../datapath/maps/ct-map.js';
 import {
+  decodeIpcacheFlags,
   decodeIpcacheKey,
   decodeIpcacheValue,
+  formatIpcacheFlags,
   formatIpv4Prefix,
   type IpcacheEntry,
 } from '../../datapath/maps/ipcache-map.js';
@@ -52,11 +54,15 @@ export function registerBpf(program: Command): void {
 
   withMapOptions(bpf.command('ipcache').description('IP to identity cache').command('list')).action((o: MapOptions) => {
     const rows = readMap(o, 'mbr_ipcache', (m) =>
-      [...m.entries()].map(([k, v]) => ({ prefix: decodeIpcacheKey(k), identity: decodeIpcacheValue(v) })),
+      [...m.entries()].map(([k, v]) => ({
+        prefix: decodeIpcacheKey(k),
+        identity: decodeIpcacheValue(v),
+        flags: decodeIpcacheFlags(v),
+      })),
     );
     print(
       o,
-      rows.map((r) => ({ prefix: formatIpv4Prefix(r.prefix), identity: r.identity })),
+      rows.map((r) => ({ prefix: formatIpv4Prefix(r.prefix), identity: r.identity, flags: r.flags ?? 0 })),
       () => formatIpcacheTable(rows),
     );
   });
@@ -112,7 +118,7 @@ export function formatIpcacheTable(rows: readonly IpcacheEntry[]): string {
     ['IP PREFIX/ADDRESS', 'IDENTITY'],
     rows.map((r) => [
       formatIpv4Prefix(r.prefix),
-      `identity=${r.identity} encryptkey=0 tunnelendpoint=0.0.0.0 flags=<none>`,
+      `identity=${r.identity} encryptkey=0 tunnelendpoint=0.0.0.0 flags=${formatIpcacheFlags(r.flags ?? 0)}`,
     ]),
   );
 }

@@ -10,7 +10,7 @@ export const CT_KEY: StructLayout = {
 };
 export const CT_ENTRY: StructLayout = {
   struct: 'mbr_ct_entry',
-  size: 56,
+  size: 64,
   fields: {
     tx_packets: 0,
     tx_bytes: 8,
@@ -24,7 +24,9 @@ export const CT_ENTRY: StructLayout = {
     rx_flags_seen: 47,
     proxy_port: 48,
     pad0: 50,
-    pad1: 52,
+    last_tx_report: 52,
+    last_rx_report: 56,
+    pad1: 60,
   },
 };
 
@@ -34,6 +36,8 @@ export const CtFlags = {
   seenNonSyn: 0x04,
   proxyRedirect: 0x08,
   seenReply: 0x10,
+  /** The remote end is an endpoint of this node. */
+  remoteLocal: 0x20,
 } as const;
 
 export interface CtKey {
@@ -58,6 +62,9 @@ export interface CtEntry {
   readonly txFlagsSeen: number;
   readonly rxFlagsSeen: number;
   readonly proxyPort: number;
+  /** CLOCK_MONOTONIC second of the last trace event per direction (0 = never). */
+  readonly lastTxReport: number;
+  readonly lastRxReport: number;
 }
 
 export function encodeCtKey(k: CtKey, out: Buffer = Buffer.alloc(16), offset = 0): Buffer {
@@ -82,8 +89,8 @@ export function decodeCtKey(b: Buffer, offset = 0): CtKey {
   };
 }
 
-export function encodeCtEntry(e: CtEntry, out: Buffer = Buffer.alloc(56), offset = 0): Buffer {
-  out.fill(0, offset, offset + 56);
+export function encodeCtEntry(e: CtEntry, out: Buffer = Buffer.alloc(64), offset = 0): Buffer {
+  out.fill(0, offset, offset + 64);
   out.writeBigUInt64LE(BigInt(e.txPackets), offset);
   out.writeBigUInt64LE(BigInt(e.txBytes), offset + 8);
   out.writeBigUInt64LE(BigInt(e.rxPackets), offset + 16);
@@ -95,6 +102,8 @@ export function encodeCtEntry(e: CtEntry, out: Buffer = Buffer.alloc(56), offset
   out.writeUInt8(e.txFlagsSeen, offset + 46);
   out.writeUInt8(e.rxFlagsSeen, offset + 47);
   out.writeUInt16LE(e.proxyPort, offset + 48);
+  out.writeUInt32LE(e.lastTxReport, offset + 52);
+  out.writeUInt32LE(e.lastRxReport, offset + 56);
   return out;
 }
 
@@ -112,5 +121,7 @@ export function decodeCtEntry(b: Buffer, offset = 0): CtEntry {
     txFlagsSeen: b.readUInt8(offset + 46),
     rxFlagsSeen: b.readUInt8(offset + 47),
     proxyPort: b.readUInt16LE(offset + 48),
+    lastTxReport: b.readUInt32LE(offset + 52),
+    lastRxReport: b.readUInt32LE(offset + 56),
   };
 }

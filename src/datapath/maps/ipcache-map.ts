@@ -10,6 +10,12 @@ export const IPCACHE_VALUE: StructLayout = {
   fields: { identity: 0, flags: 4 },
 };
 
+/** mbr_ipcache_value.flags. */
+export const IpcacheFlags = {
+  /** The address is an endpoint of this node. */
+  localEndpoint: 0x01,
+} as const;
+
 export interface IpcachePrefix {
   /** Network address with the host bits cleared. */
   readonly addr: string;
@@ -19,6 +25,8 @@ export interface IpcachePrefix {
 export interface IpcacheEntry {
   readonly prefix: IpcachePrefix;
   readonly identity: number;
+  /** IpcacheFlags bits; absent when written (the datapath sets localEndpoint itself). */
+  readonly flags?: number;
 }
 
 /** Parses "10.1.2.3" (a /32) or "10.0.0.0/8"; clears host bits so one prefix has one key. */
@@ -57,12 +65,25 @@ export function decodeIpcacheKey(b: Buffer, offset = 0): IpcachePrefix {
   return { prefixLen: b.readUInt32LE(offset), addr: u32ToIpv4(b.readUInt32BE(offset + 4)) };
 }
 
-export function encodeIpcacheValue(identity: number, out: Buffer = Buffer.alloc(8), offset = 0): Buffer {
+export function encodeIpcacheValue(identity: number, out: Buffer = Buffer.alloc(8), offset = 0, flags = 0): Buffer {
   out.writeUInt32LE(identity >>> 0, offset);
-  out.writeUInt32LE(0, offset + 4);
+  out.writeUInt32LE(flags >>> 0, offset + 4);
   return out;
 }
 
 export function decodeIpcacheValue(b: Buffer, offset = 0): number {
   return b.readUInt32LE(offset);
+}
+
+export function decodeIpcacheFlags(b: Buffer, offset = 0): number {
+  return b.readUInt32LE(offset + 4);
+}
+
+/** Flag names as `bpf ipcache list` prints them. */
+export function formatIpcacheFlags(flags: number): string {
+  const names: string[] = [];
+  if (flags & IpcacheFlags.localEndpoint) names.push('localendpoint');
+  const rest = flags & ~IpcacheFlags.localEndpoint;
+  if (rest) names.push(`0x${rest.toString(16)}`);
+  return names.length ? names.join(',') : '<none>';
 }

@@ -47,6 +47,25 @@ export function truncate(p: Buffer, len: number): Buffer {
   return Buffer.from(p.subarray(0, len));
 }
 
+/** An IPv6 ICMPv6 router solicitation (fe80::1 -> ff02::2), what a pod's kernel sends on link up. */
+export function ipv6RouterSolicitation(): Buffer {
+  const eth = Buffer.alloc(14);
+  eth.set([0x33, 0x33, 0, 0, 0, 0x02], 0);
+  eth.set([0x02, 0, 0, 0, 0, 0x01], 6);
+  eth.writeUInt16BE(0x86dd, 12);
+  const ip6 = Buffer.alloc(40);
+  ip6.writeUInt32BE(0x60000000, 0);
+  ip6.writeUInt16BE(8, 4);
+  ip6.writeUInt8(58, 6);
+  ip6.writeUInt8(255, 7);
+  ip6.set([0xfe, 0x80], 8);
+  ip6.writeUInt8(1, 23);
+  ip6.set([0xff, 0x02], 24);
+  ip6.writeUInt8(2, 39);
+  const icmp6 = Buffer.from([133, 0, 0, 0, 0, 0, 0, 0]);
+  return Buffer.concat([eth, ip6, icmp6]);
+}
+
 export function arpPacket(): Buffer {
   const b = Buffer.alloc(14 + 28);
   b.fill(0xff, 0, 6);

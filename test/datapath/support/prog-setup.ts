@@ -27,6 +27,8 @@ export function setUpCase(dp: Datapath, c: ProgCase): void {
         txFlagsSeen: 0,
         rxFlagsSeen: 0,
         proxyPort: 0,
+        lastTxReport: 0,
+        lastRxReport: 0,
       }),
     );
   if (c.auth)
