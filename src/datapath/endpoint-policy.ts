@@ -19,7 +19,6 @@ import {
   decodePolicyKey,
   encodePolicyEntry,
   encodePolicyKey,
-  l4PrefixLenOf,
   POLICY_ENTRY,
   POLICY_KEY,
   type PolicyMapValue,
@@ -27,17 +26,54 @@ import {
   validatePolicyKey,
 } from './maps/policy-map.js';
 
-export interface RealizedEntry {
+/**
+ * One entry as written: its key, and its encoded key and value as slices of the buffers its change
+ * was encoded into (one pair of buffers per change, not two small buffers per entry: a 100k-entry
+ * change stays a handful of allocations). The decoded value is computed when asked for.
+ */
+export class RealizedEntry {
   readonly key: PolicyKey;
-  readonly value: PolicyMapValue;
-  readonly keyBytes: Buffer;
-  readonly valueBytes: Buffer;
+  readonly #keys: Buffer;
+  readonly #values: Buffer;
+  readonly #index: number;
+
+  constructor(key: PolicyKey, keys: Buffer, values: Buffer, index: number) {
+    this.key = key;
+    this.#keys = keys;
+    this.#values = values;
+    this.#index = index;
+  }
+
+  get value(): PolicyMapValue {
+    return decodePolicyEntry(this.#values, this.#index * POLICY_ENTRY.size);
+  }
+
+  get keyBytes(): Buffer {
+    return this.#keys.subarray(this.#index * POLICY_KEY.size, (this.#index + 1) * POLICY_KEY.size);
+  }
+
+  get valueBytes(): Buffer {
+    return this.#values.subarray(this.#index * POLICY_ENTRY.size, (this.#index + 1) * POLICY_ENTRY.size);
+  }
+
+  /** Copies the encoded key and value to slot i of a batch. */
+  copyTo(keys: Buffer, values: Buffer, i: number): void {
+    this.#keys.copy(keys, i * POLICY_KEY.size, this.#index * POLICY_KEY.size, (this.#index + 1) * POLICY_KEY.size);
+    this.#values.copy(
+      values,
+      i * POLICY_ENTRY.size,
+      this.#index * POLICY_ENTRY.size,
+      (this.#index + 1) * POLICY_ENTRY.size,
+    );
+  }
 }
 
-interface Op {
-  readonly key: Buffer;
-  /** undefined = delete */
-  readonly value: Buffer | undefined;
+/** A change as the inactive trie must replay it: deletes, then one batch of upserts. */
+interface Change {
+  readonly deletes: readonly Buffer[];
+  readonly keys: Buffer;
+  readonly values: Buffer;
+  readonly count: number;
 }
 
 export function policyMapCapacityFor(entries: number): number {
@@ -53,7 +89,7 @@ export class EndpointPolicy {
   #active: 0 | 1;
   #state: Map<string, RealizedEntry>;
   /** What the inactive trie lacks: the previous change, or 'resync' when its content is unknown. */
-  #pending: Op[] | 'resync';
+  #pending: Change | 'resync';
 
   private constructor(
     endpointId: number,
@@ -63,7 +99,7 @@ export class EndpointPolicy {
     maps: [BpfMap | undefined, BpfMap | undefined],
     active: 0 | 1,
     state: Map<string, RealizedEntry>,
-    pending: Op[] | 'resync',
+    pending: Change | 'resync',
   ) {
     this.endpointId = endpointId;
     this.#outer = outer;
@@ -114,7 +150,7 @@ export class EndpointPolicy {
     if (activeMap) {
       for (const [k, val] of activeMap.entries()) {
         const key = decodePolicyKey(k);
-        state.set(policyKeyId(key), { key, value: decodePolicyEntry(val), keyBytes: k, valueBytes: val });
+        state.set(policyKeyId(key), new RealizedEntry(key, k, val, 0));
       }
     }
     return new EndpointPolicy(endpointId, outer, pinDir, hardMax, maps, active, state, 'resync');
@@ -147,7 +183,8 @@ export class EndpointPolicy {
     for (let i = 0; i < diff.deletes.length; i++) withPath(`deletes[${i}]`, diff.deletes[i] as PolicyKey);
 
     // The change as a delta over the current state (no copy of the state: a one-entry change to a
-    // 100k-entry endpoint stays cheap). Encoded into two contiguous buffers.
+    // 100k-entry endpoint stays cheap). Encoded into two contiguous buffers, which are also the
+    // batch the inactive trie replays later.
     const upserted = new Map<string, RealizedEntry>();
     const keyBuf = Buffer.allocUnsafe(diff.adds.length * POLICY_KEY.size);
     const valBuf = Buffer.allocUnsafe(diff.adds.length * POLICY_ENTRY.size);
@@ -156,22 +193,10 @@ export class EndpointPolicy {
     for (const pass of [true, false])
       for (const [k, e] of diff.adds) {
         if (e.isDeny !== pass) continue;
-        const keyBytes = encodePolicyKey(k, keyBuf, n * POLICY_KEY.size).subarray(
-          n * POLICY_KEY.size,
-          (n + 1) * POLICY_KEY.size,
-        );
-        const valueBytes = encodePolicyEntry(e, k, valBuf, n * POLICY_ENTRY.size).subarray(
-          n * POLICY_ENTRY.size,
-          (n + 1) * POLICY_ENTRY.size,
-        );
+        encodePolicyKey(k, keyBuf, n * POLICY_KEY.size);
+        encodePolicyEntry(e, k, valBuf, n * POLICY_ENTRY.size);
+        upserted.set(policyKeyId(k), new RealizedEntry(k, keyBuf, valBuf, n));
         n++;
-        const value = {
-          isDeny: e.isDeny,
-          proxyPort: e.isDeny ? 0 : e.proxyPort,
-          authType: e.authType,
-          l4PrefixLen: l4PrefixLenOf(k),
-        };
-        upserted.set(policyKeyId(k), { key: k, value, keyBytes, valueBytes });
       }
     const deleted = new Map<string, RealizedEntry>();
     for (const k of diff.deletes) {
@@ -181,10 +206,14 @@ export class EndpointPolicy {
     }
     let nextSize = this.#state.size - deleted.size;
     for (const id of upserted.keys()) if (!this.#state.has(id)) nextSize++;
-    // Nobody reads the inactive trie, so deletes go first: it never holds more than it must.
-    const ops: Op[] = [];
-    for (const d of deleted.values()) ops.push({ key: d.keyBytes, value: undefined });
-    for (const u of upserted.values()) ops.push({ key: u.keyBytes, value: u.valueBytes });
+    // Nobody reads the inactive trie, so deletes go first: it never holds more than it must. A key
+    // added twice in one diff is written twice in order; the last one stands, as in `upserted`.
+    const change: Change = {
+      deletes: [...deleted.values()].map((d) => d.keyBytes),
+      keys: keyBuf,
+      values: valBuf,
+      count: n,
+    };
     if (nextSize > this.#hardMax)
       throw new DatapathError(
         'MBR_DATAPATH_MAP_FULL',
@@ -199,8 +228,8 @@ export class EndpointPolicy {
         target = this.#freshMap(slot, nextSize);
         writeAll(target, this.#nextEntries(upserted, deleted), nextSize);
       } else {
-        writeOps(target, this.#pending);
-        writeOps(target, ops);
+        writeChange(target, this.#pending);
+        writeChange(target, change);
       }
     } catch (err) {
       this.#pending = 'resync';
@@ -215,9 +244,13 @@ export class EndpointPolicy {
     }
     this.#publish(target);
     this.#active = slot;
-    for (const id of deleted.keys()) this.#state.delete(id);
-    for (const [id, u] of upserted) this.#state.set(id, u);
-    this.#pending = ops;
+    // A first load takes the change's Map as the state rather than copying 100k entries into another.
+    if (this.#state.size === 0) this.#state = upserted;
+    else {
+      for (const id of deleted.keys()) this.#state.delete(id);
+      for (const [id, u] of upserted) this.#state.set(id, u);
+    }
+    this.#pending = change;
   }
 
   *#nextEntries(upserted: Map<string, RealizedEntry>, deleted: Map<string, RealizedEntry>): Generator<RealizedEntry> {
@@ -272,20 +305,14 @@ function writeAll(m: BpfMap, entries: Iterable<RealizedEntry>, n: number): void 
   const keys = Buffer.allocUnsafe(n * POLICY_KEY.size);
   const values = Buffer.allocUnsafe(n * POLICY_ENTRY.size);
   let i = 0;
-  for (const e of entries) {
-    e.keyBytes.copy(keys, i * POLICY_KEY.size);
-    e.valueBytes.copy(values, i * POLICY_ENTRY.size);
-    i++;
-  }
+  for (const e of entries) e.copyTo(keys, values, i++);
   m.updateBatch(keys, values, n);
 }
 
-function writeOps(m: BpfMap, ops: readonly Op[] | 'resync'): void {
-  if (ops === 'resync') return;
-  for (const op of ops) {
-    if (op.value) m.update(op.key, op.value);
-    else m.delete(op.key);
-  }
+function writeChange(m: BpfMap, c: Change | 'resync'): void {
+  if (c === 'resync') return;
+  for (const k of c.deletes) m.delete(k);
+  if (c.count > 0) m.updateBatch(c.keys, c.values, c.count);
 }
 
 function u32(n: number): Buffer {
