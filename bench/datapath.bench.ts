@@ -6,9 +6,11 @@
 //   legacy-N   the same with iptables-legacy
 // Per phase: iperf3 (1 stream), wrk keep-alive req/s, wrk 'Connection: close' conn/s. Also
 // BPF_PROG_TEST_RUN ns per packet against the pass program, and the time to load N + N entries.
-// Usage (root): node dist/bench/datapath.bench.js [--quick] [--rounds R] [--secs S] [--ns 100,1000] [--kinds mbr,nft,legacy] [--trace connections|none|all]
+// Then CC_PAIRS short (1 s) interleaved A/X pairs of conn/s per mbr-N, each with the CPU time the
+// whole machine spent per connection (/proc/stat), a steadier reading of cost than the rate.
+// Usage (root): node dist/bench/datapath.bench.js [--quick] [--rounds R] [--secs S] [--cc-pairs P] [--ns 100,1000] [--kinds mbr,nft,legacy] [--trace connections|none|all]
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { promisify } from 'node:util';
 import { Datapath, removePinDir } from '../src/datapath/datapath.js';
@@ -34,6 +36,8 @@ const CLIENT = 1001;
 const SERVER = 1002;
 const SERVER_IP = '10.240.2.2';
 const PIN = '/sys/fs/bpf/membrane/dp-bench';
+/** Extra short A/X pairs of new connections/s per mbr-N (the goal metric, the noisiest one). */
+const CC_PAIRS = Number(argValue('--cc-pairs') ?? (QUICK ? 4 : 20));
 /** Trace level of the datapath during the run: connections (the default), all or none. */
 const TRACE = (argValue('--trace') ?? 'connections') as 'connections' | 'all' | 'none';
 
@@ -42,6 +46,22 @@ interface Sample {
   gbps: number;
   rps: number;
   cps: number;
+}
+
+interface CcSample {
+  cps: number;
+  /** Busy CPU µs (user, system, irq, softirq; all CPUs) per connection. */
+  cpuUs: number;
+  /** Share of the run the hypervisor stole from this VM (all CPUs). */
+  steal: number;
+}
+
+/** /proc/stat's aggregate line: [busy, steal, total] in clock ticks. */
+function cpuTicks(): [number, number, number] {
+  const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = f;
+  const busy = user + nice + system + irq + softirq;
+  return [busy, steal, busy + idle + iowait + steal];
 }
 
 function argValue(name: string): string | undefined {
@@ -238,6 +258,20 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
     return { gbps, rps, cps: await wrk(true) };
   }
 
+  /** One 1 s wrk 'Connection: close' run with the machine's CPU time around it. */
+  async ccSample(): Promise<CcSample> {
+    const [b0, s0, t0] = cpuTicks();
+    const out = await this.runIn(
+      this.topo.pod('c').netns,
+      ['taskset', '-c', '0', 'wrk', '-t1', '-c16', '-d1s', '-H', 'Connection: close', `http://${SERVER_IP}/`],
+      16000,
+    );
+    const [b1, s1, t1] = cpuTicks();
+    const cps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
+    const tickUs = 1e6 / 100; // USER_HZ
+    return { cps, cpuUs: ((b1 - b0) * tickUs) / cps, steal: (s1 - s0) / Math.max(1, t1 - t0) };
+  }
+
   testRunNs(): Array<{ name: string; ns: number; passNs: number }> {
     // A fake endpoint on ifindex 1 (loopback of this netns; nothing is attached there) so the test
     // runs take the same map paths as the real endpoints.
@@ -322,6 +356,7 @@ async function main(): Promise<void> {
   const rows: Array<{ cfg: string; round: number; a: Sample; x: Sample }> = [];
   const testRuns: Array<{ n: number; name: string; ns: number; passNs: number }> = [];
   const liveCost: Array<{ n: number; fromPodNs: number; toPodNs: number; runs: number }> = [];
+  const ccPairs: CcPair[] = [];
   let delivered = 0;
   b.dp.onEvents((e) => {
     delivered += e.length;
@@ -371,6 +406,21 @@ async function main(): Promise<void> {
         process.stderr.write(`round ${round} ${kind}-${n}: A ${JSON.stringify(a)} X ${JSON.stringify(x)}\n`);
       }
     }
+    // The goal metric again, in many short pairs: conn/s and CPU per connection, A and X interleaved.
+    if (KINDS.includes('mbr'))
+      for (const n of NS) {
+        for (let i = 0; i < CC_PAIRS; i++) {
+          let a: CcSample | undefined;
+          let x: CcSample | undefined;
+          for (const which of i % 2 ? ['X', 'A'] : ['A', 'X']) {
+            b.apply(which === 'A' ? 'A' : 'mbr', n);
+            if (which === 'A') a = await b.ccSample();
+            else x = await b.ccSample();
+          }
+          if (a && x) ccPairs.push({ n, a, x });
+        }
+        say(`mbr-${n}: ${CC_PAIRS} conn/s pairs`);
+      }
     // Direct cost in live traffic (kernel.bpf_stats_enabled, restored after): ns per program run
     // under the 'Connection: close' load, where every connection takes the policy path.
     for (const n of NS) {
@@ -387,13 +437,20 @@ async function main(): Promise<void> {
   const minutes = (Date.now() - started) / 60000;
   writeFileSync(
     new URL('../../bench/results/datapath.md', import.meta.url),
-    report(rows, testRuns, liveCost, b.loadTimes, minutes),
+    report(rows, ccPairs, testRuns, liveCost, b.loadTimes, minutes),
   );
-  process.stdout.write(report(rows, testRuns, liveCost, b.loadTimes, minutes));
+  process.stdout.write(report(rows, ccPairs, testRuns, liveCost, b.loadTimes, minutes));
+}
+
+interface CcPair {
+  n: number;
+  a: CcSample;
+  x: CcSample;
 }
 
 function report(
   rows: Array<{ cfg: string; round: number; a: Sample; x: Sample }>,
+  ccPairs: readonly CcPair[],
   testRuns: Array<{ n: number; name: string; ns: number; passNs: number }>,
   liveCost: Array<{ n: number; fromPodNs: number; toPodNs: number; runs: number }>,
   loadTimes: Array<[number, number]>,
@@ -434,6 +491,26 @@ function report(
     lines.push(
       `| ${c} | ${ratio(c, 'gbps')} | ${ratio(c, 'rps')} | ${ratio(c, 'cps')} | ${fmt(med(c, 'gbps', 'x'), 1)}, ${fmt(med(c, 'rps', 'x'), 0)}, ${fmt(med(c, 'cps', 'x'), 0)} | ${fmt(med(c, 'gbps', 'a'), 1)}, ${fmt(med(c, 'rps', 'a'), 0)}, ${fmt(med(c, 'cps', 'a'), 0)} |`,
     );
+  lines.push(
+    '',
+    `## New connections/s in ${CC_PAIRS} short pairs per N (1 s each, A/X interleaved)`,
+    '',
+    'CPU per connection is the busy time of the whole machine (both CPUs: wrk, nginx, softirq, the programs and',
+    'the process consuming the event ring) divided by the connections; steal is the share the hypervisor took.',
+    '',
+    '| config | conn/s ratio (median, range) | CPU µs/conn ratio (median, range) | X medians (conn/s, µs/conn) | A medians | steal (median) |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const n of [...new Set(ccPairs.map((p) => p.n))]) {
+    const ps = ccPairs.filter((p) => p.n === n && Number.isFinite(p.a.cps) && Number.isFinite(p.x.cps));
+    const spread = (xs: number[]) => `${fmt(median(xs))} (${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))})`;
+    lines.push(
+      `| mbr-${n} | ${spread(ps.map((p) => p.x.cps / p.a.cps))} | ${spread(ps.map((p) => p.x.cpuUs / p.a.cpuUs))} | ` +
+        `${fmt(median(ps.map((p) => p.x.cps)), 0)}, ${fmt(median(ps.map((p) => p.x.cpuUs)), 1)} | ` +
+        `${fmt(median(ps.map((p) => p.a.cps)), 0)}, ${fmt(median(ps.map((p) => p.a.cpuUs)), 1)} | ` +
+        `${fmt(100 * median(ps.flatMap((p) => [p.a.steal, p.x.steal])), 0)}% |`,
+    );
+  }
   lines.push('', '## Membrane vs iptables at the same N (conn/s, median X)', '');
   for (const n of hasIptables ? [...new Set(rows.map((r) => Number(r.cfg.split('-')[1])))] : []) {
     const m = med(`mbr-${n}`, 'cps', 'x');
