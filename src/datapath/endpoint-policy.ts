@@ -224,7 +224,14 @@ export class EndpointPolicy {
     let target = this.#maps[slot];
     try {
       // Replaying the previous change brings the trie to the current state first: it must hold both.
-      if (!target || this.#pending === 'resync' || target.maxEntries < Math.max(nextSize, this.#state.size)) {
+      // A fresh trie too when the change deletes more than will remain (one batch of what stays
+      // beats one syscall per delete, and a trie that shrank by 100k entries gives its memory back).
+      if (
+        !target ||
+        this.#pending === 'resync' ||
+        target.maxEntries < Math.max(nextSize, this.#state.size) ||
+        change.deletes.length + this.#pending.deletes.length > nextSize
+      ) {
         target = this.#freshMap(slot, nextSize);
         writeAll(target, this.#nextEntries(upserted, deleted), nextSize);
       } else {

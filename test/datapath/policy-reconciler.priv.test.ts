@@ -99,6 +99,26 @@ describe('policy reconciler', () => {
     );
   });
 
+  it('shrinks to a small fresh trie when a change deletes most of the state, both slots in turn', (t) => {
+    if (!requireBpf(t, 'creates BPF maps')) return;
+    const dp = open(t, 'shrink');
+    const big = Array.from({ length: 3000 }, (_, i) => deny(20000 + i, 'ingress', 6, 9999));
+    dp.applyPolicy({ endpointId: 7, adds: big, deletes: [] });
+    const cap = () => dp.status().maps.find((m) => m.name === 'mbr_policy/7')?.maxEntries ?? 0;
+    assert.ok(cap() >= 3000);
+    const small = [allow(1001, 'ingress', 6, 80), allow(1001, 'ingress', 6, 443)];
+    dp.applyPolicy({ endpointId: 7, adds: small, deletes: big.map(([k]) => k) });
+    assert.deepEqual(kernelPolicyKeys(dp, 7), small.map(([k]) => JSON.stringify(k)).sort());
+    assert.ok(cap() < 3000, `the published trie shrank (capacity ${cap()})`);
+    // The next change lands in the other slot, which still held the 3000: it is rebuilt small too.
+    dp.applyPolicy({ endpointId: 7, adds: [allow(1002, 'ingress', 17, 53)], deletes: [small[1][0]] });
+    assert.deepEqual(
+      kernelPolicyKeys(dp, 7),
+      [small[0], allow(1002, 'ingress', 17, 53)].map(([k]) => JSON.stringify(k)).sort(),
+    );
+    assert.ok(cap() < 3000, `the other slot shrank too (capacity ${cap()})`);
+  });
+
   const BAD = [
     {
       name: 'a port with protocol any',
