@@ -462,7 +462,10 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 		}
 		/* This datapath enforces IPv4 only: IPv6 and other L3 protocols would bypass policy. */
 		p.length = skb->len;
-		return drop(skb, &p, ep, dir, 0, DROP_UNKNOWN_L3, 0);
+		p.sport = bpf_ntohs(skb->protocol);
+		count(dir, DROP_UNKNOWN_L3, skb->len);
+		emit(&p, ep, dir, 0, MBR_EVENT_DROP, DROP_UNKNOWN_L3, MBR_EVENT_F_NOT_IPV4, 0, 0, ifindex);
+		return TCX_DROP;
 	}
 
 	int err = parse(skb, &p);

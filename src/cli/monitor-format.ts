@@ -33,7 +33,10 @@ export function eventType(e: DatapathEvent): MonitorType {
 }
 
 export function formatMonitorLine(e: DatapathEvent, names: (id: number) => string = String): string {
-  const tuple = `${addr(e.srcIp, e.srcPort, e.protocol)} -> ${addr(e.dstIp, e.dstPort, e.protocol)} ${l4(e)}`;
+  const tuple =
+    e.ipVersion === 0
+      ? `EtherType 0x${(e.etherType ?? 0).toString(16).padStart(4, '0')}, ${e.length} bytes`
+      : `${addr(e.srcIp, e.srcPort, e.protocol)} -> ${addr(e.dstIp, e.dstPort, e.protocol)} ${l4(e)}`;
   switch (e.kind) {
     case EventKind.drop:
       // Endpoint IDs are per node; the direction says whether the endpoint sent or received it.

@@ -32,9 +32,12 @@ export const EVENT: StructLayout = {
   },
 };
 
-const F_EGRESS = 0x01;
-const F_REPLY = 0x02;
-const F_AUDIT = 0x04;
+/** mbr_event.flags (MBR_EVENT_F_*). */
+export const EventFlags = { egress: 0x01, reply: 0x02, audit: 0x04, notIpv4: 0x08 } as const;
+const F_EGRESS = EventFlags.egress;
+const F_REPLY = EventFlags.reply;
+const F_AUDIT = EventFlags.audit;
+const F_NOT_IPV4 = EventFlags.notIpv4;
 
 /**
  * Decodes one record; undefined for a kind this build does not know (skipped, not fatal). Each kind
@@ -47,6 +50,7 @@ export function decodeEvent(b: Buffer, o = 0): DatapathEvent | undefined {
   const flags = b.readUInt16LE(o + 2);
   switch (type) {
     case EventKind.drop:
+      if (flags & F_NOT_IPV4) return notIpv4Drop(b, o, subtype, flags);
       return {
         kind: EventKind.drop,
         reason: subtype,
@@ -118,6 +122,32 @@ export function decodeEvent(b: Buffer, o = 0): DatapathEvent | undefined {
     default:
       return undefined;
   }
+}
+
+/** A drop of a frame that is not IPv4: no addresses or ports, the EtherType instead (in sport). */
+function notIpv4Drop(b: Buffer, o: number, reason: number, flags: number): DatapathEvent {
+  return {
+    kind: EventKind.drop,
+    reason,
+    direction: flags & F_EGRESS ? 'egress' : 'ingress',
+    monoNs: b.readUInt32LE(o + 8) + b.readUInt32LE(o + 12) * 2 ** 32,
+    endpointId: b.readUInt32LE(o + 4),
+    ifindex: b.readUInt32LE(o + 16),
+    srcIdentity: b.readUInt32LE(o + 20),
+    dstIdentity: b.readUInt32LE(o + 24),
+    ipVersion: 0,
+    srcIp: '',
+    dstIp: '',
+    etherType: b.readUInt16LE(o + 36),
+    protocol: 0,
+    srcPort: 0,
+    dstPort: 0,
+    tcpFlags: 0,
+    icmpType: 0,
+    icmpCode: 0,
+    length: b.readUInt32LE(o + 44),
+    isReply: false,
+  };
 }
 
 /** Decodes a batch framed by the ring pump ([u32 len][record][pad8] x count). */

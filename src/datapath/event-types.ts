@@ -46,9 +46,12 @@ interface EventBase {
   readonly ifindex: number;
   readonly srcIdentity: number;
   readonly dstIdentity: number;
-  readonly ipVersion: 4 | 6;
+  /** 0: not an IP packet (a drop of an unsupported L3 protocol): addresses are '' and ports 0. */
+  readonly ipVersion: 0 | 4 | 6;
   readonly srcIp: string;
   readonly dstIp: string;
+  /** The frame's EtherType, given when ipVersion is 0. */
+  readonly etherType?: number;
   /** IP protocol number. */
   readonly protocol: number;
   readonly srcPort: number;

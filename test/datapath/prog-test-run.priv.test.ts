@@ -46,6 +46,10 @@ describe('datapath programs under BPF_PROG_TEST_RUN', () => {
       const drop = mine.find((e) => e.kind === EventKind.drop);
       if (c.expect.dropReason === undefined) assert.equal(drop, undefined, 'no drop event');
       else assert.equal(drop?.kind === EventKind.drop ? drop.reason : undefined, c.expect.dropReason);
+      if (c.expect.drop && drop) {
+        const got = drop as unknown as Record<string, unknown>;
+        assert.deepEqual(Object.fromEntries(Object.keys(c.expect.drop).map((k) => [k, got[k]])), c.expect.drop);
+      }
       if (c.expect.verdict) {
         const v = mine.find((e) => e.kind === EventKind.policyVerdict);
         assert.ok(v && v.kind === EventKind.policyVerdict, 'a policy-verdict event');

@@ -88,6 +88,35 @@ describe('flow parser', () => {
     assert.deepEqual(udp6.destination, { identity: 2, labels: ['reserved:world'] });
   });
 
+  it('reports a drop of a frame that is not IPv4 with no IP or L4 layer and its EtherType as summary', () => {
+    const f = parseDatapathEvent(
+      {
+        ...dropDefaultDeny,
+        reason: 139,
+        direction: 'egress',
+        ipVersion: 0,
+        srcIp: '',
+        dstIp: '',
+        etherType: 0x86dd,
+        protocol: 0,
+        srcPort: 0,
+        dstPort: 0,
+        tcpFlags: 0,
+      },
+      context(),
+    );
+    assert.equal(f.verdict, Verdict.DROPPED);
+    assert.equal(f.drop_reason_desc, 139);
+    assert.equal(f.IP, undefined);
+    assert.equal(f.l4, undefined);
+    assert.equal(f.Summary, 'IPv6');
+    const other = parseDatapathEvent(
+      { ...dropDefaultDeny, ipVersion: 0, srcIp: '', dstIp: '', etherType: 0x88cc },
+      context(),
+    );
+    assert.equal(other.Summary, 'EtherType 0x88cc');
+  });
+
   it('turns HTTP access records into L7 flows with summaries and attribution', () => {
     assert.equal(httpReq.Type, FlowType.L7);
     assert.deepEqual(httpReq.event_type, { type: 129 });

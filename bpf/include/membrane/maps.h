@@ -179,6 +179,8 @@ struct mbr_config {
 #define MBR_EVENT_F_EGRESS 0x01
 #define MBR_EVENT_F_REPLY 0x02
 #define MBR_EVENT_F_AUDIT 0x04
+/* Not an IPv4 packet (drop 139): addresses, ports and protocol are 0, sport holds the EtherType. */
+#define MBR_EVENT_F_NOT_IPV4 0x08
 
 struct mbr_event {
 	__u8 type;    /* MBR_EVENT_* */

@@ -305,6 +305,13 @@ function baseFlow(ev: DatapathEvent, ctx: FlowParserContext, verdict: number, su
     event_type: eventType(ev.kind, subType),
     Summary: l4Summary(ev.protocol, ev.tcpFlags, ev.icmpType),
   };
+  if (ev.ipVersion === 0) {
+    // A frame the datapath drops for not being IPv4 (139): it reports no addresses, only the type.
+    flow.IP = undefined;
+    flow.l4 = undefined;
+    flow.Summary =
+      ev.etherType === 0x86dd ? 'IPv6' : `EtherType 0x${(ev.etherType ?? 0).toString(16).padStart(4, '0')}`;
+  }
   if (ev.ifindex !== 0) {
     const name = en.interfaceName(ev.ifindex);
     flow.interface = networkInterface(ev.ifindex, name);
