@@ -149,15 +149,17 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
 
   loadMbr(n: number): void {
     if (this.mbrLoaded === n) return;
-    const t0 = process.hrtime.bigint();
+    // The inputs are built first: the timing is the datapath's work, not the benchmark's.
     const ipc = fillerIpcache(n);
+    const filler = fillerPolicy(n);
+    const t0 = process.hrtime.bigint();
     // Replace the previous filler: delete what is not wanted any more.
     const old = this.dp.ipcacheEntries().filter((e) => e.identity >= 20000 + n);
     for (const e of old) this.dp.deleteIpcache(`${e.prefix.addr}/${e.prefix.prefixLen}`);
     this.dp.upsertIpcacheBatch(ipc);
     const real = [allow(CLIENT, 'ingress', 6, 80), allow(CLIENT, 'ingress', 6, 5201)];
     const current = this.dp.policyEntries(2).map((e) => e.key);
-    const want = [...real, ...fillerPolicy(n)];
+    const want = [...real, ...filler];
     const wantIds = new Set(want.map(([k]) => `${k.identity}/${k.direction}/${k.protocol}/${k.port}`));
     const deletes = current.filter((k) => !wantIds.has(`${k.identity}/${k.direction}/${k.protocol}/${k.port}`));
     this.dp.applyPolicy({ endpointId: 2, adds: want, deletes });
@@ -526,7 +528,7 @@ function report(
   for (const c of liveCost) lines.push(`| ${c.n} | ${fmt(c.fromPodNs, 0)} | ${fmt(c.toPodNs, 0)} | ${c.runs} |`);
   lines.push(
     '',
-    '## Loading N policy entries + N ipcache entries (batch map writes; each time the mbr-N config is set up, first load first)',
+    '## Loading N policy entries + N ipcache entries (batch map writes, inputs built beforehand; each time the mbr-N config is set up, first load first; later loads also delete the previous filler)',
     '',
   );
   for (const [n, ms] of loadTimes) lines.push(`- N=${n}: ${fmt(ms, 0)} ms`);
