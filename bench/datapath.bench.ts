@@ -155,7 +155,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
     const t0 = process.hrtime.bigint();
     // Replace the previous filler: delete what is not wanted any more.
     const old = this.dp.ipcacheEntries().filter((e) => e.identity >= 20000 + n);
-    for (const e of old) this.dp.deleteIpcache(`${e.prefix.addr}/${e.prefix.prefixLen}`);
+    this.dp.deleteIpcacheBatch(old.map((e) => e.prefix));
     this.dp.upsertIpcacheBatch(ipc);
     const real = [allow(CLIENT, 'ingress', 6, 80), allow(CLIENT, 'ingress', 6, 5201)];
     const current = this.dp.policyEntries(2).map((e) => e.key);

@@ -4,7 +4,7 @@
 // them and the programs never stop enforcing.
 import { Datapath } from '../datapath/datapath.js';
 import type { DatapathEvent } from '../datapath/event-types.js';
-import { formatIpv4Prefix } from '../datapath/maps/ipcache-map.js';
+import { formatIpv4Prefix, parseIpv4Prefix } from '../datapath/maps/ipcache-map.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
 import type { DatapathPort, IpcacheEntry } from './subsystem-ports.js';
@@ -58,8 +58,11 @@ export class BpfDatapathPort implements DatapathPort {
     const want = new Map(entries.map((e) => [e.prefix, e.identity]));
     const have = new Map(this.#dp.ipcacheEntries().map((e) => [formatIpv4Prefix(e.prefix), e.identity]));
     const upserts = [...want].filter(([p, id]) => have.get(p) !== id);
-    for (const [p, id] of upserts) this.#dp.upsertIpcache(p, id);
-    for (const p of have.keys()) if (!want.has(p)) this.#dp.deleteIpcache(p);
+    // Batches: a cluster's first sync or a namespace going away is thousands of prefixes.
+    if (upserts.length > 0)
+      this.#dp.upsertIpcacheBatch(upserts.map(([p, identity]) => ({ prefix: parseIpv4Prefix(p), identity })));
+    const gone = [...have.keys()].filter((p) => !want.has(p));
+    if (gone.length > 0) this.#dp.deleteIpcacheBatch(gone.map((p) => parseIpv4Prefix(p)));
   }
 
   async applyPolicy(diff: MapStateDiff): Promise<void> {

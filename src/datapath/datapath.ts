@@ -5,6 +5,7 @@
 //   dp.attachEndpoint({ endpointId: 7, netnsPath: '/run/netns/node1', ifname: 'mbr-veth7',
 //                       ipv4: '10.1.0.7', identity: 1234 });  // tcx links, pinned
 //   dp.upsertIpcache('10.1.0.0/16', 1234); dp.deleteIpcache('10.1.0.0/16');
+//   dp.upsertIpcacheBatch(entries); dp.deleteIpcacheBatch(prefixes);           // batch syscalls
 //   dp.applyPolicy(diff);                                      // MapStateDiff, atomic per endpoint
 //   const off = dp.onEvents((events) => ...);                  // DatapathEvent[] per drained batch
 //   dp.lostEvents(); dp.metrics(); dp.status();
@@ -364,6 +365,28 @@ export class Datapath {
     const p = parseIpv4Prefix(prefix);
     this.#ipcacheKeys.delete(ipcacheKeyNumber(p));
     return this.map('mbr_ipcache').delete(encodeIpcacheKey(p));
+  }
+
+  /** Deletes many prefixes with batch syscalls; prefixes not in the ipcache are skipped. Returns how many went. */
+  deleteIpcacheBatch(prefixes: readonly IpcachePrefix[]): number {
+    const ids = new Map<number, IpcachePrefix>();
+    for (const p of prefixes) {
+      const id = ipcacheKeyNumber(p);
+      if (this.#ipcacheKeys.has(id)) ids.set(id, p);
+    }
+    if (ids.size === 0) return 0;
+    const keys = Buffer.alloc(ids.size * 8);
+    let i = 0;
+    for (const p of ids.values()) encodeIpcacheKey(p, keys, 8 * i++);
+    const m = this.map('mbr_ipcache');
+    try {
+      m.deleteBatch(keys, ids.size);
+    } catch {
+      // A batch stops at a key the map lacks (the key set and the map disagree): finish one by one.
+      for (let j = 0; j < ids.size; j++) m.delete(keys.subarray(8 * j, 8 * j + 8));
+    }
+    for (const id of ids.keys()) this.#ipcacheKeys.delete(id);
+    return ids.size;
   }
 
   /**

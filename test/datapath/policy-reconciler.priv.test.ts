@@ -171,4 +171,25 @@ describe('policy reconciler', () => {
     dp.upsertIpcacheBatch(entries.slice(0, 100));
     assert.equal(dp.status().maps.find((m) => m.name === 'mbr_ipcache')?.pressure, 1);
   });
+
+  it('deletes an ipcache batch, skipping prefixes it does not hold, and frees the room', (t) => {
+    if (!requireBpf(t, 'creates BPF maps')) return;
+    const dp = open(t, 'ipdel', { ipcacheMaxEntries: 100 });
+    const entries = Array.from({ length: 100 }, (_, i) => ({
+      prefix: parseIpv4Prefix(`10.9.${i >> 8}.${i & 255}`),
+      identity: 3000 + i,
+    }));
+    dp.upsertIpcacheBatch(entries);
+    const gone = [...entries.slice(0, 60).map((e) => e.prefix), parseIpv4Prefix('192.0.2.0/24')];
+    assert.equal(dp.deleteIpcacheBatch(gone), 60);
+    assert.deepEqual(
+      dp
+        .ipcacheEntries()
+        .map((e) => e.identity)
+        .sort((a, b) => a - b),
+      entries.slice(60).map((e) => e.identity),
+    );
+    dp.upsertIpcacheBatch(entries.slice(0, 60)); // fits again: the key count followed the deletes
+    assert.equal(dp.ipcacheEntries().length, 100);
+  });
 });
