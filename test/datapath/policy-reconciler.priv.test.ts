@@ -35,6 +35,14 @@ function kernelPolicyKeys(dp: Datapath, ep: number): string[] {
   }
 }
 
+/** n ipcache entries 10.9.x.y/32 with identities from 3000. */
+function ipcacheFiller(n: number) {
+  return Array.from({ length: n }, (_, i) => ({
+    prefix: parseIpv4Prefix(`10.9.${i >> 8}.${i & 255}`),
+    identity: 3000 + i,
+  }));
+}
+
 describe('policy reconciler', () => {
   it('refuses a change past the map limit and keeps the previous policy in force', (t) => {
     if (!requireBpf(t, 'creates BPF maps')) return;
@@ -159,10 +167,7 @@ describe('policy reconciler', () => {
   it('refuses an ipcache batch that cannot fit and writes none of it', (t) => {
     if (!requireBpf(t, 'creates BPF maps')) return;
     const dp = open(t, 'ipc', { ipcacheMaxEntries: 100 });
-    const entries = Array.from({ length: 101 }, (_, i) => ({
-      prefix: parseIpv4Prefix(`10.9.${i >> 8}.${i & 255}`),
-      identity: 3000 + i,
-    }));
+    const entries = ipcacheFiller(101);
     assert.throws(() => dp.upsertIpcacheBatch(entries), {
       code: 'MBR_DATAPATH_MAP_FULL',
       message: 'ipcache: 101 new entries do not fit (0 of 100 used); nothing written',
@@ -175,10 +180,7 @@ describe('policy reconciler', () => {
   it('deletes an ipcache batch, skipping prefixes it does not hold, and frees the room', (t) => {
     if (!requireBpf(t, 'creates BPF maps')) return;
     const dp = open(t, 'ipdel', { ipcacheMaxEntries: 100 });
-    const entries = Array.from({ length: 100 }, (_, i) => ({
-      prefix: parseIpv4Prefix(`10.9.${i >> 8}.${i & 255}`),
-      identity: 3000 + i,
-    }));
+    const entries = ipcacheFiller(100);
     dp.upsertIpcacheBatch(entries);
     const gone = [...entries.slice(0, 60).map((e) => e.prefix), parseIpv4Prefix('192.0.2.0/24')];
     assert.equal(dp.deleteIpcacheBatch(gone), 60);
