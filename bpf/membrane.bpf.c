@@ -588,7 +588,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			__sync_fetch_and_add(&ct->tx_packets, 1);
 			__sync_fetch_and_add(&ct->tx_bytes, skb->len);
 #endif
-			report = ct_should_report(ct->tx_flags_seen, &ct->last_tx_report, p.tcp_flags, now);
+			report = trace_level == MBR_TRACE_CONNECTIONS &&
+				 ct_should_report(ct->tx_flags_seen, &ct->last_tx_report, p.tcp_flags, now);
 			if ((ct->tx_flags_seen | p.tcp_flags) != ct->tx_flags_seen)
 				ct->tx_flags_seen |= p.tcp_flags;
 			if (check) {
@@ -602,7 +603,8 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			__sync_fetch_and_add(&ct->rx_packets, 1);
 			__sync_fetch_and_add(&ct->rx_bytes, skb->len);
 #endif
-			report = ct_should_report(ct->rx_flags_seen, &ct->last_rx_report, p.tcp_flags, now);
+			report = trace_level == MBR_TRACE_CONNECTIONS &&
+				 ct_should_report(ct->rx_flags_seen, &ct->last_rx_report, p.tcp_flags, now);
 			if ((ct->rx_flags_seen | p.tcp_flags) != ct->rx_flags_seen)
 				ct->rx_flags_seen |= p.tcp_flags;
 			flags |= MBR_CT_F_SEEN_REPLY;

@@ -248,8 +248,15 @@ export class Datapath {
       policyRevision: (prev?.policyRevision ?? 0) + 1,
       ifindex,
     };
+    // Known before its /32 is written, so the ipcache entry carries the local-endpoint flag.
     this.#endpoints.set(a.endpointId, info);
-    this.upsertIpcache(`${a.ipv4}/32`, a.identity);
+    try {
+      this.upsertIpcache(`${a.ipv4}/32`, a.identity);
+    } catch (err) {
+      if (prev) this.#endpoints.set(a.endpointId, prev);
+      else this.#endpoints.delete(a.endpointId);
+      throw err;
+    }
     this.map('mbr_endpoints').update(encodeIfindexKey(ifindex), encodeEndpointInfo(info));
     if (this.#attachMode !== 'tc') {
       try {

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { formatMonitorLine } from '../../src/cli/monitor-format.js';
 import { renderTable } from '../../src/cli/table.js';
 import type { DatapathEvent } from '../../src/datapath/event-types.js';
+import { dropNotIpv4 } from '../hubble/fixtures.js';
 
 const base = {
   monoNs: 1,
@@ -36,21 +37,7 @@ const LINES: ReadonlyArray<{ name: string; e: DatapathEvent; line: string }> = [
   },
   {
     name: 'a drop of a frame that is not IPv4',
-    e: {
-      ...base,
-      kind: 1,
-      reason: 139,
-      direction: 'egress',
-      ipVersion: 0,
-      srcIp: '',
-      dstIp: '',
-      etherType: 0x86dd,
-      protocol: 0,
-      srcPort: 0,
-      dstPort: 0,
-      tcpFlags: 0,
-      length: 70,
-    },
+    e: { ...dropNotIpv4, endpointId: 7, ifindex: 4, srcIdentity: 262, dstIdentity: 258, length: 70 },
     line: 'xx drop (Unsupported L3 protocol) from endpoint 7, ifindex 4, identity 262->258: EtherType 0x86dd, 70 bytes',
   },
   {

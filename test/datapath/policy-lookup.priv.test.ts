@@ -4,12 +4,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
-import { type DatapathEvent, EventKind } from '../../src/datapath/event-types.js';
+import { EventKind } from '../../src/datapath/event-types.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
 import type { PolicyEntry, PolicyKey, TrafficDirection } from '../../src/policy/map-state-types.js';
 import { TCP_FLAGS, tcpPacket, udpPacket } from './support/packet.js';
-import { EP, writeEndpoint } from './support/prog-setup.js';
+import { EP, openTestDatapath, writeEndpoint } from './support/prog-setup.js';
 import { requireBpf } from './support/require-bpf.js';
 
 type Entry = readonly [PolicyKey, PolicyEntry];
@@ -82,15 +81,7 @@ const probeArb = fc.record({
 describe('BPF policy lookup', () => {
   it('agrees with the reference lookup on random maps and packets', (t) => {
     if (!requireBpf(t, 'loads BPF programs')) return;
-    const pinDir = `/sys/fs/bpf/membrane/dp-lookup-${process.pid}`;
-    removePinDir(pinDir);
-    const dp = Datapath.open({ pinDir });
-    t.after(() => {
-      dp.destroy();
-      removePinDir(pinDir);
-    });
-    const events: DatapathEvent[] = [];
-    dp.onEvents((e) => events.push(...e));
+    const { dp, events } = openTestDatapath(t, 'lookup');
     writeEndpoint(dp, 0, 1);
     dp.upsertIpcache('10.0.1.2/32', 1001); // the pod itself
     dp.upsertIpcache('10.0.2.1/32', 1001);

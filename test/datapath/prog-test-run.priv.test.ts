@@ -3,12 +3,11 @@
 // conntrack table are checked. A runner that finds no cases fails.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
-import { type DatapathEvent, EventKind } from '../../src/datapath/event-types.js';
+import { EventKind } from '../../src/datapath/event-types.js';
 import { encodeCtKey } from '../../src/datapath/maps/ct-map.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
 import { PROG_CASES } from './fixtures/prog-cases.js';
-import { EP, setUpCase, writeEndpoint } from './support/prog-setup.js';
+import { EP, openTestDatapath, setUpCase, writeEndpoint } from './support/prog-setup.js';
 import { requireBpf } from './support/require-bpf.js';
 
 describe('datapath programs under BPF_PROG_TEST_RUN', () => {
@@ -17,15 +16,7 @@ describe('datapath programs under BPF_PROG_TEST_RUN', () => {
   for (const c of PROG_CASES) {
     it(c.name, (t) => {
       if (!requireBpf(t, 'loads BPF programs')) return;
-      const pinDir = `/sys/fs/bpf/membrane/dp-prog-${process.pid}`;
-      removePinDir(pinDir);
-      const dp = Datapath.open({ pinDir, traceLevel: 'all' });
-      t.after(() => {
-        dp.destroy();
-        removePinDir(pinDir);
-      });
-      const events: DatapathEvent[] = [];
-      dp.onEvents((e) => events.push(...e));
+      const { dp, events } = openTestDatapath(t, 'prog', { traceLevel: 'all' });
       setUpCase(dp, c);
       for (const b of c.before ?? []) dp.testRun(b.program, b.packet);
       if (c.policyAfterBefore) {

@@ -3,18 +3,13 @@
 // report comes back once a direction has been quiet for MBR_CT_REPORT_INTERVAL seconds.
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { Datapath, monotonicSeconds, removePinDir } from '../../src/datapath/datapath.js';
-import {
-  type DatapathEvent,
-  EventKind,
-  type TraceEvent,
-  TraceObservationPoint,
-} from '../../src/datapath/event-types.js';
+import { type Datapath, monotonicSeconds } from '../../src/datapath/datapath.js';
+import { EventKind, type TraceEvent, TraceObservationPoint } from '../../src/datapath/event-types.js';
 import { type CtKey, decodeCtEntry, encodeCtEntry, encodeCtKey } from '../../src/datapath/maps/ct-map.js';
 import { encodeIpcacheKey, encodeIpcacheValue, IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
 import { PEER_ID, PEER_IP, POD_ID, POD_IP } from './fixtures/prog-cases.js';
 import { TCP_FLAGS, tcpPacket } from './support/packet.js';
-import { EP, writeEndpoint } from './support/prog-setup.js';
+import { EP, openTestDatapath, writeEndpoint } from './support/prog-setup.js';
 import { requireBpf } from './support/require-bpf.js';
 import { allow } from './support/traffic.js';
 
@@ -24,15 +19,7 @@ function open(
   t: TestContext,
   peerLocal: boolean,
 ): { dp: Datapath; run: (p: 'from' | 'to', b: Buffer) => TraceEvent[] } {
-  const pinDir = `/sys/fs/bpf/membrane/dp-agg-${process.pid}`;
-  removePinDir(pinDir);
-  const dp = Datapath.open({ pinDir, traceLevel: 'connections' });
-  t.after(() => {
-    dp.destroy();
-    removePinDir(pinDir);
-  });
-  const events: DatapathEvent[] = [];
-  dp.onEvents((e) => events.push(...e));
+  const { dp, events } = openTestDatapath(t, 'agg', { traceLevel: 'connections' });
   writeEndpoint(dp, 0, 1);
   dp.upsertIpcache(`${POD_IP}/32`, POD_ID);
   const flags = peerLocal ? IpcacheFlags.localEndpoint : 0;

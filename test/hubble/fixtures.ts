@@ -157,6 +157,21 @@ export const dropDefaultDeny: DropEvent = {
   direction: 'ingress',
 };
 
+/** A frame that is not IPv4 (an IPv6 router solicitation), dropped with 139 at a pod's egress. */
+export const dropNotIpv4: DropEvent = {
+  ...dropDefaultDeny,
+  reason: 139,
+  direction: 'egress',
+  ipVersion: 0,
+  srcIp: '',
+  dstIp: '',
+  etherType: 0x86dd,
+  protocol: 0,
+  srcPort: 0,
+  dstPort: 0,
+  tcpFlags: 0,
+};
+
 export const dropDenyWorld: DropEvent = {
   ...base,
   kind: 1,

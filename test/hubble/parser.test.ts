@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { InMemoryEnrichment } from '../../src/hubble/flow/enrichment.js';
 import { FlowType, TraceObservationPoint, TrafficDirection, Verdict } from '../../src/hubble/flow/flow.js';
 import { l4Summary, parseDatapathEvent, redactUrl, uuidSource, wallFromMono } from '../../src/hubble/flow/parser.js';
-import { context, dropDefaultDeny, sampleFlows, T0, traceSyn } from './fixtures.js';
+import { context, dropDefaultDeny, dropNotIpv4, sampleFlows, T0, traceSyn } from './fixtures.js';
 
 describe('flow parser', () => {
   const [syn, synAck, allowed, defaultDeny, denyWorld, icmp, udp6, httpReq, httpResp, dnsReq, dnsResp] = sampleFlows();
@@ -89,31 +89,13 @@ describe('flow parser', () => {
   });
 
   it('reports a drop of a frame that is not IPv4 with no IP or L4 layer and its EtherType as summary', () => {
-    const f = parseDatapathEvent(
-      {
-        ...dropDefaultDeny,
-        reason: 139,
-        direction: 'egress',
-        ipVersion: 0,
-        srcIp: '',
-        dstIp: '',
-        etherType: 0x86dd,
-        protocol: 0,
-        srcPort: 0,
-        dstPort: 0,
-        tcpFlags: 0,
-      },
-      context(),
-    );
+    const f = parseDatapathEvent(dropNotIpv4, context());
     assert.equal(f.verdict, Verdict.DROPPED);
     assert.equal(f.drop_reason_desc, 139);
     assert.equal(f.IP, undefined);
     assert.equal(f.l4, undefined);
     assert.equal(f.Summary, 'IPv6');
-    const other = parseDatapathEvent(
-      { ...dropDefaultDeny, ipVersion: 0, srcIp: '', dstIp: '', etherType: 0x88cc },
-      context(),
-    );
+    const other = parseDatapathEvent({ ...dropNotIpv4, etherType: 0x88cc }, context());
     assert.equal(other.Summary, 'EtherType 0x88cc');
   });
 

@@ -49,10 +49,7 @@ export function truncate(p: Buffer, len: number): Buffer {
 
 /** An IPv6 ICMPv6 router solicitation (fe80::1 -> ff02::2), what a pod's kernel sends on link up. */
 export function ipv6RouterSolicitation(): Buffer {
-  const eth = Buffer.alloc(14);
-  eth.set([0x33, 0x33, 0, 0, 0, 0x02], 0);
-  eth.set([0x02, 0, 0, 0, 0, 0x01], 6);
-  eth.writeUInt16BE(0x86dd, 12);
+  const eth = ethernet([0x33, 0x33, 0, 0, 0, 0x02], 0x86dd);
   const ip6 = Buffer.alloc(40);
   ip6.writeUInt32BE(0x60000000, 0);
   ip6.writeUInt16BE(8, 4);
@@ -73,11 +70,17 @@ export function arpPacket(): Buffer {
   return b;
 }
 
-function frame(o: Ipv4Opts, protocol: number, l4: Buffer): Buffer {
+/** An Ethernet header from the pod's MAC (02:00:00:00:00:01) to `dst`. */
+function ethernet(dst: readonly number[], etherType: number): Buffer {
   const eth = Buffer.alloc(14);
-  eth.set([0x02, 0, 0, 0, 0, 0x02], 0);
+  eth.set(dst, 0);
   eth.set([0x02, 0, 0, 0, 0, 0x01], 6);
-  eth.writeUInt16BE(0x0800, 12);
+  eth.writeUInt16BE(etherType, 12);
+  return eth;
+}
+
+function frame(o: Ipv4Opts, protocol: number, l4: Buffer): Buffer {
+  const eth = ethernet([0x02, 0, 0, 0, 0, 0x02], 0x0800);
   const ip = Buffer.alloc(20);
   ip.writeUInt8(0x45, 0);
   ip.writeUInt16BE(20 + l4.length, 2);

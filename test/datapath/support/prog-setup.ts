@@ -1,11 +1,32 @@
 // Sets up the maps of one BPF_PROG_TEST_RUN fixture (fixtures/prog-cases.ts) in a datapath
-// instance: the fixture endpoint on ifindex 1, ipcache, policy, conntrack and auth entries.
-import { type Datapath, monotonicSeconds } from '../../../src/datapath/datapath.js';
+// instance: the fixture endpoint on ifindex 1, ipcache, policy, conntrack and auth entries; and
+// opens the throwaway instances those tests run in.
+import type { TestContext } from 'node:test';
+import { Datapath, type DatapathOptions, monotonicSeconds, removePinDir } from '../../../src/datapath/datapath.js';
+import type { DatapathEvent } from '../../../src/datapath/event-types.js';
 import { encodeCtEntry, encodeCtKey } from '../../../src/datapath/maps/ct-map.js';
 import { encodeEndpointInfo, encodeIfindexKey } from '../../../src/datapath/maps/endpoint-map.js';
 import { POD_ID, POD_IP, type ProgCase } from '../fixtures/prog-cases.js';
 
 export const EP = 9;
+
+/** A fresh datapath instance pinned under dp-<name>-<pid>, removed after the test, its events collected. */
+export function openTestDatapath(
+  t: TestContext,
+  name: string,
+  opts: DatapathOptions = {},
+): { dp: Datapath; events: DatapathEvent[] } {
+  const pinDir = `/sys/fs/bpf/membrane/dp-${name}-${process.pid}`;
+  removePinDir(pinDir);
+  const dp = Datapath.open({ pinDir, ...opts });
+  t.after(() => {
+    dp.destroy();
+    removePinDir(pinDir);
+  });
+  const events: DatapathEvent[] = [];
+  dp.onEvents((e) => events.push(...e));
+  return { dp, events };
+}
 
 export function setUpCase(dp: Datapath, c: ProgCase): void {
   writeEndpoint(dp, c.endpointFlags ?? 0, 1);
