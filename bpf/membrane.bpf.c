@@ -19,6 +19,8 @@
 
 #define TCX_NEXT -1
 #define TCX_DROP 2
+/* Not a tc verdict: the helpers below return it when the program goes on with the packet. */
+#define GO_ON 0x100
 #define ETH_P_IP 0x0800
 #define ETH_P_ARP 0x0806
 #define ETH_HLEN 14
@@ -404,18 +406,40 @@ static __always_inline void policy_lookup(struct mbr_endpoint_info *ep, __u32 re
 	}
 }
 
-/* The remote end's identity from the ipcache (world when no prefix matches); *is_local tells whether
- * it is an endpoint of this node. */
-static __always_inline __u32 remote_identity(struct pkt *p, __u8 dir, __u8 *is_local)
+/* One endpoint's half of a packet's journey: its egress (mbr_from_pod) or its ingress (mbr_to_pod,
+ * or mbr_from_pod delivering locally). decide() only reads maps; commit() writes conntrack, counts
+ * and reports. The split lets local delivery check the receiver's half before committing to it. */
+struct half {
+	struct mbr_endpoint_info *ep;
+	struct mbr_ct_entry *ct; /* the flow's entry as found (forward or reply), 0 when none */
+	struct mbr_ct_key fwd;	 /* this packet's tuple in this half: the key a new flow is created at */
+	struct verdict v;
+	__u32 ifindex;	    /* the endpoint's host-side veth: events carry it */
+	__u32 remote;	    /* the remote end's identity */
+	__u32 peer_ifindex; /* the remote endpoint's host-side veth when it is on this node, else 0 */
+	__u8 dir;
+	__u8 state;	    /* CT_* */
+	__u8 check;	    /* the packet took a policy decision */
+	__u8 remote_local;  /* the remote end is an endpoint of this node */
+	__u8 drop;	    /* the decision's drop reason, 0 = pass */
+	__u8 verdict_event; /* a policy-verdict event is due */
+	__u8 audit;	    /* the verdict denies, the endpoint is in audit mode: reported, let through */
+	__u8 pad;
+};
+
+/* The remote end's identity from the ipcache (world when no prefix matches), whether it is an
+ * endpoint of this node, and that endpoint's host-side veth. */
+static __always_inline void remote_identity(struct pkt *p, struct half *h)
 {
-	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = dir == MBR_DIR_EGRESS ? p->daddr : p->saddr };
+	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = h->dir == MBR_DIR_EGRESS ? p->daddr : p->saddr };
 	struct mbr_ipcache_value *iv = bpf_map_lookup_elem(&mbr_ipcache, &ik);
 	if (!iv) {
-		*is_local = 0;
-		return MBR_IDENTITY_WORLD;
+		h->remote = MBR_IDENTITY_WORLD;
+		return;
 	}
-	*is_local = (iv->flags & MBR_IPCACHE_F_LOCAL_ENDPOINT) != 0;
-	return iv->identity;
+	h->remote = iv->identity;
+	h->remote_local = (iv->flags & MBR_IPCACHE_F_LOCAL_ENDPOINT) != 0;
+	h->peer_ifindex = h->remote_local ? iv->ifindex : 0;
 }
 
 /* Whether a packet of a tracked flow is reported under MBR_TRACE_CONNECTIONS, and the bookkeeping
@@ -439,117 +463,108 @@ static __always_inline __u32 tcp_lifetime(struct mbr_ct_entry *ct, __u32 now)
 }
 
 static __always_inline int drop(struct __sk_buff *skb, struct pkt *p, struct mbr_endpoint_info *ep, __u8 dir,
-				__u32 remote, __u8 reason, __u8 ct_state)
+				__u32 remote, __u8 reason, __u8 ct_state, __u32 ifindex)
 {
 	count(dir, reason, skb->len);
 	emit(p, ep, dir, remote, MBR_EVENT_DROP, reason, ct_state == CT_REPLY ? MBR_EVENT_F_REPLY : 0, 0, ct_state,
-	     skb->ifindex);
+	     ifindex);
 	return TCX_DROP;
 }
 
-static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
+/* Conntrack state and, for new flows (and established flows whose endpoint policy changed since they
+ * were last checked), the policy verdict. A local sender (src_ep, ingress half of local delivery)
+ * gives the remote identity directly; everyone else takes it from the ipcache. Replies of admitted
+ * flows never look at the ipcache or the policy. */
+static __always_inline void decide(struct pkt *p, struct half *h, __u32 now, struct mbr_endpoint_info *src_ep,
+				   __u32 src_ifindex)
 {
-	__u32 ifindex = skb->ifindex;
-	struct mbr_endpoint_info *ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
-	if (!ep)
-		return TCX_NEXT; /* not a Membrane endpoint (yet): leave it alone */
-	struct pkt p = {};
-	__u8 remote_local = 0;
-	if (skb->protocol != bpf_htons(ETH_P_IP)) {
-		if (skb->protocol == bpf_htons(ETH_P_ARP)) {
-			count(dir, 0, skb->len);
-			return TCX_NEXT;
-		}
-		/* This datapath enforces IPv4 only: IPv6 and other L3 protocols would bypass policy. */
-		p.length = skb->len;
-		p.sport = bpf_ntohs(skb->protocol);
-		count(dir, DROP_UNKNOWN_L3, skb->len);
-		emit(&p, ep, dir, 0, MBR_EVENT_DROP, DROP_UNKNOWN_L3, MBR_EVENT_F_NOT_IPV4, 0, 0, ifindex);
-		return TCX_DROP;
-	}
-
-	int err = parse(skb, &p);
-	/* Headers are nearly always in the linear part. Pull only when parsing ran past it and the
-	 * packet is longer: pulling a cloned skb (every TCP segment) copies its head. */
-	if ((err == DROP_INVALID || err == DROP_CT_INVALID_HDR) &&
-	    skb_data(skb) + skb->len > skb_data_end(skb)) {
-		bpf_skb_pull_data(skb, skb->len < 150 ? skb->len : 150);
-		__builtin_memset(&p, 0, sizeof(p));
-		err = parse(skb, &p);
-	}
-	if (err)
-		return drop(skb, &p, ep, dir, remote_identity(&p, dir, &remote_local), err, 0);
-
-	/* Conntrack times are whole seconds: the coarse clock (same epoch as CLOCK_MONOTONIC, which
-	 * user space compares lifetimes with) is a memory read, not a clock source read. */
-	__u32 now = bpf_ktime_get_coarse_ns() / 1000000000ULL;
-	struct mbr_ct_key fwd = {
-		.saddr = p.saddr,
-		.daddr = p.daddr,
-		.sport = p.sport,
-		.dport = p.dport,
-		.protocol = p.protocol,
-		.dir = dir,
-	};
-	__u8 state = CT_NEW;
-	struct mbr_ct_entry *ct = bpf_map_lookup_elem(&mbr_ct4, &fwd);
+	__u8 dir = h->dir;
+	h->fwd.saddr = p->saddr;
+	h->fwd.daddr = p->daddr;
+	h->fwd.sport = p->sport;
+	h->fwd.dport = p->dport;
+	h->fwd.protocol = p->protocol;
+	h->fwd.dir = dir;
+	h->state = CT_NEW;
+	struct mbr_ct_entry *ct = bpf_map_lookup_elem(&mbr_ct4, &h->fwd);
 	if (ct && ct->lifetime > now) {
-		state = CT_ESTABLISHED;
-		if ((p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+		h->state = CT_ESTABLISHED;
+		if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
 		    (ct->flags & (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING)))
-			state = CT_REOPENED;
+			h->state = CT_REOPENED;
 	} else {
 		struct mbr_ct_key rev = {
-			.saddr = p.daddr,
-			.daddr = p.saddr,
-			.sport = p.dport,
-			.dport = p.sport,
-			.protocol = p.protocol,
+			.saddr = p->daddr,
+			.daddr = p->saddr,
+			.sport = p->dport,
+			.dport = p->sport,
+			.protocol = p->protocol,
 			.dir = dir ^ 1,
 		};
 		ct = bpf_map_lookup_elem(&mbr_ct4, &rev);
 		if (ct && ct->lifetime > now) {
-			state = CT_REPLY;
-		} else if (p.is_icmp_error) {
-			p.inner.dir = dir ^ 1;
-			struct mbr_ct_entry *rel = bpf_map_lookup_elem(&mbr_ct4, &p.inner);
+			h->state = CT_REPLY;
+		} else if (p->is_icmp_error) {
+			p->inner.dir = dir ^ 1;
+			struct mbr_ct_entry *rel = bpf_map_lookup_elem(&mbr_ct4, &p->inner);
 			if (rel && rel->lifetime > now)
-				state = CT_RELATED;
+				h->state = CT_RELATED;
 			ct = 0;
 		} else {
 			ct = 0;
 		}
 	}
+	h->ct = ct;
 
-	__u32 zero = 0;
-	struct mbr_config *cfg = bpf_map_lookup_elem(&mbr_config, &zero);
-	__u32 trace_level = cfg ? cfg->trace_level : MBR_TRACE_CONNECTIONS;
-	struct verdict v = {};
-	int check = state == CT_NEW || state == CT_REOPENED ||
-		    (state == CT_ESTABLISHED && ct && ct->policy_revision != ep->policy_revision);
+	struct mbr_endpoint_info *ep = h->ep;
+	__u8 state = h->state;
+	h->check = state == CT_NEW || state == CT_REOPENED ||
+		   (state == CT_ESTABLISHED && ct && ct->policy_revision != ep->policy_revision);
 	/* Packets of a tracked flow that need no policy decision take the remote identity the flow was
 	 * admitted with (for events only) and skip the ipcache lookup. */
-	__u32 remote;
-	if (check || !ct) {
-		remote = remote_identity(&p, dir, &remote_local);
+	if (h->check || !ct) {
+		if (src_ep) {
+			h->remote = src_ep->identity;
+			h->remote_local = 1;
+			h->peer_ifindex = src_ifindex;
+		} else {
+			remote_identity(p, h);
+		}
 	} else {
-		remote = ct->src_sec_id;
-		remote_local = (ct->flags & MBR_CT_F_REMOTE_LOCAL) != 0;
+		h->remote = ct->src_sec_id;
+		h->remote_local = (ct->flags & MBR_CT_F_REMOTE_LOCAL) != 0;
+		h->peer_ifindex = ct->peer_ifindex;
 	}
 	int enforced = !(ep->flags & (dir == MBR_DIR_EGRESS ? MBR_EP_F_NO_ENFORCE_EGRESS : MBR_EP_F_NO_ENFORCE_INGRESS));
-	if (check && enforced) {
-		policy_lookup(ep, remote, dir, &p, &v);
-		int audit = v.verdict < 0 && (ep->flags & MBR_EP_F_AUDIT);
-		if (state != CT_ESTABLISHED)
-			emit(&p, ep, dir, remote, MBR_EVENT_POLICY_VERDICT, v.match_type, audit ? MBR_EVENT_F_AUDIT : 0,
-			     &v, state, ifindex);
-		if (v.verdict < 0 && !audit) {
-			if (state == CT_ESTABLISHED) /* the flow lost its allow: forget it */
-				bpf_map_delete_elem(&mbr_ct4, &fwd);
-			return drop(skb, &p, ep, dir, remote, (__u8)(-v.verdict), state);
-		}
-		if (v.verdict < 0)
-			v.proxy_port = 0;
+	if (h->check && enforced) {
+		policy_lookup(ep, h->remote, dir, p, &h->v);
+		h->audit = h->v.verdict < 0 && (ep->flags & MBR_EP_F_AUDIT);
+		h->verdict_event = state != CT_ESTABLISHED;
+		if (h->v.verdict < 0 && !h->audit)
+			h->drop = (__u8)(-h->v.verdict);
+		if (h->v.verdict < 0)
+			h->v.proxy_port = 0;
+	}
+	if (state == CT_ESTABLISHED && ct && ct->proxy_port)
+		h->v.proxy_port = ct->proxy_port;
+}
+
+/* Carries out a decision: the policy-verdict event, the drop, or the conntrack update, metrics, the
+ * proxy mark and the trace event. Returns TCX_NEXT or TCX_DROP. */
+static __always_inline int commit(struct __sk_buff *skb, struct pkt *p, struct half *h, __u32 now,
+				  __u32 trace_level)
+{
+	struct mbr_endpoint_info *ep = h->ep;
+	struct mbr_ct_entry *ct = h->ct;
+	__u8 dir = h->dir, state = h->state;
+	__u32 remote = h->remote;
+	if (h->verdict_event)
+		emit(p, ep, dir, remote, MBR_EVENT_POLICY_VERDICT, h->v.match_type,
+		     h->audit ? MBR_EVENT_F_AUDIT : 0, &h->v, state, h->ifindex);
+	if (h->drop) {
+		if (state == CT_ESTABLISHED) /* the flow lost its allow: forget it */
+			bpf_map_delete_elem(&mbr_ct4, &h->fwd);
+		return drop(skb, p, ep, dir, remote, h->drop, state, h->ifindex);
 	}
 
 	/* Flows not tracked here (ICMP errors, related or not) are always reported. */
@@ -560,25 +575,26 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			.tx_bytes = skb->len,
 			.src_sec_id = remote,
 			.policy_revision = ep->policy_revision,
-			.tx_flags_seen = p.tcp_flags,
-			.proxy_port = v.proxy_port,
+			.tx_flags_seen = p->tcp_flags,
+			.proxy_port = h->v.proxy_port,
 			.last_tx_report = now,
+			.peer_ifindex = h->peer_ifindex,
 		};
-		if (p.protocol == IPPROTO_TCP_) {
-			if (!(p.tcp_flags & TCP_SYN))
+		if (p->protocol == IPPROTO_TCP_) {
+			if (!(p->tcp_flags & TCP_SYN))
 				n.flags |= MBR_CT_F_SEEN_NON_SYN;
-			if (p.tcp_flags & TCP_RST)
+			if (p->tcp_flags & TCP_RST)
 				n.flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
 			n.lifetime = tcp_lifetime(&n, now);
 		} else {
 			n.lifetime = now + MBR_CT_ANY_TIMEOUT;
 		}
-		if (v.proxy_port)
+		if (h->v.proxy_port)
 			n.flags |= MBR_CT_F_PROXY_REDIRECT;
-		if (remote_local)
+		if (h->remote_local)
 			n.flags |= MBR_CT_F_REMOTE_LOCAL;
-		if (bpf_map_update_elem(&mbr_ct4, &fwd, &n, BPF_ANY) < 0)
-			return drop(skb, &p, ep, dir, remote, DROP_CT_CANT_CREATE, state);
+		if (bpf_map_update_elem(&mbr_ct4, &h->fwd, &n, BPF_ANY) < 0)
+			return drop(skb, p, ep, dir, remote, DROP_CT_CANT_CREATE, state, h->ifindex);
 	} else if (ct) {
 		/* Write only what changes: both halves of a pod-to-pod flow are updated from two CPUs,
 		 * and every store bounces the entry's cache line between them. */
@@ -589,14 +605,14 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			__sync_fetch_and_add(&ct->tx_bytes, skb->len);
 #endif
 			report = trace_level == MBR_TRACE_CONNECTIONS &&
-				 ct_should_report(ct->tx_flags_seen, &ct->last_tx_report, p.tcp_flags, now);
-			if ((ct->tx_flags_seen | p.tcp_flags) != ct->tx_flags_seen)
-				ct->tx_flags_seen |= p.tcp_flags;
-			if (check) {
+				 ct_should_report(ct->tx_flags_seen, &ct->last_tx_report, p->tcp_flags, now);
+			if ((ct->tx_flags_seen | p->tcp_flags) != ct->tx_flags_seen)
+				ct->tx_flags_seen |= p->tcp_flags;
+			if (h->check) {
 				ct->policy_revision = ep->policy_revision;
 				ct->src_sec_id = remote;
 			}
-			if (p.tcp_flags & TCP_FIN)
+			if (p->tcp_flags & TCP_FIN)
 				flags |= MBR_CT_F_TX_CLOSING;
 		} else {
 #if MBR_CT_ACCOUNTING
@@ -604,53 +620,182 @@ static __always_inline int handle(struct __sk_buff *skb, __u8 dir)
 			__sync_fetch_and_add(&ct->rx_bytes, skb->len);
 #endif
 			report = trace_level == MBR_TRACE_CONNECTIONS &&
-				 ct_should_report(ct->rx_flags_seen, &ct->last_rx_report, p.tcp_flags, now);
-			if ((ct->rx_flags_seen | p.tcp_flags) != ct->rx_flags_seen)
-				ct->rx_flags_seen |= p.tcp_flags;
+				 ct_should_report(ct->rx_flags_seen, &ct->last_rx_report, p->tcp_flags, now);
+			if ((ct->rx_flags_seen | p->tcp_flags) != ct->rx_flags_seen)
+				ct->rx_flags_seen |= p->tcp_flags;
 			flags |= MBR_CT_F_SEEN_REPLY;
-			if (p.tcp_flags & TCP_FIN)
+			if (p->tcp_flags & TCP_FIN)
 				flags |= MBR_CT_F_RX_CLOSING;
 		}
-		if (p.tcp_flags & TCP_RST)
+		if (p->tcp_flags & TCP_RST)
 			flags |= MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING;
 		if (flags != ct->flags)
 			ct->flags = flags;
-		__u32 life = p.protocol == IPPROTO_TCP_ ? tcp_lifetime(ct, now) : now + MBR_CT_ANY_TIMEOUT;
+		__u32 life = p->protocol == IPPROTO_TCP_ ? tcp_lifetime(ct, now) : now + MBR_CT_ANY_TIMEOUT;
 		if (ct->lifetime != life)
 			ct->lifetime = life;
-		if (state == CT_ESTABLISHED && ct->proxy_port)
-			v.proxy_port = ct->proxy_port;
 	}
 
-	if (v.proxy_port && state != CT_REPLY)
-		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)v.proxy_port << 16);
+	if (h->v.proxy_port && state != CT_REPLY)
+		skb->mark = MARK_MAGIC_TO_PROXY | ((__u32)h->v.proxy_port << 16);
 
 	count(dir, 0, skb->len);
 	__u16 ev_flags = state == CT_REPLY ? MBR_EVENT_F_REPLY : 0;
 	if (trace_level == MBR_TRACE_ALL) {
-		emit(&p, ep, dir, remote, MBR_EVENT_TRACE, dir == MBR_DIR_EGRESS ? TRACE_FROM_ENDPOINT : TRACE_TO_ENDPOINT,
-		     ev_flags, 0, state, ifindex);
+		emit(p, ep, dir, remote, MBR_EVENT_TRACE, dir == MBR_DIR_EGRESS ? TRACE_FROM_ENDPOINT : TRACE_TO_ENDPOINT,
+		     ev_flags, 0, state, h->ifindex);
 	} else if (trace_level == MBR_TRACE_CONNECTIONS && report) {
-		/* Leaving the pod towards another endpoint of this node: that endpoint's to_pod hook
+		/* Leaving the pod towards another endpoint of this node: that endpoint's ingress half
 		 * reports the packet as to-endpoint; one report per packet, as Cilium's. */
 		if (dir == MBR_DIR_INGRESS)
-			emit(&p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_ENDPOINT, ev_flags, 0, state, ifindex);
-		else if (!remote_local)
-			emit(&p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_STACK, ev_flags, 0, state, ifindex);
+			emit(p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_ENDPOINT, ev_flags, 0, state, h->ifindex);
+		else if (!h->remote_local)
+			emit(p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_STACK, ev_flags, 0, state, h->ifindex);
 	}
 	return TCX_NEXT;
+}
+
+/* ARP passes; IPv6 and other L3 protocols are dropped (139). Returns GO_ON for IPv4. */
+static __always_inline int not_ipv4(struct __sk_buff *skb, struct mbr_endpoint_info *ep, __u8 dir)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return GO_ON;
+	if (skb->protocol == bpf_htons(ETH_P_ARP)) {
+		count(dir, 0, skb->len);
+		return TCX_NEXT;
+	}
+	/* This datapath enforces IPv4 only: IPv6 and other L3 protocols would bypass policy. */
+	struct pkt p = { .length = skb->len, .sport = bpf_ntohs(skb->protocol) };
+	count(dir, DROP_UNKNOWN_L3, skb->len);
+	emit(&p, ep, dir, 0, MBR_EVENT_DROP, DROP_UNKNOWN_L3, MBR_EVENT_F_NOT_IPV4, 0, 0, skb->ifindex);
+	return TCX_DROP;
+}
+
+/* Parses the IPv4 packet; a malformed one is dropped and reported (returns TCX_DROP, else GO_ON). */
+static __always_inline int parse_or_drop(struct __sk_buff *skb, struct pkt *p, struct half *h)
+{
+	int err = parse(skb, p);
+	/* Headers are nearly always in the linear part. Pull only when parsing ran past it and the
+	 * packet is longer: pulling a cloned skb (every TCP segment) copies its head. */
+	if ((err == DROP_INVALID || err == DROP_CT_INVALID_HDR) &&
+	    skb_data(skb) + skb->len > skb_data_end(skb)) {
+		bpf_skb_pull_data(skb, skb->len < 150 ? skb->len : 150);
+		__builtin_memset(p, 0, sizeof(*p));
+		err = parse(skb, p);
+	}
+	if (!err)
+		return GO_ON;
+	remote_identity(p, h);
+	return drop(skb, p, h->ep, h->dir, h->remote, err, 0, h->ifindex);
+}
+
+static __always_inline __u32 trace_level(void)
+{
+	__u32 zero = 0;
+	struct mbr_config *cfg = bpf_map_lookup_elem(&mbr_config, &zero);
+	return cfg ? cfg->trace_level : MBR_TRACE_CONNECTIONS;
+}
+
+/* Conntrack times are whole seconds: the coarse clock (same epoch as CLOCK_MONOTONIC, which user
+ * space compares lifetimes with) is a memory read, not a clock source read. */
+static __always_inline __u32 now_seconds(void)
+{
+	return bpf_ktime_get_coarse_ns() / 1000000000ULL;
+}
+
+/* The node's routing of an IPv4 packet between two of its pods, done here: the MACs the host-side
+ * veth would write, and the TTL decrement of forwarding (with the header checksum). The caller
+ * checked ttl > 1. */
+static __always_inline int rewrite_for_peer(struct __sk_buff *skb, struct mbr_endpoint_info *dst)
+{
+	__u8 macs[12];
+	__builtin_memcpy(macs, dst->pod_mac, 6);
+	__builtin_memcpy(macs + 6, dst->host_mac, 6);
+	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
+		return -1;
+	void *data = skb_data(skb);
+	void *end = skb_data_end(skb);
+	struct iphdr *ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > end)
+		return -1;
+	__u16 old = *(__u16 *)&ip->ttl; /* ttl and protocol: one 16-bit word of the checksum */
+	__u8 ttl = ip->ttl - 1;
+	if (bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0) < 0)
+		return -1;
+	data = skb_data(skb);
+	end = skb_data_end(skb);
+	ip = data + ETH_HLEN;
+	if ((void *)(ip + 1) > end)
+		return -1;
+	__u16 new = *(__u16 *)&ip->ttl;
+	return bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old, new, 2);
 }
 
 SEC("tc")
 int mbr_from_pod(struct __sk_buff *skb)
 {
-	return handle(skb, MBR_DIR_EGRESS);
+	__u32 ifindex = skb->ifindex;
+	struct mbr_endpoint_info *ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
+	if (!ep)
+		return TCX_NEXT; /* not a Membrane endpoint (yet): leave it alone */
+	int rc = not_ipv4(skb, ep, MBR_DIR_EGRESS);
+	if (rc != GO_ON)
+		return rc;
+	struct pkt p = {};
+	struct half out = { .ep = ep, .ifindex = ifindex, .dir = MBR_DIR_EGRESS };
+	rc = parse_or_drop(skb, &p, &out);
+	if (rc != GO_ON)
+		return rc;
+	__u32 now = now_seconds();
+	__u32 level = trace_level();
+	decide(&p, &out, now, 0, 0);
+
+	/* Local delivery: to another endpoint of this node, unless a proxy takes the flow or the TTL
+	 * runs out (the node's stack answers with the ICMP error). */
+	__u32 peer = out.peer_ifindex;
+	struct mbr_endpoint_info *dst = 0;
+	if (!out.drop && !out.v.proxy_port && out.remote_local && peer && (ep->flags & MBR_EP_F_LOCAL_DELIVERY)) {
+		dst = bpf_map_lookup_elem(&mbr_endpoints, &peer);
+		if (dst && (!(dst->flags & MBR_EP_F_LOCAL_DELIVERY) || dst->ipv4 != p.daddr))
+			dst = 0;
+		struct iphdr *ip = skb_data(skb) + ETH_HLEN;
+		if ((void *)(ip + 1) > skb_data_end(skb) || ip->ttl <= 1)
+			dst = 0;
+	}
+	rc = commit(skb, &p, &out, now, level);
+	if (rc != TCX_NEXT || !dst)
+		return rc;
+
+	struct half in = { .ep = dst, .ifindex = peer, .dir = MBR_DIR_INGRESS };
+	decide(&p, &in, now, ep, ifindex);
+	if (!in.drop && in.v.proxy_port)
+		return TCX_NEXT; /* the receiver's proxy: through the stack; mbr_to_pod enforces there */
+	rc = commit(skb, &p, &in, now, level);
+	if (rc != TCX_NEXT)
+		return rc;
+	if (rewrite_for_peer(skb, dst) < 0)
+		return drop(skb, &p, dst, MBR_DIR_INGRESS, in.remote, DROP_INVALID, in.state, peer);
+	return bpf_redirect_peer(peer, 0);
 }
 
 SEC("tc")
 int mbr_to_pod(struct __sk_buff *skb)
 {
-	return handle(skb, MBR_DIR_INGRESS);
+	__u32 ifindex = skb->ifindex;
+	struct mbr_endpoint_info *ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
+	if (!ep)
+		return TCX_NEXT;
+	int rc = not_ipv4(skb, ep, MBR_DIR_INGRESS);
+	if (rc != GO_ON)
+		return rc;
+	struct pkt p = {};
+	struct half in = { .ep = ep, .ifindex = ifindex, .dir = MBR_DIR_INGRESS };
+	rc = parse_or_drop(skb, &p, &in);
+	if (rc != GO_ON)
+		return rc;
+	__u32 now = now_seconds();
+	decide(&p, &in, now, 0, 0);
+	return commit(skb, &p, &in, now, trace_level());
 }
 
 SEC("tc")

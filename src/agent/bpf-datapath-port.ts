@@ -47,6 +47,9 @@ export class BpfDatapathPort implements DatapathPort {
       identity: ep.identity,
       enforceIngress: true,
       enforceEgress: true,
+      // The CNI plugin reports both MACs; with them, pod-to-pod traffic on this node is delivered
+      // by the datapath itself.
+      ...(ep.podMac && ep.hostMac ? { podMac: ep.podMac, hostMac: ep.hostMac } : {}),
     });
   }
 

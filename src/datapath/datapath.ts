@@ -36,14 +36,17 @@ import {
   type EndpointInfo,
   encodeEndpointInfo,
   encodeIfindexKey,
+  parseMac,
 } from './maps/endpoint-map.js';
 import {
   decodeIpcacheFlags,
+  decodeIpcacheIfindex,
   decodeIpcacheKey,
   decodeIpcacheValue,
   encodeIpcacheKey,
   encodeIpcacheValue,
   formatIpv4Prefix,
+  IPCACHE_VALUE_SIZE,
   type IpcacheEntry,
   IpcacheFlags,
   type IpcachePrefix,
@@ -84,6 +87,12 @@ export interface DatapathOptions {
   readonly drainIntervalMs?: number;
   /** 'auto' (default): tcx links, legacy tc (cls_bpf) when the kernel has no tcx. */
   readonly attachMode?: 'auto' | 'tcx' | 'tc';
+  /**
+   * true (default): traffic between two endpoints of this node whose MACs are known skips the
+   * node's IP stack (mbr_from_pod enforces both halves and redirects into the receiving pod).
+   * false: every packet is routed by the node's stack, as with Cilium's legacy host routing.
+   */
+  readonly localDelivery?: boolean;
 }
 
 export interface EndpointAttachment {
@@ -99,6 +108,9 @@ export interface EndpointAttachment {
   readonly audit?: boolean;
   readonly enforceIngress?: boolean;
   readonly enforceEgress?: boolean;
+  /** The pod's eth0 MAC and the host-side veth's MAC: with both, the endpoint takes local delivery. */
+  readonly podMac?: string;
+  readonly hostMac?: string;
 }
 
 export interface AttachedEndpoint extends EndpointInfo {
@@ -147,6 +159,7 @@ export class Datapath {
   #errors = new Map<string, DatapathHealthError>();
   #closed = false;
   #attachMode: 'auto' | 'tcx' | 'tc';
+  #localDelivery: boolean;
   /** Where legacy-tc endpoints are (their filters are not pinned objects). */
   #legacyAt = new Map<number, { netnsPath: string; ifname: string }>();
 
@@ -157,6 +170,7 @@ export class Datapath {
     this.#policyMax = o.policyMapMaxEntries ?? 262144;
     this.#drainMs = o.drainIntervalMs ?? 5;
     this.#attachMode = o.attachMode ?? 'auto';
+    this.#localDelivery = o.localDelivery ?? true;
     for (const k of this.map('mbr_ipcache').keys()) this.#ipcacheKeys.add(ipcacheKeyNumber(decodeIpcacheKey(k)));
   }
 
@@ -229,8 +243,11 @@ export class Datapath {
    * first, then the old one is detached).
    */
   attachEndpoint(a: EndpointAttachment): AttachedEndpoint {
+    if (a.podMac !== undefined) parseMac(a.podMac, `attach endpoint ${a.endpointId}: podMac`);
+    if (a.hostMac !== undefined) parseMac(a.hostMac, `attach endpoint ${a.endpointId}: hostMac`);
     const n = nativeBpf();
     const ifindex = sys(`attach endpoint ${a.endpointId}: find ${a.ifname}`, () => n.ifIndex(a.netnsPath, a.ifname));
+    const local = this.#localDelivery && a.podMac !== undefined && a.hostMac !== undefined;
     if (!this.#policies.has(a.endpointId))
       this.#policies.set(
         a.endpointId,
@@ -244,8 +261,11 @@ export class Datapath {
       flags:
         (a.audit ? EndpointFlags.audit : 0) |
         (a.enforceIngress === false ? EndpointFlags.noEnforceIngress : 0) |
-        (a.enforceEgress === false ? EndpointFlags.noEnforceEgress : 0),
+        (a.enforceEgress === false ? EndpointFlags.noEnforceEgress : 0) |
+        (local ? EndpointFlags.localDelivery : 0),
       policyRevision: (prev?.policyRevision ?? 0) + 1,
+      ...(a.podMac !== undefined ? { podMac: a.podMac.toLowerCase() } : {}),
+      ...(a.hostMac !== undefined ? { hostMac: a.hostMac.toLowerCase() } : {}),
       ifindex,
     };
     // Known before its /32 is written, so the ipcache entry carries the local-endpoint flag.
@@ -360,8 +380,11 @@ export class Datapath {
   upsertIpcache(prefix: string, identity: number): void {
     const p = parseIpv4Prefix(prefix);
     try {
-      const flags = this.#ipcacheFlags(p, this.#localIps());
-      this.map('mbr_ipcache').update(encodeIpcacheKey(p), encodeIpcacheValue(identity, undefined, 0, flags));
+      const ifindex = this.#localIfindex(p, this.#localIps());
+      this.map('mbr_ipcache').update(
+        encodeIpcacheKey(p),
+        encodeIpcacheValue(identity, undefined, 0, ifindex ? IpcacheFlags.localEndpoint : 0, ifindex),
+      );
     } catch (err) {
       throw this.#capacityError('ipcache', `ipcache upsert ${prefix}`, err);
     }
@@ -413,11 +436,12 @@ export class Datapath {
         ),
       );
     const keys = Buffer.alloc(entries.length * 8);
-    const values = Buffer.alloc(entries.length * 8);
+    const values = Buffer.alloc(entries.length * IPCACHE_VALUE_SIZE);
     const local = this.#localIps();
     entries.forEach((e, i) => {
       encodeIpcacheKey(e.prefix, keys, i * 8);
-      encodeIpcacheValue(e.identity, values, i * 8, this.#ipcacheFlags(e.prefix, local));
+      const ifindex = this.#localIfindex(e.prefix, local);
+      encodeIpcacheValue(e.identity, values, i * IPCACHE_VALUE_SIZE, ifindex ? IpcacheFlags.localEndpoint : 0, ifindex);
     });
     try {
       m.updateBatch(keys, values, entries.length);
@@ -431,7 +455,12 @@ export class Datapath {
   ipcacheEntries(): IpcacheEntry[] {
     const out: IpcacheEntry[] = [];
     for (const [k, v] of this.map('mbr_ipcache').entries())
-      out.push({ prefix: decodeIpcacheKey(k), identity: decodeIpcacheValue(v), flags: decodeIpcacheFlags(v) });
+      out.push({
+        prefix: decodeIpcacheKey(k),
+        identity: decodeIpcacheValue(v),
+        flags: decodeIpcacheFlags(v),
+        ifindex: decodeIpcacheIfindex(v),
+      });
     return out.sort((a, b) => formatIpv4Prefix(a.prefix).localeCompare(formatIpv4Prefix(b.prefix)));
   }
 
@@ -606,13 +635,14 @@ export class Datapath {
     }
   }
 
-  /** A /32 of an attached endpoint carries the local flag, whoever writes it (attach or the agent). */
-  #ipcacheFlags(p: IpcachePrefix, localIps: ReadonlySet<string>): number {
-    return p.prefixLen === 32 && localIps.has(p.addr) ? IpcacheFlags.localEndpoint : 0;
+  /** A /32 of an attached endpoint carries the local flag and its host-side veth, whoever writes
+   * it (attach or the agent); 0 for every other prefix. */
+  #localIfindex(p: IpcachePrefix, localIps: ReadonlyMap<string, number>): number {
+    return p.prefixLen === 32 ? (localIps.get(p.addr) ?? 0) : 0;
   }
 
-  #localIps(): Set<string> {
-    return new Set([...this.#endpoints.values()].map((e) => e.ipv4));
+  #localIps(): Map<string, number> {
+    return new Map([...this.#endpoints.values()].map((e) => [e.ipv4, e.ifindex]));
   }
 
   #capacityError(what: string, doing: string, err: unknown): DatapathError {

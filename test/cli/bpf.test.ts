@@ -103,12 +103,13 @@ describe('membrane bpf', () => {
               proxyPort: 0,
               lastTxReport: 0,
               lastRxReport: 0,
+              peerIfindex: 0,
             },
           },
         ],
         1000,
       ),
-      'TCP OUT 10.240.1.2:40000 -> 10.240.2.2:80 expires=1100 (remaining: 100 sec(s)) RxPackets=2 RxBytes=120 RxFlagsSeen=0x12 TxPackets=3 TxBytes=180 TxFlagsSeen=0x1a Flags=0x10 [ SeenReply ] ProxyPort=0 PolicyRevision=4 SourceSecurityID=1002\n',
+      'TCP OUT 10.240.1.2:40000 -> 10.240.2.2:80 expires=1100 (remaining: 100 sec(s)) RxPackets=2 RxBytes=120 RxFlagsSeen=0x12 TxPackets=3 TxBytes=180 TxFlagsSeen=0x1a Flags=0x10 [ SeenReply ] ProxyPort=0 PolicyRevision=4 SourceSecurityID=1002 IfIndex=0\n',
     );
   });
 });

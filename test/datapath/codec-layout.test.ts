@@ -95,7 +95,16 @@ describe('datapath codecs agree with the C header', () => {
       roundTrip: () =>
         assert.deepEqual(decodeIpcacheKey(Buffer.from('180000000a010200', 'hex')), { prefixLen: 24, addr: '10.1.2.0' }),
     },
-    { name: 'ipcache value identity 16777217', bytes: () => encodeIpcacheValue(16777217), hex: '0100000100000000' },
+    {
+      name: 'ipcache value identity 16777217',
+      bytes: () => encodeIpcacheValue(16777217),
+      hex: '010000010000000000000000',
+    },
+    {
+      name: 'ipcache value of a local endpoint on ifindex 515',
+      bytes: () => encodeIpcacheValue(1001, undefined, 0, 1, 515),
+      hex: 'e903000001000000' + '03020000',
+    },
     {
       name: 'policy key id/egress/tcp/8080',
       bytes: () => encodePolicyKey(key),
@@ -172,6 +181,7 @@ describe('datapath codecs agree with the C header', () => {
           proxyPort: 0,
           lastTxReport: 990,
           lastRxReport: 0x01020304,
+          peerIfindex: 0x0a0b,
         }),
       hex:
         '0300000000000000' +
@@ -187,7 +197,7 @@ describe('datapath codecs agree with the C header', () => {
         '0000' +
         'de030000' +
         '04030201' +
-        '00000000',
+        '0b0a0000',
       roundTrip: () => {
         const e = decodeCtEntry(
           encodeCtEntry({
@@ -204,19 +214,21 @@ describe('datapath codecs agree with the C header', () => {
             proxyPort: 11,
             lastTxReport: 12,
             lastRxReport: 13,
+            peerIfindex: 14,
           }),
         );
         assert.equal(e.rxBytes, 2 ** 40);
         assert.equal(e.proxyPort, 11);
         assert.equal(e.lastTxReport, 12);
         assert.equal(e.lastRxReport, 13);
+        assert.equal(e.peerIfindex, 14);
       },
     },
     {
       name: 'endpoint info',
       bytes: () =>
         encodeEndpointInfo({ endpointId: 7, identity: 1234, ipv4: '10.240.1.2', flags: 1, policyRevision: 3 }),
-      hex: '07000000d20400000af0010201000000' + '0300000000000000',
+      hex: '07000000d20400000af0010201000000' + '03000000' + '000000000000' + '000000000000',
       roundTrip: () =>
         assert.deepEqual(
           decodeEndpointInfo(
@@ -224,6 +236,31 @@ describe('datapath codecs agree with the C header', () => {
           ),
           { endpointId: 7, identity: 1234, ipv4: '10.240.1.2', flags: 1, policyRevision: 3 },
         ),
+    },
+    {
+      name: 'endpoint info with both MACs (local delivery)',
+      bytes: () =>
+        encodeEndpointInfo({
+          endpointId: 7,
+          identity: 1234,
+          ipv4: '10.240.1.2',
+          flags: 0x10,
+          policyRevision: 3,
+          podMac: '02:00:0A:F0:01:02',
+          hostMac: 'ee:ff:00:11:22:33',
+        }),
+      hex: '07000000d20400000af0010210000000' + '03000000' + '02000af00102' + 'eeff00112233',
+      roundTrip: () => {
+        const e = decodeEndpointInfo(
+          Buffer.from('07000000d20400000af001021000000003000000' + '02000af00102eeff00112233', 'hex'),
+        );
+        assert.equal(e.podMac, '02:00:0a:f0:01:02');
+        assert.equal(e.hostMac, 'ee:ff:00:11:22:33');
+        assert.throws(
+          () => encodeEndpointInfo({ ...e, podMac: '02:00:0a' }),
+          /pod MAC: expected a MAC address aa:bb:cc:dd:ee:ff, got "02:00:0a"/,
+        );
+      },
     },
     { name: 'config', bytes: () => encodeConfig({ traceLevel: 1, wakeupBytes: 262144 }), hex: '0100000000000400' },
     {

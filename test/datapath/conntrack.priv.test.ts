@@ -20,6 +20,7 @@ const ENTRY: CtEntry = {
   proxyPort: 0,
   lastTxReport: 5,
   lastRxReport: 7,
+  peerIfindex: 12,
 };
 
 describe('conntrack', () => {

@@ -53,7 +53,16 @@ describe('datapath on real traffic', { concurrency: false }, () => {
       [EP_B, 'b', B],
     ] as const) {
       const p = topo.pod(pod);
-      dp.attachEndpoint({ endpointId: id, netnsPath: topo.nodePath, ifname: p.hostIf, ipv4: p.ip, identity });
+      // With both MACs, as the agent attaches CNI endpoints: a <-> b takes local delivery.
+      dp.attachEndpoint({
+        endpointId: id,
+        netnsPath: topo.nodePath,
+        ifname: p.hostIf,
+        ipv4: p.ip,
+        identity,
+        podMac: p.podMac,
+        hostMac: p.hostMac,
+      });
     }
     await startEcho(topo, topo.pod('b').netns, [8080, 8081, 8082, 8084, 5353, 5354]);
     await startEcho(topo, topo.pod('w').netns, [80]);

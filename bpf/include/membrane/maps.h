@@ -32,7 +32,8 @@ struct mbr_ipcache_key {
 
 struct mbr_ipcache_value {
 	__u32 identity;
-	__u32 flags; /* MBR_IPCACHE_F_* */
+	__u32 flags;   /* MBR_IPCACHE_F_* */
+	__u32 ifindex; /* a local endpoint's host-side veth (local delivery), else 0 */
 };
 
 /*
@@ -71,6 +72,10 @@ struct mbr_policy_entry {
 #define MBR_EP_F_NO_ENFORCE_INGRESS 0x02
 #define MBR_EP_F_NO_ENFORCE_EGRESS 0x04
 #define MBR_EP_F_LEGACY_TC 0x08 /* attached with cls_bpf, not tcx; the programs ignore it */
+/* Both MACs are known: packets between two such endpoints skip the node's IP stack. mbr_from_pod
+ * runs the sender's egress and the receiver's ingress enforcement, rewrites the MACs, decrements the
+ * TTL and hands the packet to the receiver's eth0 (bpf_redirect_peer), as Cilium's local delivery. */
+#define MBR_EP_F_LOCAL_DELIVERY 0x10
 
 struct mbr_endpoint_info {
 	__u32 endpoint_id;
@@ -80,7 +85,8 @@ struct mbr_endpoint_info {
 	/* Bumped after each policy swap; conntrack entries checked against an older revision are
 	 * re-checked against the policy on their next forward packet. */
 	__u32 policy_revision;
-	__u32 pad;
+	__u8 pod_mac[6];  /* the pod's eth0 */
+	__u8 host_mac[6]; /* the host-side veth: the source MAC of what the node sends into the pod */
 };
 
 /*
@@ -121,7 +127,7 @@ struct mbr_ct_entry {
 	__u16 pad0;
 	__u32 last_tx_report; /* CLOCK_MONOTONIC seconds of the last trace event per direction */
 	__u32 last_rx_report;
-	__u32 pad1;
+	__u32 peer_ifindex; /* the remote endpoint's host-side veth when it is on this node, else 0 */
 };
 
 /* Timeouts in seconds (Cilium's defaults). */

@@ -7,6 +7,7 @@ import { DatapathError } from '../../datapath/datapath-error.js';
 import { type CtEntry, CtFlags, type CtKey, decodeCtEntry, decodeCtKey } from '../../datapath/maps/ct-map.js';
 import {
   decodeIpcacheFlags,
+  decodeIpcacheIfindex,
   decodeIpcacheKey,
   decodeIpcacheValue,
   formatIpcacheFlags,
@@ -58,11 +59,17 @@ export function registerBpf(program: Command): void {
         prefix: decodeIpcacheKey(k),
         identity: decodeIpcacheValue(v),
         flags: decodeIpcacheFlags(v),
+        ifindex: decodeIpcacheIfindex(v),
       })),
     );
     print(
       o,
-      rows.map((r) => ({ prefix: formatIpv4Prefix(r.prefix), identity: r.identity, flags: r.flags ?? 0 })),
+      rows.map((r) => ({
+        prefix: formatIpv4Prefix(r.prefix),
+        identity: r.identity,
+        flags: r.flags ?? 0,
+        ifindex: r.ifindex ?? 0,
+      })),
       () => formatIpcacheTable(rows),
     );
   });
@@ -118,7 +125,8 @@ export function formatIpcacheTable(rows: readonly IpcacheEntry[]): string {
     ['IP PREFIX/ADDRESS', 'IDENTITY'],
     rows.map((r) => [
       formatIpv4Prefix(r.prefix),
-      `identity=${r.identity} encryptkey=0 tunnelendpoint=0.0.0.0 flags=${formatIpcacheFlags(r.flags ?? 0)}`,
+      `identity=${r.identity} encryptkey=0 tunnelendpoint=0.0.0.0 flags=${formatIpcacheFlags(r.flags ?? 0)}` +
+        (r.ifindex ? ` ifindex=${r.ifindex}` : ''),
     ]),
   );
 }
@@ -132,6 +140,7 @@ export function formatCtList(rows: ReadonlyArray<{ key: CtKey; entry: CtEntry }>
         SeenNonSyn: CtFlags.seenNonSyn,
         ProxyRedirect: CtFlags.proxyRedirect,
         SeenReply: CtFlags.seenReply,
+        RemoteLocal: CtFlags.remoteLocal,
       })
         .filter(([, bit]) => e.flags & bit)
         .map(([n]) => n);
@@ -143,7 +152,8 @@ export function formatCtList(rows: ReadonlyArray<{ key: CtKey; entry: CtEntry }>
         `RxPackets=${e.rxPackets} RxBytes=${e.rxBytes} RxFlagsSeen=${hex(e.rxFlagsSeen)} ` +
         `TxPackets=${e.txPackets} TxBytes=${e.txBytes} TxFlagsSeen=${hex(e.txFlagsSeen)} ` +
         `Flags=${hex(e.flags)} [ ${flags.join(' ')}${flags.length ? ' ' : ''}] ` +
-        `ProxyPort=${e.proxyPort} PolicyRevision=${e.policyRevision} SourceSecurityID=${e.sourceSecurityId}`
+        `ProxyPort=${e.proxyPort} PolicyRevision=${e.policyRevision} SourceSecurityID=${e.sourceSecurityId} ` +
+        `IfIndex=${e.peerIfindex}`
       );
     })
     .join('\n')

@@ -26,7 +26,7 @@ export const CT_ENTRY: StructLayout = {
     pad0: 50,
     last_tx_report: 52,
     last_rx_report: 56,
-    pad1: 60,
+    peer_ifindex: 60,
   },
 };
 
@@ -65,6 +65,8 @@ export interface CtEntry {
   /** CLOCK_MONOTONIC second of the last trace event per direction (0 = never). */
   readonly lastTxReport: number;
   readonly lastRxReport: number;
+  /** The remote endpoint's host-side veth when it is on this node (local delivery), else 0. */
+  readonly peerIfindex: number;
 }
 
 export function encodeCtKey(k: CtKey, out: Buffer = Buffer.alloc(16), offset = 0): Buffer {
@@ -104,6 +106,7 @@ export function encodeCtEntry(e: CtEntry, out: Buffer = Buffer.alloc(64), offset
   out.writeUInt16LE(e.proxyPort, offset + 48);
   out.writeUInt32LE(e.lastTxReport, offset + 52);
   out.writeUInt32LE(e.lastRxReport, offset + 56);
+  out.writeUInt32LE(e.peerIfindex, offset + 60);
   return out;
 }
 
@@ -123,5 +126,6 @@ export function decodeCtEntry(b: Buffer, offset = 0): CtEntry {
     proxyPort: b.readUInt16LE(offset + 48),
     lastTxReport: b.readUInt32LE(offset + 52),
     lastRxReport: b.readUInt32LE(offset + 56),
+    peerIfindex: b.readUInt32LE(offset + 60),
   };
 }

@@ -1,14 +1,16 @@
 // Layout: struct mbr_ipcache_key / mbr_ipcache_value in bpf/include/membrane/maps.h (map mbr_ipcache,
-// an LPM trie). addr is network order; prefixlen and identity are host order (little-endian here).
+// an LPM trie). addr is network order; prefixlen, identity, flags and ifindex are host order
+// (little-endian here).
 import { DatapathError } from '../datapath-error.js';
 import { ipv4ToNetworkU32, type StructLayout, u32ToIpv4 } from '../layout.js';
 
 export const IPCACHE_KEY: StructLayout = { struct: 'mbr_ipcache_key', size: 8, fields: { prefixlen: 0, addr: 4 } };
 export const IPCACHE_VALUE: StructLayout = {
   struct: 'mbr_ipcache_value',
-  size: 8,
-  fields: { identity: 0, flags: 4 },
+  size: 12,
+  fields: { identity: 0, flags: 4, ifindex: 8 },
 };
+export const IPCACHE_VALUE_SIZE = 12;
 
 /** mbr_ipcache_value.flags. */
 export const IpcacheFlags = {
@@ -27,6 +29,8 @@ export interface IpcacheEntry {
   readonly identity: number;
   /** IpcacheFlags bits; absent when written (the datapath sets localEndpoint itself). */
   readonly flags?: number;
+  /** A local endpoint's host-side veth (local delivery); absent when written, 0 for the rest. */
+  readonly ifindex?: number;
 }
 
 /** Parses "10.1.2.3" (a /32) or "10.0.0.0/8"; clears host bits so one prefix has one key. */
@@ -65,9 +69,16 @@ export function decodeIpcacheKey(b: Buffer, offset = 0): IpcachePrefix {
   return { prefixLen: b.readUInt32LE(offset), addr: u32ToIpv4(b.readUInt32BE(offset + 4)) };
 }
 
-export function encodeIpcacheValue(identity: number, out: Buffer = Buffer.alloc(8), offset = 0, flags = 0): Buffer {
+export function encodeIpcacheValue(
+  identity: number,
+  out: Buffer = Buffer.alloc(IPCACHE_VALUE_SIZE),
+  offset = 0,
+  flags = 0,
+  ifindex = 0,
+): Buffer {
   out.writeUInt32LE(identity >>> 0, offset);
   out.writeUInt32LE(flags >>> 0, offset + 4);
+  out.writeUInt32LE(ifindex >>> 0, offset + 8);
   return out;
 }
 
@@ -77,6 +88,10 @@ export function decodeIpcacheValue(b: Buffer, offset = 0): number {
 
 export function decodeIpcacheFlags(b: Buffer, offset = 0): number {
   return b.readUInt32LE(offset + 4);
+}
+
+export function decodeIpcacheIfindex(b: Buffer, offset = 0): number {
+  return b.readUInt32LE(offset + 8);
 }
 
 /** Flag names as `bpf ipcache list` prints them. */

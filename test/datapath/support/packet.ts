@@ -92,3 +92,23 @@ function frame(o: Ipv4Opts, protocol: number, l4: Buffer): Buffer {
   ip.writeUInt32BE(ipv4ToNetworkU32(o.dst), 16);
   return Buffer.concat([eth, ip, l4]);
 }
+
+/** The frame with a correct IPv4 header checksum (programs that rewrite the header must keep it so). */
+export function withIpChecksum(p: Buffer): Buffer {
+  const b = Buffer.from(p);
+  b.writeUInt16BE(0, 14 + 10);
+  b.writeUInt16BE(~ipHeaderSum(b) & 0xffff, 14 + 10);
+  return b;
+}
+
+/** Whether the frame's IPv4 header checksum is right. */
+export function ipChecksumValid(p: Buffer): boolean {
+  return ipHeaderSum(p) === 0xffff;
+}
+
+function ipHeaderSum(b: Buffer): number {
+  let sum = 0;
+  for (let o = 14; o < 14 + (b[14] & 0x0f) * 4; o += 2) sum += b.readUInt16BE(o);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}

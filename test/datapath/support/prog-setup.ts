@@ -50,6 +50,7 @@ export function setUpCase(dp: Datapath, c: ProgCase): void {
         proxyPort: 0,
         lastTxReport: 0,
         lastRxReport: 0,
+        peerIfindex: 0,
       }),
     );
   if (c.auth)

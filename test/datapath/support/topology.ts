@@ -11,6 +11,9 @@ export interface Pod {
   readonly ip: string;
   /** Host-side veth, in the node netns. */
   readonly hostIf: string;
+  /** MACs of the pod's eth0 and of the host-side veth (what the CNI plugin reports). */
+  readonly podMac: string;
+  readonly hostMac: string;
 }
 
 export class Topology {
@@ -59,7 +62,15 @@ export class Topology {
     ip('-n', netns, 'route', 'add', `10.240.${n}.1/32`, 'dev', 'eth0', 'scope', 'link');
     ip('-n', netns, 'route', 'add', 'default', 'via', `10.240.${n}.1`, 'dev', 'eth0');
     ip('-n', this.node, 'route', 'add', `${podIp}/32`, 'dev', hostIf, 'scope', 'link');
-    const pod = { name, netns, netnsPath: `/run/netns/${netns}`, ip: podIp, hostIf };
+    const pod = {
+      name,
+      netns,
+      netnsPath: `/run/netns/${netns}`,
+      ip: podIp,
+      hostIf,
+      podMac: mac(netns, 'eth0'),
+      hostMac: mac(this.node, hostIf),
+    };
     this.pods.set(name, pod);
     return pod;
   }
@@ -104,6 +115,11 @@ export class Topology {
 
 function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function mac(netns: string, ifname: string): string {
+  const out = execFileSync('ip', ['-j', '-n', netns, 'link', 'show', ifname], { encoding: 'utf8' });
+  return (JSON.parse(out) as { address: string }[])[0].address;
 }
 
 function sh(netns: string, cmd: string, ...args: string[]): void {
