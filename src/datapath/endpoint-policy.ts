@@ -233,7 +233,9 @@ export class EndpointPolicy {
         change.deletes.length + this.#pending.deletes.length > nextSize
       ) {
         target = this.#freshMap(slot, nextSize);
-        writeAll(target, this.#nextEntries(upserted, deleted), nextSize);
+        // A first load is the change itself: its buffers are the batch, no copy.
+        if (this.#state.size === 0) writeChange(target, { deletes: [], keys: keyBuf, values: valBuf, count: n });
+        else writeAll(target, this.#nextEntries(upserted, deleted), nextSize);
       } else {
         writeChange(target, this.#pending);
         writeChange(target, change);
