@@ -153,6 +153,15 @@ struct mbr_btf_anchor {
 	struct mbr_policy_entry policy_entry;
 } mbr_btf_anchor SEC(".bss");
 
+/* An IPv4 5-tuple as on the wire (ICMP echo: the identifier as the requester's port). */
+struct tuple {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 protocol;
+};
+
 struct pkt {
 	__u32 saddr;
 	__u32 daddr;
@@ -166,7 +175,7 @@ struct pkt {
 	__u8 is_icmp_error;
 	__u8 pad;
 	__u32 length;
-	struct mbr_ct_key inner; /* ICMP error: the tuple of the packet it reports on */
+	struct tuple inner; /* ICMP error: the tuple of the packet it reports on */
 };
 
 struct verdict {
@@ -412,7 +421,7 @@ static __always_inline void policy_lookup(struct mbr_endpoint_info *ep, __u32 re
 struct half {
 	struct mbr_endpoint_info *ep;
 	struct mbr_ct_entry *ct; /* the flow's entry as found (forward or reply), 0 when none */
-	struct mbr_ct_key fwd;	 /* this packet's tuple in this half: the key a new flow is created at */
+	struct mbr_ct_key key;	 /* the flow's conntrack key at this endpoint */
 	struct verdict v;
 	__u32 ifindex;	    /* the endpoint's host-side veth: events carry it */
 	__u32 remote;	    /* the remote end's identity */
@@ -471,6 +480,17 @@ static __always_inline int drop(struct __sk_buff *skb, struct pkt *p, struct mbr
 	return TCX_DROP;
 }
 
+/* The conntrack key of a flow at an endpoint: its own end first (local_is_src: it sent the packet). */
+static __always_inline void ct_key_of(struct mbr_ct_key *k, __u32 saddr, __u32 daddr, __u16 sport, __u16 dport,
+				      __u8 protocol, int local_is_src)
+{
+	k->local_addr = local_is_src ? saddr : daddr;
+	k->remote_addr = local_is_src ? daddr : saddr;
+	k->local_port = local_is_src ? sport : dport;
+	k->remote_port = local_is_src ? dport : sport;
+	k->protocol = protocol;
+}
+
 /* Conntrack state and, for new flows (and established flows whose endpoint policy changed since they
  * were last checked), the policy verdict. A local sender (src_ep, ingress half of local delivery)
  * gives the remote identity directly; everyone else takes it from the ipcache. Replies of admitted
@@ -479,39 +499,29 @@ static __always_inline void decide(struct pkt *p, struct half *h, __u32 now, str
 				   __u32 src_ifindex)
 {
 	__u8 dir = h->dir;
-	h->fwd.saddr = p->saddr;
-	h->fwd.daddr = p->daddr;
-	h->fwd.sport = p->sport;
-	h->fwd.dport = p->dport;
-	h->fwd.protocol = p->protocol;
-	h->fwd.dir = dir;
+	ct_key_of(&h->key, p->saddr, p->daddr, p->sport, p->dport, p->protocol, dir == MBR_DIR_EGRESS);
 	h->state = CT_NEW;
-	struct mbr_ct_entry *ct = bpf_map_lookup_elem(&mbr_ct4, &h->fwd);
+	struct mbr_ct_entry *ct = bpf_map_lookup_elem(&mbr_ct4, &h->key);
 	if (ct && ct->lifetime > now) {
-		h->state = CT_ESTABLISHED;
-		if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
-		    (ct->flags & (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING)))
-			h->state = CT_REOPENED;
-	} else {
-		struct mbr_ct_key rev = {
-			.saddr = p->daddr,
-			.daddr = p->saddr,
-			.sport = p->dport,
-			.dport = p->sport,
-			.protocol = p->protocol,
-			.dir = dir ^ 1,
-		};
-		ct = bpf_map_lookup_elem(&mbr_ct4, &rev);
-		if (ct && ct->lifetime > now) {
+		if (ct->dir != dir) {
 			h->state = CT_REPLY;
-		} else if (p->is_icmp_error) {
-			p->inner.dir = dir ^ 1;
-			struct mbr_ct_entry *rel = bpf_map_lookup_elem(&mbr_ct4, &p->inner);
+		} else {
+			h->state = CT_ESTABLISHED;
+			if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+			    (ct->flags & (MBR_CT_F_RX_CLOSING | MBR_CT_F_TX_CLOSING)))
+				h->state = CT_REOPENED;
+		}
+	} else {
+		ct = 0;
+		if (p->is_icmp_error) {
+			/* The quoted packet went the other way: this endpoint sent it when the error comes
+			 * in, and received it when the error goes out. */
+			struct mbr_ct_key rk = {};
+			struct tuple *in = &p->inner;
+			ct_key_of(&rk, in->saddr, in->daddr, in->sport, in->dport, in->protocol, dir == MBR_DIR_INGRESS);
+			struct mbr_ct_entry *rel = bpf_map_lookup_elem(&mbr_ct4, &rk);
 			if (rel && rel->lifetime > now)
 				h->state = CT_RELATED;
-			ct = 0;
-		} else {
-			ct = 0;
 		}
 	}
 	h->ct = ct;
@@ -563,7 +573,7 @@ static __always_inline int commit(struct __sk_buff *skb, struct pkt *p, struct h
 		     h->audit ? MBR_EVENT_F_AUDIT : 0, &h->v, state, h->ifindex);
 	if (h->drop) {
 		if (state == CT_ESTABLISHED) /* the flow lost its allow: forget it */
-			bpf_map_delete_elem(&mbr_ct4, &h->fwd);
+			bpf_map_delete_elem(&mbr_ct4, &h->key);
 		return drop(skb, p, ep, dir, remote, h->drop, state, h->ifindex);
 	}
 
@@ -579,6 +589,7 @@ static __always_inline int commit(struct __sk_buff *skb, struct pkt *p, struct h
 			.proxy_port = h->v.proxy_port,
 			.last_tx_report = now,
 			.peer_ifindex = h->peer_ifindex,
+			.dir = dir,
 		};
 		if (p->protocol == IPPROTO_TCP_) {
 			if (!(p->tcp_flags & TCP_SYN))
@@ -593,7 +604,7 @@ static __always_inline int commit(struct __sk_buff *skb, struct pkt *p, struct h
 			n.flags |= MBR_CT_F_PROXY_REDIRECT;
 		if (h->remote_local)
 			n.flags |= MBR_CT_F_REMOTE_LOCAL;
-		if (bpf_map_update_elem(&mbr_ct4, &h->fwd, &n, BPF_ANY) < 0)
+		if (bpf_map_update_elem(&mbr_ct4, &h->key, &n, BPF_ANY) < 0)
 			return drop(skb, p, ep, dir, remote, DROP_CT_CANT_CREATE, state, h->ifindex);
 	} else if (ct) {
 		/* Write only what changes: both halves of a pod-to-pod flow are updated from two CPUs,

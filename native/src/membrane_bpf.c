@@ -759,7 +759,8 @@ struct ring {
 	struct ring_buffer *rb;
 	uv_poll_t poll;
 	uv_timer_t timer;
-	char *buf;
+	napi_ref batch; /* the JS Buffer records are framed into, handed to every callback */
+	char *buf;	/* its bytes */
 	size_t cap, used;
 	uint32_t count, max_batch;
 	uint64_t delivered, batches;
@@ -789,10 +790,11 @@ static void ring_deliver(struct ring *r)
 	napi_handle_scope scope;
 	napi_open_handle_scope(env, &scope);
 	napi_value cb, recv, args[2], res;
-	void *bd;
 	napi_get_reference_value(env, r->cb, &cb);
 	napi_get_reference_value(env, r->resource, &recv);
-	napi_create_buffer_copy(env, r->used, r->buf, &bd, &args[0]);
+	// The same Buffer every time, no copy: the callback decodes it before returning, and no drain
+	// runs while it does (ring_drain checks in_cb).
+	napi_get_reference_value(env, r->batch, &args[0]);
 	napi_create_uint32(env, r->count, &args[1]);
 	r->delivered += r->count;
 	r->batches++;
@@ -813,13 +815,15 @@ static void ring_free_handle(uv_handle_t *h)
 	struct ring *r = h->data;
 	if (--r->handles_open == 0) {
 		ring_buffer__free(r->rb);
-		free(r->buf);
+		napi_delete_reference(r->env, r->batch);
 		free(r);
 	}
 }
 
 static void ring_drain(struct ring *r)
 {
+	if (r->in_cb)
+		return; /* a drain from inside the callback would overwrite the batch it is decoding */
 	for (int round = 0; round < 64 && !r->closing; round++) {
 		int n = ring_buffer__consume(r->rb);
 		int full = r->count >= r->max_batch;
@@ -873,14 +877,17 @@ static napi_value ring_open(napi_env env, napi_callback_info info)
 	r->env = env;
 	r->max_batch = (uint32_t)max_batch;
 	r->cap = (size_t)max_batch * (4 + 256); // records up to 256 bytes
-	r->buf = malloc(r->cap);
 	r->rb = ring_buffer__new((int)fd, ring_sample, r, NULL);
 	if (!r->rb) {
 		int e = errno;
-		free(r->buf);
 		free(r);
 		return throw_errno(env, "open ring buffer", e, NULL);
 	}
+	napi_value batch;
+	void *data;
+	napi_create_buffer(env, r->cap, &data, &batch);
+	r->buf = data;
+	napi_create_reference(env, batch, 1, &r->batch);
 	napi_create_reference(env, argv[1], 1, &r->cb);
 	napi_value rname, res;
 	napi_create_object(env, &res);

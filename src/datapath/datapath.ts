@@ -29,7 +29,7 @@ import type { DatapathEvent, LostEvents } from './event-types.js';
 import { ipv4ToNetworkU32 } from './layout.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
 import { encodeConfig, TraceLevel } from './maps/config-map.js';
-import { type CtEntry, type CtKey, decodeCtEntry, decodeCtKey } from './maps/ct-map.js';
+import { type CtEntry, type CtKey, decodeCt, decodeCtEntry } from './maps/ct-map.js';
 import {
   decodeEndpointInfo,
   EndpointFlags,
@@ -507,7 +507,10 @@ export class Datapath {
 
   ctEntries(): Array<[CtKey, CtEntry]> {
     const out: Array<[CtKey, CtEntry]> = [];
-    for (const [k, v] of this.map('mbr_ct4').entries()) out.push([decodeCtKey(k), decodeCtEntry(v)]);
+    for (const [k, v] of this.map('mbr_ct4').entries()) {
+      const { key, entry } = decodeCt(k, v);
+      out.push([key, entry]);
+    }
     return out;
   }
 

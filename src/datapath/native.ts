@@ -78,6 +78,7 @@ export interface NativeBpf {
   tcAttach(progFd: number, netns: string, ifname: string, direction: 'ingress' | 'egress'): { ifindex: number };
   tcDetach(netns: string, ifname: string, direction: 'ingress' | 'egress'): boolean;
   progTestRun(fd: number, packet: Uint8Array, repeat: number, ctx: Uint8Array | null): TestRunResult;
+  /** cb gets `count` framed records in `buf`, one Buffer reused for every batch: decode it before returning. */
   ringOpen(
     mapFd: number,
     cb: (buf: Buffer, count: number) => void,

@@ -153,9 +153,9 @@ describe('datapath codecs agree with the C header', () => {
           protocol: 6,
           direction: 'egress',
         }),
-      hex: '0af001020af00202409c500006010000',
+      hex: '0af001020af00202409c500006000000',
       roundTrip: () =>
-        assert.deepEqual(decodeCtKey(Buffer.from('0af001020af00202409c500006010000', 'hex')), {
+        assert.deepEqual(decodeCtKey(Buffer.from('0af001020af00202409c500006000000', 'hex'), 'egress'), {
           saddr: '10.240.1.2',
           daddr: '10.240.2.2',
           sport: 40000,
@@ -165,24 +165,49 @@ describe('datapath codecs agree with the C header', () => {
         }),
     },
     {
+      name: 'ct key of an ingress flow (the endpoint, its destination, first)',
+      bytes: () =>
+        encodeCtKey({
+          saddr: '10.240.1.2',
+          daddr: '10.240.2.2',
+          sport: 40000,
+          dport: 80,
+          protocol: 6,
+          direction: 'ingress',
+        }),
+      hex: '0af002020af001025000409c06000000',
+      roundTrip: () =>
+        assert.deepEqual(decodeCtKey(Buffer.from('0af002020af001025000409c06000000', 'hex'), 'ingress'), {
+          saddr: '10.240.1.2',
+          daddr: '10.240.2.2',
+          sport: 40000,
+          dport: 80,
+          protocol: 6,
+          direction: 'ingress',
+        }),
+    },
+    {
       name: 'ct entry',
       bytes: () =>
-        encodeCtEntry({
-          txPackets: 3,
-          txBytes: 300,
-          rxPackets: 2,
-          rxBytes: 2 ** 33,
-          lifetime: 1000,
-          sourceSecurityId: 7,
-          policyRevision: 9,
-          flags: 0x10,
-          txFlagsSeen: 0x1a,
-          rxFlagsSeen: 0x12,
-          proxyPort: 0,
-          lastTxReport: 990,
-          lastRxReport: 0x01020304,
-          peerIfindex: 0x0a0b,
-        }),
+        encodeCtEntry(
+          {
+            txPackets: 3,
+            txBytes: 300,
+            rxPackets: 2,
+            rxBytes: 2 ** 33,
+            lifetime: 1000,
+            sourceSecurityId: 7,
+            policyRevision: 9,
+            flags: 0x10,
+            txFlagsSeen: 0x1a,
+            rxFlagsSeen: 0x12,
+            proxyPort: 0,
+            lastTxReport: 990,
+            lastRxReport: 0x01020304,
+            peerIfindex: 0x0a0b,
+          },
+          'egress',
+        ),
       hex:
         '0300000000000000' +
         '2c01000000000000' +
@@ -194,28 +219,31 @@ describe('datapath codecs agree with the C header', () => {
         '1000' +
         '1a12' +
         '0000' +
-        '0000' +
+        '0100' +
         'de030000' +
         '04030201' +
         '0b0a0000',
       roundTrip: () => {
         const e = decodeCtEntry(
-          encodeCtEntry({
-            txPackets: 1,
-            txBytes: 2,
-            rxPackets: 3,
-            rxBytes: 2 ** 40,
-            lifetime: 5,
-            sourceSecurityId: 6,
-            policyRevision: 7,
-            flags: 8,
-            txFlagsSeen: 9,
-            rxFlagsSeen: 10,
-            proxyPort: 11,
-            lastTxReport: 12,
-            lastRxReport: 13,
-            peerIfindex: 14,
-          }),
+          encodeCtEntry(
+            {
+              txPackets: 1,
+              txBytes: 2,
+              rxPackets: 3,
+              rxBytes: 2 ** 40,
+              lifetime: 5,
+              sourceSecurityId: 6,
+              policyRevision: 7,
+              flags: 8,
+              txFlagsSeen: 9,
+              rxFlagsSeen: 10,
+              proxyPort: 11,
+              lastTxReport: 12,
+              lastRxReport: 13,
+              peerIfindex: 14,
+            },
+            'ingress',
+          ),
         );
         assert.equal(e.rxBytes, 2 ** 40);
         assert.equal(e.proxyPort, 11);

@@ -43,8 +43,8 @@ describe('conntrack', () => {
       direction: 'egress',
     });
     const ct = dp.map('mbr_ct4');
-    ct.update(encodeCtKey(key(1)), encodeCtEntry({ ...ENTRY, lifetime: now - 1 }));
-    ct.update(encodeCtKey(key(2)), encodeCtEntry({ ...ENTRY, lifetime: now + 100 }));
+    ct.update(encodeCtKey(key(1)), encodeCtEntry({ ...ENTRY, lifetime: now - 1 }, 'egress'));
+    ct.update(encodeCtKey(key(2)), encodeCtEntry({ ...ENTRY, lifetime: now + 100 }, 'egress'));
     assert.equal(dp.ctGc(now), 1);
     assert.deepEqual(dp.ctEntries(), [[key(2), { ...ENTRY, lifetime: now + 100 }]]);
   });

@@ -69,7 +69,7 @@ describe('trace aggregation at level connections', () => {
     assert.ok(raw, 'the flow is tracked');
     const e = decodeCtEntry(raw);
     assert.ok(Math.abs(e.lastTxReport - monotonicSeconds()) <= 2, `last report ${e.lastTxReport} is now`);
-    dp.map('mbr_ct4').update(encodeCtKey(key), encodeCtEntry({ ...e, lastTxReport: e.lastTxReport - 6 }));
+    dp.map('mbr_ct4').update(encodeCtKey(key), encodeCtEntry({ ...e, lastTxReport: e.lastTxReport - 6 }, 'egress'));
     assert.deepEqual(points(run('from', out(ack))), [[TraceObservationPoint.toStack, 2, false]], 'interval passed');
     assert.deepEqual(points(run('from', out(ack))), [], 'and the interval starts again');
   });

@@ -90,19 +90,20 @@ struct mbr_endpoint_info {
 };
 
 /*
- * mbr_ct4: LRU hash, one entry per (flow, direction). The tuple is the one of the packet that
- * opened the flow, as seen on the hook that enforced it; dir tells the ingress and egress halves of
- * a pod-to-pod flow apart. ICMP echo uses the identifier as sport, dport 0. Read by
- * src/datapath/maps/ct-map.ts (`membrane bpf ct list global`).
+ * mbr_ct4: LRU hash, one entry per (flow, endpoint). The key is the flow's tuple as the endpoint
+ * sees it, its own address and port first: both directions of a flow find the entry with one
+ * lookup, and the two halves of a pod-to-pod flow (the sender's and the receiver's) are two
+ * entries. dir in the entry tells in which direction the flow was opened. ICMP echo uses the
+ * identifier as the endpoint's port, remote port 0. Read by src/datapath/maps/ct-map.ts
+ * (`membrane bpf ct list global`).
  */
 struct mbr_ct_key {
-	__u32 saddr; /* network order */
-	__u32 daddr; /* network order */
-	__u16 sport; /* host order */
-	__u16 dport; /* host order */
+	__u32 local_addr;  /* the endpoint's address, network order */
+	__u32 remote_addr; /* network order */
+	__u16 local_port;  /* host order */
+	__u16 remote_port; /* host order */
 	__u8 protocol;
-	__u8 dir; /* MBR_DIR_* */
-	__u16 pad;
+	__u8 pad[3];
 };
 
 #define MBR_CT_F_RX_CLOSING 0x01
@@ -124,7 +125,8 @@ struct mbr_ct_entry {
 	__u8 tx_flags_seen;   /* TCP flags seen in the forward direction */
 	__u8 rx_flags_seen;   /* TCP flags seen in the reply direction */
 	__u16 proxy_port;
-	__u16 pad0;
+	__u8 dir;	      /* MBR_DIR_* the flow was opened in: tx is that direction, rx the reply */
+	__u8 pad0;
 	__u32 last_tx_report; /* CLOCK_MONOTONIC seconds of the last trace event per direction */
 	__u32 last_rx_report;
 	__u32 peer_ifindex; /* the remote endpoint's host-side veth when it is on this node, else 0 */

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { BpfMap } from '../../datapath/bpf-map.js';
 import { type MapName, monotonicSeconds, openPinnedMap, pinDirFor } from '../../datapath/datapath.js';
 import { DatapathError } from '../../datapath/datapath-error.js';
-import { type CtEntry, CtFlags, type CtKey, decodeCtEntry, decodeCtKey } from '../../datapath/maps/ct-map.js';
+import { type CtEntry, CtFlags, type CtKey, decodeCt } from '../../datapath/maps/ct-map.js';
 import {
   decodeIpcacheFlags,
   decodeIpcacheIfindex,
@@ -78,9 +78,7 @@ export function registerBpf(program: Command): void {
     bpf.command('ct').description('Connection tracking table').command('list').argument('<scope>', 'global'),
   ).action((scope: string, o: MapOptions) => {
     if (scope !== 'global') throw new CliError('MBR_CLI_USAGE', `scope: expected "global", got "${scope}"`, EXIT_USAGE);
-    const rows = readMap(o, 'mbr_ct4', (m) =>
-      [...m.entries()].map(([k, v]) => ({ key: decodeCtKey(k), entry: decodeCtEntry(v) })),
-    );
+    const rows = readMap(o, 'mbr_ct4', (m) => [...m.entries()].map(([k, v]) => decodeCt(k, v)));
     const now = monotonicSeconds();
     print(
       o,

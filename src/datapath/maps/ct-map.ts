@@ -1,12 +1,15 @@
 // Layout: struct mbr_ct_key / mbr_ct_entry in bpf/include/membrane/maps.h (map mbr_ct4, LRU hash).
 // Addresses network order; ports, counters and times host order. lifetime is CLOCK_MONOTONIC seconds.
+// The key holds the flow as its endpoint sees it (own address and port first) and the entry the
+// direction it was opened in; CtKey here is the flow as opened (saddr -> daddr, direction), which is
+// what `bpf ct list` prints: encodeCtKey orients it, decodeCtKey turns it back with the entry's dir.
 import type { StructLayout } from '../layout.js';
 import { ipv4ToNetworkU32, u32ToIpv4 } from '../layout.js';
 
 export const CT_KEY: StructLayout = {
   struct: 'mbr_ct_key',
   size: 16,
-  fields: { saddr: 0, daddr: 4, sport: 8, dport: 10, protocol: 12, dir: 13, pad: 14 },
+  fields: { local_addr: 0, remote_addr: 4, local_port: 8, remote_port: 10, protocol: 12, pad: 13 },
 };
 export const CT_ENTRY: StructLayout = {
   struct: 'mbr_ct_entry',
@@ -23,7 +26,8 @@ export const CT_ENTRY: StructLayout = {
     tx_flags_seen: 46,
     rx_flags_seen: 47,
     proxy_port: 48,
-    pad0: 50,
+    dir: 50,
+    pad0: 51,
     last_tx_report: 52,
     last_rx_report: 56,
     peer_ifindex: 60,
@@ -40,6 +44,7 @@ export const CtFlags = {
   remoteLocal: 0x20,
 } as const;
 
+/** A flow as opened: the opening packet's tuple and the direction it took at the endpoint. */
 export interface CtKey {
   readonly saddr: string;
   readonly daddr: string;
@@ -69,29 +74,46 @@ export interface CtEntry {
   readonly peerIfindex: number;
 }
 
+/** The key bytes: for an egress flow the endpoint is the source, for an ingress flow the destination. */
 export function encodeCtKey(k: CtKey, out: Buffer = Buffer.alloc(16), offset = 0): Buffer {
-  out.writeUInt32BE(ipv4ToNetworkU32(k.saddr), offset);
-  out.writeUInt32BE(ipv4ToNetworkU32(k.daddr), offset + 4);
-  out.writeUInt16LE(k.sport, offset + 8);
-  out.writeUInt16LE(k.dport, offset + 10);
+  const egress = k.direction === 'egress';
+  out.writeUInt32BE(ipv4ToNetworkU32(egress ? k.saddr : k.daddr), offset);
+  out.writeUInt32BE(ipv4ToNetworkU32(egress ? k.daddr : k.saddr), offset + 4);
+  out.writeUInt16LE(egress ? k.sport : k.dport, offset + 8);
+  out.writeUInt16LE(egress ? k.dport : k.sport, offset + 10);
   out.writeUInt8(k.protocol, offset + 12);
-  out.writeUInt8(k.direction === 'egress' ? 1 : 0, offset + 13);
-  out.writeUInt16LE(0, offset + 14);
+  out.fill(0, offset + 13, offset + 16);
   return out;
 }
 
-export function decodeCtKey(b: Buffer, offset = 0): CtKey {
-  return {
-    saddr: u32ToIpv4(b.readUInt32BE(offset)),
-    daddr: u32ToIpv4(b.readUInt32BE(offset + 4)),
-    sport: b.readUInt16LE(offset + 8),
-    dport: b.readUInt16LE(offset + 10),
-    protocol: b.readUInt8(offset + 12),
-    direction: b.readUInt8(offset + 13) === 1 ? 'egress' : 'ingress',
-  };
+/** The flow of a key, given the direction its entry says it was opened in. */
+export function decodeCtKey(b: Buffer, direction: CtKey['direction'], offset = 0): CtKey {
+  const local = u32ToIpv4(b.readUInt32BE(offset));
+  const remote = u32ToIpv4(b.readUInt32BE(offset + 4));
+  const lport = b.readUInt16LE(offset + 8);
+  const rport = b.readUInt16LE(offset + 10);
+  const protocol = b.readUInt8(offset + 12);
+  return direction === 'egress'
+    ? { saddr: local, daddr: remote, sport: lport, dport: rport, protocol, direction }
+    : { saddr: remote, daddr: local, sport: rport, dport: lport, protocol, direction };
 }
 
-export function encodeCtEntry(e: CtEntry, out: Buffer = Buffer.alloc(64), offset = 0): Buffer {
+/** One mbr_ct4 entry as the flow it tracks. */
+export function decodeCt(k: Buffer, v: Buffer): { key: CtKey; entry: CtEntry } {
+  return { key: decodeCtKey(k, ctEntryDirection(v)), entry: decodeCtEntry(v) };
+}
+
+export function ctEntryDirection(v: Buffer, offset = 0): CtKey['direction'] {
+  return v.readUInt8(offset + 50) === 1 ? 'egress' : 'ingress';
+}
+
+/** The entry bytes of a flow opened in `direction`. */
+export function encodeCtEntry(
+  e: CtEntry,
+  direction: CtKey['direction'],
+  out: Buffer = Buffer.alloc(64),
+  offset = 0,
+): Buffer {
   out.fill(0, offset, offset + 64);
   out.writeBigUInt64LE(BigInt(e.txPackets), offset);
   out.writeBigUInt64LE(BigInt(e.txBytes), offset + 8);
@@ -104,6 +126,7 @@ export function encodeCtEntry(e: CtEntry, out: Buffer = Buffer.alloc(64), offset
   out.writeUInt8(e.txFlagsSeen, offset + 46);
   out.writeUInt8(e.rxFlagsSeen, offset + 47);
   out.writeUInt16LE(e.proxyPort, offset + 48);
+  out.writeUInt8(direction === 'egress' ? 1 : 0, offset + 50);
   out.writeUInt32LE(e.lastTxReport, offset + 52);
   out.writeUInt32LE(e.lastRxReport, offset + 56);
   out.writeUInt32LE(e.peerIfindex, offset + 60);

@@ -36,22 +36,25 @@ export function setUpCase(dp: Datapath, c: ProgCase): void {
   for (const k of c.ct ?? [])
     dp.map('mbr_ct4').update(
       encodeCtKey(k),
-      encodeCtEntry({
-        txPackets: 1,
-        txBytes: 60,
-        rxPackets: 0,
-        rxBytes: 0,
-        lifetime: life,
-        sourceSecurityId: 0,
-        policyRevision: 1,
-        flags: 0,
-        txFlagsSeen: 0,
-        rxFlagsSeen: 0,
-        proxyPort: 0,
-        lastTxReport: 0,
-        lastRxReport: 0,
-        peerIfindex: 0,
-      }),
+      encodeCtEntry(
+        {
+          txPackets: 1,
+          txBytes: 60,
+          rxPackets: 0,
+          rxBytes: 0,
+          lifetime: life,
+          sourceSecurityId: 0,
+          policyRevision: 1,
+          flags: 0,
+          txFlagsSeen: 0,
+          rxFlagsSeen: 0,
+          proxyPort: 0,
+          lastTxReport: 0,
+          lastRxReport: 0,
+          peerIfindex: 0,
+        },
+        k.direction,
+      ),
     );
   if (c.auth)
     dp.upsertAuth(
