@@ -44,6 +44,7 @@ import {
   decodeIpcacheKey,
   decodeIpcacheValue,
   encodeIpcacheKey,
+  encodeIpcacheKeyAt,
   encodeIpcacheValue,
   formatIpv4Prefix,
   IPCACHE_VALUE_SIZE,
@@ -425,8 +426,24 @@ export class Datapath {
    */
   upsertIpcacheBatch(entries: readonly IpcacheEntry[]): void {
     const m = this.map('mbr_ipcache');
-    const ids = entries.map((e) => ipcacheKeyNumber(e.prefix));
-    const fresh = new Set(ids.filter((id) => !this.#ipcacheKeys.has(id))).size;
+    const n = entries.length;
+    // One pass: each address is parsed once for its key, its bookkeeping id and its local flag.
+    const keys = Buffer.allocUnsafe(n * 8);
+    const values = Buffer.allocUnsafe(n * IPCACHE_VALUE_SIZE);
+    const ids = new Array<number>(n);
+    const freshIds = new Set<number>();
+    const local = this.#localIps();
+    for (let i = 0; i < n; i++) {
+      const e = entries[i] as IpcacheEntry;
+      const addr = ipv4ToNetworkU32(e.prefix.addr);
+      const id = addr * 64 + e.prefix.prefixLen;
+      ids[i] = id;
+      if (!this.#ipcacheKeys.has(id)) freshIds.add(id);
+      encodeIpcacheKeyAt(addr, e.prefix.prefixLen, keys, i * 8);
+      const ifindex = e.prefix.prefixLen === 32 ? (local.get(addr) ?? 0) : 0;
+      encodeIpcacheValue(e.identity, values, i * IPCACHE_VALUE_SIZE, ifindex ? IpcacheFlags.localEndpoint : 0, ifindex);
+    }
+    const fresh = freshIds.size;
     if (this.#ipcacheKeys.size + fresh > m.maxEntries)
       throw this.#recordError(
         'ipcache',
@@ -435,14 +452,6 @@ export class Datapath {
           `ipcache: ${fresh} new entries do not fit (${this.#ipcacheKeys.size} of ${m.maxEntries} used); nothing written`,
         ),
       );
-    const keys = Buffer.alloc(entries.length * 8);
-    const values = Buffer.alloc(entries.length * IPCACHE_VALUE_SIZE);
-    const local = this.#localIps();
-    entries.forEach((e, i) => {
-      encodeIpcacheKey(e.prefix, keys, i * 8);
-      const ifindex = this.#localIfindex(e.prefix, local);
-      encodeIpcacheValue(e.identity, values, i * IPCACHE_VALUE_SIZE, ifindex ? IpcacheFlags.localEndpoint : 0, ifindex);
-    });
     try {
       m.updateBatch(keys, values, entries.length);
     } finally {
@@ -640,12 +649,13 @@ export class Datapath {
 
   /** A /32 of an attached endpoint carries the local flag and its host-side veth, whoever writes
    * it (attach or the agent); 0 for every other prefix. */
-  #localIfindex(p: IpcachePrefix, localIps: ReadonlyMap<string, number>): number {
-    return p.prefixLen === 32 ? (localIps.get(p.addr) ?? 0) : 0;
+  #localIfindex(p: IpcachePrefix, localIps: ReadonlyMap<number, number>): number {
+    return p.prefixLen === 32 ? (localIps.get(ipv4ToNetworkU32(p.addr)) ?? 0) : 0;
   }
 
-  #localIps(): Map<string, number> {
-    return new Map([...this.#endpoints.values()].map((e) => [e.ipv4, e.ifindex]));
+  /** Attached endpoints' host-side veths by their address (network-order u32). */
+  #localIps(): Map<number, number> {
+    return new Map([...this.#endpoints.values()].map((e) => [ipv4ToNetworkU32(e.ipv4), e.ifindex]));
   }
 
   #capacityError(what: string, doing: string, err: unknown): DatapathError {

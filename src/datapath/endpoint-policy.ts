@@ -21,6 +21,7 @@ import {
   encodePolicyKey,
   POLICY_ENTRY,
   POLICY_KEY,
+  type PolicyKeyId,
   type PolicyMapValue,
   policyKeyId,
   validatePolicyKey,
@@ -87,7 +88,7 @@ export class EndpointPolicy {
   #hardMax: number;
   #maps: [BpfMap | undefined, BpfMap | undefined];
   #active: 0 | 1;
-  #state: Map<string, RealizedEntry>;
+  #state: Map<PolicyKeyId, RealizedEntry>;
   /** What the inactive trie lacks: the previous change, or 'resync' when its content is unknown. */
   #pending: Change | 'resync';
 
@@ -98,7 +99,7 @@ export class EndpointPolicy {
     hardMax: number,
     maps: [BpfMap | undefined, BpfMap | undefined],
     active: 0 | 1,
-    state: Map<string, RealizedEntry>,
+    state: Map<PolicyKeyId, RealizedEntry>,
     pending: Change | 'resync',
   ) {
     this.endpointId = endpointId;
@@ -145,7 +146,7 @@ export class EndpointPolicy {
       unlinkIfExists(pinPath(pinDir, endpointId, 0));
       m.pin(pinPath(pinDir, endpointId, 0));
     }
-    const state = new Map<string, RealizedEntry>();
+    const state = new Map<PolicyKeyId, RealizedEntry>();
     const activeMap = maps[active];
     if (activeMap) {
       for (const [k, val] of activeMap.entries()) {
@@ -179,13 +180,13 @@ export class EndpointPolicy {
    * MBR_DATAPATH_BAD_INPUT, MBR_DATAPATH_MAP_FULL or MBR_DATAPATH_SYSCALL with nothing published.
    */
   apply(diff: MapStateDiff): void {
-    for (let i = 0; i < diff.adds.length; i++) withPath(`adds[${i}]`, (diff.adds[i] as (typeof diff.adds)[number])[0]);
-    for (let i = 0; i < diff.deletes.length; i++) withPath(`deletes[${i}]`, diff.deletes[i] as PolicyKey);
+    for (let i = 0; i < diff.adds.length; i++) withPath('adds', i, (diff.adds[i] as (typeof diff.adds)[number])[0]);
+    for (let i = 0; i < diff.deletes.length; i++) withPath('deletes', i, diff.deletes[i] as PolicyKey);
 
     // The change as a delta over the current state (no copy of the state: a one-entry change to a
     // 100k-entry endpoint stays cheap). Encoded into two contiguous buffers, which are also the
     // batch the inactive trie replays later.
-    const upserted = new Map<string, RealizedEntry>();
+    const upserted = new Map<PolicyKeyId, RealizedEntry>();
     const keyBuf = Buffer.allocUnsafe(diff.adds.length * POLICY_KEY.size);
     const valBuf = Buffer.allocUnsafe(diff.adds.length * POLICY_ENTRY.size);
     let n = 0;
@@ -198,7 +199,7 @@ export class EndpointPolicy {
         upserted.set(policyKeyId(k), new RealizedEntry(k, keyBuf, valBuf, n));
         n++;
       }
-    const deleted = new Map<string, RealizedEntry>();
+    const deleted = new Map<PolicyKeyId, RealizedEntry>();
     for (const k of diff.deletes) {
       const id = policyKeyId(k);
       const had = this.#state.get(id);
@@ -262,7 +263,10 @@ export class EndpointPolicy {
     this.#pending = change;
   }
 
-  *#nextEntries(upserted: Map<string, RealizedEntry>, deleted: Map<string, RealizedEntry>): Generator<RealizedEntry> {
+  *#nextEntries(
+    upserted: Map<PolicyKeyId, RealizedEntry>,
+    deleted: Map<PolicyKeyId, RealizedEntry>,
+  ): Generator<RealizedEntry> {
     for (const [id, e] of this.#state) if (!deleted.has(id) && !upserted.has(id)) yield e;
     yield* upserted.values();
   }
@@ -338,12 +342,13 @@ function unlinkIfExists(p: string): void {
   }
 }
 
-function withPath(path: string, k: PolicyKey): void {
+/** Validates diff.<list>[i]'s key; the error names that path. */
+function withPath(list: 'adds' | 'deletes', i: number, k: PolicyKey): void {
   try {
     validatePolicyKey(k);
   } catch (err) {
     if (err instanceof DatapathError)
-      throw new DatapathError(err.code, err.message.replace('policy key.', `policy diff ${path}.key.`));
+      throw new DatapathError(err.code, err.message.replace('policy key.', `policy diff ${list}[${i}].key.`));
     throw err;
   }
 }

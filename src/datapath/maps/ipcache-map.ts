@@ -60,8 +60,13 @@ export function formatIpv4Prefix(p: IpcachePrefix): string {
 }
 
 export function encodeIpcacheKey(p: IpcachePrefix, out: Buffer = Buffer.alloc(8), offset = 0): Buffer {
-  out.writeUInt32LE(p.prefixLen, offset);
-  out.writeUInt32BE(ipv4ToNetworkU32(p.addr), offset + 4);
+  return encodeIpcacheKeyAt(ipv4ToNetworkU32(p.addr), p.prefixLen, out, offset);
+}
+
+/** The key of an address already parsed to its network-order u32. */
+export function encodeIpcacheKeyAt(addr: number, prefixLen: number, out: Buffer, offset: number): Buffer {
+  out.writeUInt32LE(prefixLen, offset);
+  out.writeUInt32BE(addr >>> 0, offset + 4);
   return out;
 }
 
