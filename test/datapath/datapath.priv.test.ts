@@ -316,13 +316,29 @@ describe('datapath with legacy tc attach', () => {
       topo.remove();
     });
     await startEcho(topo, topo.pod('b').netns, [8080, 8081]);
-    dp.attachEndpoint({ endpointId: 1, netnsPath: topo.nodePath, ifname: 'mbr-hva', ipv4: '10.240.1.2', identity: A });
-    dp.attachEndpoint({ endpointId: 2, netnsPath: topo.nodePath, ifname: 'mbr-hvb', ipv4: '10.240.2.2', identity: B });
+    // With MACs: local delivery (bpf_redirect_peer) from a cls_bpf ingress filter too.
+    for (const [id, name, identity] of [
+      [1, 'a', A],
+      [2, 'b', B],
+    ] as const) {
+      const p = topo.pod(name);
+      dp.attachEndpoint({
+        endpointId: id,
+        netnsPath: topo.nodePath,
+        ifname: p.hostIf,
+        ipv4: p.ip,
+        identity,
+        podMac: p.podMac,
+        hostMac: p.hostMac,
+      });
+    }
     dp.applyPolicy({ endpointId: 1, adds: [allow(0, 'egress')], deletes: [] });
     dp.applyPolicy({ endpointId: 2, adds: [allow(A, 'ingress', TCP, 8080)], deletes: [] });
     assert.equal(dp.status().attachMode, 'tc');
+    const routed = topo.forwardedDatagrams();
     assert.equal(eventually(tcpEchoes, topo, topo.pod('a').netns, '10.240.2.2', 8080), true);
     assert.equal(tcpEchoes(topo, topo.pod('a').netns, '10.240.2.2', 8081), false);
+    assert.equal(topo.forwardedDatagrams() - routed, 0, 'delivered by the filters, not routed by the node');
     const filters = () => topo.run(topo.node, 'tc', ['filter', 'show', 'dev', 'mbr-hvb', 'ingress']).out;
     assert.match(filters(), /mbr_from_pod/);
     dp.detachEndpoint(2);

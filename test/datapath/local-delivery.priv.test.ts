@@ -136,13 +136,6 @@ describe('local delivery under BPF_PROG_TEST_RUN', () => {
   });
 });
 
-/** The node netns's IP ForwDatagrams counter: packets its stack routed. */
-function forwarded(topo: Topology): number {
-  const lines = topo.run(topo.node, 'cat', ['/proc/net/snmp']).out.split('\n');
-  const [names, values] = lines.filter((l) => l.startsWith('Ip:')).map((l) => l.split(/\s+/));
-  return Number(values[names.indexOf('ForwDatagrams')]);
-}
-
 async function liveNode(t: TestContext, tag: string, localDelivery: boolean) {
   const topo = Topology.create(tag, ['a', 'b']);
   const pinDir = `/sys/fs/bpf/membrane/dp-${tag}-${process.pid}`;
@@ -182,12 +175,12 @@ describe('local delivery on real traffic', () => {
     if (!requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat', 'ping'])) return;
     const { topo, dp, events } = await liveNode(t, 'ld', true);
     const a = topo.pod('a').netns;
-    const before = forwarded(topo);
+    const before = topo.forwardedDatagrams();
     assert.equal(eventually(tcpEchoes, topo, a, '10.240.2.2', 8080), true, 'a -> b:8080 allowed, replies pass');
     assert.equal(tcpEchoes(topo, a, '10.240.2.2', 8081), false, "b's ingress policy drops 8081");
     const ping = topo.run(a, 'ping', ['-c', '1', '-W', '2', '10.240.2.2']);
     assert.match(ping.out, /ttl=63/, 'the TTL is decremented once, as a routed hop');
-    assert.equal(forwarded(topo) - before, 0, "the node's stack routed none of it");
+    assert.equal(topo.forwardedDatagrams() - before, 0, "the node's stack routed none of it");
     dp.drainEvents();
     const hostB = dp.endpoints().find((e) => e.endpointId === 2)?.ifindex;
     const drop = events.find((e) => e.kind === EventKind.drop && e.dstPort === 8081);
@@ -206,10 +199,10 @@ describe('local delivery on real traffic', () => {
     if (!requireBpf(t, 'loads BPF programs and sends traffic between netns', ['socat', 'ping'])) return;
     const { topo } = await liveNode(t, 'ls', false);
     const a = topo.pod('a').netns;
-    const before = forwarded(topo);
+    const before = topo.forwardedDatagrams();
     assert.equal(eventually(tcpEchoes, topo, a, '10.240.2.2', 8080), true);
     assert.equal(tcpEchoes(topo, a, '10.240.2.2', 8081), false);
     assert.equal(pings(topo, a, '10.240.2.2'), true);
-    assert.ok(forwarded(topo) - before > 0, "the node's stack routed the packets");
+    assert.ok(topo.forwardedDatagrams() - before > 0, "the node's stack routed the packets");
   });
 });

@@ -81,6 +81,13 @@ export class Topology {
     return p;
   }
 
+  /** The node netns's IP ForwDatagrams counter: packets its IP stack routed. */
+  forwardedDatagrams(): number {
+    const lines = this.run(this.node, 'cat', ['/proc/net/snmp']).out.split('\n');
+    const [names = [], values = []] = lines.filter((l) => l.startsWith('Ip:')).map((l) => l.split(/\s+/));
+    return Number(values[names.indexOf('ForwDatagrams')]);
+  }
+
   /** Runs a command in a netns to completion (bounded by timeoutMs). */
   run(netns: string, cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number } = {}) {
     const r = spawnSync('nsenter', [`--net=/run/netns/${netns}`, cmd, ...args], {
