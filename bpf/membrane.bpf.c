@@ -4,9 +4,11 @@
  *   mbr_from_pod  tcx ingress of the host-side veth: packets leaving the pod, the pod's egress policy
  *   mbr_to_pod    tcx egress of the host-side veth: packets entering the pod, its ingress policy
  *   mbr_pass      returns TCX_NEXT and nothing else: the benchmark's hook-cost floor
- * Per packet: endpoint lookup (by ifindex), conntrack lookup; only new flows (and established flows
- * whose endpoint policy changed since they were last checked) take the ipcache LPM lookup of the
- * remote address and the two policy LPM lookups. Replies of admitted flows never do. ARP passes;
+ * Per packet: endpoint lookup (by ifindex), one conntrack lookup; only new flows (and established
+ * flows whose endpoint policy changed since they were last checked) take the ipcache LPM lookup of
+ * the remote address and the two policy LPM lookups. Replies of admitted flows never do. A packet
+ * between two endpoints of this node with known MACs is delivered by mbr_from_pod itself: it runs
+ * the receiver's ingress half as mbr_to_pod would, then redirects into the receiving pod. ARP passes;
  * IPv6 and other L3 protocols are dropped (139), since only IPv4 is enforced. Trace events follow
  * the configured level (maps.h): at "connections" one report per flow direction and TCP milestone.
  * Layouts live in include/membrane/maps.h; user space reads every map named here.
