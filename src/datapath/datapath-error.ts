@@ -8,6 +8,7 @@ export type DatapathErrorCode =
   | 'MBR_DATAPATH_BAD_INPUT'
   | 'MBR_DATAPATH_NO_ENDPOINT'
   | 'MBR_DATAPATH_NOT_PINNED'
+  | 'MBR_DATAPATH_STALE_PINS'
   | 'MBR_DATAPATH_CLOSED';
 
 export class DatapathError extends Error {

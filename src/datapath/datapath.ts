@@ -13,12 +13,25 @@
 //   dp.destroy();                                              // detach everything, remove the pins
 //
 // Layout of the pin directory: maps/<mbr_*>, progs/<mbr_from_pod|mbr_to_pod|mbr_pass>,
-// links/<endpointId>-<ingress|egress>, policy/<endpointId>-<a|b> (see endpoint-policy.ts).
+// links/<endpointId>-<ingress|egress>, policy/<endpointId>-<a|b> (see endpoint-policy.ts), and
+// object-sha256, a symlink to the digest of the object that made them: another build refuses them.
 // Endpoints are keyed in the datapath by the host-side veth's ifindex, so one instance serves the
 // veths of one (node) network namespace. Attach is tcx where the kernel has it (>= 6.6), else legacy
 // tc filters (attachMode 'tc'), which need no pin to outlive the process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statfsSync, unlinkSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmdirSync,
+  rmSync,
+  statfsSync,
+  symlinkSync,
+  unlinkSync,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import { BpfMap } from './bpf-map.js';
@@ -185,7 +198,9 @@ export class Datapath {
     const progs = new Map<ProgramName, number>();
     const pinnedProgs = PROGRAM_NAMES.every((p) => existsSync(`${pinDir}/progs/${p}`));
     const pinnedMaps = MAP_NAMES.every((m) => existsSync(`${pinDir}/maps/${m}`));
+    const build = objectDigest();
     if (pinnedProgs && pinnedMaps) {
+      assertSameBuild(pinDir, build);
       for (const m of MAP_NAMES) maps.set(m, BpfMap.fromPinned(`${pinDir}/maps/${m}`));
       for (const p of PROGRAM_NAMES)
         progs.set(
@@ -210,6 +225,11 @@ export class Datapath {
         if (existsSync(path)) unlinkSync(path);
         sys(`pin program ${name}`, () => n.objPin(p.fd, path));
       }
+    }
+    if (!(pinnedProgs && pinnedMaps)) {
+      // bpffs holds no regular files: the build is recorded as a symlink's target.
+      rmSync(`${pinDir}/${OBJECT_LINK}`, { force: true });
+      symlinkSync(build, `${pinDir}/${OBJECT_LINK}`);
     }
     const dp = new Datapath(pinDir, maps, progs, opts);
     dp.setTraceLevel(opts.traceLevel ?? 'connections');
@@ -679,6 +699,7 @@ export function openPinnedMap(pinDir: string, name: MapName): BpfMap {
   const p = `${pinDir}/maps/${name}`;
   if (!existsSync(p))
     throw new DatapathError('MBR_DATAPATH_NOT_PINNED', `no datapath pinned at ${pinDir} (${p} does not exist)`);
+  if (existsSync(BPF_OBJECT_PATH)) assertSameBuild(pinDir, objectDigest());
   return BpfMap.fromPinned(p);
 }
 
@@ -696,6 +717,33 @@ export function monotonicSeconds(): number {
 
 /** Removes a pin directory tree (bpffs supports unlink/rmdir). */
 /** Removes an instance's pins, and Membrane's bpffs directory too once no instance is left. */
+/** The pin directory's record of the object that made it: a symlink to its sha256. */
+const OBJECT_LINK = 'object-sha256';
+
+function objectDigest(): string {
+  return createHash('sha256').update(readFileSync(BPF_OBJECT_PATH)).digest('hex');
+}
+
+/**
+ * Pins of another build hold other layouts (or other program semantics): refused whole rather than
+ * driven or decoded with this build's codecs.
+ */
+function assertSameBuild(pinDir: string, build: string): void {
+  let pinned: string | undefined;
+  try {
+    pinned = readlinkSync(`${pinDir}/${OBJECT_LINK}`);
+  } catch {
+    pinned = undefined;
+  }
+  if (pinned !== build)
+    throw new DatapathError(
+      'MBR_DATAPATH_STALE_PINS',
+      `${pinDir}: pinned by another build of the datapath (object ${pinned?.slice(0, 12) ?? 'not recorded'}, ` +
+        `this build ${build.slice(0, 12)}); its maps and programs do not fit this build. Remove it ` +
+        `(rm -r ${pinDir}; unpinning detaches its tcx links) or run the build that made it`,
+    );
+}
+
 export function removePinDir(dir: string): void {
   if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   const root = `${BPFFS_ROOT}/membrane`;

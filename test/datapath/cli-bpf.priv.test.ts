@@ -2,8 +2,10 @@
 // no agent running, in table and JSON form.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
+import { DatapathError } from '../../src/datapath/datapath-error.js';
 import { PROG_CASES } from './fixtures/prog-cases.js';
 import { setUpCase } from './support/prog-setup.js';
 import { requireBpf } from './support/require-bpf.js';
@@ -60,5 +62,36 @@ describe('membrane bpf on pinned maps', () => {
     const missing = cli('bpf', 'policy', 'get', '99', '--pin-dir', pinDir);
     assert.equal(missing.code, 1);
     assert.equal(missing.err, `membrane: endpoint 99 has no policy map in ${pinDir}\n`);
+  });
+
+  it('refuses pins made by another build, in the datapath and in the CLI, and changes nothing', (t) => {
+    if (!requireBpf(t, 'creates BPF maps')) return;
+    const pinDir = `/sys/fs/bpf/membrane/dp-stale-${process.pid}`;
+    removePinDir(pinDir);
+    const dp = Datapath.open({ pinDir });
+    t.after(() => removePinDir(pinDir));
+    dp.upsertIpcache('10.0.9.9/32', 4242);
+    dp.close();
+    const link = `${pinDir}/object-sha256`;
+    const build = readlinkSync(link);
+    assert.match(build, /^[0-9a-f]{64}$/);
+    rmSync(link);
+    symlinkSync('0'.repeat(64), link);
+    assert.throws(
+      () => Datapath.open({ pinDir }),
+      (err: unknown) =>
+        err instanceof DatapathError &&
+        err.code === 'MBR_DATAPATH_STALE_PINS' &&
+        err.message.includes('pinned by another build of the datapath (object 000000000000, this build'),
+    );
+    const listed = cli('bpf', 'ipcache', 'list', '--pin-dir', pinDir);
+    assert.equal(listed.code, 1);
+    assert.match(listed.err, /pinned by another build of the datapath/);
+    // Put back, the same pins open again with their state.
+    rmSync(link);
+    symlinkSync(build, link);
+    const again = Datapath.open({ pinDir });
+    t.after(() => again.destroy());
+    assert.equal(again.ipcacheEntries().find((e) => e.prefix.addr === '10.0.9.9')?.identity, 4242);
   });
 });
