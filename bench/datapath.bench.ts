@@ -176,24 +176,8 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
   }
 
   attachMbr(): void {
-    const c = this.topo.pod('c');
-    const s = this.topo.pod('s');
-    this.dp.attachEndpoint({
-      endpointId: 1,
-      netnsPath: this.topo.nodePath,
-      ifname: c.hostIf,
-      ipv4: c.ip,
-      identity: CLIENT,
-      ...(ROUTING === 'local' ? { podMac: c.podMac, hostMac: c.hostMac } : {}),
-    });
-    this.dp.attachEndpoint({
-      endpointId: 2,
-      netnsPath: this.topo.nodePath,
-      ifname: s.hostIf,
-      ipv4: s.ip,
-      identity: SERVER,
-      ...(ROUTING === 'local' ? { podMac: s.podMac, hostMac: s.hostMac } : {}),
-    });
+    this.dp.attachEndpoint(this.topo.attachment('c', 1, CLIENT, ROUTING === 'local'));
+    this.dp.attachEndpoint(this.topo.attachment('s', 2, SERVER, ROUTING === 'local'));
   }
 
   detachMbr(): void {

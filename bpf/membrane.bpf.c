@@ -175,7 +175,7 @@ struct pkt {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 is_icmp_error;
-	__u8 pad;
+	__u8 ttl;
 	__u32 length;
 	struct tuple inner; /* ICMP error: the tuple of the packet it reports on */
 };
@@ -272,6 +272,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p)
 	p->saddr = ip->saddr;
 	p->daddr = ip->daddr;
 	p->protocol = ip->protocol;
+	p->ttl = ip->ttl;
 	p->length = skb->len;
 	if (ip->frag_off & bpf_htons(0x1fff))
 		return DROP_FRAG_NOSUPPORT;
@@ -718,47 +719,47 @@ static __always_inline __u32 now_seconds(void)
 
 /* The node's routing of an IPv4 packet between two of its pods, done here: the MACs the host-side
  * veth would write, and the TTL decrement of forwarding (with the header checksum). The caller
- * checked ttl > 1. */
-static __always_inline int rewrite_for_peer(struct __sk_buff *skb, struct mbr_endpoint_info *dst)
+ * checked p->ttl > 1. */
+static __always_inline int rewrite_for_peer(struct __sk_buff *skb, struct pkt *p, struct mbr_endpoint_info *dst)
 {
 	__u8 macs[12];
 	__builtin_memcpy(macs, dst->pod_mac, 6);
 	__builtin_memcpy(macs + 6, dst->host_mac, 6);
 	if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0)
 		return -1;
-	void *data = skb_data(skb);
-	void *end = skb_data_end(skb);
-	struct iphdr *ip = data + ETH_HLEN;
-	if ((void *)(ip + 1) > end)
-		return -1;
-	__u16 old = *(__u16 *)&ip->ttl; /* ttl and protocol: one 16-bit word of the checksum */
-	__u8 ttl = ip->ttl - 1;
+	__u8 ttl = p->ttl - 1;
 	if (bpf_skb_store_bytes(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, ttl), &ttl, 1, 0) < 0)
 		return -1;
-	data = skb_data(skb);
-	end = skb_data_end(skb);
-	ip = data + ETH_HLEN;
-	if ((void *)(ip + 1) > end)
-		return -1;
-	__u16 new = *(__u16 *)&ip->ttl;
+	/* ttl and protocol are one 16-bit word of the header checksum. */
+	__u16 old = bpf_htons(((__u16)p->ttl << 8) | p->protocol);
+	__u16 new = bpf_htons(((__u16)ttl << 8) | p->protocol);
 	return bpf_l3_csum_replace(skb, ETH_HLEN + __builtin_offsetof(struct iphdr, check), old, new, 2);
+}
+
+/* What both programs start with: the endpoint (else the packet is not Membrane's), non-IPv4 frames,
+ * the parse. GO_ON with h and p filled in, else the tc verdict. */
+static __always_inline int begin(struct __sk_buff *skb, struct pkt *p, struct half *h, __u8 dir)
+{
+	h->ifindex = skb->ifindex;
+	h->dir = dir;
+	h->ep = bpf_map_lookup_elem(&mbr_endpoints, &h->ifindex);
+	if (!h->ep)
+		return TCX_NEXT; /* not a Membrane endpoint (yet): leave it alone */
+	int rc = not_ipv4(skb, h->ep, dir);
+	if (rc != GO_ON)
+		return rc;
+	return parse_or_drop(skb, p, h);
 }
 
 SEC("tc")
 int mbr_from_pod(struct __sk_buff *skb)
 {
-	__u32 ifindex = skb->ifindex;
-	struct mbr_endpoint_info *ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
-	if (!ep)
-		return TCX_NEXT; /* not a Membrane endpoint (yet): leave it alone */
-	int rc = not_ipv4(skb, ep, MBR_DIR_EGRESS);
-	if (rc != GO_ON)
-		return rc;
 	struct pkt p = {};
-	struct half out = { .ep = ep, .ifindex = ifindex, .dir = MBR_DIR_EGRESS };
-	rc = parse_or_drop(skb, &p, &out);
+	struct half out = {};
+	int rc = begin(skb, &p, &out, MBR_DIR_EGRESS);
 	if (rc != GO_ON)
 		return rc;
+	struct mbr_endpoint_info *ep = out.ep;
 	__u32 now = now_seconds();
 	__u32 level = trace_level();
 	decide(&p, &out, now, 0, 0);
@@ -767,12 +768,10 @@ int mbr_from_pod(struct __sk_buff *skb)
 	 * runs out (the node's stack answers with the ICMP error). */
 	__u32 peer = out.peer_ifindex;
 	struct mbr_endpoint_info *dst = 0;
-	if (!out.drop && !out.v.proxy_port && out.remote_local && peer && (ep->flags & MBR_EP_F_LOCAL_DELIVERY)) {
+	if (!out.drop && !out.v.proxy_port && out.remote_local && peer && p.ttl > 1 &&
+	    (ep->flags & MBR_EP_F_LOCAL_DELIVERY)) {
 		dst = bpf_map_lookup_elem(&mbr_endpoints, &peer);
 		if (dst && (!(dst->flags & MBR_EP_F_LOCAL_DELIVERY) || dst->ipv4 != p.daddr))
-			dst = 0;
-		struct iphdr *ip = skb_data(skb) + ETH_HLEN;
-		if ((void *)(ip + 1) > skb_data_end(skb) || ip->ttl <= 1)
 			dst = 0;
 	}
 	rc = commit(skb, &p, &out, now, level);
@@ -780,13 +779,13 @@ int mbr_from_pod(struct __sk_buff *skb)
 		return rc;
 
 	struct half in = { .ep = dst, .ifindex = peer, .dir = MBR_DIR_INGRESS };
-	decide(&p, &in, now, ep, ifindex);
+	decide(&p, &in, now, ep, out.ifindex);
 	if (!in.drop && in.v.proxy_port)
 		return TCX_NEXT; /* the receiver's proxy: through the stack; mbr_to_pod enforces there */
 	rc = commit(skb, &p, &in, now, level);
 	if (rc != TCX_NEXT)
 		return rc;
-	if (rewrite_for_peer(skb, dst) < 0)
+	if (rewrite_for_peer(skb, &p, dst) < 0)
 		return drop(skb, &p, dst, MBR_DIR_INGRESS, in.remote, DROP_INVALID, in.state, peer);
 	return bpf_redirect_peer(peer, 0);
 }
@@ -794,16 +793,9 @@ int mbr_from_pod(struct __sk_buff *skb)
 SEC("tc")
 int mbr_to_pod(struct __sk_buff *skb)
 {
-	__u32 ifindex = skb->ifindex;
-	struct mbr_endpoint_info *ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
-	if (!ep)
-		return TCX_NEXT;
-	int rc = not_ipv4(skb, ep, MBR_DIR_INGRESS);
-	if (rc != GO_ON)
-		return rc;
 	struct pkt p = {};
-	struct half in = { .ep = ep, .ifindex = ifindex, .dir = MBR_DIR_INGRESS };
-	rc = parse_or_drop(skb, &p, &in);
+	struct half in = {};
+	int rc = begin(skb, &p, &in, MBR_DIR_INGRESS);
 	if (rc != GO_ON)
 		return rc;
 	__u32 now = now_seconds();

@@ -60,7 +60,7 @@ import {
   encodeIpcacheKeyAt,
   encodeIpcacheValue,
   formatIpv4Prefix,
-  IPCACHE_VALUE_SIZE,
+  IPCACHE_VALUE,
   type IpcacheEntry,
   IpcacheFlags,
   type IpcachePrefix,
@@ -449,7 +449,7 @@ export class Datapath {
     const n = entries.length;
     // One pass: each address is parsed once for its key, its bookkeeping id and its local flag.
     const keys = Buffer.allocUnsafe(n * 8);
-    const values = Buffer.allocUnsafe(n * IPCACHE_VALUE_SIZE);
+    const values = Buffer.allocUnsafe(n * IPCACHE_VALUE.size);
     const ids = new Array<number>(n);
     const freshIds = new Set<number>();
     const local = this.#localIps();
@@ -461,7 +461,7 @@ export class Datapath {
       if (!this.#ipcacheKeys.has(id)) freshIds.add(id);
       encodeIpcacheKeyAt(addr, e.prefix.prefixLen, keys, i * 8);
       const ifindex = e.prefix.prefixLen === 32 ? (local.get(addr) ?? 0) : 0;
-      encodeIpcacheValue(e.identity, values, i * IPCACHE_VALUE_SIZE, ifindex ? IpcacheFlags.localEndpoint : 0, ifindex);
+      encodeIpcacheValue(e.identity, values, i * IPCACHE_VALUE.size, ifindex ? IpcacheFlags.localEndpoint : 0, ifindex);
     }
     const fresh = freshIds.size;
     if (this.#ipcacheKeys.size + fresh > m.maxEntries)

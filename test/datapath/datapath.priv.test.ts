@@ -48,22 +48,9 @@ describe('datapath on real traffic', { concurrency: false }, () => {
     removePinDir(pinDir);
     dp = Datapath.open({ pinDir });
     dp.onEvents((e) => events.push(...e));
-    for (const [id, pod, identity] of [
-      [EP_A, 'a', A],
-      [EP_B, 'b', B],
-    ] as const) {
-      const p = topo.pod(pod);
-      // With both MACs, as the agent attaches CNI endpoints: a <-> b takes local delivery.
-      dp.attachEndpoint({
-        endpointId: id,
-        netnsPath: topo.nodePath,
-        ifname: p.hostIf,
-        ipv4: p.ip,
-        identity,
-        podMac: p.podMac,
-        hostMac: p.hostMac,
-      });
-    }
+    // With both MACs, as the agent attaches CNI endpoints: a <-> b takes local delivery.
+    dp.attachEndpoint(topo.attachment('a', EP_A, A));
+    dp.attachEndpoint(topo.attachment('b', EP_B, B));
     await startEcho(topo, topo.pod('b').netns, [8080, 8081, 8082, 8084, 5353, 5354]);
     await startEcho(topo, topo.pod('w').netns, [80]);
     ok = true;
@@ -317,21 +304,8 @@ describe('datapath with legacy tc attach', () => {
     });
     await startEcho(topo, topo.pod('b').netns, [8080, 8081]);
     // With MACs: local delivery (bpf_redirect_peer) from a cls_bpf ingress filter too.
-    for (const [id, name, identity] of [
-      [1, 'a', A],
-      [2, 'b', B],
-    ] as const) {
-      const p = topo.pod(name);
-      dp.attachEndpoint({
-        endpointId: id,
-        netnsPath: topo.nodePath,
-        ifname: p.hostIf,
-        ipv4: p.ip,
-        identity,
-        podMac: p.podMac,
-        hostMac: p.hostMac,
-      });
-    }
+    dp.attachEndpoint(topo.attachment('a', 1, A));
+    dp.attachEndpoint(topo.attachment('b', 2, B));
     dp.applyPolicy({ endpointId: 1, adds: [allow(0, 'egress')], deletes: [] });
     dp.applyPolicy({ endpointId: 2, adds: [allow(A, 'ingress', TCP, 8080)], deletes: [] });
     assert.equal(dp.status().attachMode, 'tc');

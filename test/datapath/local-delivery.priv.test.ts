@@ -149,21 +149,8 @@ async function liveNode(t: TestContext, tag: string, localDelivery: boolean) {
   dp = Datapath.open({ pinDir, localDelivery });
   const events: DatapathEvent[] = [];
   dp.onEvents((e) => events.push(...e));
-  for (const [id, name, identity] of [
-    [1, 'a', 1001],
-    [2, 'b', 1002],
-  ] as const) {
-    const p = topo.pod(name);
-    dp.attachEndpoint({
-      endpointId: id,
-      netnsPath: topo.nodePath,
-      ifname: p.hostIf,
-      ipv4: p.ip,
-      identity,
-      podMac: p.podMac,
-      hostMac: p.hostMac,
-    });
-  }
+  dp.attachEndpoint(topo.attachment('a', 1, 1001));
+  dp.attachEndpoint(topo.attachment('b', 2, 1002));
   dp.applyPolicy({ endpointId: 1, adds: [allow(0, 'egress')], deletes: [] });
   dp.applyPolicy({ endpointId: 2, adds: [allow(1001, 'ingress', 6, 8080), allow(1001, 'ingress', 1, 8)], deletes: [] });
   await startEcho(topo, topo.pod('b').netns, [8080, 8081]);

@@ -103,7 +103,7 @@ export function decodeCt(k: Buffer, v: Buffer): { key: CtKey; entry: CtEntry } {
   return { key: decodeCtKey(k, ctEntryDirection(v)), entry: decodeCtEntry(v) };
 }
 
-export function ctEntryDirection(v: Buffer, offset = 0): CtKey['direction'] {
+function ctEntryDirection(v: Buffer, offset = 0): CtKey['direction'] {
   return v.readUInt8(offset + 50) === 1 ? 'egress' : 'ingress';
 }
 

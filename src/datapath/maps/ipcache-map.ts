@@ -10,7 +10,6 @@ export const IPCACHE_VALUE: StructLayout = {
   size: 12,
   fields: { identity: 0, flags: 4, ifindex: 8 },
 };
-export const IPCACHE_VALUE_SIZE = 12;
 
 /** mbr_ipcache_value.flags. */
 export const IpcacheFlags = {
@@ -76,7 +75,7 @@ export function decodeIpcacheKey(b: Buffer, offset = 0): IpcachePrefix {
 
 export function encodeIpcacheValue(
   identity: number,
-  out: Buffer = Buffer.alloc(IPCACHE_VALUE_SIZE),
+  out: Buffer = Buffer.alloc(IPCACHE_VALUE.size),
   offset = 0,
   flags = 0,
   ifindex = 0,

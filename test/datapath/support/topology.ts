@@ -3,6 +3,7 @@
 // side 10.240.<n>.1, /32 routes, forwarding on. Everything is named mbr-dp-<tag><pid>-* (two runs at once must not share a netns), and remove()
 // deletes it all (also killing every process started through spawnIn).
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import type { EndpointAttachment } from '../../../src/datapath/datapath.js';
 
 export interface Pod {
   readonly name: string;
@@ -79,6 +80,20 @@ export class Topology {
     const p = this.pods.get(name);
     if (!p) throw new Error(`no pod ${name} in topology ${this.tag}`);
     return p;
+  }
+
+  /** How a pod attaches as an endpoint: with both MACs (as the agent attaches CNI endpoints, so
+   * traffic between such pods takes local delivery) unless macs is false. */
+  attachment(name: string, endpointId: number, identity: number, macs = true): EndpointAttachment {
+    const p = this.pod(name);
+    return {
+      endpointId,
+      netnsPath: this.nodePath,
+      ifname: p.hostIf,
+      ipv4: p.ip,
+      identity,
+      ...(macs ? { podMac: p.podMac, hostMac: p.hostMac } : {}),
+    };
   }
 
   /** The node netns's IP ForwDatagrams counter: packets its IP stack routed. */
