@@ -1,11 +1,42 @@
-// The node agent: the node's endpoints (persisted in its state directory), identities and
-// policies (shared through the cluster store), and the reconcile loop that turns that desired
-// state into datapath state by diff. The datapath's pinned maps are the realized state: the agent
-// can die and restart without the datapath losing or changing anything.
+// The node agent. It owns the node's endpoints (persisted in its state directory) and moves the
+// cluster's desired state into the datapath, driven by the cluster store's watch:
+//
+//   store events ──► policy engine (src/policy: incremental, owns desired state)
+//                ──► MapStateDiff per endpoint + ipcache diff ──► map reconcilers ──► BPF maps
+//
+// The engine is the only copy of the cluster's pods, namespaces, policies and ipcache on this
+// node; the identity cache (identity-cache.ts) is the only table of identities; the datapath's
+// pinned maps are realized state. The agent keeps no third copy: a change is written as exactly
+// the engine's diff. On start it lists the store, feeds the engine, and writes only what differs
+// from the pinned maps (a restart with nothing changed writes nothing), then follows the watch.
+// It can die and restart without the datapath losing or changing anything.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
-import type { ClusterEndpoint, ClusterStore, PolicySet } from '../store/cluster-store.js';
+import { hostPrefix } from '../identity/cidr.js';
+import { formatLabel } from '../identity/labels.js';
+import { RESERVED_IDENTITIES, reservedIdentityLabels } from '../identity/reserved-identities.js';
+import type { MapStateDiff, PolicyRef } from '../policy/map-state-types.js';
+import { PolicyEngine } from '../policy/policy-engine.js';
+import { parsePolicyObject, validatePolicyDocuments } from '../policy/policy-parser.js';
+import type { Namespace, Pod } from '../policy/world.js';
+import {
+  type ClusterEndpoint,
+  type ClusterNamespace,
+  type ClusterNode,
+  type ClusterPolicy,
+  decodeIdentity,
+  decodeValue,
+  ENDPOINTS_PREFIX,
+  endpointKey,
+  IDENTITY_IDS_PREFIX,
+  NAMESPACES_PREFIX,
+  NODES_PREFIX,
+  nodeKey,
+  POLICIES_PREFIX,
+  policyKey,
+  STATE_PREFIX,
+} from '../store/cluster-resources.js';
+import type { ClusterStore, KeyValue, Watch, WatchEvent } from '../store/cluster-store.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 import { VERSION } from '../version.js';
 import type {
@@ -13,11 +44,13 @@ import type {
   Endpoint,
   EndpointRegistration,
   IdentityRecord,
-  StoredPolicy,
-  SubsystemHealth,
+  PolicySet,
+  ReconcilerStatus,
 } from './api-types.js';
-import { defaultNamespaceLabels } from './security-labels.js';
-import type { DatapathPort, EndpointPolicy, IpcacheEntry, PolicyPort } from './subsystem-ports.js';
+import { IdentityCache } from './identity-cache.js';
+import { diffIpcache, diffPolicy, ipv4Change } from './map-reconcilers.js';
+import type { PipelineTrace } from './pipeline-trace.js';
+import type { DatapathPort } from './subsystem-ports.js';
 
 export interface AgentOptions {
   readonly lab: string;
@@ -25,16 +58,12 @@ export interface AgentOptions {
   readonly stateDir: string;
   readonly podCIDR: string;
   readonly nodeIp: string;
-  readonly cluster: ClusterStore;
-  readonly policy: PolicyPort;
+  readonly store: ClusterStore;
   readonly datapath: DatapathPort;
   readonly now?: () => Date;
-}
-
-/** The cluster's endpoints and identities as of the last reconcile, for per-flow lookups. */
-export interface ClusterSnapshot {
-  readonly endpointsByIp: ReadonlyMap<string, ClusterEndpoint>;
-  readonly identityLabels: ReadonlyMap<number, readonly string[]>;
+  readonly trace?: PipelineTrace;
+  /** The node key's lease: other nodes forget this node this long after the agent stops. */
+  readonly nodeLeaseTtlSeconds?: number;
 }
 
 export class AgentError extends Error {
@@ -48,17 +77,6 @@ export class AgentError extends Error {
   }
 }
 
-/** Reserved identities that always exist (Cilium's numbering). */
-export const RESERVED_IDENTITIES: readonly IdentityRecord[] = [
-  { id: 1, labels: ['reserved:host'] },
-  { id: 2, labels: ['reserved:world'] },
-  { id: 3, labels: ['reserved:unmanaged'] },
-  { id: 4, labels: ['reserved:health'] },
-  { id: 5, labels: ['reserved:init'] },
-  { id: 6, labels: ['reserved:remote-node'] },
-  { id: 7, labels: ['reserved:kube-apiserver'] },
-];
-
 interface LocalState {
   nextId: number;
   endpoints: Endpoint[];
@@ -67,262 +85,533 @@ interface LocalState {
 export class Agent {
   readonly opts: AgentOptions;
   readonly startedAt: Date;
-  #state: LocalState;
-  #realized = new Map<number, Map<string, readonly [PolicyKey, PolicyEntry]>>();
+  /** Desired state: the cluster as this node sees it, and every local endpoint's map state. */
+  readonly engine: PolicyEngine;
+  readonly identities: IdentityCache;
+  #local: LocalState;
+  #watch: Watch | undefined;
+  #queue: Promise<void> = Promise.resolve();
+  #realizedRevision = 0;
   #policyRevision = 0;
-  #lastError = '';
-  #fingerprint = '';
-  #timer: NodeJS.Timeout | undefined;
-  #reconciling: Promise<void> = Promise.resolve();
-  #dirty = true;
-  #policyHealth: SubsystemHealth;
-  #snapshot: ClusterSnapshot = { endpointsByIp: new Map(), identityLabels: new Map() };
+  #realizedPolicyRevision = 0;
+  #waiters: Array<{ revision: number; resolve: () => void; reject: (err: Error) => void }> = [];
+  #needsResync = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #keepAliveTimer: NodeJS.Timeout | undefined;
+  #lease = 0;
+  #policyErrors = new Map<string, string>();
+  #docRefs = new Map<string, PolicyRef[]>();
+  /** Store keys the engine holds (no values: the engine has those), and each endpoint key's pod. */
+  #keys = new Set<string>();
+  #podOfKey = new Map<string, { namespace: string; name: string }>();
+  #stats = { storeEvents: 0, policyEntriesWritten: 0, ipcacheEntriesWritten: 0, failures: 0 };
+  #lastError: { message: string; at: string } | undefined;
+  #stopped = false;
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
-    this.startedAt = (opts.now ?? (() => new Date()))();
-    this.#state = readJsonFile<LocalState>(this.#statePath()) ?? { nextId: 1, endpoints: [] };
-    this.#policyHealth = opts.policy.health();
+    this.startedAt = this.#now();
+    this.#local = readJsonFile<LocalState>(this.#statePath()) ?? { nextId: 1, endpoints: [] };
+    this.identities = new IdentityCache(opts.store);
+    this.engine = new PolicyEngine({ allocator: this.identities });
   }
 
-  /** Drops endpoints whose pod is gone, re-attaches the rest, then reconciles every 200 ms. */
+  /**
+   * Drops endpoints whose pod is gone, registers the node, loads the store into the engine,
+   * writes what differs from the pinned maps, attaches the endpoints, then follows the watch.
+   */
   async start(): Promise<void> {
-    this.opts.cluster.putNode({ name: this.opts.node, ipv4: this.opts.nodeIp, podCIDR: this.opts.podCIDR });
+    const { store, node } = this.opts;
     const alive: Endpoint[] = [];
-    for (const ep of this.#state.endpoints) {
-      if (ep.netns && !existsSync(ep.netns)) {
-        this.opts.cluster.deleteEndpoint(this.opts.node, ep.id);
-        continue;
-      }
-      alive.push(ep);
+    for (const ep of this.#local.endpoints) {
+      if (ep.netns && !existsSync(ep.netns)) await store.delete(endpointKey(node, ep.id));
+      else alive.push(ep);
     }
-    this.#state.endpoints = alive;
+    this.#local.endpoints = alive;
     this.#save();
+    const ttl = this.opts.nodeLeaseTtlSeconds ?? 30;
+    this.#lease = await store.grantLease(ttl);
+    const self: ClusterNode = { name: node, ipv4: this.opts.nodeIp, podCIDR: this.opts.podCIDR };
+    await store.put(nodeKey(node), JSON.stringify(self), { lease: this.#lease });
+    this.#keepAliveTimer = setInterval(() => this.#keepAlive(), (ttl * 1000) / 3).unref();
+    // Local endpoints the store lost (a wiped store) are published again.
+    for (const ep of alive)
+      if (!(await store.get(endpointKey(node, ep.id)))) await this.#publishEndpoint(ep, ep.identity);
+
+    const listed = await store.list(STATE_PREFIX);
+    await this.#load(listed.items);
+    this.#realizedRevision = listed.revision;
+    this.#realizedPolicyRevision = this.#policyRevision;
+    await this.#realizeByDiff('start');
     for (const ep of alive) await this.opts.datapath.attachEndpoint(ep);
-    for (const ep of alive) {
-      const dumped = (await this.opts.datapath.dumpPolicy(ep.id)) as Array<readonly [PolicyKey, PolicyEntry]>;
-      this.#realized.set(ep.id, new Map(dumped.filter(Array.isArray).map((kv) => [keyString(kv[0]), kv] as const)));
-    }
-    await this.reconcile();
-    this.#timer = setInterval(() => {
-      void this.reconcile();
-    }, 200);
+    this.#watch = store.watch(STATE_PREFIX, listed.revision, {
+      onEvents: (events) => this.#enqueue(() => this.#onEvents(events)),
+      onCompacted: () => this.#enqueue(() => this.#resync('compacted')),
+    });
   }
 
   async stop(): Promise<void> {
-    if (this.#timer) clearInterval(this.#timer);
-    await this.#reconciling;
+    this.#stopped = true;
+    this.#watch?.close();
+    if (this.#keepAliveTimer) clearInterval(this.#keepAliveTimer);
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    await this.#queue;
+    for (const w of this.#waiters) w.resolve();
+    this.#waiters = [];
     await this.opts.datapath.close();
   }
 
+  // ---- endpoints ----
+
   async registerEndpoint(reg: EndpointRegistration): Promise<Endpoint> {
-    const existing = this.#state.endpoints.find((e) => e.containerId === reg.containerId && e.ifname === reg.ifname);
+    const existing = this.endpointFor(reg.containerId, reg.ifname);
     if (existing) return existing;
-    if (this.#state.endpoints.some((e) => e.ipv4 === reg.ipv4))
+    if (this.#local.endpoints.some((e) => e.ipv4 === reg.ipv4))
       throw new AgentError('MBR_ENDPOINT_CONFLICT', `address ${reg.ipv4} already belongs to another endpoint`, 409);
-    const nsLabels = this.#namespaceLabels(reg.namespace);
-    const labels = this.opts.policy.securityLabels(reg.labels, reg.namespace, nsLabels);
-    const identity = this.opts.cluster.allocateIdentity(labels);
+    const id = this.#local.nextId++;
+    const pod = this.#pod({ ...toClusterEndpoint(this.opts.node, id, 0, reg) });
+    const labels = this.engine.podIdentityLabels(pod);
+    const identity = await this.identities.ensure(labels);
     const ep: Endpoint = {
       ...reg,
-      id: this.#state.nextId++,
+      ports: reg.ports ?? [],
+      id,
       identity,
-      identityLabels: labels,
+      identityLabels: labels.labels.map(formatLabel),
       policyEnabledIngress: false,
       policyEnabledEgress: false,
       policyRevision: 0,
       state: 'ready',
       createdAt: this.#now().toISOString(),
     };
-    this.#state.endpoints.push(ep);
+    this.#local.endpoints.push(ep);
     this.#save();
-    this.opts.cluster.putEndpoint({
-      node: this.opts.node,
-      id: ep.id,
-      ipv4: ep.ipv4,
-      identity,
-      namespace: ep.namespace,
-      podName: ep.podName,
-      labels: ep.labels,
-    });
     // Policy first, then attach: the programs must never run on the veth before the endpoint's
-    // policy map holds what its policy says.
-    this.#dirty = true;
-    await this.reconcile();
-    await this.opts.datapath.attachEndpoint(this.endpoint(ep.id) ?? ep);
-    return this.endpoint(ep.id)!;
+    // policy map holds what its policy says. The watch brings the endpoint to the engine.
+    await this.#waitRealized(await this.#publishEndpoint(ep, identity));
+    await this.opts.datapath.attachEndpoint(this.endpoint(id) ?? ep);
+    return this.endpoint(id)!;
   }
 
   async deleteEndpoint(containerId: string, ifname: string): Promise<Endpoint> {
-    const ep = this.#state.endpoints.find((e) => e.containerId === containerId && e.ifname === ifname);
+    const ep = this.endpointFor(containerId, ifname);
     if (!ep) throw new AgentError('MBR_ENDPOINT_NOT_FOUND', `no endpoint for container ${containerId}/${ifname}`, 404);
-    this.#state.endpoints = this.#state.endpoints.filter((e) => e !== ep);
+    this.#local.endpoints = this.#local.endpoints.filter((e) => e !== ep);
     this.#save();
-    this.opts.cluster.deleteEndpoint(this.opts.node, ep.id);
-    this.#realized.delete(ep.id);
     await this.opts.datapath.detachEndpoint(ep);
-    this.#dirty = true;
+    await this.#waitRealized(await this.opts.store.delete(endpointKey(this.opts.node, ep.id)));
     return ep;
   }
 
   endpoints(): Endpoint[] {
-    return [...this.#state.endpoints].sort((a, b) => a.id - b.id);
+    return [...this.#local.endpoints].sort((a, b) => a.id - b.id);
   }
 
   endpoint(id: number): Endpoint | undefined {
-    return this.#state.endpoints.find((e) => e.id === id);
+    return this.#local.endpoints.find((e) => e.id === id);
   }
 
   endpointFor(containerId: string, ifname: string): Endpoint | undefined {
-    return this.#state.endpoints.find((e) => e.containerId === containerId && e.ifname === ifname);
+    return this.#local.endpoints.find((e) => e.containerId === containerId && e.ifname === ifname);
   }
 
-  clusterSnapshot(): ClusterSnapshot {
-    return this.#snapshot;
+  /** Reserved identities, then the cluster's global ones. */
+  identityList(): IdentityRecord[] {
+    const reserved = RESERVED_IDENTITIES.map((r) => ({
+      id: r.id,
+      labels: reservedIdentityLabels(r.id)!.labels.map(formatLabel),
+    }));
+    return [...reserved, ...this.identities.globalIdentities()];
   }
 
-  identities(): IdentityRecord[] {
-    return [...RESERVED_IDENTITIES, ...this.opts.cluster.identities()];
-  }
+  // ---- policies ----
 
-  policies(): PolicySet {
-    return this.opts.cluster.policies();
-  }
-
-  /** Validates every document first; only a file that is valid as a whole changes the set. */
-  async applyPolicies(docs: readonly Record<string, unknown>[], source: string): Promise<PolicySet> {
-    this.opts.policy.validate(docs, source);
-    const incoming = docs.map((d) => toStored(d, source, 0));
-    const set = this.opts.cluster.updatePolicies((cur) => {
-      const keep = cur.policies.filter((p) => !incoming.some((n) => samePolicy(n, p)));
-      return [...keep, ...incoming.map((p) => ({ ...p, revision: cur.revision + 1 }))];
+  async policies(): Promise<PolicySet> {
+    const listed = await this.opts.store.list(POLICIES_PREFIX);
+    const policies = listed.items.flatMap((kv) => {
+      const p = decodeValue<ClusterPolicy>(kv);
+      return p ? [{ ...p, revision: kv.modRevision }] : [];
     });
-    this.#dirty = true;
-    await this.reconcile();
-    return set;
+    // The last store revision that changed a policy, as this node has seen it (deletes too).
+    return { revision: Math.max(this.#policyRevision, ...policies.map((p) => p.revision)), policies };
+  }
+
+  /**
+   * Validates every document first; only a file that is valid as a whole is written, in one
+   * store transaction. Returns once this node's datapath enforces it.
+   */
+  async applyPolicies(docs: readonly Record<string, unknown>[], source: string): Promise<PolicySet> {
+    validatePolicyDocuments(docs, source);
+    const puts = docs.map((d) => {
+      const p = toClusterPolicy(d, source);
+      return { type: 'put' as const, key: policyKey(p), value: JSON.stringify(p) };
+    });
+    const r = await this.opts.store.txn({ compare: [], success: puts });
+    await this.#waitRealized(r.revision);
+    return this.policies();
   }
 
   async deletePolicies(docs: readonly Record<string, unknown>[], source: string): Promise<PolicySet> {
-    const gone = docs.map((d) => toStored(d, source, 0));
-    const set = this.opts.cluster.updatePolicies((cur) =>
-      cur.policies.filter((p) => !gone.some((g) => samePolicy(g, p))),
-    );
-    this.#dirty = true;
-    await this.reconcile();
-    return set;
+    const dels = docs.map((d) => ({ type: 'delete' as const, key: policyKey(toClusterPolicy(d, source)) }));
+    const r = await this.opts.store.txn({ compare: [], success: dels });
+    await this.#waitRealized(r.revision);
+    return this.policies();
   }
 
+  // ---- status ----
+
   status(): AgentStatus {
+    const policyErrors = [...this.#policyErrors.values()];
+    const ok = this.#lastError === undefined;
     return {
       node: this.opts.node,
       lab: this.opts.lab,
       version: VERSION,
       startedAt: this.startedAt.toISOString(),
       podCIDR: this.opts.podCIDR,
-      endpoints: this.#state.endpoints.length,
-      identities: this.identities().length,
-      policyRevision: this.opts.cluster.policies().revision,
-      realizedPolicyRevision: this.#policyRevision,
+      endpoints: this.#local.endpoints.length,
+      identities: this.identityList().length,
+      policyRevision: this.#policyRevision,
+      realizedPolicyRevision: this.#realizedPolicyRevision,
       subsystems: [
-        { name: 'store', state: 'Ok', message: `${this.opts.stateDir}, cluster store ${this.opts.cluster.dir}` },
-        { name: 'endpoints', state: 'Ok', message: `${this.#state.endpoints.length} local endpoints` },
-        this.#policyHealth,
+        { name: 'store', state: 'Ok', message: `${this.opts.store.description}, revision ${this.#realizedRevision}` },
+        { name: 'endpoints', state: 'Ok', message: `${this.#local.endpoints.length} local endpoints` },
+        policyErrors.length > 0
+          ? { name: 'policy', state: 'Degraded', message: policyErrors.join('; ') }
+          : {
+              name: 'policy',
+              state: 'Ok',
+              message: `${this.engine.policyRefs().length} policies, ${this.engine.identityList().length} identities selected against`,
+            },
         this.opts.datapath.health(),
-        this.#lastError
-          ? { name: 'reconciler', state: 'Degraded', message: this.#lastError }
-          : { name: 'reconciler', state: 'Ok', message: `policy revision ${this.#policyRevision} realized` },
+        ok
+          ? {
+              name: 'reconciler',
+              state: 'Ok',
+              message: `store revision ${this.#realizedRevision} realized (policy revision ${this.#realizedPolicyRevision})`,
+            }
+          : { name: 'reconciler', state: 'Degraded', message: `${this.#lastError!.at}: ${this.#lastError!.message}` },
       ],
+      reconciler: this.reconcilerStatus(),
     };
   }
 
-  /** One pass: ipcache and per-endpoint policy, each written as a diff. Runs one at a time. */
-  reconcile(): Promise<void> {
-    this.#reconciling = this.#reconciling.then(() => this.#reconcileOnce());
-    return this.#reconciling;
+  reconcilerStatus(): ReconcilerStatus {
+    return {
+      realizedRevision: this.#realizedRevision,
+      ...this.#stats,
+      ...(this.#lastError ? { lastError: this.#lastError } : {}),
+    };
   }
 
-  async #reconcileOnce(): Promise<void> {
-    const fp = this.opts.cluster.fingerprint();
-    if (!this.#dirty && fp === this.#fingerprint) return;
-    this.#dirty = false;
-    this.#fingerprint = fp;
+  /** Resolves once every store change up to `revision` is in the datapath (or the agent stops). */
+  waitRealized(revision: number): Promise<void> {
+    return this.#waitRealized(revision);
+  }
+
+  // ---- the pipeline ----
+
+  #enqueue(step: () => Promise<void>): void {
+    this.#queue = this.#queue.then(step).catch((err) => this.#fail(err as Error));
+  }
+
+  /** One store write's changes: into the engine, its diffs into the maps. */
+  async #onEvents(events: readonly WatchEvent[]): Promise<void> {
+    if (this.#stopped) return;
+    const t0 = performance.now();
+    const revision = events[events.length - 1].revision;
+    this.#stats.storeEvents += events.length;
+    this.opts.trace?.('store-event', {
+      rev: revision,
+      keys: events.length,
+      first: events[0].key.slice(STATE_PREFIX.length),
+    });
+    if (this.#needsResync) {
+      await this.#resync('retry after a failure');
+    }
+    const diffs: MapStateDiff[] = [];
+    for (const ev of events) diffs.push(...(await this.#applyEvent(ev)));
+    const ipcache = ipv4Change(this.engine.takeIpcacheDiff());
+    const t1 = performance.now();
+    this.opts.trace?.('engine-diff', {
+      rev: revision,
+      endpoints: diffs.length,
+      adds: diffs.reduce((n, d) => n + d.adds.length, 0),
+      deletes: diffs.reduce((n, d) => n + d.deletes.length, 0),
+      ipcache: `+${ipcache.upserts.length}/-${ipcache.deletes.length}`,
+      ms: (t1 - t0).toFixed(2),
+    });
     try {
-      const cluster = this.opts.cluster;
-      const clusterEndpoints = cluster.endpoints();
-      this.#snapshot = {
-        endpointsByIp: new Map(clusterEndpoints.map((e) => [e.ipv4, e])),
-        identityLabels: new Map(this.identities().map((i) => [i.id, i.labels])),
-      };
-      const ipcache = new Map<string, number>();
-      for (const e of clusterEndpoints) ipcache.set(`${e.ipv4}/32`, e.identity);
-      // The nodes: their underlay address and their pods' gateway address (on the node's lo).
-      for (const n of cluster.nodes()) {
-        const id = n.name === this.opts.node ? 1 : 6;
-        if (n.ipv4) ipcache.set(`${n.ipv4}/32`, id);
-        const gw = gatewayOf(n.podCIDR);
-        if (gw) ipcache.set(`${gw}/32`, id);
-      }
-      const set = cluster.policies();
-      const namespaces = cluster.namespaces();
-      const computed = this.opts.policy.compute({
-        policies: set.policies,
-        endpoints: this.#state.endpoints,
-        clusterEndpoints,
-        node: this.opts.node,
-        namespaces,
-        identities: this.identities(),
-      });
-      for (const x of this.opts.policy.extraIpcache()) if (!ipcache.has(x.prefix)) ipcache.set(x.prefix, x.identity);
-      await this.opts.datapath.syncIpcache(
-        [...ipcache].map(([prefix, identity]): IpcacheEntry => ({ prefix, identity })),
-      );
-      this.#policyHealth = this.opts.policy.health();
-      if (computed) {
-        for (const ep of computed) await this.#realize(ep, set.revision);
-      }
-      this.#policyRevision = set.revision;
-      this.#lastError = '';
+      await this.#write(revision, diffs, ipcache);
     } catch (err) {
-      this.#lastError = (err as Error).message;
-      this.#dirty = true;
+      this.#notRealized(revision, err as Error);
+      throw err;
+    }
+    this.#realized(revision);
+  }
+
+  async #write(
+    revision: number,
+    diffs: readonly MapStateDiff[],
+    ipcache: ReturnType<typeof ipv4Change>,
+  ): Promise<void> {
+    try {
+      if (ipcache.upserts.length > 0 || ipcache.deletes.length > 0) {
+        const t = performance.now();
+        await this.opts.datapath.updateIpcache(ipcache);
+        this.#stats.ipcacheEntriesWritten += ipcache.upserts.length + ipcache.deletes.length;
+        this.opts.trace?.('map-write', {
+          rev: revision,
+          map: 'ipcache',
+          upserts: ipcache.upserts.length,
+          deletes: ipcache.deletes.length,
+          ms: (performance.now() - t).toFixed(2),
+        });
+      }
+      for (const d of diffs) {
+        // An endpoint being deleted has left the local table already; its maps go with it.
+        if (!this.endpoint(d.endpointId)) continue;
+        const t = performance.now();
+        await this.opts.datapath.applyPolicy(d);
+        this.#stats.policyEntriesWritten += d.adds.length + d.deletes.length;
+        this.opts.trace?.('map-write', {
+          rev: revision,
+          endpoint: d.endpointId,
+          adds: d.adds.length,
+          deletes: d.deletes.length,
+          ms: (performance.now() - t).toFixed(2),
+        });
+      }
+      this.#recordEnforcement();
+      if (this.#lastError && !this.#needsResync) this.#lastError = undefined;
+    } catch (err) {
+      // The datapath may hold part of this change: the next pass compares it with the engine.
+      this.#needsResync = true;
+      this.#scheduleRetry();
+      throw err;
     }
   }
 
-  async #realize(p: EndpointPolicy, revision: number): Promise<void> {
-    const idx = this.#state.endpoints.findIndex((e) => e.id === p.endpointId);
-    if (idx < 0) return;
-    const before = this.#realized.get(p.endpointId) ?? new Map();
-    const after = new Map(p.entries.map((kv) => [keyString(kv[0]), kv] as const));
-    const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
-    for (const [k, kv] of after) {
-      const old = before.get(k);
-      if (!old || !sameEnforcement(old[1], kv[1])) adds.push(kv);
+  /** Applies one store event to the engine (allocating identities first); returns its diffs. */
+  async #applyEvent(ev: WatchEvent): Promise<MapStateDiff[]> {
+    const key = ev.key;
+    const kv = { key, value: ev.value };
+    if (ev.type === 'put') this.#keys.add(key);
+    else this.#keys.delete(key);
+    if (key.startsWith(IDENTITY_IDS_PREFIX)) {
+      const rec = ev.type === 'put' ? decodeIdentity(kv) : undefined;
+      if (rec) this.identities.upsertGlobal(rec);
+      else this.identities.removeGlobal(Number(key.slice(IDENTITY_IDS_PREFIX.length)));
+      return [];
     }
-    const deletes = [...before].filter(([k]) => !after.has(k)).map(([, kv]) => kv[0]);
-    if (adds.length > 0 || deletes.length > 0) {
-      const diff: MapStateDiff = { endpointId: p.endpointId, adds, deletes };
-      await this.opts.datapath.applyPolicy(diff);
+    if (key.startsWith(NAMESPACES_PREFIX)) {
+      const ns = ev.type === 'put' ? decodeValue<ClusterNamespace>(kv) : undefined;
+      const name = key.slice(NAMESPACES_PREFIX.length);
+      if (!ns) return this.engine.removeNamespace(name);
+      const next: Namespace = { name: ns.name, labels: ns.labels ?? {} };
+      for (const pod of this.engine.podsInNamespace(name))
+        await this.identities.ensure(this.engine.podIdentityLabels(pod, next));
+      return this.engine.upsertNamespace(next);
     }
-    this.#realized.set(p.endpointId, after);
-    const ep = this.#state.endpoints[idx];
-    if (
-      ep.policyRevision !== revision ||
-      ep.policyEnabledIngress !== p.ingressEnforced ||
-      ep.policyEnabledEgress !== p.egressEnforced
-    ) {
-      this.#state.endpoints[idx] = {
+    if (key.startsWith(NODES_PREFIX)) {
+      const n = ev.type === 'put' ? decodeValue<ClusterNode>(kv) : undefined;
+      if (!n) return this.engine.removeNode(key.slice(NODES_PREFIX.length));
+      return this.engine.upsertNode({ name: n.name, ips: nodeAddresses(n), isLocal: n.name === this.opts.node });
+    }
+    if (key.startsWith(ENDPOINTS_PREFIX)) {
+      const ep = ev.type === 'put' ? decodeValue<ClusterEndpoint>(kv) : undefined;
+      const had = this.#podOfKey.get(key);
+      if (!ep) {
+        this.#podOfKey.delete(key);
+        return had ? this.engine.removePod(had.namespace, had.name) : [];
+      }
+      const pod = this.#pod(ep);
+      await this.identities.ensure(this.engine.podIdentityLabels(pod));
+      // A key that now names another pod (an endpoint ID reused) removes the old one first.
+      const diffs =
+        had && (had.namespace !== pod.namespace || had.name !== pod.name)
+          ? this.engine.removePod(had.namespace, had.name)
+          : [];
+      this.#podOfKey.set(key, { namespace: pod.namespace, name: pod.name });
+      return diffs.concat(this.engine.upsertPod(pod));
+    }
+    if (key.startsWith(POLICIES_PREFIX)) {
+      this.#policyRevision = Math.max(this.#policyRevision, ev.revision);
+      return this.#applyPolicyDoc(key, ev.type === 'put' ? ev.value : undefined);
+    }
+    return [];
+  }
+
+  #applyPolicyDoc(key: string, value: string | undefined): MapStateDiff[] {
+    const old = this.#docRefs.get(key) ?? [];
+    const diffs: MapStateDiff[] = [];
+    this.#policyErrors.delete(key);
+    let next: ReturnType<typeof parsePolicyObject>['policies'] = [];
+    const stored = value !== undefined ? decodeValue<ClusterPolicy>({ value }) : undefined;
+    if (stored) {
+      try {
+        next = parsePolicyObject(stored.doc as Record<string, unknown>, stored.source).policies;
+      } catch (err) {
+        // Validated before it was stored; a document another build wrote may still not parse.
+        this.#policyErrors.set(key, `${stored.namespace}/${stored.name}: ${(err as Error).message}`);
+      }
+    }
+    const keep = new Set(next.map((p) => refKey(p.ref)));
+    for (const ref of old) if (!keep.has(refKey(ref))) diffs.push(...this.engine.removePolicy(ref));
+    for (const p of next) diffs.push(...this.engine.upsertPolicy(p));
+    if (next.length > 0)
+      this.#docRefs.set(
+        key,
+        next.map((p) => p.ref),
+      );
+    else this.#docRefs.delete(key);
+    return diffs;
+  }
+
+  /** The whole store, as one batch into the engine (start and resync). */
+  async #load(items: readonly KeyValue[]): Promise<void> {
+    const order = [IDENTITY_IDS_PREFIX, NAMESPACES_PREFIX, NODES_PREFIX, ENDPOINTS_PREFIX, POLICIES_PREFIX];
+    for (const prefix of order)
+      for (const kv of items)
+        if (kv.key.startsWith(prefix))
+          await this.#applyEvent({ type: 'put', key: kv.key, value: kv.value, revision: kv.modRevision });
+  }
+
+  /**
+   * Compares every local endpoint's realized policy map and the ipcache with the engine and
+   * writes the differences: on start, and after a failed write or a compacted watch.
+   */
+  async #realizeByDiff(why: string): Promise<void> {
+    const t0 = performance.now();
+    this.engine.takeIpcacheDiff();
+    const dp = this.opts.datapath;
+    const ipcache = diffIpcache(await dp.dumpIpcache(), this.engine.ipcacheEntries());
+    const diffs: MapStateDiff[] = [];
+    for (const ep of this.#local.endpoints) {
+      const d = diffPolicy(ep.id, await dp.dumpPolicy(ep.id), this.engine.endpointMapState(ep.id).values());
+      if (d) diffs.push(d);
+    }
+    this.opts.trace?.('resync', {
+      why,
+      endpoints: diffs.length,
+      ipcache: `+${ipcache.upserts.length}/-${ipcache.deletes.length}`,
+      ms: (performance.now() - t0).toFixed(2),
+    });
+    this.#needsResync = false;
+    await this.#write(this.#realizedRevision, diffs, ipcache);
+  }
+
+  /** After a compacted watch or a failure: the engine catches up with the store, then the maps. */
+  async #resync(why: string): Promise<void> {
+    const listed = await this.opts.store.list(STATE_PREFIX);
+    const present = new Set(listed.items.map((kv) => kv.key));
+    // What the engine holds but the store no longer does goes first, as delete events.
+    for (const key of [...this.#keys])
+      if (!present.has(key)) await this.#applyEvent({ type: 'delete', key, value: '', revision: listed.revision });
+    await this.#load(listed.items);
+    this.#realizedRevision = Math.max(this.#realizedRevision, listed.revision);
+    await this.#realizeByDiff(why);
+    this.#realized(listed.revision);
+  }
+
+  #realized(revision: number): void {
+    this.#realizedRevision = Math.max(this.#realizedRevision, revision);
+    this.#realizedPolicyRevision = this.#policyRevision;
+    const ready = this.#waiters.filter((w) => w.revision <= this.#realizedRevision);
+    this.#waiters = this.#waiters.filter((w) => w.revision > this.#realizedRevision);
+    for (const w of ready) w.resolve();
+  }
+
+  #waitRealized(revision: number): Promise<void> {
+    if (revision <= this.#realizedRevision || this.#stopped) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ revision, resolve, reject }));
+  }
+
+  /** Callers waiting for a change the datapath refused learn it; the retry heals it later. */
+  #notRealized(revision: number, err: Error): void {
+    const failed = this.#waiters.filter((w) => w.revision <= revision);
+    this.#waiters = this.#waiters.filter((w) => w.revision > revision);
+    for (const w of failed)
+      w.reject(
+        new AgentError(
+          'MBR_NOT_REALIZED',
+          `stored at revision ${revision}, but node ${this.opts.node}'s datapath did not take it yet (retrying): ${err.message}`,
+          503,
+        ),
+      );
+  }
+
+  #fail(err: Error): void {
+    this.#stats.failures++;
+    this.#lastError = { message: err.message, at: this.#now().toISOString() };
+    process.stderr.write(`membrane agent: reconcile failed: ${err.message}\n`);
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer || this.#stopped) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#enqueue(() => this.#resync('retry after a failure'));
+    }, 1000).unref();
+  }
+
+  /** Endpoints show whether policy enforces each direction, from the engine's status. */
+  #recordEnforcement(): void {
+    let changed = false;
+    this.#local.endpoints = this.#local.endpoints.map((ep) => {
+      const s = this.engine.endpointPolicyStatus(ep.id);
+      const ingress = s?.ingress.enforced ?? false;
+      const egress = s?.egress.enforced ?? false;
+      if (
+        ep.policyEnabledIngress === ingress &&
+        ep.policyEnabledEgress === egress &&
+        ep.policyRevision === this.#policyRevision
+      )
+        return ep;
+      changed = true;
+      return {
         ...ep,
-        policyRevision: revision,
-        policyEnabledIngress: p.ingressEnforced,
-        policyEnabledEgress: p.egressEnforced,
+        policyEnabledIngress: ingress,
+        policyEnabledEgress: egress,
+        policyRevision: this.#policyRevision,
       };
-      this.#save();
+    });
+    if (changed) this.#save();
+  }
+
+  async #keepAlive(): Promise<void> {
+    try {
+      await this.opts.store.keepAlive(this.#lease);
+    } catch (err) {
+      // The lease expired (the agent was stopped for longer than its TTL): register again.
+      this.#fail(err as Error);
+      try {
+        this.#lease = await this.opts.store.grantLease(this.opts.nodeLeaseTtlSeconds ?? 30);
+        const self: ClusterNode = { name: this.opts.node, ipv4: this.opts.nodeIp, podCIDR: this.opts.podCIDR };
+        await this.opts.store.put(nodeKey(this.opts.node), JSON.stringify(self), { lease: this.#lease });
+      } catch (again) {
+        this.#fail(again as Error);
+      }
     }
   }
 
-  #namespaceLabels(name: string): Record<string, string> {
-    const ns = this.opts.cluster.namespaces().find((n) => n.name === name);
-    return { ...defaultNamespaceLabels(name), ...(ns?.labels ?? {}) };
+  async #publishEndpoint(ep: Endpoint, identity: number): Promise<number> {
+    const rec = toClusterEndpoint(this.opts.node, ep.id, identity, ep);
+    return this.opts.store.put(endpointKey(this.opts.node, ep.id), JSON.stringify(rec));
+  }
+
+  /** A stored endpoint as the engine's pod: local ones keep their endpoint ID. */
+  #pod(ep: ClusterEndpoint): Pod {
+    const isLocal = ep.node === this.opts.node;
+    return {
+      namespace: ep.namespace,
+      name: ep.podName,
+      labels: ep.labels ?? {},
+      ports: ep.ports ?? [],
+      podIPs: [ep.ipv4],
+      nodeName: ep.node,
+      ...(isLocal ? { endpointId: ep.id } : { remote: true }),
+    };
   }
 
   #statePath(): string {
@@ -330,7 +619,7 @@ export class Agent {
   }
 
   #save(): void {
-    writeJsonFile(this.#statePath(), this.#state);
+    writeJsonFile(this.#statePath(), this.#local);
   }
 
   #now(): Date {
@@ -338,28 +627,42 @@ export class Agent {
   }
 }
 
-/** Whether two entries make the datapath do the same (attribution is not in the BPF map). */
-function sameEnforcement(a: PolicyEntry, b: PolicyEntry): boolean {
-  return a.isDeny === b.isDeny && a.proxyPort === b.proxyPort && a.authType === b.authType;
+function toClusterEndpoint(
+  node: string,
+  id: number,
+  identity: number,
+  reg: Pick<EndpointRegistration, 'ipv4' | 'namespace' | 'podName' | 'labels' | 'ports'>,
+): ClusterEndpoint {
+  return {
+    node,
+    id,
+    ipv4: reg.ipv4,
+    identity,
+    namespace: reg.namespace,
+    podName: reg.podName,
+    labels: reg.labels,
+    ports: reg.ports ?? [],
+  };
 }
 
-function gatewayOf(podCIDR: string): string | undefined {
-  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/\d+$/.exec(podCIDR);
-  if (!m) return undefined;
-  return `${m[1]}.${m[2]}.${m[3]}.${Number(m[4]) + 1}`;
-}
-
-export function keyString(k: PolicyKey): string {
-  return `${k.identity}/${k.direction}/${k.protocol}/${k.port}/${k.portPrefixLen}`;
-}
-
-function toStored(d: Record<string, unknown>, source: string, revision: number): StoredPolicy {
+function toClusterPolicy(d: Record<string, unknown>, source: string): ClusterPolicy {
   const meta = (d.metadata ?? {}) as Record<string, unknown>;
   const kind = String(d.kind);
   const namespace = kind === 'CiliumClusterwideNetworkPolicy' ? '' : String(meta.namespace ?? 'default');
-  return { kind, namespace, name: String(meta.name), source, revision, doc: d };
+  return { kind, namespace, name: String(meta.name), source, doc: d };
 }
 
-function samePolicy(a: StoredPolicy, b: StoredPolicy): boolean {
-  return a.kind === b.kind && a.namespace === b.namespace && a.name === b.name;
+/** A node's addresses: its underlay address and its pods' gateway (on the node's lo). */
+function nodeAddresses(n: ClusterNode): string[] {
+  const out = n.ipv4 ? [n.ipv4] : [];
+  const m = /^(\d+)\.(\d+)\.(\d+)\.(\d+)\/\d+$/.exec(n.podCIDR ?? '');
+  if (m) {
+    const gw = `${m[1]}.${m[2]}.${m[3]}.${Number(m[4]) + 1}`;
+    if (hostPrefix(gw)) out.push(gw);
+  }
+  return out;
+}
+
+function refKey(r: PolicyRef): string {
+  return `${r.kind}/${r.namespace}/${r.name}`;
 }

@@ -3,6 +3,7 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
+import { tracePolicy } from '../policy/policy-trace.js';
 import { type Agent, AgentError } from './agent.js';
 import type { EndpointRegistration } from './api-types.js';
 
@@ -52,26 +53,25 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     return send(res, 200, ep);
   }
 
-  if (method === 'GET' && path === '/v1/identity') return send(res, 200, agent.identities());
+  if (method === 'GET' && path === '/v1/identity') return send(res, 200, agent.identityList());
   const idMatch = /^\/v1\/identity\/(\d+)$/.exec(path);
   if (method === 'GET' && idMatch) {
-    const rec = agent.identities().find((i) => i.id === Number(idMatch[1]));
+    const rec = agent.identityList().find((i) => i.id === Number(idMatch[1]));
     if (!rec) throw notFound(`identity ${idMatch[1]} not found`);
     return send(res, 200, rec);
   }
 
   if (method === 'GET' && path === '/v1/policy/trace') {
-    const answer = agent.opts.policy.trace({
+    const answer = tracePolicy(agent.engine, {
       src: q('src'),
       dst: q('dst'),
       dport: Number(q('dport')),
       protocol: q('protocol') || 'TCP',
     });
-    if (answer === undefined) throw new AgentError('MBR_NO_ENGINE', 'policy trace needs the policy engine', 501);
     return send(res, 200, answer);
   }
   if (path === '/v1/policy') {
-    if (method === 'GET') return send(res, 200, agent.policies());
+    if (method === 'GET') return send(res, 200, await agent.policies());
     const b = (await body(req)) as { docs: Record<string, unknown>[]; source: string };
     if (method === 'PUT') return send(res, 200, await agent.applyPolicies(b.docs, b.source));
     if (method === 'DELETE') return send(res, 200, await agent.deletePolicies(b.docs, b.source));

@@ -1,5 +1,6 @@
 // The agent's local API (HTTP/JSON on a unix socket): request and response shapes shared by the
 // agent, the CNI plugin and the CLI.
+import type { ClusterContainerPort, ClusterPolicy } from '../store/cluster-resources.js';
 
 /** What the CNI plugin tells the agent on ADD. */
 export interface EndpointRegistration {
@@ -15,6 +16,8 @@ export interface EndpointRegistration {
   readonly namespace: string;
   /** Pod labels as the runtime passed them (key → value, no source prefix). */
   readonly labels: Readonly<Record<string, string>>;
+  /** The pod's container ports, with their names (for named ports in policy). */
+  readonly ports?: readonly ClusterContainerPort[];
 }
 
 export interface Endpoint extends EndpointRegistration {
@@ -54,16 +57,30 @@ export interface AgentStatus {
   /** The policy revision the datapath enforces on this node (equal to policyRevision when caught up). */
   readonly realizedPolicyRevision: number;
   readonly subsystems: readonly SubsystemHealth[];
+  readonly reconciler: ReconcilerStatus;
 }
 
-/** A policy document as stored: the parsed YAML object and where it came from. */
-export interface StoredPolicy {
-  readonly kind: string;
-  readonly namespace: string;
-  readonly name: string;
-  readonly source: string;
+/** The store → engine → BPF maps pipeline, as `membrane status` shows it. */
+export interface ReconcilerStatus {
+  /** The last store revision whose changes the datapath holds. */
+  readonly realizedRevision: number;
+  readonly storeEvents: number;
+  readonly policyEntriesWritten: number;
+  readonly ipcacheEntriesWritten: number;
+  readonly failures: number;
+  /** The last failure, with when it happened; undefined once a later pass succeeded. */
+  readonly lastError?: { readonly message: string; readonly at: string };
+}
+
+/** A policy document as stored, with the store revision of its last write. */
+export interface StoredPolicy extends ClusterPolicy {
   readonly revision: number;
-  readonly doc: Readonly<Record<string, unknown>>;
+}
+
+export interface PolicySet {
+  /** The store's revision of the last policy change. */
+  readonly revision: number;
+  readonly policies: readonly StoredPolicy[];
 }
 
 export interface ApiErrorBody {

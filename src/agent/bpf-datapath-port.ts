@@ -3,11 +3,12 @@
 // Pins live under the lab's bpffs directory and outlive the agent: a restarted agent re-opens
 // them and the programs never stop enforcing.
 import { Datapath } from '../datapath/datapath.js';
+import { DatapathError } from '../datapath/datapath-error.js';
 import type { DatapathEvent } from '../datapath/event-types.js';
 import { formatIpv4Prefix, parseIpv4Prefix } from '../datapath/maps/ipcache-map.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
-import type { DatapathPort, IpcacheEntry } from './subsystem-ports.js';
+import type { DatapathPort, IpcacheChange, IpcacheEntry, RealizedPolicyEntry } from './subsystem-ports.js';
 
 /** How often expired conntrack entries are removed; the LRU only evicts when the map is full. */
 const CT_GC_INTERVAL_MS = 60_000;
@@ -57,35 +58,34 @@ export class BpfDatapathPort implements DatapathPort {
     this.#dp.detachEndpoint(ep.id);
   }
 
-  async syncIpcache(entries: readonly IpcacheEntry[]): Promise<void> {
-    const want = new Map(entries.map((e) => [e.prefix, e.identity]));
-    const have = new Map(this.#dp.ipcacheEntries().map((e) => [formatIpv4Prefix(e.prefix), e.identity]));
-    const upserts = [...want].filter(([p, id]) => have.get(p) !== id);
+  async updateIpcache(change: IpcacheChange): Promise<void> {
     // Batches: a cluster's first sync or a namespace going away is thousands of prefixes.
-    if (upserts.length > 0)
-      this.#dp.upsertIpcacheBatch(upserts.map(([p, identity]) => ({ prefix: parseIpv4Prefix(p), identity })));
-    const gone = [...have.keys()].filter((p) => !want.has(p));
-    if (gone.length > 0) this.#dp.deleteIpcacheBatch(gone.map((p) => parseIpv4Prefix(p)));
+    if (change.upserts.length > 0)
+      this.#dp.upsertIpcacheBatch(
+        change.upserts.map((e) => ({ prefix: parseIpv4Prefix(e.prefix), identity: e.identity })),
+      );
+    if (change.deletes.length > 0) this.#dp.deleteIpcacheBatch(change.deletes.map((p) => parseIpv4Prefix(p)));
   }
 
   async applyPolicy(diff: MapStateDiff): Promise<void> {
     this.#dp.applyPolicy(diff);
   }
 
-  async dumpPolicy(endpointId: number): Promise<unknown[]> {
+  async dumpPolicy(endpointId: number): Promise<RealizedPolicyEntry[]> {
     try {
       return this.#dp
         .policyEntries(endpointId)
-        .map((r) => [
-          r.key,
-          { isDeny: r.value.isDeny, proxyPort: r.value.proxyPort, authType: r.value.authType, derivedFrom: [] },
-        ]);
-    } catch {
-      return [];
+        .map(
+          (r) => [r.key, { isDeny: r.value.isDeny, proxyPort: r.value.proxyPort, authType: r.value.authType }] as const,
+        );
+    } catch (err) {
+      // An endpoint with no policy map yet has nothing realized.
+      if (err instanceof DatapathError && err.code === 'MBR_DATAPATH_NO_ENDPOINT') return [];
+      throw err;
     }
   }
 
-  async dumpIpcache(): Promise<unknown[]> {
+  async dumpIpcache(): Promise<IpcacheEntry[]> {
     return this.#dp.ipcacheEntries().map((e) => ({ prefix: formatIpv4Prefix(e.prefix), identity: e.identity }));
   }
 

@@ -1,9 +1,14 @@
 // What the flow parser needs to know about this node (src/hubble/flow/enrichment.ts), answered
-// from the agent's endpoint table, the cluster's endpoints and identities (a snapshot refreshed
-// by each reconcile, so a flow never reads the store) and the policy engine's map state.
+// from the agent's endpoint table and the policy engine, the node's one copy of the cluster's
+// pods, identities and map state. No flow reads the store.
+//
+// As in Hubble, an endpoint's ID is set only for endpoints of this node: a pod on another node
+// carries its identity, namespace, pod name, labels and node, with ID 0.
 
 import type { AttributionQuery, EndpointInfo, FlowEnrichment } from '../hubble/flow/enrichment.js';
 import type { Workload } from '../hubble/flow/flow.js';
+import { formatLabel } from '../identity/labels.js';
+import { lookupMapState } from '../policy/map-state.js';
 import type { PolicyRef } from '../policy/map-state-types.js';
 import type { Agent } from './agent.js';
 
@@ -29,22 +34,21 @@ export class AgentFlowEnrichment implements FlowEnrichment {
   }
 
   endpointByIp(ip: string): EndpointInfo | undefined {
-    const snap = this.#agent.clusterSnapshot();
-    const ep = snap.endpointsByIp.get(ip);
-    if (!ep) return undefined;
+    const pod = this.#agent.engine.endpointByIp(ip);
+    if (!pod) return undefined;
     return {
-      id: ep.id,
-      identity: ep.identity,
-      namespace: ep.namespace,
-      podName: ep.podName,
-      labels: snap.identityLabels.get(ep.identity) ?? [],
+      id: pod.isLocal ? pod.endpointId : 0,
+      identity: pod.identity,
+      namespace: pod.namespace,
+      podName: pod.name,
+      labels: pod.labels.labels.map(formatLabel),
       workloads: NO_WORKLOADS,
-      nodeName: ep.node,
+      ...(pod.nodeName !== undefined ? { nodeName: pod.nodeName } : {}),
     };
   }
 
   identityLabels(identity: number): readonly string[] | undefined {
-    return this.#agent.clusterSnapshot().identityLabels.get(identity);
+    return this.#agent.engine.identityLabels(identity)?.labels.map(formatLabel);
   }
 
   namesByIp(_ip: string): readonly string[] | undefined {
@@ -61,7 +65,17 @@ export class AgentFlowEnrichment implements FlowEnrichment {
   }
 
   policyAttribution(q: AttributionQuery): readonly PolicyRef[] {
-    return this.#agent.opts.policy.attribution(q);
+    const engine = this.#agent.engine;
+    if (q.outcome === 'default-deny')
+      return engine.endpointPolicyStatus(q.endpointId)?.[q.direction].defaultDenyBy ?? [];
+    const hit = lookupMapState(
+      engine.endpointMapState(q.endpointId),
+      q.remoteIdentity,
+      q.direction,
+      q.protocol,
+      q.port,
+    );
+    return hit.entry?.derivedFrom ?? [];
   }
 }
 

@@ -8,11 +8,14 @@ import { wallFromMono } from '../hubble/flow/parser.js';
 import { FlowObserver } from '../hubble/observer/flow-observer.js';
 import { ObserverServer } from '../hubble/observer/observer-server.js';
 import { type PeerSource, StaticPeers } from '../hubble/observer/peer-source.js';
-import { ClusterStore } from '../store/cluster-store.js';
+import { NODES_PREFIX } from '../store/cluster-resources.js';
+import type { ClusterStore } from '../store/cluster-store.js';
+import { EmbeddedStore } from '../store/embedded-store.js';
 import { Agent } from './agent.js';
 import { serveAgentApi } from './api-server.js';
 import { AgentFlowEnrichment } from './flow-enrichment.js';
-import { loadDatapathPort, loadPolicyPort } from './port-loader.js';
+import { pipelineTraceFromEnv } from './pipeline-trace.js';
+import { loadDatapathPort } from './port-loader.js';
 import type { DatapathPort } from './subsystem-ports.js';
 
 export interface AgentRunOptions {
@@ -56,8 +59,7 @@ export async function serveHubble(
 
 export async function runAgent(o: AgentRunOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true });
-  const cluster = new ClusterStore(o.clusterDir);
-  const policy = await loadPolicyPort(cluster);
+  const store = EmbeddedStore.open(o.clusterDir);
   const datapath = await loadDatapathPort({ lab: o.lab, node: o.node, pinDir: o.bpffs });
   const agent = new Agent({
     lab: o.lab,
@@ -65,24 +67,19 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     stateDir: o.stateDir,
     podCIDR: o.podCIDR,
     nodeIp: o.nodeIp,
-    cluster,
-    policy,
+    store,
     datapath,
+    trace: pipelineTraceFromEnv(),
   });
   await agent.start();
   const server = await serveAgentApi(agent, o.socket);
   // Every node's flow server, for the relay: sockets sit side by side under the lab's nodes/.
   const peers = new StaticPeers();
-  const known = new Set<string>();
-  const refreshPeers = () => {
-    for (const n of cluster.nodes())
-      if (!known.has(n.name)) {
-        known.add(n.name);
-        peers.set(n.name, `unix://${join(dirname(o.stateDir), n.name, 'hubble.sock')}`);
-      }
-  };
-  refreshPeers();
-  const peerTimer = setInterval(refreshPeers, 1000);
+  const peerWatch = await watchPeers(
+    store,
+    peers,
+    (name) => `unix://${join(dirname(o.stateDir), name, 'hubble.sock')}`,
+  );
   const hubble = await serveHubble(agent, datapath, join(o.stateDir, 'hubble.sock'), peers);
   writeFileSync(join(o.stateDir, 'agent.pid'), String(process.pid));
   process.stderr.write(`membrane agent: node ${o.node} of lab ${o.lab} serving on ${o.socket}\n`);
@@ -92,9 +89,32 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     process.once('SIGINT', stop);
   });
   server.close();
-  clearInterval(peerTimer);
+  peerWatch.close();
   await hubble.close();
   await agent.stop();
+  await store.close();
   rmSync(o.socket, { force: true });
   rmSync(join(o.stateDir, 'agent.pid'), { force: true });
+}
+
+/** Every node of the store is a Hubble peer, from the node keys' list and watch. */
+async function watchPeers(
+  store: ClusterStore,
+  peers: StaticPeers,
+  address: (node: string) => string,
+): Promise<{ close(): void }> {
+  const listed = await store.list(NODES_PREFIX);
+  for (const kv of listed.items) {
+    const name = kv.key.slice(NODES_PREFIX.length);
+    peers.set(name, address(name));
+  }
+  return store.watch(NODES_PREFIX, listed.revision, {
+    onEvents: (events) => {
+      for (const e of events) {
+        const name = e.key.slice(NODES_PREFIX.length);
+        if (e.type === 'put') peers.set(name, address(name));
+        else peers.delete(name);
+      }
+    },
+  });
 }

@@ -56,5 +56,7 @@ export interface MembraneNetConf {
   readonly mtu: number;
   /** Labels the runtime passes in args.cni.labels (the CNI conventions' shape). */
   readonly labels: Readonly<Record<string, string>>;
+  /** Container ports the runtime passes in args.cni.ports, with their names (named ports in policy). */
+  readonly ports: ReadonlyArray<{ readonly name?: string; readonly containerPort: number; readonly protocol: number }>;
   readonly prevResult?: CniResult;
 }

@@ -111,6 +111,7 @@ export function parseNetConf(stdin: string): MembraneNetConf {
     agentSocket,
     mtu,
     labels: parseArgsLabels(c.args),
+    ports: parseArgsPorts(c.args),
     prevResult: parsePrevResult(c.prevResult),
   };
 }
@@ -134,6 +135,34 @@ function parseArgsLabels(args: unknown): Record<string, string> {
   });
   return out;
 }
+
+/**
+ * args.cni.ports: [{"name": "http", "containerPort": 8080, "protocol": "TCP"}], the pod's
+ * container ports as Kubernetes writes them (protocol TCP when omitted).
+ */
+function parseArgsPorts(args: unknown): Array<{ name?: string; containerPort: number; protocol: number }> {
+  const cni = (args as { cni?: Record<string, unknown> } | undefined)?.cni;
+  const ports = cni?.ports;
+  if (ports === undefined) return [];
+  if (!Array.isArray(ports)) throw invalidField('args.cni.ports', 'a list of {name, containerPort, protocol}', ports);
+  return ports.map((raw, i) => {
+    const p = (raw ?? {}) as Record<string, unknown>;
+    const at = `args.cni.ports[${i}]`;
+    if (typeof p !== 'object' || Array.isArray(p)) throw invalidField(at, 'an object', raw);
+    const port = p.containerPort;
+    if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
+      throw invalidField(`${at}.containerPort`, 'a port 1-65535', port);
+    const proto = p.protocol ?? 'TCP';
+    const protocol = typeof proto === 'string' ? PORT_PROTOCOLS[proto.toUpperCase()] : undefined;
+    if (protocol === undefined) throw invalidField(`${at}.protocol`, 'TCP, UDP or SCTP', proto);
+    const name = p.name;
+    if (name !== undefined && (typeof name !== 'string' || !/^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$/.test(name)))
+      throw invalidField(`${at}.name`, 'an IANA service name (1-15 lowercase letters, digits, -)', name);
+    return { ...(name !== undefined ? { name } : {}), containerPort: port, protocol };
+  });
+}
+
+const PORT_PROTOCOLS: Readonly<Record<string, number>> = { TCP: 6, UDP: 17, SCTP: 132 };
 
 function parsePrevResult(prev: unknown): CniResult | undefined {
   if (prev === undefined) return undefined;

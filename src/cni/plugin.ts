@@ -173,6 +173,7 @@ async function register(conf: MembraneNetConf, e: CniEnv, link: ChainedLink): Pr
     podName: e.args.K8S_POD_NAME ?? e.containerId.slice(0, 12),
     namespace: e.args.K8S_POD_NAMESPACE ?? 'default',
     labels: conf.labels,
+    ports: conf.ports,
   };
   try {
     await new AgentClient(conf.agentSocket).post('/v1/endpoint', reg);

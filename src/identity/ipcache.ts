@@ -1,11 +1,12 @@
 // IP/prefix -> security identity, as the datapath's ipcache holds it: pod IPs (/32, /128),
 // CIDR identities from policy (toCIDR, toCIDRSet, ipBlock and their excepts), IPs learned for
-// toFQDNs, and world for everything else. A pod's own identity wins over a CIDR identity for
+// toFQDNs, node addresses (host / remote-node), and world for everything else. A pod's own
+// identity wins over a node's, and a node's over a CIDR identity for
 // the same address. Lookups are longest-prefix match. Changes are kept as a diff to drain.
 import { makePrefix, type Prefix, parseIp } from './cidr.js';
 import { IDENTITY_WORLD } from './reserved-identities.js';
 
-export type IpcacheSource = 'pod' | 'cidr' | 'world';
+export type IpcacheSource = 'pod' | 'node' | 'cidr' | 'world';
 
 export interface IpcacheEntry {
   readonly prefix: string;
@@ -19,7 +20,11 @@ export interface IpcacheDiff {
 }
 
 export class IpCache {
-  private readonly layers = { pod: new Map<string, Slot>(), cidr: new Map<string, Slot>() };
+  private readonly layers = {
+    pod: new Map<string, Slot>(),
+    node: new Map<string, Slot>(),
+    cidr: new Map<string, Slot>(),
+  };
   private readonly effective = new Map<string, Slot & { source: IpcacheSource }>();
   private readonly lengths = { 4: new Map<number, number>(), 6: new Map<number, number>() };
   private pending = new Map<string, IpcacheEntry | null>();
@@ -34,12 +39,12 @@ export class IpCache {
     }
   }
 
-  upsert(prefix: Prefix, identity: number, source: 'pod' | 'cidr'): void {
+  upsert(prefix: Prefix, identity: number, source: LayerSource): void {
     this.layers[source].set(prefix.text, { prefix, identity });
     this.recompute(prefix);
   }
 
-  delete(prefix: Prefix, source: 'pod' | 'cidr'): void {
+  delete(prefix: Prefix, source: LayerSource): void {
     if (this.layers[source].delete(prefix.text)) this.recompute(prefix);
   }
 
@@ -74,9 +79,15 @@ export class IpCache {
   }
 
   private recompute(prefix: Prefix): void {
-    const pod = this.layers.pod.get(prefix.text);
-    const cidr = this.layers.cidr.get(prefix.text);
-    const next = pod ? { ...pod, source: 'pod' as const } : cidr ? { ...cidr, source: 'cidr' as const } : undefined;
+    // Precedence: a pod's address, then a node's, then a CIDR identity from policy.
+    let next: (Slot & { source: IpcacheSource }) | undefined;
+    for (const source of LAYER_ORDER) {
+      const slot = this.layers[source].get(prefix.text);
+      if (slot) {
+        next = { ...slot, source };
+        break;
+      }
+    }
     const prev = this.effective.get(prefix.text);
     if (prev && next && prev.identity === next.identity && prev.source === next.source) return;
     if (next) {
@@ -97,6 +108,9 @@ export class IpCache {
     else m.set(p.len, n);
   }
 }
+
+type LayerSource = 'pod' | 'node' | 'cidr';
+const LAYER_ORDER: readonly LayerSource[] = ['pod', 'node', 'cidr'];
 
 interface Slot {
   readonly prefix: Prefix;

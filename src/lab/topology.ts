@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../agent/api-client.js';
 import { CniExecutor, type ConfList } from '../cni/cni-executor.js';
-import { ClusterStore } from '../store/cluster-store.js';
+import { namespaceKey } from '../store/cluster-resources.js';
+import { EmbeddedStore } from '../store/embedded-store.js';
 import { inNetns, sh, shIdempotent } from './host-commands.js';
 import {
   agentSocket,
@@ -60,8 +61,15 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   const plan = nodePlan(o.nodes ?? 2);
   log(`underlay ${underlayNetns(o.lab)} with ${plan.length} nodes and the world host`);
   await ensureUnderlay(o.lab, plan);
-  const cluster = new ClusterStore(clusterDir(o.lab));
-  for (const ns of world.namespaces) cluster.putNamespace(ns);
+  const store = EmbeddedStore.open(clusterDir(o.lab), { leaseSweepMs: 0 });
+  try {
+    await store.txn({
+      compare: [],
+      success: world.namespaces.map((ns) => ({ type: 'put', key: namespaceKey(ns.name), value: JSON.stringify(ns) })),
+    });
+  } finally {
+    await store.close();
+  }
 
   const nodes: LabNode[] = plan.map((n) => ({ ...n, netns: nodeNetns(o.lab, n.name) }));
   await Promise.all(nodes.map((n) => ensureAgent(o, n, log)));
@@ -268,7 +276,16 @@ async function wirePod(o: LabUpOptions, node: LabNode, p: WorldPod): Promise<Wir
     netns: netnsPath(ns),
     ifname: 'eth0',
     args: { K8S_POD_NAMESPACE: p.namespace, K8S_POD_NAME: p.name },
-    confArgs: { cni: { labels: Object.entries(p.labels).map(([key, value]) => ({ key, value })) } },
+    confArgs: {
+      cni: {
+        labels: Object.entries(p.labels).map(([key, value]) => ({ key, value })),
+        ports: p.ports.map((x) => ({
+          ...(x.name ? { name: x.name } : {}),
+          containerPort: x.containerPort,
+          protocol: x.protocol,
+        })),
+      },
+    },
   };
   let result = ex.cachedResult(list, rt);
   if (result) {

@@ -7,6 +7,10 @@
 //   engine.upsertNamespace({ name, labels });           engine.removeNamespace(name);
 //   engine.upsertPod({ namespace, name, labels, ports, podIPs, endpointId? });
 //   engine.removePod(namespace, name);
+//   (a pod with `remote: true` runs on another node: its identity, IPs and named ports count
+//    for every selector and the ipcache, but it is no endpoint here and gets no map state)
+//   engine.upsertNode({ name, ips, isLocal }) / removeNode(name)   (host / remote-node ipcache)
+//   engine.podIdentityLabels(pod)     // the label set a pod's identity is made of (allocate first)
 //   engine.upsertService(svc) / removeService(ns, name)  (selectorless services for toServices)
 //   engine.applyFile(parsed)          // a whole parsed file at once; replaces that file's policies
 //   engine.removeFile(file)           // removes every policy the file carried
@@ -42,6 +46,8 @@ import {
   SOURCE_RESERVED,
 } from '../identity/labels.js';
 import {
+  IDENTITY_HOST,
+  IDENTITY_REMOTE_NODE,
   IDENTITY_WORLD,
   IDENTITY_WORLD_IPV4,
   IDENTITY_WORLD_IPV6,
@@ -115,6 +121,17 @@ export interface EndpointInfo {
   readonly identity: number;
   readonly podIPs: readonly string[];
   readonly labels: LabelSet;
+  /** The node the pod runs on, when known. */
+  readonly nodeName?: string;
+  /** False for a pod of another node (endpointId is then 0: it has no endpoint here). */
+  readonly isLocal: boolean;
+}
+
+/** A node of the cluster: its addresses map to host (this node) or remote-node in the ipcache. */
+export interface NodeInfo {
+  readonly name: string;
+  readonly ips: readonly string[];
+  readonly isLocal: boolean;
 }
 
 /** The L7 rules the proxy enforces for one (endpoint, direction, port, protocol) and remote set. */
@@ -153,6 +170,8 @@ export class PolicyEngine {
   private readonly ipc = new IpCache();
   private readonly namespaces = new Map<string, Namespace>();
   private readonly pods = new Map<string, PodRec>();
+  private readonly podsByIp = new Map<string, PodRec>();
+  private readonly nodes = new Map<string, { info: NodeInfo; prefixes: Prefix[] }>();
   private readonly services = new Map<string, ServiceRec>();
   private readonly policies = new Map<string, CompiledPolicy>();
   /** Which policies each applied file carries (applyFile replaces a file's set). */
@@ -212,18 +231,42 @@ export class PolicyEngine {
   removePod(namespace: string, name: string): MapStateDiff[] {
     const rec = this.pods.get(podKey({ namespace, name }));
     if (!rec) return [];
-    const ep = this.endpoints.get(rec.epId)!;
-    this.installPartitions(ep, new Map());
-    this.dirtyFull.delete(ep);
-    this.dirtyPartial.delete(ep);
-    this.setSelUsers(ep, new Set());
-    this.namedEgressEps.delete(ep);
-    this.epsByIdentity.get(rec.identity)?.delete(ep);
-    this.endpoints.delete(rec.epId);
-    this.lowestFreeEpId = Math.min(this.lowestFreeEpId, rec.epId);
+    if (rec.epId !== undefined) this.dropEndpoint(this.endpoints.get(rec.epId)!);
     this.pods.delete(podKey(rec.pod));
     this.updatePodAttachments(rec, undefined);
     this.releasePodIdentity(rec.identity);
+    return this.flush();
+  }
+
+  /** Pods (local and remote) of a namespace. */
+  podsInNamespace(namespace: string): Pod[] {
+    return [...this.pods.values()].filter((r) => r.pod.namespace === namespace).map((r) => r.pod);
+  }
+
+  /**
+   * The label set a pod's identity is made of, with its namespace's labels as known now, or as
+   * `ns` would make them (to allocate identities before a namespace change is applied).
+   */
+  podIdentityLabels(pod: Pod, ns: Namespace | undefined = this.namespaces.get(pod.namespace)): LabelSet {
+    const nsLabels = { ...(ns?.labels ?? {}), [LABEL_NAMESPACE_NAME]: pod.namespace };
+    return podIdentityLabels(pod.labels, pod.namespace, nsLabels, pod.serviceAccount ?? 'default', this.cluster);
+  }
+
+  upsertNode(node: NodeInfo): MapStateDiff[] {
+    const old = this.nodes.get(node.name);
+    const prefixes = node.ips.flatMap((ip) => hostPrefix(ip) ?? []);
+    const id = node.isLocal ? IDENTITY_HOST : IDENTITY_REMOTE_NODE;
+    for (const p of old?.prefixes ?? []) if (!prefixes.some((x) => x.text === p.text)) this.ipc.delete(p, 'node');
+    for (const p of prefixes) this.ipc.upsert(p, id, 'node');
+    this.nodes.set(node.name, { info: node, prefixes });
+    return this.flush();
+  }
+
+  removeNode(name: string): MapStateDiff[] {
+    const old = this.nodes.get(name);
+    if (!old) return [];
+    for (const p of old.prefixes) this.ipc.delete(p, 'node');
+    this.nodes.delete(name);
     return this.flush();
   }
 
@@ -396,15 +439,14 @@ export class PolicyEngine {
 
   endpointByPod(namespace: string, name: string): EndpointInfo | undefined {
     const rec = this.pods.get(podKey({ namespace, name }));
-    return rec ? this.endpointInfo(this.endpoints.get(rec.epId)!) : undefined;
+    return rec ? podEndpointInfo(rec) : undefined;
   }
 
+  /** The pod (local or remote) that holds this address. */
   endpointByIp(ip: string): EndpointInfo | undefined {
     const p = hostPrefix(ip);
-    if (!p) return undefined;
-    for (const rec of this.pods.values())
-      if (rec.prefixes.some((x) => x.text === p.text)) return this.endpointInfo(this.endpoints.get(rec.epId)!);
-    return undefined;
+    const rec = p && this.podsByIp.get(p.text);
+    return rec ? podEndpointInfo(rec) : undefined;
   }
 
   /** Container ports of a pod (for resolving a named destination port). */
@@ -444,6 +486,7 @@ export class PolicyEngine {
   private checkEndpointIds(pods: readonly Pod[]): void {
     const claimed = new Map<number, string>();
     for (const pod of pods) {
+      if (pod.remote) continue;
       const key = podKey(pod);
       const id = this.pods.get(key)?.epId ?? pod.endpointId;
       if (id === undefined) continue;
@@ -461,19 +504,19 @@ export class PolicyEngine {
   private applyPod(pod: Pod): void {
     const key = podKey(pod);
     const old = this.pods.get(key);
-    const ns = this.namespaces.get(pod.namespace);
-    const nsLabels = { ...(ns?.labels ?? {}), [LABEL_NAMESPACE_NAME]: pod.namespace };
-    const labels = podIdentityLabels(
-      pod.labels,
-      pod.namespace,
-      nsLabels,
-      pod.serviceAccount ?? 'default',
-      this.cluster,
-    );
+    const labels = this.podIdentityLabels(pod);
     const isNew = this.allocator.lookupByLabels(labels) === undefined;
     const identity = this.allocator.acquire(labels, 'global');
     if (isNew || !this.sc.identity(identity))
       this.onSelectionChanges(this.sc.upsertIdentity(this.podInfo(identity, labels, pod.namespace)));
+    if (pod.remote) {
+      if (old?.epId !== undefined) this.dropEndpoint(this.endpoints.get(old.epId)!);
+      const rec: PodRec = { pod, epId: undefined, identity, labels, prefixes: podPrefixes(pod) };
+      this.pods.set(key, rec);
+      this.updatePodAttachments(old, rec);
+      if (old) this.releasePodIdentity(old.identity);
+      return;
+    }
     let epId = old?.epId ?? pod.endpointId;
     if (epId === undefined) {
       epId = this.lowestFreeEpId;
@@ -485,7 +528,7 @@ export class PolicyEngine {
       epId,
       identity,
       labels,
-      prefixes: pod.podIPs.flatMap((ip) => hostPrefix(ip) ?? []),
+      prefixes: podPrefixes(pod),
     };
     this.pods.set(key, rec);
     let ep = this.endpoints.get(epId);
@@ -507,8 +550,22 @@ export class PolicyEngine {
     this.dirtyFull.add(ep);
   }
 
+  /** Tears down a local endpoint's state (its pod record stays with the caller). */
+  private dropEndpoint(ep: EpState): void {
+    this.installPartitions(ep, new Map());
+    this.dirtyFull.delete(ep);
+    this.dirtyPartial.delete(ep);
+    this.setSelUsers(ep, new Set());
+    this.namedEgressEps.delete(ep);
+    this.epsByIdentity.get(ep.rec.identity)?.delete(ep);
+    this.endpoints.delete(ep.id);
+    this.lowestFreeEpId = Math.min(this.lowestFreeEpId, ep.id);
+  }
+
   /** Moves a pod's ipcache entries, named ports and IPs (for ipBlock) from old to new. */
   private updatePodAttachments(old: PodRec | undefined, now: PodRec | undefined): void {
+    for (const p of old?.prefixes ?? []) if (this.podsByIp.get(p.text) === old) this.podsByIp.delete(p.text);
+    for (const p of now?.prefixes ?? []) this.podsByIp.set(p.text, now!);
     for (const p of old?.prefixes ?? []) if (!now?.prefixes.some((x) => x.text === p.text)) this.ipc.delete(p, 'pod');
     for (const p of now?.prefixes ?? []) this.ipc.upsert(p, now!.identity, 'pod');
     let namedChanged = false;
@@ -1143,15 +1200,25 @@ export class PolicyEngine {
   }
 
   private endpointInfo(ep: EpState): EndpointInfo {
-    return {
-      endpointId: ep.id,
-      namespace: ep.rec.pod.namespace,
-      name: ep.rec.pod.name,
-      identity: ep.rec.identity,
-      podIPs: ep.rec.pod.podIPs,
-      labels: ep.rec.labels,
-    };
+    return podEndpointInfo(ep.rec);
   }
+}
+
+function podEndpointInfo(rec: PodRec): EndpointInfo {
+  return {
+    endpointId: rec.epId ?? 0,
+    namespace: rec.pod.namespace,
+    name: rec.pod.name,
+    identity: rec.identity,
+    podIPs: rec.pod.podIPs,
+    labels: rec.labels,
+    ...(rec.pod.nodeName !== undefined ? { nodeName: rec.pod.nodeName } : {}),
+    isLocal: rec.epId !== undefined,
+  };
+}
+
+function podPrefixes(pod: Pod): Prefix[] {
+  return pod.podIPs.flatMap((ip) => hostPrefix(ip) ?? []);
 }
 
 // Private helpers.
@@ -1160,7 +1227,8 @@ const CLUSTER_RESERVED = ['host', 'remote-node', 'init', 'ingress', 'health', 'u
 
 interface PodRec {
   readonly pod: Pod;
-  readonly epId: number;
+  /** undefined for a remote pod (no endpoint on this node). */
+  readonly epId: number | undefined;
   readonly identity: number;
   readonly labels: LabelSet;
   readonly prefixes: readonly Prefix[];

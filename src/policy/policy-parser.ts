@@ -73,6 +73,13 @@ export function parsePolicyFile(text: string, file: string): ParsedPolicyFile {
 }
 
 /** Validates one already-decoded object (as the agent receives them). */
+/** Parses every document of a file (numbered from 1); throws the first PolicyError. */
+export function validatePolicyDocuments(docs: readonly Record<string, unknown>[], file: string): void {
+  docs.forEach((d, i) => {
+    parsePolicyObject(d, file, i + 1);
+  });
+}
+
 export function parsePolicyObject(value: unknown, file: string, document = 1): ParsedPolicyFile {
   const out = emptyParsed(file);
   const c = new Checker(file, document);

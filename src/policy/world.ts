@@ -23,6 +23,10 @@ export interface Pod {
   readonly serviceAccount?: string;
   /** Endpoint ID; the engine assigns the lowest free one from 1 when absent. */
   readonly endpointId?: number;
+  /** spec.nodeName: the node the pod runs on. */
+  readonly nodeName?: string;
+  /** The pod runs on another node: a peer for selectors, not an endpoint of this engine. */
+  readonly remote?: boolean;
 }
 
 export interface Service {

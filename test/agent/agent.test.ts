@@ -1,3 +1,5 @@
+// The agent's pipeline with the embedded store and a datapath that records its writes:
+// store events → engine diffs → exactly those map writes; restarts that write nothing.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -5,23 +7,26 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Agent } from '../../src/agent/agent.js';
 import type { Endpoint, EndpointRegistration, SubsystemHealth } from '../../src/agent/api-types.js';
+import { policyKeyText } from '../../src/agent/map-reconcilers.js';
 import type {
   DatapathPort,
-  EndpointPolicy,
+  IpcacheChange,
   IpcacheEntry,
-  PolicyInput,
-  PolicyPort,
+  RealizedPolicyEntry,
 } from '../../src/agent/subsystem-ports.js';
-import { StructuralPolicyPort } from '../../src/agent/unavailable-ports.js';
-import type { MapStateDiff, PolicyEntry, PolicyKey } from '../../src/policy/map-state-types.js';
-import { ClusterStore } from '../../src/store/cluster-store.js';
+import type { MapStateDiff } from '../../src/policy/map-state-types.js';
+import { namespaceKey } from '../../src/store/cluster-resources.js';
+import { EmbeddedStore } from '../../src/store/embedded-store.js';
+import { until } from '../support/until.js';
 
 /** A datapath that keeps its maps in memory across agent restarts, like pinned maps do. */
 class MemoryDatapath implements DatapathPort {
-  readonly maps = new Map<number, Map<string, readonly [PolicyKey, PolicyEntry]>>();
-  ipcache: IpcacheEntry[] = [];
-  writes: MapStateDiff[] = [];
+  readonly maps = new Map<number, Map<string, RealizedPolicyEntry>>();
+  readonly ipcache = new Map<string, number>();
+  policyWrites: MapStateDiff[] = [];
+  ipcacheWrites: IpcacheChange[] = [];
   attached = new Set<number>();
+  failNext = 0;
   health(): SubsystemHealth {
     return { name: 'datapath', state: 'Ok', message: 'memory' };
   }
@@ -32,21 +37,28 @@ class MemoryDatapath implements DatapathPort {
     this.attached.delete(ep.id);
     this.maps.delete(ep.id);
   }
-  async syncIpcache(entries: readonly IpcacheEntry[]): Promise<void> {
-    this.ipcache = [...entries];
+  async updateIpcache(change: IpcacheChange): Promise<void> {
+    this.ipcacheWrites.push(change);
+    for (const p of change.deletes) this.ipcache.delete(p);
+    for (const e of change.upserts) this.ipcache.set(e.prefix, e.identity);
   }
   async applyPolicy(diff: MapStateDiff): Promise<void> {
-    this.writes.push(diff);
-    const m = this.maps.get(diff.endpointId) ?? new Map();
-    for (const k of diff.deletes) m.delete(JSON.stringify(k));
-    for (const kv of diff.adds) m.set(JSON.stringify(kv[0]), kv);
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw Object.assign(new Error('map update: ENOSPC'), { code: 'MBR_DATAPATH_MAP' });
+    }
+    this.policyWrites.push(diff);
+    const m = this.maps.get(diff.endpointId) ?? new Map<string, RealizedPolicyEntry>();
+    for (const k of diff.deletes) m.delete(policyKeyText(k));
+    for (const [k, v] of diff.adds)
+      m.set(policyKeyText(k), [k, { isDeny: v.isDeny, proxyPort: v.proxyPort, authType: v.authType }]);
     this.maps.set(diff.endpointId, m);
   }
-  async dumpPolicy(id: number): Promise<unknown[]> {
+  async dumpPolicy(id: number): Promise<RealizedPolicyEntry[]> {
     return [...(this.maps.get(id)?.values() ?? [])];
   }
-  async dumpIpcache(): Promise<unknown[]> {
-    return this.ipcache;
+  async dumpIpcache(): Promise<IpcacheEntry[]> {
+    return [...this.ipcache].map(([prefix, identity]) => ({ prefix, identity }));
   }
   async dumpCt(): Promise<unknown[]> {
     return [];
@@ -55,162 +67,231 @@ class MemoryDatapath implements DatapathPort {
     return () => undefined;
   }
   async close(): Promise<void> {}
-}
-
-/** A policy port that allows TCP/8080 from each identity listed in the policy names "allow-<id>". */
-class TablePolicy extends StructuralPolicyPort implements PolicyPort {
-  constructor() {
-    super('test');
-  }
-  override health(): SubsystemHealth {
-    return { name: 'policy', state: 'Ok', message: 'table' };
-  }
-  override compute(input: PolicyInput): readonly EndpointPolicy[] {
-    const ids = input.policies.map((p) => Number(p.name.replace('allow-', '')));
-    return input.endpoints.map((e) => ({
-      endpointId: e.id,
-      ingressEnforced: ids.length > 0,
-      egressEnforced: false,
-      entries: ids.map(
-        (id) =>
-          [
-            { identity: id, direction: 'ingress', protocol: 6, port: 8080, portPrefixLen: 16 },
-            { isDeny: false, proxyPort: 0, authType: 0, derivedFrom: [] },
-          ] as const,
-      ),
-    }));
+  entries(id: number): string[] {
+    return [...(this.maps.get(id)?.keys() ?? [])].sort();
   }
 }
 
-function fixture(t: TestContext) {
+interface Cluster {
+  readonly dir: string;
+  node(name: string, nodeIp: string, dp?: MemoryDatapath): Promise<{ agent: Agent; dp: MemoryDatapath }>;
+}
+
+function cluster(t: TestContext): Cluster {
   const dir = mkdtempSync(join(tmpdir(), 'mbr-agent-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const cluster = new ClusterStore(join(dir, 'cluster'));
-  const datapath = new MemoryDatapath();
-  const make = (node: string) =>
-    new Agent({
-      lab: 'unit',
-      node,
-      stateDir: join(dir, node),
-      podCIDR: '10.201.1.0/24',
-      nodeIp: '172.30.0.11',
-      cluster,
-      policy: new TablePolicy(),
-      datapath,
-    });
-  return { dir, cluster, datapath, make };
-}
-
-function reg(n: number, labels: Record<string, string>, namespace = 'shop'): EndpointRegistration {
+  const running: Agent[] = [];
+  const stores: EmbeddedStore[] = [];
+  t.after(async () => {
+    for (const a of running) await a.stop();
+    for (const s of stores) await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
   return {
-    containerId: `c${n}`,
-    ifname: 'eth0',
-    netns: '',
-    hostIfname: `mbr-${n}`,
-    hostIfindex: n,
-    hostMac: '',
-    podMac: '',
-    ipv4: `10.201.1.${n + 1}`,
-    podName: `pod${n}`,
-    namespace,
-    labels,
+    dir,
+    async node(name, nodeIp, dp = new MemoryDatapath()) {
+      const store = EmbeddedStore.open(join(dir, 'cluster'));
+      stores.push(store);
+      const index = Number(name.replace(/\D/g, ''));
+      const agent = new Agent({
+        lab: 'test',
+        node: name,
+        stateDir: join(dir, name),
+        podCIDR: `10.201.${index}.0/24`,
+        nodeIp,
+        store,
+        datapath: dp,
+      });
+      await agent.start();
+      running.push(agent);
+      return { agent, dp };
+    },
   };
 }
 
-const POLICY = (name: string) => ({
+function reg(name: string, ip: string, labels: Record<string, string>, extra: Partial<EndpointRegistration> = {}) {
+  return {
+    containerId: `c-${name}`,
+    ifname: 'eth0',
+    netns: '',
+    hostIfname: `mbr-${name}`,
+    hostIfindex: 0,
+    hostMac: '',
+    podMac: '',
+    ipv4: ip,
+    podName: name,
+    namespace: 'shop',
+    labels,
+    ...extra,
+  } satisfies EndpointRegistration;
+}
+
+const ALLOW_WEB_FROM_CLIENT = {
   apiVersion: 'cilium.io/v2',
   kind: 'CiliumNetworkPolicy',
-  metadata: { name, namespace: 'shop' },
-  spec: { endpointSelector: {} },
-});
+  metadata: { name: 'web-from-client', namespace: 'shop' },
+  spec: {
+    endpointSelector: { matchLabels: { app: 'web' } },
+    ingress: [
+      { fromEndpoints: [{ matchLabels: { app: 'client' } }], toPorts: [{ ports: [{ port: '80', protocol: 'TCP' }] }] },
+    ],
+  },
+};
+
+function withPort(port: string): typeof ALLOW_WEB_FROM_CLIENT {
+  const p = structuredClone(ALLOW_WEB_FROM_CLIENT);
+  p.spec.ingress[0].toPorts[0].ports.push({ port, protocol: 'TCP' });
+  return p;
+}
 
 describe('Agent', () => {
-  it('gives endpoints with the same labels one identity, across nodes sharing the cluster store', async (t) => {
-    const { make } = fixture(t);
-    const a = make('n1');
-    const b = make('n2');
-    const e1 = await a.registerEndpoint(reg(1, { app: 'web' }));
-    const e2 = await b.registerEndpoint(reg(2, { app: 'web' }));
-    const e3 = await a.registerEndpoint(reg(3, { app: 'db' }));
-    assert.equal(e1.identity, 256);
-    assert.equal(e2.identity, e1.identity);
-    assert.equal(e3.identity, 257);
-    assert.deepEqual(e1.identityLabels, [
-      'k8s:app=web',
-      'k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=shop',
-      'k8s:io.cilium.k8s.policy.cluster=default',
-      'k8s:io.kubernetes.pod.namespace=shop',
-    ]);
-    await a.stop();
-    await b.stop();
+  it('gives pods with the same labels one identity across nodes sharing the cluster store', async (t) => {
+    const c = cluster(t);
+    const n1 = await c.node('n1', '172.30.0.11');
+    const n2 = await c.node('n2', '172.30.0.12');
+    const a = await n1.agent.registerEndpoint(reg('web-a', '10.201.1.10', { app: 'web' }));
+    const b = await n2.agent.registerEndpoint(reg('web-b', '10.201.2.10', { app: 'web' }));
+    const other = await n2.agent.registerEndpoint(reg('db', '10.201.2.11', { app: 'db' }));
+    assert.equal(a.identity, b.identity);
+    assert.notEqual(a.identity, other.identity);
+    assert.ok(a.identity >= 256);
+    assert.ok(a.identityLabels.includes('k8s:app=web'));
+    // Each node learns the other's pods through the watch: its ipcache maps them.
+    await until(() => n1.dp.ipcache.get('10.201.2.11/32') === other.identity, { what: 'n1 ipcache' });
+    assert.equal(n1.dp.ipcache.get('172.30.0.12/32'), 6, 'the other node is remote-node');
+    assert.equal(n1.dp.ipcache.get('172.30.0.11/32'), 1, 'this node is host');
+    assert.equal(n2.dp.ipcache.get('10.201.1.10/32'), a.identity);
   });
 
   it('registers idempotently and refuses a second endpoint with the same address', async (t) => {
-    const { make } = fixture(t);
-    const a = make('n1');
-    const e1 = await a.registerEndpoint(reg(1, { app: 'web' }));
-    assert.deepEqual(await a.registerEndpoint(reg(1, { app: 'web' })), e1);
-    await assert.rejects(a.registerEndpoint({ ...reg(2, {}), ipv4: e1.ipv4 }), {
+    const { agent } = await cluster(t).node('n1', '172.30.0.11');
+    const a = await agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
+    assert.deepEqual(await agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' })), a);
+    await assert.rejects(agent.registerEndpoint(reg('other', '10.201.1.10', { app: 'x' })), {
       code: 'MBR_ENDPOINT_CONFLICT',
-      message: 'address 10.201.1.2 already belongs to another endpoint',
     });
   });
 
-  it('writes policy changes to the datapath as diffs, never as flush-and-refill', async (t) => {
-    const { make, datapath } = fixture(t);
-    const a = make('n1');
-    const e = await a.registerEndpoint(reg(1, { app: 'web' }));
-    await a.applyPolicies([POLICY('allow-300')], 'p1.yaml');
-    await a.applyPolicies([POLICY('allow-301')], 'p2.yaml');
-    await a.deletePolicies([POLICY('allow-300')], 'p1.yaml');
-    const shape = datapath.writes.map((w) => ({
-      adds: w.adds.map(([k]) => k.identity),
-      deletes: w.deletes.map((k) => k.identity),
-    }));
-    assert.deepEqual(shape, [
-      { adds: [300], deletes: [] },
-      { adds: [301], deletes: [] },
-      { adds: [], deletes: [300] },
-    ]);
-    const now = a.endpoint(e.id)!;
-    assert.equal(now.policyEnabledIngress, true);
-    assert.equal(now.policyRevision, 4);
+  it("writes a policy change as exactly the engine's diff, never the whole map again", async (t) => {
+    const { agent, dp } = await cluster(t).node('n1', '172.30.0.11');
+    const web = await agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
+    const client = await agent.registerEndpoint(reg('client', '10.201.1.11', { app: 'client' }));
+    await agent.applyPolicies([ALLOW_WEB_FROM_CLIENT], 'web.yaml');
+    const before = dp.entries(web.id);
+    assert.ok(before.includes(`${client.identity}/ingress/6/80/16`), before.join(' '));
+    dp.policyWrites = [];
+    await agent.applyPolicies([withPort('443')], 'web.yaml');
+    // One endpoint changed, by one entry: the map was not rewritten.
+    assert.deepEqual(
+      dp.policyWrites.map((w) => [w.endpointId, w.adds.map((kv) => policyKeyText(kv[0])), w.deletes.length]),
+      [[web.id, [`${client.identity}/ingress/6/443/16`], 0]],
+    );
+    assert.deepEqual(dp.entries(web.id), [...before, `${client.identity}/ingress/6/443/16`].sort());
+    // And the same entries as the engine's own map state: the datapath holds desired state.
+    assert.deepEqual(
+      dp.entries(web.id),
+      [...agent.engine.endpointMapState(web.id).values()].map((kv) => policyKeyText(kv[0])).sort(),
+    );
+    assert.equal(agent.status().realizedPolicyRevision, agent.status().policyRevision);
   });
 
   it('rejects a file with one bad document whole, leaving the running policy as it was', async (t) => {
-    const { make } = fixture(t);
-    const a = make('n1');
-    await a.applyPolicies([POLICY('allow-300')], 'good.yaml');
-    const before = a.policies();
-    assert.throws(
-      () => a.opts.policy.validate([POLICY('allow-301'), { ...POLICY('x'), metadata: { name: 'Bad' } }], 'bad.yaml'),
-      { code: 'MBR_POLICY_INVALID', message: 'bad.yaml: [1].metadata.name: expected a DNS-1123 name, got "Bad"' },
-    );
+    const { agent, dp } = await cluster(t).node('n1', '172.30.0.11');
+    const web = await agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
+    await agent.applyPolicies([ALLOW_WEB_FROM_CLIENT], 'web.yaml');
+    const before = dp.entries(web.id);
+    const bad = withPort('99999');
     await assert.rejects(
-      a.applyPolicies([POLICY('allow-301'), { ...POLICY('x'), metadata: { name: 'Bad' } }], 'bad.yaml'),
+      agent.applyPolicies([withPort('443'), { ...bad, metadata: { name: 'b', namespace: 'shop' } }], 'bad.yaml'),
       {
         code: 'MBR_POLICY_INVALID',
       },
     );
-    assert.deepEqual(a.policies(), before);
+    assert.deepEqual(dp.entries(web.id), before);
+    assert.deepEqual(
+      (await agent.policies()).policies.map((p) => p.name),
+      ['web-from-client'],
+    );
   });
 
-  it('comes back after a restart with the same endpoints and rewrites nothing the datapath already holds', async (t) => {
-    const { make, datapath } = fixture(t);
-    const a = make('n1');
-    const e = await a.registerEndpoint(reg(1, { app: 'web' }));
-    await a.applyPolicies([POLICY('allow-300')], 'p.yaml');
-    await a.stop();
-    const writes = datapath.writes.length;
-    const restarted = make('n1');
-    await restarted.start();
-    assert.deepEqual(restarted.endpoints(), a.endpoints());
-    assert.equal(restarted.endpoint(e.id)?.identity, e.identity);
-    assert.equal(datapath.writes.length, writes, 'no map writes on a restart with nothing changed');
-    assert.deepEqual(
-      datapath.ipcache.filter((x) => x.identity >= 256),
-      [{ prefix: '10.201.1.2/32', identity: 256 }],
+  it('brings a policy another node wrote to this node by the watch alone', async (t) => {
+    const c = cluster(t);
+    const n1 = await c.node('n1', '172.30.0.11');
+    const n2 = await c.node('n2', '172.30.0.12');
+    const web = await n1.agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
+    const client = await n2.agent.registerEndpoint(reg('client', '10.201.2.10', { app: 'client' }));
+    await n2.agent.applyPolicies([ALLOW_WEB_FROM_CLIENT], 'web.yaml');
+    await until(() => n1.dp.entries(web.id).includes(`${client.identity}/ingress/6/80/16`), {
+      what: "n1's web map to allow the remote client",
+    });
+    // The remote client is no endpoint here: no map of its own.
+    assert.equal(n1.dp.maps.size, 1);
+  });
+
+  it('resolves a named port from the pod that declares it', async (t) => {
+    const { agent, dp } = await cluster(t).node('n1', '172.30.0.11');
+    const web = await agent.registerEndpoint(
+      reg('web', '10.201.1.10', { app: 'web' }, { ports: [{ name: 'http', containerPort: 8080, protocol: 6 }] }),
     );
-    await restarted.stop();
+    const client = await agent.registerEndpoint(reg('client', '10.201.1.11', { app: 'client' }));
+    const named = structuredClone(ALLOW_WEB_FROM_CLIENT);
+    named.spec.ingress[0].toPorts[0].ports = [{ port: 'http', protocol: 'TCP' }];
+    await agent.applyPolicies([named], 'named.yaml');
+    assert.ok(dp.entries(web.id).includes(`${client.identity}/ingress/6/8080/16`), dp.entries(web.id).join(' '));
+  });
+
+  it('writes nothing on a restart when nothing changed, and only the difference when something did', async (t) => {
+    const c = cluster(t);
+    const first = await c.node('n1', '172.30.0.11');
+    const web = await first.agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
+    await first.agent.registerEndpoint(reg('client', '10.201.1.11', { app: 'client' }));
+    await first.agent.applyPolicies([ALLOW_WEB_FROM_CLIENT], 'web.yaml');
+    await first.agent.stop();
+    const dp = first.dp;
+    const maps = dp.entries(web.id);
+    dp.policyWrites = [];
+    dp.ipcacheWrites = [];
+    const again = await c.node('n1', '172.30.0.11', dp);
+    assert.deepEqual(dp.policyWrites, []);
+    assert.deepEqual(dp.ipcacheWrites, []);
+    assert.deepEqual(dp.entries(web.id), maps);
+    assert.deepEqual(
+      again.agent.endpoints().map((e) => e.podName),
+      ['web', 'client'],
+    );
+    // While it was down, a policy changed in the store: the restart writes just that.
+    await again.agent.stop();
+    const store = EmbeddedStore.open(join(c.dir, 'cluster'), { leaseSweepMs: 0 });
+    t.after(() => store.close());
+    await store.put(namespaceKey('shop'), JSON.stringify({ name: 'shop', labels: {} }));
+    const third = await c.node('n1', '172.30.0.11', dp);
+    await third.agent.applyPolicies([withPort('443')], 'web.yaml');
+    dp.policyWrites = [];
+    await third.agent.stop();
+    const fourth = await c.node('n1', '172.30.0.11', dp);
+    assert.deepEqual(dp.policyWrites, []);
+    assert.ok(fourth.agent.status().subsystems.every((s) => s.state === 'Ok'));
+  });
+
+  it('shows a failed map write in status and heals it by diff', async (t) => {
+    const { agent, dp } = await cluster(t).node('n1', '172.30.0.11');
+    const web = await agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
+    const client = await agent.registerEndpoint(reg('client', '10.201.1.11', { app: 'client' }));
+    dp.failNext = 1;
+    await assert.rejects(agent.applyPolicies([ALLOW_WEB_FROM_CLIENT], 'web.yaml'), {
+      code: 'MBR_NOT_REALIZED',
+      message: /stored at revision \d+, but node n1's datapath did not take it yet \(retrying\): map update: ENOSPC/,
+    });
+    const failed = agent.status();
+    const rec = failed.subsystems.find((s) => s.name === 'reconciler')!;
+    assert.equal(rec.state, 'Degraded');
+    assert.match(rec.message, /map update: ENOSPC/);
+    assert.equal(failed.reconciler.failures, 1);
+    await until(() => dp.entries(web.id).includes(`${client.identity}/ingress/6/80/16`), {
+      what: 'the retry to write the policy',
+      timeoutMs: 5000,
+    });
+    await until(() => agent.status().subsystems.find((s) => s.name === 'reconciler')?.state === 'Ok', {
+      what: 'the reconciler to report Ok',
+    });
   });
 });

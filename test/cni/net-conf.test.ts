@@ -74,6 +74,7 @@ describe('parseNetConf', () => {
       agentSocket: '',
       mtu: 1500,
       labels: { app: 'web' },
+      ports: [],
       prevResult: undefined,
     });
   });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
 import type { StoredPolicy } from '../../agent/api-types.js';
-import { validatePolicyDocs } from '../../agent/engine-policy-port.js';
+import { validatePolicyDocuments } from '../../policy/policy-parser.js';
 import { addTargetOptions, resolveTargets } from '../agent-target.js';
 import { CliError } from '../errors.js';
 
@@ -83,7 +83,7 @@ export async function readAndValidate(paths: readonly string[]): Promise<PolicyF
   const files = readPolicyFiles(paths);
   for (const f of files) {
     try {
-      validatePolicyDocs(f.docs, f.file);
+      validatePolicyDocuments(f.docs, f.file);
     } catch (err) {
       throw new CliError((err as { code?: string }).code ?? 'MBR_POLICY_INVALID', (err as Error).message);
     }

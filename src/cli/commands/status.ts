@@ -1,7 +1,7 @@
 // `membrane status`: health of each agent subsystem, one block per node.
 import type { Command } from 'commander';
 import type { AgentStatus, Endpoint } from '../../agent/api-types.js';
-import { FIRST_GLOBAL_IDENTITY, MAX_GLOBAL_IDENTITY } from '../../store/cluster-store.js';
+import { FIRST_GLOBAL_IDENTITY, MAX_GLOBAL_IDENTITY } from '../../store/cluster-resources.js';
 import { addTargetOptions, resolveTargets, wantsJson } from '../agent-target.js';
 
 export function registerStatus(program: Command): void {

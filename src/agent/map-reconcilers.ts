@@ -1,0 +1,57 @@
+// The agent's two BPF map reconcilers, as pure functions: what to write so that a map holds
+// what the engine wants. In steady state the engine's own diffs are written as they are; these
+// comparisons run only when the agent cannot know what the map holds (start, after a failed
+// write, after a compacted watch), against a dump of the pinned map.
+import type { IpcacheEntry as EngineIpcacheEntry, IpcacheDiff } from '../identity/ipcache.js';
+import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
+import type { IpcacheChange, IpcacheEntry, RealizedPolicyEntry } from './subsystem-ports.js';
+
+/** The engine's ipcache changes the datapath can hold (IPv4 only for now). */
+export function ipv4Change(d: IpcacheDiff): IpcacheChange {
+  return {
+    upserts: d.upserts.filter(isIpv4).map((e) => ({ prefix: e.prefix, identity: e.identity })),
+    deletes: d.deletes.filter((p) => !p.includes(':')),
+  };
+}
+
+/** What to write so the realized ipcache equals the engine's. */
+export function diffIpcache(realized: readonly IpcacheEntry[], desired: readonly EngineIpcacheEntry[]): IpcacheChange {
+  const want = new Map(desired.filter(isIpv4).map((e) => [e.prefix, e.identity]));
+  const have = new Map(realized.map((e) => [e.prefix, e.identity]));
+  const upserts: IpcacheEntry[] = [];
+  for (const [prefix, identity] of want) if (have.get(prefix) !== identity) upserts.push({ prefix, identity });
+  const deletes = [...have.keys()].filter((p) => !want.has(p));
+  return { upserts, deletes };
+}
+
+/** What to write so an endpoint's realized policy map equals the engine's; undefined if it does. */
+export function diffPolicy(
+  endpointId: number,
+  realized: readonly RealizedPolicyEntry[],
+  desired: Iterable<readonly [PolicyKey, PolicyEntry]>,
+): MapStateDiff | undefined {
+  const have = new Map(realized.map((kv) => [policyKeyText(kv[0]), kv[1]]));
+  const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
+  const wanted = new Set<string>();
+  for (const kv of desired) {
+    const k = policyKeyText(kv[0]);
+    wanted.add(k);
+    const old = have.get(k);
+    if (!old || !sameEnforcement(old, kv[1])) adds.push(kv);
+  }
+  const deletes = realized.filter((kv) => !wanted.has(policyKeyText(kv[0]))).map((kv) => kv[0]);
+  return adds.length > 0 || deletes.length > 0 ? { endpointId, adds, deletes } : undefined;
+}
+
+export function policyKeyText(k: PolicyKey): string {
+  return `${k.identity}/${k.direction}/${k.protocol}/${k.port}/${k.portPrefixLen}`;
+}
+
+/** Whether two entries make the datapath do the same (attribution is not in the BPF map). */
+function sameEnforcement(a: Omit<PolicyEntry, 'derivedFrom'>, b: PolicyEntry): boolean {
+  return a.isDeny === b.isDeny && a.proxyPort === b.proxyPort && a.authType === b.authType;
+}
+
+function isIpv4(e: { prefix: string }): boolean {
+  return !e.prefix.includes(':');
+}
