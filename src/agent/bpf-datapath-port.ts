@@ -3,8 +3,8 @@
 // Pins live under the lab's bpffs directory and outlive the agent: a restarted agent re-opens
 // them and the programs never stop enforcing.
 import { Datapath } from '../datapath/datapath.js';
-import type { DatapathEvent } from '../datapath/event-types.js';
 import { formatIpv4Prefix, parseIpv4Prefix } from '../datapath/maps/ipcache-map.js';
+import type { DatapathEvent } from '../monitor/event-types.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
 import type { DatapathPort, IpcacheEntry } from './subsystem-ports.js';

@@ -33,12 +33,12 @@ import {
   unlinkSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
+import { decodeEventBatch } from '../monitor/event-codec.js';
+import type { DatapathEvent, LostEvents } from '../monitor/event-types.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import { BpfMap } from './bpf-map.js';
 import { DatapathError } from './datapath-error.js';
 import { EndpointPolicy, type RealizedEntry } from './endpoint-policy.js';
-import { decodeEventBatch } from './event-codec.js';
-import type { DatapathEvent, LostEvents } from './event-types.js';
 import { ipv4ToNetworkU32 } from './layout.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
 import { encodeConfig, TraceLevel } from './maps/config-map.js';
