@@ -164,7 +164,7 @@ export class Datapath {
     } catch (err) {
       if (prev) this.#endpoints.set(a.endpointId, prev);
       else this.#endpoints.delete(a.endpointId);
-      throw err;
+      throw isDatapathError(err) ? DatapathError.wrap(`attach endpoint ${a.endpointId}`, err) : err;
     }
     this.#writeEndpoint(info);
     if (this.#attachMode !== 'tc') {
