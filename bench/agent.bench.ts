@@ -14,7 +14,7 @@ import type { Endpoint } from '../src/agent/api-types.js';
 import { BpfDatapathPort } from '../src/agent/bpf-datapath-port.js';
 import { IdentityCache } from '../src/agent/identity-cache.js';
 import type { DatapathPort, IpcacheChange } from '../src/agent/subsystem-ports.js';
-import { ensureBpffs } from '../src/datapath/datapath.js';
+import { ensureBpffs } from '../src/datapath/bpffs.js';
 import { LOCAL_IDENTITY_SCOPE } from '../src/identity/reserved-identities.js';
 import type { MapStateDiff } from '../src/policy/map-state-types.js';
 import { PolicyEngine } from '../src/policy/policy-engine.js';

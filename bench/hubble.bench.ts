@@ -10,7 +10,6 @@ import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as grpc from '@grpc/grpc-js';
-import type { DatapathEvent } from '../src/datapath/event-types.js';
 import { flowApiClients } from '../src/hubble/api/grpc-clients.js';
 import { compileFlowFilters } from '../src/hubble/filters/flow-filter.js';
 import { InMemoryEnrichment } from '../src/hubble/flow/enrichment.js';
@@ -19,6 +18,7 @@ import { parseDatapathEvent, uuidSource, wallFromMono } from '../src/hubble/flow
 import { FlowObserver } from '../src/hubble/observer/flow-observer.js';
 import { ObserverServer } from '../src/hubble/observer/observer-server.js';
 import { Ring } from '../src/hubble/ring.js';
+import type { DatapathEvent } from '../src/monitor/event-types.js';
 
 const ROUNDS = 9;
 /** Median flows/s of the frame-counting client in bench 2 (set there, printed with it). */

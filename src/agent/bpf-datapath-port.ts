@@ -3,9 +3,9 @@
 // Pins live under the lab's bpffs directory and outlive the agent: a restarted agent re-opens
 // them and the programs never stop enforcing.
 import { Datapath } from '../datapath/datapath.js';
-import { DatapathError } from '../datapath/datapath-error.js';
-import type { DatapathEvent } from '../datapath/event-types.js';
+import { isDatapathError } from '../datapath/datapath-error.js';
 import { formatIpv4Prefix, parseIpv4Prefix } from '../datapath/maps/ipcache-map.js';
+import type { DatapathEvent } from '../monitor/event-types.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
 import type { DatapathPort, IpcacheChange, IpcacheEntry, RealizedPolicyEntry } from './subsystem-ports.js';
@@ -80,7 +80,7 @@ export class BpfDatapathPort implements DatapathPort {
         );
     } catch (err) {
       // An endpoint with no policy map yet has nothing realized.
-      if (err instanceof DatapathError && err.code === 'MBR_DATAPATH_NO_ENDPOINT') return [];
+      if (isDatapathError(err, 'MBR_DATAPATH_NO_ENDPOINT')) return [];
       throw err;
     }
   }

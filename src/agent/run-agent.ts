@@ -3,11 +3,11 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { DatapathEvent } from '../datapath/event-types.js';
 import { wallFromMono } from '../hubble/flow/parser.js';
 import { FlowObserver } from '../hubble/observer/flow-observer.js';
 import { ObserverServer } from '../hubble/observer/observer-server.js';
 import { type PeerSource, StaticPeers } from '../hubble/observer/peer-source.js';
+import type { DatapathEvent } from '../monitor/event-types.js';
 import { NODES_PREFIX } from '../store/cluster-resources.js';
 import type { ClusterStore } from '../store/cluster-store.js';
 import { EmbeddedStore } from '../store/embedded-store.js';

@@ -1,6 +1,7 @@
 // One line per datapath event, in the shape of Cilium's `monitor` output. Pure.
-import { type DatapathEvent, EventKind } from '../datapath/event-types.js';
+
 import { TRACE_POINT_NAMES } from '../hubble/printer/flow-printer.js';
+import { type DatapathEvent, EventKind } from '../monitor/event-types.js';
 
 export const DROP_REASONS: Readonly<Record<number, string>> = {
   133: 'Policy denied',

@@ -1,6 +1,6 @@
 // A BPF map held by an fd this object owns: typed byte-level operations over the addon. Codecs in
 // maps/ turn values into these bytes; this class knows nothing about layouts.
-import { DatapathError } from './datapath-error.js';
+import { DatapathError, nativeFailure } from './datapath-error.js';
 import { nativeBpf, sys } from './native.js';
 
 export const BPF_MAP_TYPE = {
@@ -137,9 +137,9 @@ export class BpfMap {
       try {
         n.mapUpdateBatch(this.fd, k, v, c, flags);
       } catch (err) {
-        const e = DatapathError.fromNative(`batch update of ${this.name}`, err) as DatapathError & { done?: number };
-        e.done = i + ((err as { done?: number }).done ?? 0);
-        throw e;
+        throw DatapathError.fromNative(`batch update of ${this.name}`, err, {
+          done: i + (nativeFailure(err).done ?? 0),
+        });
       }
     }
   }

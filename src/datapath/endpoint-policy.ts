@@ -13,7 +13,7 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import type { MapStateDiff, PolicyKey } from '../policy/map-state-types.js';
 import { BPF_F_NO_PREALLOC, BPF_MAP_TYPE, BpfMap } from './bpf-map.js';
-import { DatapathError } from './datapath-error.js';
+import { DatapathError, isMapFullErrno } from './datapath-error.js';
 import {
   decodePolicyEntry,
   decodePolicyKey,
@@ -243,12 +243,11 @@ export class EndpointPolicy {
       }
     } catch (err) {
       this.#pending = 'resync';
-      const e = err as DatapathError;
-      if (e.errno === 7 /* E2BIG */ || e.errno === 28 /* ENOSPC */)
+      if (isMapFullErrno(err))
         throw new DatapathError(
           'MBR_DATAPATH_MAP_FULL',
           `endpoint ${this.endpointId}: policy map full writing ${nextSize} entries; the previous policy stays in force`,
-          { errno: e.errno, cause: err },
+          { errno: err.errno, cause: err },
         );
       throw err;
     }
@@ -344,11 +343,5 @@ function unlinkIfExists(p: string): void {
 
 /** Validates diff.<list>[i]'s key; the error names that path. */
 function withPath(list: 'adds' | 'deletes', i: number, k: PolicyKey): void {
-  try {
-    validatePolicyKey(k);
-  } catch (err) {
-    if (err instanceof DatapathError)
-      throw new DatapathError(err.code, err.message.replace('policy key.', `policy diff ${list}[${i}].key.`));
-    throw err;
-  }
+  validatePolicyKey(k, `policy diff ${list}[${i}].key`);
 }

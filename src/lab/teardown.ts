@@ -3,7 +3,7 @@
 // namespaces, the namespaces (and with them every link and address in them), the bpffs pins and
 // the state directory.
 import { readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
-import { removePinDir } from '../datapath/datapath.js';
+import { removePinDir } from '../datapath/bpffs.js';
 import { sh } from './host-commands.js';
 import { bpffsDir, checkLabName, labDir, netnsPrefix } from './lab-paths.js';
 import { isAlive } from './pod-process.js';

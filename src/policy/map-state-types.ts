@@ -1,6 +1,7 @@
 // The contract between the policy engine (src/policy) and the datapath (src/datapath, bpf/):
 // per-endpoint, per-direction policy map state, keyed like the BPF policy map
-// (struct policy_key in bpf/include/membrane/maps.h, mirrored by src/datapath/maps/policy-map.ts).
+// (struct policy_key in bpf/include/membrane/maps.h, mirrored by the datapath's policy-map codec,
+// maps/policy-map.ts under src/datapath).
 //
 // Lookup semantics (the engine's pure lookup and the BPF program implement the same):
 //   For a packet with remote identity ID, direction D, protocol P and destination port N:

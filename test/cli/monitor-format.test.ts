@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatMonitorLine } from '../../src/cli/monitor-format.js';
 import { renderTable } from '../../src/cli/table.js';
-import type { DatapathEvent } from '../../src/datapath/event-types.js';
+import type { DatapathEvent } from '../../src/monitor/event-types.js';
 import { dropNotIpv4 } from '../hubble/fixtures.js';
 
 const base = {

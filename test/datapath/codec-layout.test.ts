@@ -5,8 +5,6 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { decodeEvent, EVENT } from '../../src/datapath/event-codec.js';
-import { EventKind } from '../../src/datapath/event-types.js';
 import type { StructLayout } from '../../src/datapath/layout.js';
 import { AUTH_KEY, AUTH_VALUE, encodeAuthKey } from '../../src/datapath/maps/auth-map.js';
 import { CONFIG, encodeConfig } from '../../src/datapath/maps/config-map.js';
@@ -37,6 +35,7 @@ import {
   POLICY_KEY,
 } from '../../src/datapath/maps/policy-map.js';
 import { BPF_OBJECT_PATH } from '../../src/datapath/native.js';
+import { EVENT } from '../../src/monitor/event-codec.js';
 import type { PolicyKey } from '../../src/policy/map-state-types.js';
 
 interface BtfType {
@@ -303,45 +302,4 @@ describe('datapath codecs agree with the C header', () => {
       g.roundTrip?.();
     });
   }
-
-  it('decodes a golden drop event', () => {
-    const hex =
-      '01b5010007000000' + // type drop, reason 181, flags egress, endpoint 7
-      '0094357700000000' + // mono_ns 2000000000
-      '02000000' + // ifindex
-      'e9030000' + // src identity 1001
-      '02000000' + // dst identity 2 (world)
-      '0af00102' + // 10.240.1.2
-      '0af00909' + // 10.240.9.9
-      '409c' + // sport 40000
-      '5000' + // dport 80
-      '0602' + // tcp, SYN
-      '0000' + // icmp
-      '3c000000' + // length 60
-      '4bffffff' + // verdict -181
-      '01000000'; // ct new, auth 0
-    const b = Buffer.from(hex, 'hex');
-    assert.equal(b.length, EVENT.size);
-    assert.deepEqual(decodeEvent(b), {
-      kind: EventKind.drop,
-      reason: 181,
-      direction: 'egress',
-      monoNs: 2000000000,
-      endpointId: 7,
-      ifindex: 2,
-      srcIdentity: 1001,
-      dstIdentity: 2,
-      ipVersion: 4,
-      srcIp: '10.240.1.2',
-      dstIp: '10.240.9.9',
-      protocol: 6,
-      srcPort: 40000,
-      dstPort: 80,
-      tcpFlags: 2,
-      icmpType: 0,
-      icmpCode: 0,
-      length: 60,
-      isReply: false,
-    });
-  });
 });

@@ -2,7 +2,9 @@
 // back decode to what was written.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Datapath, monotonicSeconds, removePinDir } from '../../src/datapath/datapath.js';
+import { removePinDir } from '../../src/datapath/bpffs.js';
+import { monotonicSeconds } from '../../src/datapath/ct-gc.js';
+import { Datapath } from '../../src/datapath/datapath.js';
 import { type CtEntry, type CtKey, encodeCtEntry, encodeCtKey } from '../../src/datapath/maps/ct-map.js';
 import { requireBpf } from './support/require-bpf.js';
 

@@ -4,10 +4,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import { Datapath, type EndpointAttachment, removePinDir } from '../../src/datapath/datapath.js';
-import { type DatapathEvent, DropReason, EventKind, TraceObservationPoint } from '../../src/datapath/event-types.js';
+import { removePinDir } from '../../src/datapath/bpffs.js';
+import { Datapath } from '../../src/datapath/datapath.js';
+import type { EndpointAttachment } from '../../src/datapath/endpoint-attach.js';
 import { IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
+import { type DatapathEvent, DropReason, EventKind, TraceObservationPoint } from '../../src/monitor/event-types.js';
 import { MatchType, type PolicyEntry, type PolicyKey } from '../../src/policy/map-state-types.js';
 import { until } from '../support/until.js';
 import { bpfUnavailable, requireBpf } from './support/require-bpf.js';

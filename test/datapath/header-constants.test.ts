@@ -4,11 +4,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { EventFlags } from '../../src/datapath/event-codec.js';
 import { TraceLevel } from '../../src/datapath/maps/config-map.js';
 import { CtFlags } from '../../src/datapath/maps/ct-map.js';
 import { EndpointFlags } from '../../src/datapath/maps/endpoint-map.js';
 import { IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
+import { EventFlags } from '../../src/monitor/event-codec.js';
 
 const header = readFileSync(new URL('../../../bpf/include/membrane/maps.h', import.meta.url), 'utf8');
 

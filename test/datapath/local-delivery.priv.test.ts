@@ -5,10 +5,11 @@
 // node's forwarding counter stays put, the ingress policy still holds, replies pass).
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { Datapath, removePinDir } from '../../src/datapath/datapath.js';
-import { type DatapathEvent, DropReason, EventKind, TraceObservationPoint } from '../../src/datapath/event-types.js';
+import { removePinDir } from '../../src/datapath/bpffs.js';
+import { Datapath } from '../../src/datapath/datapath.js';
 import { EndpointFlags, encodeEndpointInfo, encodeIfindexKey } from '../../src/datapath/maps/endpoint-map.js';
 import { encodeIpcacheKey, encodeIpcacheValue, IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
+import { type DatapathEvent, DropReason, EventKind, TraceObservationPoint } from '../../src/monitor/event-types.js';
 import { PEER_ID, PEER_IP, POD_IP } from './fixtures/prog-cases.js';
 import { ipChecksumValid, TCP_FLAGS, tcpPacket, withIpChecksum } from './support/packet.js';
 import { EP, openTestDatapath, writeEndpoint } from './support/prog-setup.js';

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { EventKind } from '../../src/datapath/event-types.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
+import { EventKind } from '../../src/monitor/event-types.js';
 import type { PolicyEntry, PolicyKey, TrafficDirection } from '../../src/policy/map-state-types.js';
 import { TCP_FLAGS, tcpPacket, udpPacket } from './support/packet.js';
 import { EP, openTestDatapath, writeEndpoint } from './support/prog-setup.js';

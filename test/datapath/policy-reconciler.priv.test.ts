@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { BpfMap } from '../../src/datapath/bpf-map.js';
-import { Datapath, type DatapathOptions, removePinDir } from '../../src/datapath/datapath.js';
+import { removePinDir } from '../../src/datapath/bpffs.js';
+import { Datapath, type DatapathOptions } from '../../src/datapath/datapath.js';
 import { parseIpv4Prefix } from '../../src/datapath/maps/ipcache-map.js';
 import { decodePolicyKey } from '../../src/datapath/maps/policy-map.js';
 import { requireBpf } from './support/require-bpf.js';

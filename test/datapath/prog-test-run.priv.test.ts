@@ -3,9 +3,9 @@
 // conntrack table are checked. A runner that finds no cases fails.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EventKind } from '../../src/datapath/event-types.js';
 import { encodeCtKey } from '../../src/datapath/maps/ct-map.js';
 import { policyKeyId } from '../../src/datapath/maps/policy-map.js';
+import { EventKind } from '../../src/monitor/event-types.js';
 import { PROG_CASES } from './fixtures/prog-cases.js';
 import { EP, openTestDatapath, setUpCase, writeEndpoint } from './support/prog-setup.js';
 import { requireBpf } from './support/require-bpf.js';

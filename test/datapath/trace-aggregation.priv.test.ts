@@ -3,10 +3,11 @@
 // report comes back once a direction has been quiet for MBR_CT_REPORT_INTERVAL seconds.
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
-import { type Datapath, monotonicSeconds } from '../../src/datapath/datapath.js';
-import { EventKind, type TraceEvent, TraceObservationPoint } from '../../src/datapath/event-types.js';
+import { monotonicSeconds } from '../../src/datapath/ct-gc.js';
+import type { Datapath } from '../../src/datapath/datapath.js';
 import { type CtKey, decodeCtEntry, encodeCtEntry, encodeCtKey } from '../../src/datapath/maps/ct-map.js';
 import { encodeIpcacheKey, encodeIpcacheValue, IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
+import { EventKind, type TraceEvent, TraceObservationPoint } from '../../src/monitor/event-types.js';
 import { PEER_ID, PEER_IP, POD_ID, POD_IP } from './fixtures/prog-cases.js';
 import { TCP_FLAGS, tcpPacket } from './support/packet.js';
 import { EP, openTestDatapath, writeEndpoint } from './support/prog-setup.js';

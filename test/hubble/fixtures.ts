@@ -1,5 +1,5 @@
 // Shared fixtures: a small node with two pods and a database, and flows parsed from events.
-import type { DropEvent, PolicyVerdictEvent, TraceEvent } from '../../src/datapath/event-types.js';
+
 import { InMemoryEnrichment } from '../../src/hubble/flow/enrichment.js';
 import type { Flow } from '../../src/hubble/flow/flow.js';
 import {
@@ -10,6 +10,7 @@ import {
   uuidSource,
   wallFromMono,
 } from '../../src/hubble/flow/parser.js';
+import type { DropEvent, PolicyVerdictEvent, TraceEvent } from '../../src/monitor/event-types.js';
 
 export const T0 = { seconds: Date.UTC(2026, 10, 23, 10, 0, 0) / 1000, nanos: 0 };
 const at = (ms: number) => ({ seconds: T0.seconds, nanos: ms * 1e6 });

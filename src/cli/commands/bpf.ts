@@ -2,8 +2,10 @@
 // agent needed. --instance picks /sys/fs/bpf/membrane/<name>; --pin-dir gives the directory.
 import type { Command } from 'commander';
 import { BpfMap } from '../../datapath/bpf-map.js';
-import { type MapName, monotonicSeconds, openPinnedMap, pinDirFor } from '../../datapath/datapath.js';
-import { DatapathError } from '../../datapath/datapath-error.js';
+import { type MapName, openPinnedMap } from '../../datapath/bpf-object.js';
+import { pinDirFor } from '../../datapath/bpffs.js';
+import { monotonicSeconds } from '../../datapath/ct-gc.js';
+import { isDatapathError } from '../../datapath/datapath-error.js';
 import { type CtEntry, CtFlags, type CtKey, decodeCt } from '../../datapath/maps/ct-map.js';
 import {
   decodeIpcacheFlags,
@@ -193,7 +195,7 @@ function readMap<T>(o: MapOptions, name: MapName, read: (m: BpfMap) => T): T {
     m = openPinnedMap(dirOf(o), name);
     return read(m);
   } catch (err) {
-    if (err instanceof DatapathError) throw new CliError(err.code, err.message);
+    if (isDatapathError(err)) throw new CliError(err.code, err.message);
     throw err;
   } finally {
     m?.close();

@@ -1,6 +1,6 @@
 // `membrane monitor`: live datapath events from every node of the lab (or one agent).
 import type { Command } from 'commander';
-import type { DatapathEvent } from '../../datapath/event-types.js';
+import type { DatapathEvent } from '../../monitor/event-types.js';
 import { addTargetOptions, resolveTargets } from '../agent-target.js';
 import { CliError } from '../errors.js';
 import { eventType, formatMonitorLine, type MonitorType } from '../monitor-format.js';

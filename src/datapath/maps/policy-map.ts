@@ -28,12 +28,15 @@ export interface PolicyMapValue {
   readonly l4PrefixLen: number;
 }
 
-/** Throws MBR_DATAPATH_BAD_INPUT for a key the BPF layout cannot hold. */
-export function validatePolicyKey(k: PolicyKey): void {
+/**
+ * Throws MBR_DATAPATH_BAD_INPUT for a key the BPF layout cannot hold. `at` names the key in the
+ * message (`policy diff adds[3].key`): the caller says where the key came from.
+ */
+export function validatePolicyKey(k: PolicyKey, at = 'policy key'): void {
   const bad = (path: string, expected: string, got: unknown) => {
     throw new DatapathError(
       'MBR_DATAPATH_BAD_INPUT',
-      `policy key.${path}: expected ${expected}, got ${JSON.stringify(got)}`,
+      `${at}.${path}: expected ${expected}, got ${JSON.stringify(got)}`,
     );
   };
   if (!Number.isInteger(k.identity) || k.identity < 0 || k.identity > 0xffffffff)

@@ -8,7 +8,7 @@
 // over a stale userspace one.
 //
 // Flows share sub-objects (endpoints, flag sets, ...): treat a flow as immutable; copy to change.
-import type { DatapathEvent, DropEvent, PolicyVerdictEvent, TraceEvent } from '../../datapath/event-types.js';
+import type { DatapathEvent, DropEvent, PolicyVerdictEvent, TraceEvent } from '../../monitor/event-types.js';
 import type { TrafficDirection as PolicyDirection, PolicyRef } from '../../policy/map-state-types.js';
 import type { EndpointInfo, FlowEnrichment, PolicyOutcome } from './enrichment.js';
 import {

@@ -1,7 +1,7 @@
 // The node's flow pipeline: datapath events and L7 records are parsed into flows and written to
 // the ring; lost events from the datapath and the event queue go into the ring in order with the
 // flows, so every reader sees them. Metrics and the exporter subscribe with onFlow.
-import type { DatapathEvent, LostEvents } from '../../datapath/event-types.js';
+import type { DatapathEvent, LostEvents } from '../../monitor/event-types.js';
 import { type Flow, LostEventSource, type Timestamp } from '../flow/flow.js';
 import { type FlowParserContext, type L7Record, parseDatapathEvent, parseL7Record } from '../flow/parser.js';
 import { Ring } from '../ring.js';

@@ -2,10 +2,12 @@
 // instance: the fixture endpoint on ifindex 1, ipcache, policy, conntrack and auth entries; and
 // opens the throwaway instances those tests run in.
 import type { TestContext } from 'node:test';
-import { Datapath, type DatapathOptions, monotonicSeconds, removePinDir } from '../../../src/datapath/datapath.js';
-import type { DatapathEvent } from '../../../src/datapath/event-types.js';
+import { removePinDir } from '../../../src/datapath/bpffs.js';
+import { monotonicSeconds } from '../../../src/datapath/ct-gc.js';
+import { Datapath, type DatapathOptions } from '../../../src/datapath/datapath.js';
 import { encodeCtEntry, encodeCtKey } from '../../../src/datapath/maps/ct-map.js';
 import { encodeEndpointInfo, encodeIfindexKey } from '../../../src/datapath/maps/endpoint-map.js';
+import type { DatapathEvent } from '../../../src/monitor/event-types.js';
 import { POD_ID, POD_IP, type ProgCase } from '../fixtures/prog-cases.js';
 
 export const EP = 9;

@@ -3,7 +3,7 @@
 // side 10.240.<n>.1, /32 routes, forwarding on. Everything is named mbr-dp-<tag><pid>-* (two runs at once must not share a netns), and remove()
 // deletes it all (also killing every process started through spawnIn).
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import type { EndpointAttachment } from '../../../src/datapath/datapath.js';
+import type { EndpointAttachment } from '../../../src/datapath/endpoint-attach.js';
 
 export interface Pod {
   readonly name: string;

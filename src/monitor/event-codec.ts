@@ -1,8 +1,9 @@
 // Layout: struct mbr_event in bpf/include/membrane/maps.h, as framed by the native ring pump:
 // [u32 len][record][pad to 8]. Addresses network order, everything else host order. Decodes into
 // the DatapathEvent contract of event-types.ts.
+
+import type { StructLayout } from '../datapath/layout.js';
 import { type DatapathEvent, EventKind } from './event-types.js';
-import type { StructLayout } from './layout.js';
 
 export const EVENT: StructLayout = {
   struct: 'mbr_event',
