@@ -1077,7 +1077,7 @@ function readSelector(c: Checker, v: unknown, path: string, mode: SelectorMode):
     const ml = obj(c, o.matchLabels, at(path, 'matchLabels'), null);
     if (ml)
       for (const [k, x] of Object.entries(ml)) {
-        const kp = `${at(path, 'matchLabels')}.${k}`;
+        const kp = at(at(path, 'matchLabels'), k);
         const sk = key(k, kp);
         const val = value(x ?? '', kp);
         if (sk && val !== undefined) out.push({ ...sk, operator: 'In', values: [val] });

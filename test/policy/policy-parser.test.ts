@@ -280,6 +280,16 @@ const INVALID: Array<{ name: string; yaml: string; message: string; code?: strin
       'case.yaml: document 1: spec.podSelector.matchLabels.bad key: expected a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", "."), got "bad key"',
   },
   {
+    name: 'a label key of 1 MB, shown cut to 80 characters in the path and the value',
+    yaml: JSON.stringify({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'x', namespace: 'shop' },
+      spec: { podSelector: { matchLabels: { [`bad ${'k'.repeat(1 << 20)}`]: 'x' } } },
+    }),
+    message: `case.yaml: document 1: spec.podSelector.matchLabels.bad ${'k'.repeat(73)}...: expected a label key (an optional DNS prefix and "/", then at most 63 letters, digits, "-", "_", "."), got "bad ${'k'.repeat(72)}...`,
+  },
+  {
     name: 'an unknown kind',
     yaml: 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n',
     message:
