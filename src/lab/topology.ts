@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AgentClient } from '../agent/api-client.js';
+import { readManifestText } from '../cli/manifest-files.js';
 import { CniExecutor, type ConfList } from '../cni/cni-executor.js';
 import { namespaceKey } from '../store/cluster-resources.js';
 import { EmbeddedStore } from '../store/embedded-store.js';
@@ -53,7 +54,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   const bad = checkLabName(o.lab);
   if (bad) throw Object.assign(new Error(`lab name: ${bad}`), { code: 'MBR_LAB_NAME' });
   const log = o.log ?? (() => undefined);
-  const world = parseWorld(o.worldFiles.map((file) => ({ file, text: readFileSync(file, 'utf8') })));
+  const world = parseWorld(o.worldFiles.map((file) => ({ file, text: readManifestText(file) })));
   const dir = labDir(o.lab);
   mkdirSync(join(dir, 'logs'), { recursive: true });
   await ensureBpffs(o.lab);

@@ -1,7 +1,9 @@
 // A lab world from Kubernetes manifests: Namespaces, Pods (labels, container ports, command,
 // args, env, optional nodeName) and one ConfigMap "membrane-lab-world" naming the hosts the
-// outside "world" host answers for. Pure: text in, World out; errors name the file and field.
-import { parseAllDocuments } from 'yaml';
+// outside "world" host answers for. Pure: text in, World out. The text is read by the one manifest
+// reader (policy/manifest-reader.ts); errors name the file, the document (1-based) and the field.
+import { readManifest } from '../policy/manifest-reader.js';
+import { showKey, showValue } from '../policy/policy-error.js';
 
 export interface WorldPod {
   readonly namespace: string;
@@ -21,10 +23,11 @@ export interface World {
   readonly externalHosts: readonly string[];
 }
 
+/** A world manifest that reads as YAML but is not a world: `FILE: document N: PATH: expected X, got Y`. */
 export class WorldError extends Error {
   readonly code = 'MBR_WORLD_INVALID';
-  constructor(file: string, path: string, expected: string, got: unknown) {
-    super(`${file}: ${path}: expected ${expected}, got ${got === undefined ? 'nothing' : JSON.stringify(got)}`);
+  constructor(where: string, path: string, expected: string, got: unknown) {
+    super(`${where}: ${path}: expected ${expected}, got ${showValue(got)}`);
     this.name = 'WorldError';
   }
 }
@@ -36,34 +39,30 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
   const pods: WorldPod[] = [];
   const hosts: string[] = [];
   for (const { file, text } of files) {
-    parseAllDocuments(text).forEach((doc, i) => {
-      if (doc.errors.length > 0) throw new WorldError(file, `document ${i}`, 'valid YAML', doc.errors[0].message);
-      const d = doc.toJSON() as Record<string, unknown> | null;
-      if (d === null) return;
-      const at = `[${i}]`;
+    for (const { document, value: d } of readManifest(text, file)) {
+      const at = `${file}: document ${document}`;
       const meta = (d.metadata ?? {}) as Record<string, unknown>;
       const name = meta.name;
       if (typeof name !== 'string' || !NAME.test(name))
-        throw new WorldError(file, `${at}.metadata.name`, 'a DNS label of at most 32 characters', name);
-      const labels = stringMap(meta.labels, file, `${at}.metadata.labels`);
+        throw new WorldError(at, 'metadata.name', 'a DNS label of at most 32 characters', name);
+      const labels = stringMap(meta.labels, at, 'metadata.labels');
       switch (d.kind) {
         case 'Namespace':
           namespaces.set(name, { ...labels, 'kubernetes.io/metadata.name': name });
           break;
         case 'Pod':
-          pods.push(parsePod(d, file, at, name, labels, String(meta.namespace ?? 'default')));
+          pods.push(parsePod(d, at, name, labels, String(meta.namespace ?? 'default')));
           break;
         case 'ConfigMap': {
-          if (name !== 'membrane-lab-world')
-            throw new WorldError(file, `${at}.metadata.name`, 'membrane-lab-world', name);
-          const data = stringMap(d.data, file, `${at}.data`);
+          if (name !== 'membrane-lab-world') throw new WorldError(at, 'metadata.name', 'membrane-lab-world', name);
+          const data = stringMap(d.data, at, 'data');
           hosts.push(...(data.externalHosts ?? '').split(/[\s,]+/).filter((h) => h !== ''));
           break;
         }
         default:
-          throw new WorldError(file, `${at}.kind`, 'Namespace, Pod or ConfigMap', d.kind);
+          throw new WorldError(at, 'kind', 'Namespace, Pod or ConfigMap', d.kind);
       }
-    });
+    }
   }
   for (const p of pods) {
     if (!namespaces.has(p.namespace)) namespaces.set(p.namespace, { 'kubernetes.io/metadata.name': p.namespace });
@@ -88,7 +87,6 @@ export function expandVars(argv: readonly string[], env: Readonly<Record<string,
 
 function parsePod(
   d: Record<string, unknown>,
-  file: string,
   at: string,
   name: string,
   labels: Record<string, string>,
@@ -97,46 +95,44 @@ function parsePod(
   const spec = (d.spec ?? {}) as Record<string, unknown>;
   const containers = spec.containers;
   if (!Array.isArray(containers) || containers.length !== 1)
-    throw new WorldError(file, `${at}.spec.containers`, 'exactly one container', containers);
+    throw new WorldError(at, 'spec.containers', 'exactly one container', containers);
   const c = containers[0] as Record<string, unknown>;
   const command = [
-    ...strings(c.command, file, `${at}.spec.containers[0].command`),
-    ...strings(c.args, file, `${at}.spec.containers[0].args`),
+    ...strings(c.command, at, 'spec.containers[0].command'),
+    ...strings(c.args, at, 'spec.containers[0].args'),
   ];
-  if (command.length === 0)
-    throw new WorldError(file, `${at}.spec.containers[0].command`, 'a command to run', undefined);
+  if (command.length === 0) throw new WorldError(at, 'spec.containers[0].command', 'a command to run', undefined);
   const ports = ((c.ports ?? []) as Array<Record<string, unknown>>).map((p, j) => {
     const port = p.containerPort;
     if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
-      throw new WorldError(file, `${at}.spec.containers[0].ports[${j}].containerPort`, 'a port 1-65535', port);
+      throw new WorldError(at, `spec.containers[0].ports[${j}].containerPort`, 'a port 1-65535', port);
     return { containerPort: port, protocol: String(p.protocol ?? 'TCP'), ...(p.name ? { name: String(p.name) } : {}) };
   });
   const env: Record<string, string> = {};
   ((c.env ?? []) as Array<Record<string, unknown>>).forEach((e, j) => {
-    if (typeof e.name !== 'string')
-      throw new WorldError(file, `${at}.spec.containers[0].env[${j}].name`, 'a name', e.name);
+    if (typeof e.name !== 'string') throw new WorldError(at, `spec.containers[0].env[${j}].name`, 'a name', e.name);
     env[e.name] = String(e.value ?? '');
   });
   const nodeName = spec.nodeName;
   if (nodeName !== undefined && typeof nodeName !== 'string')
-    throw new WorldError(file, `${at}.spec.nodeName`, 'a node name', nodeName);
+    throw new WorldError(at, 'spec.nodeName', 'a node name', nodeName);
   return { namespace, name, labels, ...(nodeName ? { nodeName } : {}), ports, command, env };
 }
 
-function stringMap(v: unknown, file: string, path: string): Record<string, string> {
+function stringMap(v: unknown, at: string, path: string): Record<string, string> {
   if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new WorldError(file, path, 'a map of strings', v);
+  if (typeof v !== 'object' || Array.isArray(v)) throw new WorldError(at, path, 'a map of strings', v);
   const out: Record<string, string> = {};
   for (const [k, x] of Object.entries(v)) {
     if (typeof x !== 'string' && typeof x !== 'number' && typeof x !== 'boolean')
-      throw new WorldError(file, `${path}.${k}`, 'a string', x);
+      throw new WorldError(at, `${path}.${showKey(k)}`, 'a string', x);
     out[k] = String(x);
   }
   return out;
 }
 
-function strings(v: unknown, file: string, path: string): string[] {
+function strings(v: unknown, at: string, path: string): string[] {
   if (v === undefined) return [];
-  if (!Array.isArray(v)) throw new WorldError(file, path, 'a list of strings', v);
+  if (!Array.isArray(v)) throw new WorldError(at, path, 'a list of strings', v);
   return v.map((x) => String(x));
 }

@@ -12,7 +12,8 @@ export interface PolicyIssue {
   readonly got: string;
 }
 
-export type PolicyErrorCode = 'MBR_POLICY_INVALID' | 'MBR_POLICY_PARSE';
+// YAML problems (syntax, duplicate keys, limits) are ManifestError (manifest-reader.ts).
+export type PolicyErrorCode = 'MBR_POLICY_INVALID';
 
 export class PolicyError extends Error {
   readonly code: PolicyErrorCode;
@@ -35,4 +36,9 @@ export function showValue(v: unknown): string {
   if (v === undefined) return 'nothing';
   const s = JSON.stringify(v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** How a key is shown in a field path: as written, cut to 80 characters (a 1 MB key stays short). */
+export function showKey(key: string): string {
+  return key.length > 80 ? `${key.slice(0, 77)}...` : key;
 }

@@ -3,7 +3,6 @@
 // issue is collected, and any issue rejects the whole file with a PolicyError listing them all.
 // Text in, data out: the caller reads the file.
 import RE2 from 're2';
-import { parseAllDocuments } from 'yaml';
 import { hasHostBits, type Prefix, parsePrefix, prefixContains } from '../identity/cidr.js';
 import {
   LABEL_NAMESPACE_LABELS_PREFIX,
@@ -14,8 +13,9 @@ import {
 } from '../identity/labels.js';
 import { FQDN_NAME_CHARS, FQDN_PATTERN_CHARS } from './fqdn-pattern.js';
 import { type LabelRequirement, makeLabelSelector, type SelectorOperator, selectorNamesKey } from './label-selector.js';
+import { readManifest } from './manifest-reader.js';
 import { type PolicyRef, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP } from './map-state-types.js';
-import { PolicyError, type PolicyIssue, showValue } from './policy-error.js';
+import { PolicyError, type PolicyIssue, showKey, showValue } from './policy-error.js';
 import type {
   DirectionRules,
   DnsRule,
@@ -39,36 +39,19 @@ export interface ParsedPolicyFile {
   readonly services: readonly Service[];
 }
 
-/** Parses and validates one file's text. Throws PolicyError (every issue) if anything is wrong. */
+/**
+ * Parses and validates one file's text. Throws ManifestError if the text is not a readable
+ * manifest (manifest-reader.ts), PolicyError (every issue) if a document is not a valid policy.
+ */
 export function parsePolicyFile(text: string, file: string): ParsedPolicyFile {
   const out = emptyParsed(file);
   const issues: PolicyIssue[] = [];
-  let docs: ReturnType<typeof parseAllDocuments>;
-  try {
-    docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: false });
-  } catch (e) {
-    throw new PolicyError('MBR_POLICY_PARSE', [
-      { file, document: 1, path: '', expected: 'YAML or JSON', got: showValue((e as Error).message) },
-    ]);
-  }
-  const docList = Array.isArray(docs) ? docs : [docs];
-  docList.forEach((doc, i) => {
-    if (doc.errors.length > 0) {
-      const e = doc.errors[0];
-      issues.push({ file, document: i + 1, path: '', expected: 'YAML or JSON', got: showValue(e.message) });
-      return;
-    }
-    const value = doc.toJS({ maxAliasCount: 100 }) as unknown;
-    if (value === null || value === undefined) return;
-    const c = new Checker(file, i + 1);
-    readDocument(c, value, '', out);
+  for (const d of readManifest(text, file)) {
+    const c = new Checker(file, d.document);
+    readDocument(c, d.value, '', out);
     issues.push(...c.issues);
-  });
-  if (issues.length > 0)
-    throw new PolicyError(
-      issues.some((x) => x.expected === 'YAML or JSON') ? 'MBR_POLICY_PARSE' : 'MBR_POLICY_INVALID',
-      issues,
-    );
+  }
+  if (issues.length > 0) throw new PolicyError('MBR_POLICY_INVALID', issues);
   return out;
 }
 
@@ -124,7 +107,7 @@ class Checker {
 
 function at(path: string, field: string | number): string {
   if (typeof field === 'number') return `${path}[${field}]`;
-  return path === '' ? field : `${path}.${field}`;
+  return path === '' ? showKey(field) : `${path}.${showKey(field)}`;
 }
 
 function isRec(v: unknown): v is Rec {
@@ -1101,7 +1084,7 @@ function readSelector(c: Checker, v: unknown, path: string, mode: SelectorMode):
     const ml = obj(c, o.matchLabels, at(path, 'matchLabels'), null);
     if (ml)
       for (const [k, x] of Object.entries(ml)) {
-        const kp = `${at(path, 'matchLabels')}.${k}`;
+        const kp = at(at(path, 'matchLabels'), k);
         const sk = key(k, kp);
         const val = value(x ?? '', kp);
         if (sk && val !== undefined) out.push({ ...sk, operator: 'In', values: [val] });

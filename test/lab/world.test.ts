@@ -9,33 +9,33 @@ const INVALID_WORLDS: ReadonlyArray<{ name: string; text: string; message: strin
   {
     name: 'an unknown kind',
     text: 'apiVersion: v1\nkind: Service\nmetadata: {name: web}\n',
-    message: 'w.yaml: [0].kind: expected Namespace, Pod or ConfigMap, got "Service"',
+    message: 'w.yaml: document 1: kind: expected Namespace, Pod or ConfigMap, got "Service"',
   },
   {
     name: 'a pod name that is not a DNS label',
     text: 'apiVersion: v1\nkind: Pod\nmetadata: {name: Web}\nspec: {containers: [{name: a, command: [x]}]}\n',
-    message: 'w.yaml: [0].metadata.name: expected a DNS label of at most 32 characters, got "Web"',
+    message: 'w.yaml: document 1: metadata.name: expected a DNS label of at most 32 characters, got "Web"',
   },
   {
     name: 'a pod with two containers',
     text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, command: [x]}, {name: b, command: [y]}]}\n',
     message:
-      'w.yaml: [0].spec.containers: expected exactly one container, got [{"name":"a","command":["x"]},{"name":"b","command":["y"]}]',
+      'w.yaml: document 1: spec.containers: expected exactly one container, got [{"name":"a","command":["x"]},{"name":"b","command":["y"]}]',
   },
   {
     name: 'a pod without a command',
     text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a}]}\n',
-    message: 'w.yaml: [0].spec.containers[0].command: expected a command to run, got nothing',
+    message: 'w.yaml: document 1: spec.containers[0].command: expected a command to run, got nothing',
   },
   {
     name: 'a container port out of range',
     text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, command: [x], ports: [{containerPort: 70000}]}]}\n',
-    message: 'w.yaml: [0].spec.containers[0].ports[0].containerPort: expected a port 1-65535, got 70000',
+    message: 'w.yaml: document 1: spec.containers[0].ports[0].containerPort: expected a port 1-65535, got 70000',
   },
   {
     name: 'a ConfigMap that is not the world one',
     text: 'kind: ConfigMap\nmetadata: {name: other}\ndata: {}\n',
-    message: 'w.yaml: [0].metadata.name: expected membrane-lab-world, got "other"',
+    message: 'w.yaml: document 1: metadata.name: expected membrane-lab-world, got "other"',
   },
 ];
 

@@ -1,17 +1,19 @@
 // `membrane apply -f` / `membrane delete -f`: load policy files into the running lab. All files
 // are read and validated first; any bad document rejects the whole request and the running
 // policy stays as it was.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parseAllDocuments } from 'yaml';
 import type { StoredPolicy } from '../../agent/api-types.js';
-import { validatePolicyDocuments } from '../../policy/policy-parser.js';
+import type { ManifestDocument } from '../../policy/manifest-reader.js';
+import { parsePolicyObject } from '../../policy/policy-parser.js';
 import { addTargetOptions, resolveTargets } from '../agent-target.js';
 import { CliError } from '../errors.js';
+import { listManifestFiles, readManifestFile } from '../manifest-files.js';
 
 export interface PolicyFileDocs {
   readonly file: string;
+  readonly documents: readonly ManifestDocument[];
+  /** The documents' values, as sent to the agent. */
   readonly docs: Record<string, unknown>[];
 }
 
@@ -48,42 +50,32 @@ export function registerApply(program: Command): void {
   });
 }
 
-/** Reads files and directories (*.yaml, *.yml, *.json, sorted); a YAML error rejects all. */
+/**
+ * Reads files and directories (*.yaml, *.yml, *.json, in name order) through the one manifest
+ * reader; a problem in any file rejects all (ManifestError, MBR_MANIFEST_INVALID).
+ */
 export function readPolicyFiles(paths: readonly string[]): PolicyFileDocs[] {
   const files: string[] = [];
   for (const p of paths) {
-    let st: ReturnType<typeof statSync>;
     try {
-      st = statSync(p);
+      statSync(p);
     } catch {
       throw new CliError('MBR_POLICY_FILE', `${p}: no such file or directory`);
     }
-    if (st.isDirectory())
-      files.push(
-        ...readdirSync(p)
-          .filter((f) => /\.(ya?ml|json)$/.test(f))
-          .sort()
-          .map((f) => join(p, f)),
-      );
-    else files.push(p);
+    files.push(...listManifestFiles(p, { recursive: false }));
   }
   return files.map((file) => {
-    const docs: Record<string, unknown>[] = [];
-    parseAllDocuments(readFileSync(file, 'utf8')).forEach((doc, i) => {
-      if (doc.errors.length > 0)
-        throw new CliError('MBR_POLICY_INVALID', `${file}: document ${i}: ${doc.errors[0].message.split('\n')[0]}`);
-      const d = doc.toJSON();
-      if (d !== null) docs.push(d as Record<string, unknown>);
-    });
-    return { file, docs };
+    const { documents } = readManifestFile(file);
+    return { file, documents, docs: documents.map((d) => d.value) };
   });
 }
 
+/** readPolicyFiles, then every document validated as a policy (numbered as in its file). */
 export async function readAndValidate(paths: readonly string[]): Promise<PolicyFileDocs[]> {
   const files = readPolicyFiles(paths);
   for (const f of files) {
     try {
-      validatePolicyDocuments(f.docs, f.file);
+      for (const d of f.documents) parsePolicyObject(d.value, f.file, d.document);
     } catch (err) {
       throw new CliError((err as { code?: string }).code ?? 'MBR_POLICY_INVALID', (err as Error).message);
     }

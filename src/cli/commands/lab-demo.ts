@@ -3,9 +3,8 @@
 // cluster-wide zero-trust baseline last), runs the
 // same connections after each stage and prints what was forwarded and dropped and which policy
 // decided. Leaves the lab up for the user to explore.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import type { AgentStatus, StoredPolicy } from '../../agent/api-types.js';
 import { describeTrace, type TraceAnswer } from '../../lab/connectivity.js';
 import { relaySocket } from '../../lab/lab-paths.js';
@@ -16,6 +15,7 @@ import { SEED_CASES } from '../../lab/seed-probes.js';
 import { labUp } from '../../lab/topology.js';
 import { resolveTargets } from '../agent-target.js';
 import { CliError } from '../errors.js';
+import { readManifestFile } from '../manifest-files.js';
 import { renderTable } from '../table.js';
 import { traceVia } from './connectivity.js';
 
@@ -114,12 +114,7 @@ export function readSeedDocs(dir: string): DemoDoc[] {
   const files = readdirSync(dir)
     .filter((f) => /\.ya?ml$/.test(f))
     .sort();
-  return files.flatMap((file) =>
-    parseAllDocuments(readFileSync(join(dir, file), 'utf8'))
-      .map((d) => d.toJSON() as Record<string, unknown> | null)
-      .filter((d): d is Record<string, unknown> => d !== null)
-      .map((doc) => ({ file, doc })),
-  );
+  return files.flatMap((file) => readManifestFile(join(dir, file)).documents.map((d) => ({ file, doc: d.value })));
 }
 
 /**

@@ -1,10 +1,10 @@
-// `membrane policy`: validate, trace and show network policy. This module does the file I/O
-// (reading files and directories); parsing, resolution and verdicts are the pure engine's.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+// `membrane policy`: validate, trace and show network policy. Files are read by the one manifest
+// reader (../manifest-files.ts); parsing, resolution and verdicts are the pure engine's.
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parseIp } from '../../identity/cidr.js';
 import { formatLabel } from '../../identity/labels.js';
+import { ManifestError } from '../../policy/manifest-reader.js';
 import { PolicyEngine, PolicyEngineError } from '../../policy/policy-engine.js';
 import { PolicyError } from '../../policy/policy-error.js';
 import { type ParsedPolicyFile, parsePolicyFile } from '../../policy/policy-parser.js';
@@ -19,6 +19,7 @@ import {
 } from '../../policy/policy-trace.js';
 import { protocolName } from '../../policy/protocol-names.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
+import { listManifestFiles, readManifestText } from '../manifest-files.js';
 import { registerPolicyGet } from './policy-get.js';
 
 export function registerPolicy(program: Command): void {
@@ -81,7 +82,7 @@ function loadFiles(paths: readonly string[]): { parsed: ParsedPolicyFile[]; poli
   const problems: string[] = [];
   for (const p of paths) {
     try {
-      files.push(...expandPath(p));
+      files.push(...listManifestFiles(p, { recursive: true }));
     } catch (e) {
       problems.push(`${p}: cannot read: ${(e as Error).message}`);
     }
@@ -90,16 +91,17 @@ function loadFiles(paths: readonly string[]): { parsed: ParsedPolicyFile[]; poli
   for (const f of files) {
     let text: string;
     try {
-      text = readFileSync(f, 'utf8');
+      text = readManifestText(f);
     } catch (e) {
-      problems.push(`${f}: cannot read: ${(e as Error).message}`);
+      problems.push(e instanceof ManifestError ? e.message : `${f}: cannot read: ${(e as Error).message}`);
       continue;
     }
     try {
       parsed.push(parsePolicyFile(text, f));
     } catch (e) {
-      if (!(e instanceof PolicyError)) throw e;
-      problems.push(...e.message.split('\n'));
+      if (e instanceof ManifestError) problems.push(e.message);
+      else if (e instanceof PolicyError) problems.push(...e.message.split('\n'));
+      else throw e;
     }
   }
   if (problems.length > 0) {
@@ -110,17 +112,6 @@ function loadFiles(paths: readonly string[]): { parsed: ParsedPolicyFile[]; poli
     );
   }
   return { parsed, policies: parsed.reduce((n, p) => n + p.policies.length, 0) };
-}
-
-function expandPath(p: string): string[] {
-  if (!statSync(p).isDirectory()) return [p];
-  return readdirSync(p, { withFileTypes: true })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-    .flatMap((e) => {
-      const full = join(p, e.name);
-      if (e.isDirectory()) return expandPath(full);
-      return /\.(ya?ml|json)$/.test(e.name) ? [full] : [];
-    });
 }
 
 function runTrace(opts: TraceOptions): void {
