@@ -28,12 +28,17 @@ export class AgentFlowEnrichment implements FlowEnrichment {
     };
   }
 
+  /**
+   * An endpoint ID names an endpoint on the node that numbered it, so only this node's endpoints
+   * carry theirs; a pod on another node comes back with ID 0 (Hubble leaves Endpoint.ID unset
+   * for it) but with its identity, namespace, pod name and labels.
+   */
   endpointByIp(ip: string): EndpointInfo | undefined {
     const snap = this.#agent.clusterSnapshot();
     const ep = snap.endpointsByIp.get(ip);
     if (!ep) return undefined;
     return {
-      id: ep.id,
+      id: ep.node === this.#agent.opts.node ? ep.id : 0,
       identity: ep.identity,
       namespace: ep.namespace,
       podName: ep.podName,
