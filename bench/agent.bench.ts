@@ -71,6 +71,9 @@ class CountingDatapath implements DatapathPort {
   onEvent(l: (e: unknown) => void) {
     return this.inner.onEvent(l);
   }
+  lostEvents() {
+    return this.inner.lostEvents();
+  }
   close() {
     return this.inner.close();
   }

@@ -98,6 +98,10 @@ export class BpfDatapathPort implements DatapathPort {
     return () => this.#listeners.delete(listener);
   }
 
+  lostEvents(): number {
+    return this.#dp.lostEvents().reduce((n, l) => n + l.count, 0);
+  }
+
   async close(): Promise<void> {
     clearInterval(this.#ctGcTimer);
     this.#off();

@@ -1,12 +1,11 @@
 // `membrane agent run`: wires the agent to its stores, the policy engine and the datapath, serves
 // the API, and stops cleanly on SIGTERM/SIGINT (the datapath stays pinned and keeps enforcing).
-import { randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { wallFromMono } from '../hubble/flow/parser.js';
-import { FlowObserver } from '../hubble/observer/flow-observer.js';
-import { ObserverServer } from '../hubble/observer/observer-server.js';
-import { type PeerSource, StaticPeers } from '../hubble/observer/peer-source.js';
+import { type HubbleNode, type HubbleNodeOptions, startHubbleNode } from '../hubble/hubble-node.js';
+import type { FlowObserver } from '../hubble/observer/flow-observer.js';
+import { StaticPeers } from '../hubble/observer/peer-source.js';
 import type { DatapathEvent } from '../monitor/event-types.js';
 import { NODES_PREFIX } from '../store/cluster-resources.js';
 import type { ClusterStore } from '../store/cluster-store.js';
@@ -27,35 +26,16 @@ export interface AgentRunOptions {
   readonly podCIDR: string;
   readonly nodeIp: string;
   readonly bpffs: string;
+  /** Hubble metric option strings (`--hubble-metrics`); none disables metrics. */
+  readonly hubbleMetrics: readonly string[];
+  /** host:port for /metrics (`--hubble-metrics-server`); '' disables metrics. */
+  readonly hubbleMetricsServer: string;
+  /** `--hubble-export-file-*`; undefined when no file path is set. */
+  readonly hubbleExport?: HubbleNodeOptions['export'];
 }
 
-/**
- * The node's flow pipeline: datapath events become flows (enriched from the agent) in a ring,
- * served by the Hubble Observer API on a unix socket next to the agent's.
- */
-export async function serveHubble(
-  agent: Agent,
-  datapath: DatapathPort,
-  socket: string,
-  peers: PeerSource,
-): Promise<ObserverServer> {
-  const bootNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
-  const boot = { seconds: Number(bootNs / 1_000_000_000n), nanos: Number(bootNs % 1_000_000_000n) };
-  const observer = new FlowObserver({
-    parser: {
-      nodeName: agent.opts.node,
-      enrichment: new AgentFlowEnrichment(agent),
-      // process.hrtime is CLOCK_MONOTONIC on Linux, the clock bpf_ktime_get_ns reads.
-      monoToWall: (monoNs) => wallFromMono(boot, monoNs),
-      uuid: () => randomUUID(),
-    },
-  });
-  datapath.onEvent((ev) => observer.ingestEvent(ev as DatapathEvent));
-  rmSync(socket, { force: true });
-  const server = new ObserverServer({ observer, peers });
-  await server.listen(`unix://${socket}`);
-  return server;
-}
+/** How often the datapath's lost-event counter is read. */
+const LOST_POLL_MS = 1000;
 
 export async function runAgent(o: AgentRunOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true });
@@ -71,18 +51,45 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     datapath,
     trace: pipelineTraceFromEnv(),
   });
-  await agent.start();
-  const server = await serveAgentApi(agent, o.socket);
-  // Every node's flow server, for the relay: sockets sit side by side under the lab's nodes/.
+  // The node's flow pipeline, built the one way tests build it too: datapath events become
+  // flows (enriched from the agent) in a ring, served by the Observer API on a unix socket next
+  // to the agent's, counted by the metrics endpoint and written by the exporter. Peers are every
+  // node's flow server, for the relay: sockets sit side by side under the lab's nodes/.
   const peers = new StaticPeers();
+  const bootNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  const boot = { seconds: Number(bootNs / 1_000_000_000n), nanos: Number(bootNs % 1_000_000_000n) };
+  const metricsOn = o.hubbleMetricsServer !== '' && o.hubbleMetrics.length > 0;
+  const hubble: HubbleNode = await startHubbleNode({
+    nodeName: o.node,
+    enrichment: new AgentFlowEnrichment(agent),
+    // process.hrtime is CLOCK_MONOTONIC on Linux, the clock bpf_ktime_get_ns reads.
+    monoToWall: (monoNs) => wallFromMono(boot, monoNs),
+    listen: [`unix://${join(o.stateDir, 'hubble.sock')}`],
+    peers,
+    metrics: metricsOn ? o.hubbleMetrics : [],
+    ...(metricsOn ? { metricsAddress: o.hubbleMetricsServer } : {}),
+    ...(o.hubbleExport ? { export: o.hubbleExport } : {}),
+  });
+  const offEvents = datapath.onEvent((ev) => hubble.observer.ingestEvent(ev as DatapathEvent));
+  const stopLost = feedDatapathLosses(hubble.observer, datapath);
+  try {
+    await agent.start();
+  } catch (err) {
+    stopLost();
+    offEvents();
+    await hubble.stop();
+    throw err;
+  }
+  const server = await serveAgentApi(agent, o.socket);
   const peerWatch = await watchPeers(
     store,
     peers,
     (name) => `unix://${join(dirname(o.stateDir), name, 'hubble.sock')}`,
   );
-  const hubble = await serveHubble(agent, datapath, join(o.stateDir, 'hubble.sock'), peers);
   writeFileSync(join(o.stateDir, 'agent.pid'), String(process.pid));
-  process.stderr.write(`membrane agent: node ${o.node} of lab ${o.lab} serving on ${o.socket}\n`);
+  process.stderr.write(
+    `membrane agent: node ${o.node} of lab ${o.lab} serving on ${o.socket}${hubble.metricsAddress ? `, metrics on ${hubble.metricsAddress}` : ''}\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
@@ -90,11 +97,29 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   });
   server.close();
   peerWatch.close();
-  await hubble.close();
+  stopLost();
+  offEvents();
+  await hubble.stop();
   await agent.stop();
   await store.close();
   rmSync(o.socket, { force: true });
   rmSync(join(o.stateDir, 'agent.pid'), { force: true });
+}
+
+/**
+ * Reads the datapath's lost-event count every second and hands what was lost since the last
+ * read to the observer, which counts it in hubble_lost_events_total{source="PERF_EVENT_RING_BUFFER"}
+ * and puts a LostEvent in the ring. The counter is pinned and outlives the agent, so losses
+ * before this agent started are not counted.
+ */
+export function feedDatapathLosses(observer: FlowObserver, datapath: DatapathPort): () => void {
+  let seen = datapath.lostEvents();
+  const timer = setInterval(() => {
+    const now = datapath.lostEvents();
+    if (now > seen) observer.recordLost({ source: 'datapath-ring', count: now - seen });
+    seen = now;
+  }, LOST_POLL_MS).unref();
+  return () => clearInterval(timer);
 }
 
 /** Every node of the store is a Hubble peer, from the node keys' list and watch. */

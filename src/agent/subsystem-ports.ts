@@ -34,5 +34,7 @@ export interface DatapathPort {
   dumpIpcache(): Promise<IpcacheEntry[]>;
   dumpCt(): Promise<unknown[]>;
   onEvent(listener: (event: unknown) => void): () => void;
+  /** Events the datapath could not hand over (ring buffer full), counted since its maps were made. */
+  lostEvents(): number;
   close(): Promise<void>;
 }

@@ -28,5 +28,8 @@ export class NullDatapath implements DatapathPort {
   onEvent(_listener: (event: unknown) => void): () => void {
     return () => undefined;
   }
+  lostEvents(): number {
+    return 0;
+  }
   async close(): Promise<void> {}
 }

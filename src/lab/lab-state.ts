@@ -9,6 +9,8 @@ export interface LabNode {
   readonly ip: string;
   readonly podCIDR: string;
   readonly netns: string;
+  /** Where the node's agent serves Hubble metrics (`http://<it>/metrics`), in the node's netns. */
+  readonly metricsAddress: string;
 }
 
 export interface LabPod {

@@ -41,6 +41,8 @@ export interface LabUpOptions {
 
 export const UNDERLAY_PREFIX = '172.30.0';
 export const WORLD_IP = `${UNDERLAY_PREFIX}.100`;
+/** Every agent serves Hubble metrics on its node's underlay address at this port. */
+export const METRICS_PORT = 9965;
 
 export function nodePlan(count: number): Array<{ name: string; ip: string; podCIDR: string }> {
   return Array.from({ length: count }, (_, i) => ({
@@ -72,7 +74,11 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
     await store.close();
   }
 
-  const nodes: LabNode[] = plan.map((n) => ({ ...n, netns: nodeNetns(o.lab, n.name) }));
+  const nodes: LabNode[] = plan.map((n) => ({
+    ...n,
+    netns: nodeNetns(o.lab, n.name),
+    metricsAddress: `${n.ip}:${METRICS_PORT}`,
+  }));
   await Promise.all(nodes.map((n) => ensureAgent(o, n, log)));
 
   const previous = readLabState(o.lab);
@@ -241,6 +247,8 @@ async function ensureAgent(o: LabUpOptions, n: LabNode, log: (l: string) => void
       n.podCIDR,
       '--node-ip',
       n.ip,
+      '--hubble-metrics-server',
+      n.metricsAddress,
     ],
     env: {},
     logFile: join(nodeDir(o.lab, n.name), 'agent.log'),

@@ -66,6 +66,9 @@ class MemoryDatapath implements DatapathPort {
   onEvent(): () => void {
     return () => undefined;
   }
+  lostEvents(): number {
+    return 0;
+  }
   async close(): Promise<void> {}
   entries(id: number): string[] {
     return [...(this.maps.get(id)?.keys() ?? [])].sort();

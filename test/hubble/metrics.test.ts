@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { HubbleMetrics } from '../../src/hubble/metrics/hubble-metrics.js';
-import { parseMetricSpec } from '../../src/hubble/metrics/metric-options.js';
+import { parseMetricSpec, splitMetricOptions } from '../../src/hubble/metrics/metric-options.js';
 import { MetricsServer } from '../../src/hubble/metrics/metrics-server.js';
 import { sampleFlows } from './fixtures.js';
 
@@ -128,4 +128,17 @@ describe('hubble metrics over HTTP', () => {
   for (const [spec, message] of BAD)
     it(`rejects the option string ${spec}`, () =>
       assert.throws(() => parseMetricSpec(spec), { code: 'MBR_METRICS_OPTION_INVALID', message }));
+
+  const SPLITS: [string, string[]][] = [
+    ['drop;sourceContext=pod flow port-distribution', ['drop;sourceContext=pod', 'flow', 'port-distribution']],
+    ['flow,drop, tcp', ['flow', 'drop', 'tcp']],
+    [
+      'httpV2:labelsContext=source_ip,destination_pod,flow dns',
+      ['httpV2:labelsContext=source_ip,destination_pod', 'flow', 'dns'],
+    ],
+    ['  ', []],
+  ];
+  for (const [text, want] of SPLITS)
+    it(`splits the --hubble-metrics value ${JSON.stringify(text)}`, () =>
+      assert.deepEqual(splitMetricOptions(text), want));
 });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Agent } from '../../src/agent/agent.js';
+import { AgentFlowEnrichment } from '../../src/agent/flow-enrichment.js';
 import { InMemoryEnrichment } from '../../src/hubble/flow/enrichment.js';
 import { FlowType, TraceObservationPoint, TrafficDirection, Verdict } from '../../src/hubble/flow/flow.js';
 import { l4Summary, parseDatapathEvent, redactUrl, uuidSource, wallFromMono } from '../../src/hubble/flow/parser.js';
@@ -200,5 +202,48 @@ describe('flow parser', () => {
   it('makes unique uuids', () => {
     const next = uuidSource('ffffffffffffffffffff');
     assert.notEqual(next(), next());
+  });
+
+  it("gives a pod on another node ID 0 but its identity and names, and a local pod its own ID (the agent's enrichment)", () => {
+    // Both nodes number endpoints from 1: web on n1 and client on n2 are both endpoint 5 there.
+    const ep = (node: string, podName: string, ipv4: string, identity: number) => ({
+      node,
+      id: 5,
+      ipv4,
+      identity,
+      namespace: 'alpha',
+      podName,
+      labels: { app: podName },
+    });
+    const client = ep('n2', 'client', '10.201.2.10', 300);
+    const web = ep('n1', 'web', '10.201.1.10', 301);
+    const labels = (app: string) => ['k8s:app=' + app, 'k8s:io.kubernetes.pod.namespace=alpha'];
+    const agent = {
+      opts: { node: 'n2' },
+      clusterSnapshot: () => ({
+        endpointsByIp: new Map([
+          [client.ipv4, client],
+          [web.ipv4, web],
+        ]),
+        identityLabels: new Map([
+          [300, labels('client')],
+          [301, labels('web')],
+        ]),
+      }),
+      endpoints: () => [],
+    } as unknown as Agent;
+    const f = parseDatapathEvent(
+      { ...traceSyn, endpointId: 5, srcIp: client.ipv4, dstIp: web.ipv4, srcIdentity: 300, dstIdentity: 301 },
+      { ...context('n2'), enrichment: new AgentFlowEnrichment(agent) },
+    );
+    assert.deepEqual(f.source, {
+      ID: 5,
+      identity: 300,
+      namespace: 'alpha',
+      labels: labels('client'),
+      pod_name: 'client',
+    });
+    assert.deepEqual(f.destination, { identity: 301, namespace: 'alpha', labels: labels('web'), pod_name: 'web' });
+    assert.equal(f.traffic_direction, TrafficDirection.EGRESS);
   });
 });

@@ -63,8 +63,8 @@ export function registerLab(program: Command): void {
     }
     process.stdout.write(
       renderTable(
-        ['NODE', 'IPv4', 'POD CIDR', 'NETNS'],
-        state.nodes.map((n) => [n.name, n.ip, n.podCIDR, n.netns]),
+        ['NODE', 'IPv4', 'POD CIDR', 'METRICS', 'NETNS'],
+        state.nodes.map((n) => [n.name, n.ip, n.podCIDR, n.metricsAddress ?? '-', n.netns]),
       ),
     );
     process.stdout.write(`world host ${state.world.ip} (${state.world.hosts.join(', ')}), DNS ${state.dnsIp}\n\n`);

@@ -112,3 +112,28 @@ export function parseMetricSpec(spec: string): MetricSpec {
   }
   return { name: name as MetricName, flags, values, context };
 }
+
+/**
+ * Splits a `--hubble-metrics` value into option strings. Options are separated by spaces (the way
+ * Cilium's config map writes them) or commas (the way its command line does); a comma inside
+ * `labelsContext=a,b` separates label names, not options, so a comma splits only when a metric
+ * name follows it.
+ */
+export function splitMetricOptions(text: string): string[] {
+  const out: string[] = [];
+  for (const word of text.split(/\s+/)) {
+    if (word === '') continue;
+    let current = '';
+    for (const part of word.split(',')) {
+      if (part === '') continue;
+      const name = part.split(':', 1)[0]!;
+      if (current !== '' && !(METRIC_NAMES as readonly string[]).includes(name)) current += `,${part}`;
+      else {
+        if (current !== '') out.push(current);
+        current = part;
+      }
+    }
+    if (current !== '') out.push(current);
+  }
+  return out;
+}

@@ -10,10 +10,13 @@ export class MetricsServer {
 
   constructor(private readonly registry: Registry) {}
 
-  /** Listens on "host:port" (port 0 picks one); resolves with the bound "host:port". */
+  /**
+   * Listens on "host:port" (port 0 picks one; no host, as in Hubble's ":9965", is every address);
+   * resolves with the bound "host:port".
+   */
   async listen(address: string): Promise<string> {
     const colon = address.lastIndexOf(':');
-    const host = address.slice(0, colon) || '127.0.0.1';
+    const host = address.slice(0, colon) || '0.0.0.0';
     const port = Number(address.slice(colon + 1));
     const server = http.createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
