@@ -196,7 +196,7 @@ export class Agent {
   async deleteEndpoint(containerId: string, ifname: string): Promise<Endpoint> {
     const ep = this.endpointFor(containerId, ifname);
     if (!ep) throw new AgentError('MBR_ENDPOINT_NOT_FOUND', `no endpoint for container ${containerId}/${ifname}`, 404);
-    this.#local.endpoints = this.#local.endpoints.filter((e) => e !== ep);
+    this.#local.endpoints = this.#local.endpoints.filter((e) => e.id !== ep.id);
     this.#save();
     await this.opts.datapath.detachEndpoint(ep);
     await this.#waitRealized(await this.opts.store.delete(endpointKey(this.opts.node, ep.id)));
@@ -204,15 +204,22 @@ export class Agent {
   }
 
   endpoints(): Endpoint[] {
-    return [...this.#local.endpoints].sort((a, b) => a.id - b.id);
+    return this.#local.endpoints.map((e) => this.#withPolicyStatus(e)).sort((a, b) => a.id - b.id);
   }
 
   endpoint(id: number): Endpoint | undefined {
-    return this.#local.endpoints.find((e) => e.id === id);
+    const ep = this.#local.endpoints.find((e) => e.id === id);
+    return ep && this.#withPolicyStatus(ep);
+  }
+
+  /** The local endpoint on this host veth, as stored (for per-flow lookups: no policy status). */
+  endpointByIfindex(ifindex: number): Endpoint | undefined {
+    return this.#local.endpoints.find((e) => e.hostIfindex === ifindex);
   }
 
   endpointFor(containerId: string, ifname: string): Endpoint | undefined {
-    return this.#local.endpoints.find((e) => e.containerId === containerId && e.ifname === ifname);
+    const ep = this.#local.endpoints.find((e) => e.containerId === containerId && e.ifname === ifname);
+    return ep && this.#withPolicyStatus(ep);
   }
 
   /** Reserved identities, then the cluster's global ones. */
@@ -370,7 +377,7 @@ export class Agent {
       }
       for (const d of diffs) {
         // An endpoint being deleted has left the local table already; its maps go with it.
-        if (!this.endpoint(d.endpointId)) continue;
+        if (!this.#local.endpoints.some((e) => e.id === d.endpointId)) continue;
         const t = performance.now();
         await this.opts.datapath.applyPolicy(d);
         this.#stats.policyEntriesWritten += d.adds.length + d.deletes.length;
@@ -382,7 +389,6 @@ export class Agent {
           ms: (performance.now() - t).toFixed(2),
         });
       }
-      this.#recordEnforcement();
       if (this.#lastError && !this.#needsResync) this.#lastError = undefined;
     } catch (err) {
       // The datapath may hold part of this change: the next pass compares it with the engine.
@@ -555,28 +561,15 @@ export class Agent {
     }, 1000).unref();
   }
 
-  /** Endpoints show whether policy enforces each direction, from the engine's status. */
-  #recordEnforcement(): void {
-    let changed = false;
-    this.#local.endpoints = this.#local.endpoints.map((ep) => {
-      const s = this.engine.endpointPolicyStatus(ep.id);
-      const ingress = s?.ingress.enforced ?? false;
-      const egress = s?.egress.enforced ?? false;
-      if (
-        ep.policyEnabledIngress === ingress &&
-        ep.policyEnabledEgress === egress &&
-        ep.policyRevision === this.#policyRevision
-      )
-        return ep;
-      changed = true;
-      return {
-        ...ep,
-        policyEnabledIngress: ingress,
-        policyEnabledEgress: egress,
-        policyRevision: this.#policyRevision,
-      };
-    });
-    if (changed) this.#save();
+  /** The endpoint as stored locally, with its policy status read from the engine (not stored). */
+  #withPolicyStatus(ep: Endpoint): Endpoint {
+    const s = this.engine.endpointPolicyStatus(ep.id);
+    return {
+      ...ep,
+      policyEnabledIngress: s?.ingress.enforced ?? false,
+      policyEnabledEgress: s?.egress.enforced ?? false,
+      policyRevision: this.#realizedPolicyRevision,
+    };
   }
 
   async #keepAlive(): Promise<void> {

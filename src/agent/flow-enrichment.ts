@@ -61,7 +61,7 @@ export class AgentFlowEnrichment implements FlowEnrichment {
   }
 
   interfaceName(ifindex: number): string | undefined {
-    return this.#agent.endpoints().find((e) => e.hostIfindex === ifindex)?.hostIfname;
+    return this.#agent.endpointByIfindex(ifindex)?.hostIfname;
   }
 
   policyAttribution(q: AttributionQuery): readonly PolicyRef[] {

@@ -31,11 +31,12 @@ describe('membrane agent in the lab', () => {
     const { lab, env, stateDir } = testLab(t);
     const state = await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO });
     const web = state.pods.find((p) => p.name === 'web')!;
-    // A policy that decides: web takes ingress only from client.
+    // A policy that decides: web takes ingress only from client, on its port named "http"
+    // (8080 in the Pod manifest; the name reaches the agent through the CNI runtime args).
     const policy = join(stateDir, `${lab}-web.yaml`);
     writeFileSync(
       policy,
-      'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-from-client, namespace: alpha}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: client}}]\n',
+      'apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: web-from-client, namespace: alpha}\nspec:\n  endpointSelector: {matchLabels: {app: web}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: client}}]\n    toPorts: [{ports: [{port: http, protocol: TCP}]}]\n',
     );
     assert.equal(membrane(env, 'apply', '-f', policy).code, 0);
     const verdicts = async () =>
@@ -89,6 +90,15 @@ describe('membrane agent in the lab', () => {
       await until(() => got.includes(`"path":"/${path}"`), { timeoutMs: 5000, what: `answer to /${path}` });
     };
     await ask('before');
+    // Steady load through the kill and the restart: new connections policy allows, one after
+    // another (bounded in count and time), none may fail.
+    let loading = true;
+    const outcomes: string[] = [];
+    const load = (async () => {
+      const deadline = Date.now() + 120_000;
+      while (loading && outcomes.length < 2000 && Date.now() < deadline)
+        outcomes.push(...(await runProbes(state, [PROBE('alpha/client')])).map((r) => r.outcome));
+    })();
 
     // Kill both agents: nothing about the pods' network may change.
     for (const n of ['n1', 'n2']) {
@@ -101,6 +111,23 @@ describe('membrane agent in the lab', () => {
 
     await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO });
     await ask('agent-back');
+    loading = false;
+    await load;
+    assert.ok(outcomes.length >= 3, `${outcomes.length} connections under load`);
+    assert.deepEqual(
+      outcomes.filter((o) => o !== 'forwarded'),
+      [],
+      `every allowed connection of ${outcomes.length} went through`,
+    );
+    // The restarted agents found their maps right: they wrote no policy or ipcache entry.
+    for (const n of ['n1', 'n2']) {
+      const status = JSON.parse(membrane(env, 'status', '--node', n, '-o', 'json').out);
+      assert.deepEqual(
+        [status.reconciler.policyEntriesWritten, status.reconciler.ipcacheEntriesWritten, status.reconciler.failures],
+        [0, 0, 0],
+        `node ${n} after its restart`,
+      );
+    }
     assert.doesNotMatch(got, /CLOSED/);
     const after = JSON.parse(membrane(env, 'endpoint', 'list', '-o', 'json').out);
     assert.deepEqual(after, before, 'the restarted agents hold the same endpoints');

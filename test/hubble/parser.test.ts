@@ -5,6 +5,8 @@ import { AgentFlowEnrichment } from '../../src/agent/flow-enrichment.js';
 import { InMemoryEnrichment } from '../../src/hubble/flow/enrichment.js';
 import { FlowType, TraceObservationPoint, TrafficDirection, Verdict } from '../../src/hubble/flow/flow.js';
 import { l4Summary, parseDatapathEvent, redactUrl, uuidSource, wallFromMono } from '../../src/hubble/flow/parser.js';
+import { formatLabel } from '../../src/identity/labels.js';
+import { PolicyEngine } from '../../src/policy/policy-engine.js';
 import { context, dropDefaultDeny, dropNotIpv4, sampleFlows, T0, traceSyn } from './fixtures.js';
 
 describe('flow parser', () => {
@@ -206,44 +208,63 @@ describe('flow parser', () => {
 
   it("gives a pod on another node ID 0 but its identity and names, and a local pod its own ID (the agent's enrichment)", () => {
     // Both nodes number endpoints from 1: web on n1 and client on n2 are both endpoint 5 there.
-    const ep = (node: string, podName: string, ipv4: string, identity: number) => ({
-      node,
-      id: 5,
-      ipv4,
-      identity,
+    const engine = new PolicyEngine();
+    engine.upsertPod({
       namespace: 'alpha',
-      podName,
-      labels: { app: podName },
+      name: 'client',
+      labels: { app: 'client' },
+      ports: [],
+      podIPs: ['10.201.2.10'],
+      endpointId: 5,
+      nodeName: 'n2',
     });
-    const client = ep('n2', 'client', '10.201.2.10', 300);
-    const web = ep('n1', 'web', '10.201.1.10', 301);
-    const labels = (app: string) => ['k8s:app=' + app, 'k8s:io.kubernetes.pod.namespace=alpha'];
+    engine.upsertPod({
+      namespace: 'alpha',
+      name: 'web',
+      labels: { app: 'web' },
+      ports: [],
+      podIPs: ['10.201.1.10'],
+      nodeName: 'n1',
+      remote: true,
+    });
+    const labels = (id: number) => engine.identityLabels(id)!.labels.map(formatLabel);
+    const c = engine.endpointByPod('alpha', 'client')!;
+    const w = engine.endpointByPod('alpha', 'web')!;
+    const client = { ipv4: '10.201.2.10', identity: c.identity };
+    const web = { ipv4: '10.201.1.10', identity: w.identity };
     const agent = {
       opts: { node: 'n2' },
-      clusterSnapshot: () => ({
-        endpointsByIp: new Map([
-          [client.ipv4, client],
-          [web.ipv4, web],
-        ]),
-        identityLabels: new Map([
-          [300, labels('client')],
-          [301, labels('web')],
-        ]),
-      }),
-      endpoints: () => [],
+      engine,
+      endpoint: (id: number) =>
+        id === 5
+          ? { id: 5, identity: c.identity, namespace: 'alpha', podName: 'client', identityLabels: labels(c.identity) }
+          : undefined,
+      endpointByIfindex: () => undefined,
     } as unknown as Agent;
     const f = parseDatapathEvent(
-      { ...traceSyn, endpointId: 5, srcIp: client.ipv4, dstIp: web.ipv4, srcIdentity: 300, dstIdentity: 301 },
+      {
+        ...traceSyn,
+        endpointId: 5,
+        srcIp: client.ipv4,
+        dstIp: web.ipv4,
+        srcIdentity: client.identity,
+        dstIdentity: web.identity,
+      },
       { ...context('n2'), enrichment: new AgentFlowEnrichment(agent) },
     );
     assert.deepEqual(f.source, {
       ID: 5,
-      identity: 300,
+      identity: c.identity,
       namespace: 'alpha',
-      labels: labels('client'),
+      labels: labels(c.identity),
       pod_name: 'client',
     });
-    assert.deepEqual(f.destination, { identity: 301, namespace: 'alpha', labels: labels('web'), pod_name: 'web' });
+    assert.deepEqual(f.destination, {
+      identity: w.identity,
+      namespace: 'alpha',
+      labels: labels(w.identity),
+      pod_name: 'web',
+    });
     assert.equal(f.traffic_direction, TrafficDirection.EGRESS);
   });
 });

@@ -39,12 +39,16 @@ export function formatStatus(s: AgentStatus, endpoints: readonly Endpoint[], ver
   const size = 2 ** (32 - Number(s.podCIDR.split('/')[1] ?? 32)) - 3;
   let out = '';
   out += row('Node', `${s.node} (lab ${s.lab})`);
-  out += row('KVStore', `Ok   embedded cluster store`);
+  out += row('KVStore', health('store'));
   out += row('Membrane', `Ok   ${s.version} (up since ${s.startedAt})`);
-  out += row('Store', health('store'));
   out += row('Policy engine', health('policy'));
   out += row('Datapath', health('datapath'));
   out += row('Reconciler', health('reconciler'));
+  const r = s.reconciler;
+  out += row(
+    'Map writes',
+    `${r.policyEntriesWritten} policy entries, ${r.ipcacheEntriesWritten} ipcache entries from ${r.storeEvents} store events, ${r.failures} failures since start`,
+  );
   out += row('IPAM', `IPv4: ${s.endpoints}/${size} allocated from ${s.podCIDR}`);
   out += row('Endpoints', `${s.endpoints} local`);
   out += row('Identities', `${s.identities} known`);
