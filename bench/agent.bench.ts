@@ -13,6 +13,7 @@ import { Agent } from '../src/agent/agent.js';
 import type { Endpoint } from '../src/agent/api-types.js';
 import { BpfDatapathPort } from '../src/agent/bpf-datapath-port.js';
 import { IdentityCache } from '../src/agent/identity-cache.js';
+import { pipelineTraceFromEnv } from '../src/agent/pipeline-trace.js';
 import type { DatapathPort, IpcacheChange } from '../src/agent/subsystem-ports.js';
 import { ensureBpffs } from '../src/datapath/bpffs.js';
 import { LOCAL_IDENTITY_SCOPE } from '../src/identity/reserved-identities.js';
@@ -55,9 +56,9 @@ class CountingDatapath implements DatapathPort {
     this.ipcacheEntries += c.upserts.length + c.deletes.length;
     await this.inner.updateIpcache(c);
   }
-  async applyPolicy(d: MapStateDiff): Promise<void> {
-    this.policyEntries += d.adds.length + d.deletes.length;
-    await this.inner.applyPolicy(d);
+  async applyPolicies(ds: readonly MapStateDiff[]): Promise<void> {
+    for (const d of ds) this.policyEntries += d.adds.length + d.deletes.length;
+    await this.inner.applyPolicies(ds);
   }
   dumpPolicy(id: number) {
     return this.inner.dumpPolicy(id);
@@ -160,7 +161,14 @@ async function run(work: string, pinDir: string): Promise<void> {
   // First start: everything written.
   const dp = new CountingDatapath(pinDir);
   const agentStore = EmbeddedStore.open(storeDir);
-  const opts = { lab: 'bench', node: NODE, stateDir, podCIDR: '10.201.1.0/24', nodeIp: '172.30.0.11' };
+  const opts = {
+    lab: 'bench',
+    node: NODE,
+    stateDir,
+    podCIDR: '10.201.1.0/24',
+    nodeIp: '172.30.0.11',
+    trace: pipelineTraceFromEnv(),
+  };
   let agent = new Agent({ ...opts, store: agentStore, datapath: dp });
   let t = performance.now();
   await agent.start();

@@ -48,7 +48,7 @@ import type {
   ReconcilerStatus,
 } from './api-types.js';
 import { IdentityCache } from './identity-cache.js';
-import { diffIpcache, diffPolicy, ipv4Change } from './map-reconcilers.js';
+import { diffIpcache, diffPolicy, ipv4Change, mergeDiffs } from './map-reconcilers.js';
 import type { PipelineTrace } from './pipeline-trace.js';
 import type { DatapathPort } from './subsystem-ports.js';
 
@@ -267,7 +267,12 @@ export class Agent {
 
   // ---- status ----
 
-  status(): AgentStatus {
+  /**
+   * `policyRevision` is the store's revision (what every node should hold) and
+   * `realizedPolicyRevision` what this node's maps hold: equal once the node caught up.
+   */
+  async status(): Promise<AgentStatus> {
+    const storeRevision = (await this.opts.store.list(POLICIES_PREFIX)).revision;
     const policyErrors = [...this.#policyErrors.values()];
     const ok = this.#lastError === undefined;
     return {
@@ -278,8 +283,8 @@ export class Agent {
       podCIDR: this.opts.podCIDR,
       endpoints: this.#local.endpoints.length,
       identities: this.identityList().length,
-      policyRevision: this.#policyRevision,
-      realizedPolicyRevision: this.#realizedPolicyRevision,
+      policyRevision: Math.max(storeRevision, this.#realizedRevision),
+      realizedPolicyRevision: this.#realizedRevision,
       subsystems: [
         { name: 'store', state: 'Ok', message: `${this.opts.store.description}, revision ${this.#realizedRevision}` },
         { name: 'endpoints', state: 'Ok', message: `${this.#local.endpoints.length} local endpoints` },
@@ -314,6 +319,19 @@ export class Agent {
   /** Resolves once every store change up to `revision` is in the datapath (or the agent stops). */
   waitRealized(revision: number): Promise<void> {
     return this.#waitRealized(revision);
+  }
+
+  /** Like waitRealized, with a deadline: false when it passed first. */
+  async waitRealizedFor(revision: number, timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.#waitRealized(revision).then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   // ---- the pipeline ----
@@ -375,17 +393,19 @@ export class Agent {
           ms: (performance.now() - t).toFixed(2),
         });
       }
-      for (const d of diffs) {
-        // An endpoint being deleted has left the local table already; its maps go with it.
-        if (!this.#local.endpoints.some((e) => e.id === d.endpointId)) continue;
+      // An endpoint being deleted has left the local table already; its maps go with it.
+      const local = new Set(this.#local.endpoints.map((e) => e.id));
+      const mine = mergeDiffs(diffs.filter((d) => local.has(d.endpointId)));
+      if (mine.length > 0) {
         const t = performance.now();
-        await this.opts.datapath.applyPolicy(d);
-        this.#stats.policyEntriesWritten += d.adds.length + d.deletes.length;
+        await this.opts.datapath.applyPolicies(mine);
+        const entries = mine.reduce((n, d) => n + d.adds.length + d.deletes.length, 0);
+        this.#stats.policyEntriesWritten += entries;
         this.opts.trace?.('map-write', {
           rev: revision,
-          endpoint: d.endpointId,
-          adds: d.adds.length,
-          deletes: d.deletes.length,
+          map: 'policy',
+          endpoints: mine.length,
+          entries,
           ms: (performance.now() - t).toFixed(2),
         });
       }

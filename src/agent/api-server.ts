@@ -31,7 +31,22 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
   const q = (k: string) => url.searchParams.get(k) ?? '';
 
   if (method === 'GET' && path === '/v1/healthz') return send(res, 200, { ok: true });
-  if (method === 'GET' && path === '/v1/status') return send(res, 200, agent.status());
+  if (method === 'GET' && path === '/v1/status') return send(res, 200, await agent.status());
+  // Like `cilium policy wait`: answers once this node's maps hold every store change up to the revision.
+  if (method === 'GET' && path === '/v1/policy/wait') {
+    const revision = Number(q('revision'));
+    const timeoutMs = Math.min(Number(q('timeoutMs') || 10_000), 60_000);
+    if (!Number.isInteger(revision) || revision < 0 || !Number.isFinite(timeoutMs))
+      throw new AgentError('MBR_BAD_REQUEST', 'revision: expected a non-negative integer', 400);
+    const realized = await agent.waitRealizedFor(revision, timeoutMs);
+    if (!realized)
+      throw new AgentError(
+        'MBR_NOT_REALIZED',
+        `node ${agent.opts.node} has not realized revision ${revision} within ${timeoutMs} ms`,
+        504,
+      );
+    return send(res, 200, { revision, realized });
+  }
 
   if (path === '/v1/endpoint') {
     if (method === 'GET') {

@@ -67,8 +67,8 @@ export class BpfDatapathPort implements DatapathPort {
     if (change.deletes.length > 0) this.#dp.deleteIpcacheBatch(change.deletes.map((p) => parseIpv4Prefix(p)));
   }
 
-  async applyPolicy(diff: MapStateDiff): Promise<void> {
-    this.#dp.applyPolicy(diff);
+  async applyPolicies(diffs: readonly MapStateDiff[]): Promise<void> {
+    this.#dp.applyPolicies(diffs);
   }
 
   async dumpPolicy(endpointId: number): Promise<RealizedPolicyEntry[]> {

@@ -43,6 +43,47 @@ export function diffPolicy(
   return adds.length > 0 || deletes.length > 0 ? { endpointId, adds, deletes } : undefined;
 }
 
+/**
+ * One diff per endpoint from diffs applied in order (one store write can change several
+ * policies, each answered with its own diffs): the last word on a key wins; a delete of a key the
+ * map does not hold is harmless.
+ */
+export function mergeDiffs(diffs: readonly MapStateDiff[]): MapStateDiff[] {
+  const count = new Map<number, number>();
+  for (const d of diffs) count.set(d.endpointId, (count.get(d.endpointId) ?? 0) + 1);
+  const merged = new Map<number, Map<string, Write>>();
+  const out: MapStateDiff[] = [];
+  for (const d of diffs) {
+    if (count.get(d.endpointId) === 1) {
+      out.push(d);
+      continue;
+    }
+    let m = merged.get(d.endpointId);
+    if (!m) {
+      m = new Map();
+      merged.set(d.endpointId, m);
+    }
+    for (const k of d.deletes) m.set(policyKeyText(k), { key: k });
+    for (const [k, e] of d.adds) m.set(policyKeyText(k), { key: k, entry: e });
+  }
+  for (const [endpointId, m] of merged) {
+    const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
+    const deletes: PolicyKey[] = [];
+    for (const w of m.values()) {
+      if (w.entry) adds.push([w.key, w.entry]);
+      else deletes.push(w.key);
+    }
+    out.push({ endpointId, adds, deletes });
+  }
+  return out;
+}
+
+interface Write {
+  readonly key: PolicyKey;
+  /** undefined: a delete. */
+  readonly entry?: PolicyEntry;
+}
+
 export function policyKeyText(k: PolicyKey): string {
   return `${k.identity}/${k.direction}/${k.protocol}/${k.port}/${k.portPrefixLen}`;
 }

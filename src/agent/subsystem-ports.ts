@@ -27,8 +27,11 @@ export interface DatapathPort {
   detachEndpoint(ep: Endpoint): Promise<void>;
   /** Writes exactly these ipcache changes (batched). */
   updateIpcache(change: IpcacheChange): Promise<void>;
-  /** Writes one endpoint's policy change, atomically for the endpoint. */
-  applyPolicy(diff: MapStateDiff): Promise<void>;
+  /**
+   * Writes the policy changes of several endpoints (one store change), each atomically for its
+   * endpoint, published together.
+   */
+  applyPolicies(diffs: readonly MapStateDiff[]): Promise<void>;
   /** The endpoint's realized policy entries; empty when it has none. */
   dumpPolicy(endpointId: number): Promise<RealizedPolicyEntry[]>;
   dumpIpcache(): Promise<IpcacheEntry[]>;

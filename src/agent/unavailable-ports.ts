@@ -15,7 +15,7 @@ export class NullDatapath implements DatapathPort {
   async attachEndpoint(_ep: Endpoint): Promise<void> {}
   async detachEndpoint(_ep: Endpoint): Promise<void> {}
   async updateIpcache(_change: IpcacheChange): Promise<void> {}
-  async applyPolicy(_diff: MapStateDiff): Promise<void> {}
+  async applyPolicies(_diffs: readonly MapStateDiff[]): Promise<void> {}
   async dumpPolicy(_endpointId: number): Promise<RealizedPolicyEntry[]> {
     return [];
   }

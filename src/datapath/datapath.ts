@@ -7,6 +7,7 @@
 //   dp.upsertIpcache('10.1.0.0/16', 1234); dp.deleteIpcache('10.1.0.0/16');
 //   dp.upsertIpcacheBatch(entries); dp.deleteIpcacheBatch(prefixes);           // batch syscalls
 //   dp.applyPolicy(diff);                                      // MapStateDiff, atomic per endpoint
+//   dp.applyPolicies(diffs);                                   // several endpoints, one publish batch
 //   const off = dp.onEvents((events) => ...);                  // DatapathEvent[] per drained batch
 //   dp.lostEvents(); dp.metrics(); dp.status();
 //   dp.close();                                                // fds only: enforcement goes on
@@ -46,7 +47,7 @@ import {
   resolveAttachment,
   type TcLocation,
 } from './endpoint-attach.js';
-import { EndpointPolicy, type RealizedEntry } from './endpoint-policy.js';
+import { EndpointPolicy, type RealizedEntry, type StagedPolicy } from './endpoint-policy.js';
 import { type EventListener, EventRing } from './event-ring.js';
 import { ipv4ToNetworkU32 } from './layout.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
@@ -248,6 +249,74 @@ export class Datapath {
    * endpoint's policy revision so established flows are re-checked on their next packet. On failure
    * the previous policy stays in force and the error is kept in status() until a change succeeds.
    */
+  /**
+   * Applies several endpoints' diffs as one change: each is written to its endpoint's inactive
+   * trie, then all are published in one batch update of mbr_policy. After a map-in-map update the
+   * kernel waits for running programs (an RCU grace period, milliseconds); the batch pays that
+   * once for every endpoint instead of once each. Each endpoint still switches atomically. On
+   * failure nothing of an endpoint whose swap was not written is published.
+   */
+  applyPolicies(diffs: readonly MapStateDiff[]): void {
+    if (diffs.length === 1) {
+      this.applyPolicy(diffs[0] as MapStateDiff);
+      return;
+    }
+    const seen = new Set<number>();
+    for (const d of diffs) {
+      if (seen.has(d.endpointId))
+        throw new DatapathError(
+          'MBR_DATAPATH_BAD_INPUT',
+          `policy diffs: endpoint ${d.endpointId} appears twice in one batch; expected one diff per endpoint`,
+        );
+      seen.add(d.endpointId);
+    }
+    const staged: StagedPolicy[] = [];
+    for (const d of diffs) {
+      let ep = this.#policies.get(d.endpointId);
+      if (!ep) {
+        ep = this.#createPolicy(d.endpointId);
+        this.#policies.set(d.endpointId, ep);
+      }
+      try {
+        staged.push(ep.stage(d));
+      } catch (err) {
+        for (const x of staged) x.abandon();
+        if (isDatapathError(err) && err.code !== 'MBR_DATAPATH_BAD_INPUT')
+          this.#health.record(`ep/${d.endpointId}/policy`, err, d.endpointId);
+        throw err;
+      }
+    }
+    const keys = Buffer.alloc(4 * staged.length);
+    const values = Buffer.alloc(4 * staged.length);
+    staged.forEach((x, i) => {
+      keys.writeUInt32LE(x.endpointId, 4 * i);
+      values.writeUInt32LE(x.map.fd, 4 * i);
+    });
+    let done = staged.length;
+    let failure: unknown;
+    try {
+      this.map('mbr_policy').updateBatch(keys, values, staged.length);
+    } catch (err) {
+      done = isDatapathError(err) ? (err.done ?? 0) : 0;
+      failure = err;
+    }
+    staged.forEach((x, i) => {
+      if (i >= done) {
+        x.abandon();
+        return;
+      }
+      x.commit();
+      this.#health.clear(`ep/${x.endpointId}/policy`);
+      const info = this.#endpoints.get(x.endpointId);
+      if (info) this.#writeEndpoint({ ...info, policyRevision: (info.policyRevision + 1) >>> 0 });
+    });
+    if (failure !== undefined) {
+      const failed = staged[done] as StagedPolicy;
+      if (isDatapathError(failure)) this.#health.record(`ep/${failed.endpointId}/policy`, failure, failed.endpointId);
+      throw failure;
+    }
+  }
+
   applyPolicy(diff: MapStateDiff): void {
     let ep = this.#policies.get(diff.endpointId);
     if (!ep) {

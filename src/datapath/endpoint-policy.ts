@@ -27,6 +27,15 @@ import {
   validatePolicyKey,
 } from './maps/policy-map.js';
 
+/** A change written to an endpoint's inactive trie, not yet published (see EndpointPolicy.stage). */
+export interface StagedPolicy {
+  readonly endpointId: number;
+  /** The trie to publish in mbr_policy[endpointId]. */
+  readonly map: BpfMap;
+  commit(): void;
+  abandon(): void;
+}
+
 /**
  * One entry as written: its key, and its encoded key and value as slices of the buffers its change
  * was encoded into (one pair of buffers per change, not two small buffers per entry: a 100k-entry
@@ -180,6 +189,23 @@ export class EndpointPolicy {
    * MBR_DATAPATH_BAD_INPUT, MBR_DATAPATH_MAP_FULL or MBR_DATAPATH_SYSCALL with nothing published.
    */
   apply(diff: MapStateDiff): void {
+    const staged = this.stage(diff);
+    try {
+      this.#publish(staged.map);
+    } catch (err) {
+      staged.abandon();
+      throw err;
+    }
+    staged.commit();
+  }
+
+  /**
+   * Writes a diff to the inactive trie without publishing it: the caller publishes `map` (alone,
+   * or in one batch with other endpoints' tries, so the kernel waits for in-flight programs once
+   * for all of them), then calls `commit`, or `abandon` if publishing failed. Same checks and
+   * errors as `apply`.
+   */
+  stage(diff: MapStateDiff): StagedPolicy {
     for (let i = 0; i < diff.adds.length; i++) withPath('adds', i, (diff.adds[i] as (typeof diff.adds)[number])[0]);
     for (let i = 0; i < diff.deletes.length; i++) withPath('deletes', i, diff.deletes[i] as PolicyKey);
 
@@ -251,15 +277,24 @@ export class EndpointPolicy {
         );
       throw err;
     }
-    this.#publish(target);
-    this.#active = slot;
-    // A first load takes the change's Map as the state rather than copying 100k entries into another.
-    if (this.#state.size === 0) this.#state = upserted;
-    else {
-      for (const id of deleted.keys()) this.#state.delete(id);
-      for (const [id, u] of upserted) this.#state.set(id, u);
-    }
-    this.#pending = change;
+    return {
+      endpointId: this.endpointId,
+      map: target,
+      commit: () => {
+        this.#active = slot;
+        // A first load takes the change's Map as the state rather than copying 100k entries.
+        if (this.#state.size === 0) this.#state = upserted;
+        else {
+          for (const id of deleted.keys()) this.#state.delete(id);
+          for (const [id, u] of upserted) this.#state.set(id, u);
+        }
+        this.#pending = change;
+      },
+      // The inactive trie holds the change but was never published: rebuild it next time.
+      abandon: () => {
+        this.#pending = 'resync';
+      },
+    };
   }
 
   *#nextEntries(

@@ -42,11 +42,14 @@ class MemoryDatapath implements DatapathPort {
     for (const p of change.deletes) this.ipcache.delete(p);
     for (const e of change.upserts) this.ipcache.set(e.prefix, e.identity);
   }
-  async applyPolicy(diff: MapStateDiff): Promise<void> {
+  async applyPolicies(diffs: readonly MapStateDiff[]): Promise<void> {
     if (this.failNext > 0) {
       this.failNext--;
       throw Object.assign(new Error('map update: ENOSPC'), { code: 'MBR_DATAPATH_MAP' });
     }
+    for (const d of diffs) this.#apply(d);
+  }
+  #apply(diff: MapStateDiff): void {
     this.policyWrites.push(diff);
     const m = this.maps.get(diff.endpointId) ?? new Map<string, RealizedPolicyEntry>();
     for (const k of diff.deletes) m.delete(policyKeyText(k));
@@ -194,7 +197,32 @@ describe('Agent', () => {
       dp.entries(web.id),
       [...agent.engine.endpointMapState(web.id).values()].map((kv) => policyKeyText(kv[0])).sort(),
     );
-    assert.equal(agent.status().realizedPolicyRevision, agent.status().policyRevision);
+    const st = await agent.status();
+    assert.equal(st.realizedPolicyRevision, st.policyRevision);
+    // `policy wait`: at once for a realized revision, false at the deadline for a future one.
+    assert.equal(await agent.waitRealizedFor(st.policyRevision, 1000), true);
+    assert.equal(await agent.waitRealizedFor(st.policyRevision + 1, 20), false);
+  });
+
+  it('writes a file whose policies change one endpoint several times as one change holding them all', async (t) => {
+    const { agent, dp } = await cluster(t).node('n1', '172.30.0.11');
+    const web = await agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
+    const client = await agent.registerEndpoint(reg('client', '10.201.1.11', { app: 'client' }));
+    const second = { ...withPort('443'), metadata: { name: 'web-443', namespace: 'shop' } };
+    const third = { ...withPort('8443'), metadata: { name: 'web-8443', namespace: 'shop' } };
+    dp.policyWrites = [];
+    await agent.applyPolicies([ALLOW_WEB_FROM_CLIENT, second, third], 'three.yaml');
+    assert.deepEqual(
+      dp.policyWrites.map((w) => w.endpointId),
+      [web.id],
+      'one write for the endpoint, not one per policy',
+    );
+    for (const port of [80, 443, 8443])
+      assert.ok(dp.entries(web.id).includes(`${client.identity}/ingress/6/${port}/16`), `port ${port}`);
+    assert.deepEqual(
+      dp.entries(web.id),
+      [...agent.engine.endpointMapState(web.id).values()].map((kv) => policyKeyText(kv[0])).sort(),
+    );
   });
 
   it('rejects a file with one bad document whole, leaving the running policy as it was', async (t) => {
@@ -272,7 +300,7 @@ describe('Agent', () => {
     await third.agent.stop();
     const fourth = await c.node('n1', '172.30.0.11', dp);
     assert.deepEqual(dp.policyWrites, []);
-    assert.ok(fourth.agent.status().subsystems.every((s) => s.state === 'Ok'));
+    assert.ok((await fourth.agent.status()).subsystems.every((s) => s.state === 'Ok'));
   });
 
   it('shows a failed map write in status and heals it by diff', async (t) => {
@@ -284,7 +312,7 @@ describe('Agent', () => {
       code: 'MBR_NOT_REALIZED',
       message: /stored at revision \d+, but node n1's datapath did not take it yet \(retrying\): map update: ENOSPC/,
     });
-    const failed = agent.status();
+    const failed = await agent.status();
     const rec = failed.subsystems.find((s) => s.name === 'reconciler')!;
     assert.equal(rec.state, 'Degraded');
     assert.match(rec.message, /map update: ENOSPC/);
@@ -293,7 +321,7 @@ describe('Agent', () => {
       what: 'the retry to write the policy',
       timeoutMs: 5000,
     });
-    await until(() => agent.status().subsystems.find((s) => s.name === 'reconciler')?.state === 'Ok', {
+    await until(async () => (await agent.status()).subsystems.find((s) => s.name === 'reconciler')?.state === 'Ok', {
       what: 'the reconciler to report Ok',
     });
   });

@@ -81,6 +81,59 @@ describe('policy reconciler', () => {
     assert.equal(kernelPolicyKeys(dp, 5).length, 4);
   });
 
+  it("publishes several endpoints' changes in one batch, and none of an endpoint whose change does not fit", (t) => {
+    if (!requireBpf(t, 'creates BPF maps')) return;
+    const dp = open(t, 'many', { policyMapMaxEntries: 4 });
+    dp.applyPolicies([
+      { endpointId: 1, adds: [allow(10, 'ingress')], deletes: [] },
+      { endpointId: 2, adds: [allow(20, 'ingress'), allow(21, 'egress')], deletes: [] },
+      { endpointId: 3, adds: [allow(30, 'ingress')], deletes: [] },
+    ]);
+    const keys = (ep: number) => kernelPolicyKeys(dp, ep).map((k) => JSON.parse(k).identity);
+    assert.deepEqual([keys(1), keys(2).sort(), keys(3)], [[10], [20, 21], [30]]);
+    // The second change: endpoint 2 swaps its entries; endpoint 3 asks for more than fits, so the
+    // batch is refused before anything is published and every endpoint keeps what it had.
+    assert.throws(
+      () =>
+        dp.applyPolicies([
+          { endpointId: 2, adds: [allow(22, 'ingress')], deletes: [allow(20, 'ingress')[0]] },
+          {
+            endpointId: 3,
+            adds: [allow(31, 'ingress'), allow(32, 'ingress'), allow(33, 'ingress'), allow(34, 'ingress')],
+            deletes: [],
+          },
+        ]),
+      { code: 'MBR_DATAPATH_MAP_FULL' },
+    );
+    assert.deepEqual([keys(2).sort(), keys(3)], [[20, 21], [30]]);
+    assert.deepEqual(
+      dp
+        .policyEntries(2)
+        .map((e) => e.key.identity)
+        .sort(),
+      [20, 21],
+    );
+    // A later change of endpoint 2 starts from what is published, not from the abandoned trie.
+    dp.applyPolicies([
+      { endpointId: 2, adds: [allow(23, 'ingress')], deletes: [] },
+      { endpointId: 3, adds: [], deletes: [allow(30, 'ingress')[0]] },
+    ]);
+    assert.deepEqual([keys(2).sort(), keys(3)], [[20, 21, 23], []]);
+    // One diff per endpoint in a batch: a second one for the same endpoint is refused whole.
+    assert.throws(
+      () =>
+        dp.applyPolicies([
+          { endpointId: 1, adds: [allow(11, 'ingress')], deletes: [] },
+          { endpointId: 1, adds: [allow(12, 'ingress')], deletes: [] },
+        ]),
+      {
+        code: 'MBR_DATAPATH_BAD_INPUT',
+        message: 'policy diffs: endpoint 1 appears twice in one batch; expected one diff per endpoint',
+      },
+    );
+    assert.deepEqual(keys(1), [10]);
+  });
+
   it('grows the maps with the state and publishes every change whole', (t) => {
     if (!requireBpf(t, 'creates BPF maps')) return;
     const dp = open(t, 'grow');

@@ -30,6 +30,7 @@ export function registerApply(program: Command): void {
       docs: files.flatMap((f) => f.docs),
       source: files.map((f) => f.file).join(','),
     });
+    await waitEveryNode(o, set.revision);
     for (const f of files) for (const d of f.docs) process.stdout.write(`${describe(d)} applied\n`);
     process.stdout.write(`Revision: ${set.revision}\n`);
   });
@@ -45,6 +46,7 @@ export function registerApply(program: Command): void {
       docs: files.flatMap((f) => f.docs),
       source: files.map((f) => f.file).join(','),
     });
+    await waitEveryNode(o, set.revision);
     for (const f of files) for (const d of f.docs) process.stdout.write(`${describe(d)} deleted\n`);
     process.stdout.write(`Revision: ${set.revision}\n`);
   });
@@ -81,6 +83,13 @@ export async function readAndValidate(paths: readonly string[]): Promise<PolicyF
     }
   }
   return files;
+}
+
+/** Returns once every agent of the lab enforces the revision (the others follow the store's watch). */
+async function waitEveryNode(o: Parameters<typeof resolveTargets>[0], revision: number): Promise<void> {
+  if (o.host) return;
+  const all = resolveTargets({ ...o, node: undefined });
+  await Promise.all(all.map((t) => t.client.get(`/v1/policy/wait?revision=${revision}&timeoutMs=10000`)));
 }
 
 function describe(d: Record<string, unknown>): string {
