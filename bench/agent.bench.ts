@@ -100,9 +100,11 @@ async function run(work: string, pinDir: string): Promise<void> {
   const pods: Array<Pod & { node: string; id: number }> = [];
   for (let i = 0; i < PODS; i++) {
     const p = makePod(i, nsNames[i % NAMESPACES], `app-${Math.floor(i / NAMESPACES) % APPS_PER_NS}`);
-    // Every 50th pod is local: 200 local endpoints spread over every namespace and app.
-    const isLocal = i % (PODS / LOCAL) === 0;
-    pods.push({ ...p, node: isLocal ? NODE : `n${2 + (i % 49)}`, id: isLocal ? 1 + i / (PODS / LOCAL) : 1 + i });
+    // One pod in every 50 is local: pod 50k + (k mod 50), so the 200 local endpoints spread over
+    // every namespace (i mod 50) and app (⌊i / 50⌋ mod 4), as on a real node.
+    const k = Math.floor(i / (PODS / LOCAL));
+    const isLocal = i % (PODS / LOCAL) === k % (PODS / LOCAL);
+    pods.push({ ...p, node: isLocal ? NODE : `n${2 + (i % 49)}`, id: isLocal ? 1 + k : 1 + i });
   }
   const docs = Array.from({ length: POLICIES }, (_, i) => policyDoc(i, nsNames));
 

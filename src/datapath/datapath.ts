@@ -271,16 +271,30 @@ export class Datapath {
       seen.add(d.endpointId);
     }
     const staged: StagedPolicy[] = [];
+    // New endpoints get their first policy in the batch, not an empty one published first (each
+    // publish outside the batch is one more RCU wait); if the batch fails they get the empty one.
+    const created: EndpointPolicy[] = [];
+    const publishCreated = (from: number) => {
+      for (const ep of created.slice(from)) ep.publishActive();
+    };
     for (const d of diffs) {
       let ep = this.#policies.get(d.endpointId);
       if (!ep) {
-        ep = this.#createPolicy(d.endpointId);
+        ep = EndpointPolicy.create(
+          d.endpointId,
+          this.map('mbr_policy'),
+          `${this.pinDir}/policy`,
+          this.#policyMax,
+          false,
+        );
         this.#policies.set(d.endpointId, ep);
+        created.push(ep);
       }
       try {
         staged.push(ep.stage(d));
       } catch (err) {
         for (const x of staged) x.abandon();
+        publishCreated(0);
         if (isDatapathError(err) && err.code !== 'MBR_DATAPATH_BAD_INPUT')
           this.#health.record(`ep/${d.endpointId}/policy`, err, d.endpointId);
         throw err;
@@ -299,6 +313,8 @@ export class Datapath {
     } catch (err) {
       done = isDatapathError(err) ? (err.done ?? 0) : 0;
       failure = err;
+      const notPublished = new Set(staged.slice(done).map((x) => x.endpointId));
+      for (const ep of created) if (notPublished.has(ep.endpointId)) ep.publishActive();
     }
     staged.forEach((x, i) => {
       if (i >= done) {

@@ -121,14 +121,22 @@ export class EndpointPolicy {
     this.#pending = pending;
   }
 
-  /** A new endpoint with an empty policy (deny all while enforced), published at once. */
-  static create(endpointId: number, outer: BpfMap, pinDir: string, hardMax: number): EndpointPolicy {
+  /**
+   * A new endpoint with an empty policy (deny all while enforced), published at once unless
+   * `publish` is false: then the caller publishes its first staged change, or `publishEmpty()`.
+   */
+  static create(endpointId: number, outer: BpfMap, pinDir: string, hardMax: number, publish = true): EndpointPolicy {
     const ep = new EndpointPolicy(endpointId, outer, pinDir, hardMax, [undefined, undefined], 1, new Map(), 'resync');
     const a = ep.#freshMap(0, 0);
-    ep.#publish(a);
+    if (publish) ep.#publish(a);
     ep.#maps[0] = a;
     ep.#active = 0;
     return ep;
+  }
+
+  /** Publishes the active trie (for an endpoint created unpublished whose first change failed). */
+  publishActive(): void {
+    this.#publish(this.activeMap);
   }
 
   /** Re-opens the pinned pair after a restart; the active trie's content is the realized state. */
