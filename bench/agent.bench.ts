@@ -135,14 +135,7 @@ async function run(work: string, pinDir: string): Promise<void> {
     if (p.node === NODE) localEndpoints.push(localEndpoint(p, identity));
   }
   for (const d of docs) {
-    const meta = d.metadata as { name: string; namespace: string };
-    const cp: ClusterPolicy = {
-      kind: String(d.kind),
-      namespace: meta.namespace,
-      name: meta.name,
-      source: 'bench',
-      doc: d,
-    };
+    const cp = storedPolicy(d);
     ops.push({ type: 'put', key: policyKey(cp), value: JSON.stringify(cp) });
   }
   await store.txn({ compare: [], success: ops });
@@ -193,14 +186,7 @@ async function run(work: string, pinDir: string): Promise<void> {
     const diffs = alone.upsertPolicy(pol);
     engineMs.push(performance.now() - t);
     affected.push(diffs.length);
-    const meta = doc.metadata as { name: string; namespace: string };
-    const cp: ClusterPolicy = {
-      kind: String(doc.kind),
-      namespace: meta.namespace,
-      name: meta.name,
-      source: 'bench',
-      doc,
-    };
+    const cp = storedPolicy(doc);
     t = performance.now();
     const rev = await store.put(policyKey(cp), JSON.stringify(cp));
     await agent.waitRealized(rev);
@@ -258,6 +244,12 @@ ${table}
 ${summary.map((l) => `- ${l}`).join('\n')}
 `;
   writeFileSync(new URL(`../../bench/results/agent${QUICK ? '-quick' : ''}.md`, import.meta.url), md);
+}
+
+/** A policy document as the agent stores it. */
+function storedPolicy(doc: Record<string, unknown>): ClusterPolicy {
+  const meta = doc.metadata as { name: string; namespace: string };
+  return { kind: String(doc.kind), namespace: meta.namespace, name: meta.name, source: 'bench', doc };
 }
 
 function nsLabels(name: string): Record<string, string> {

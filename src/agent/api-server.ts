@@ -3,18 +3,18 @@
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
+import { DatapathError } from '../datapath/datapath-error.js';
+import { PolicyError } from '../policy/policy-error.js';
 import { tracePolicy } from '../policy/policy-trace.js';
+import { StoreError } from '../store/cluster-store.js';
 import { type Agent, AgentError } from './agent.js';
-import type { EndpointRegistration } from './api-types.js';
+import type { ApiErrorBody, EndpointRegistration } from './api-types.js';
 
 export async function serveAgentApi(agent: Agent, socketPath: string): Promise<Server> {
   mkdirSync(dirname(socketPath), { recursive: true });
   rmSync(socketPath, { force: true });
   const server = createServer((req, res) => {
-    handle(agent, req, res).catch((err: Error & { code?: string; status?: number }) => {
-      const status = err instanceof AgentError ? err.status : err.code === 'MBR_POLICY_INVALID' ? 400 : 500;
-      send(res, status, { code: err.code ?? 'MBR_AGENT_ERROR', message: err.message });
-    });
+    handle(agent, req, res).catch((err: Error) => send(res, ...errorReply(err)));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -105,6 +105,14 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     return;
   }
   throw notFound(`no route ${method} ${path}`);
+}
+
+/** The HTTP status and body of an error: typed errors keep their code, anything else is a 500. */
+function errorReply(err: Error): [number, ApiErrorBody] {
+  if (err instanceof AgentError) return [err.status, { code: err.code, message: err.message }];
+  if (err instanceof PolicyError) return [400, { code: err.code, message: err.message }];
+  if (err instanceof StoreError || err instanceof DatapathError) return [503, { code: err.code, message: err.message }];
+  return [500, { code: 'MBR_AGENT_ERROR', message: err.message }];
 }
 
 function notFound(message: string): AgentError {

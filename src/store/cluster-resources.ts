@@ -14,7 +14,7 @@
 // key and the value key together only if neither exists, so agents racing for one label set
 // agree on one number and two label sets never share one.
 import { createHash } from 'node:crypto';
-import type { ClusterStore, KeyValue } from './cluster-store.js';
+import { type ClusterStore, type KeyValue, StoreError } from './cluster-store.js';
 
 export const STATE_PREFIX = 'membrane/state/';
 export const NAMESPACES_PREFIX = `${STATE_PREFIX}namespaces/v1/`;
@@ -130,9 +130,10 @@ export async function allocateIdentity(store: ClusterStore, labels: readonly str
     let id = FIRST_GLOBAL_IDENTITY;
     while (used.has(id)) id++;
     if (id > MAX_GLOBAL_IDENTITY)
-      throw Object.assign(new Error(`identity allocation: expected a free identity in 256-65535, got none left`), {
-        code: 'MBR_IDENTITY_EXHAUSTED',
-      });
+      throw new StoreError(
+        'MBR_IDENTITY_EXHAUSTED',
+        'identity allocation: expected a free identity in 256-65535, got none left',
+      );
     const r = await store.txn({
       compare: [
         { key: valueKey, target: 'createRevision', equals: 0 },
@@ -146,7 +147,5 @@ export async function allocateIdentity(store: ClusterStore, labels: readonly str
     if (r.succeeded) return id;
     // Lost a race for the id or for the labels: look again.
   }
-  throw Object.assign(new Error(`identity allocation: gave up after 64 conflicting attempts`), {
-    code: 'MBR_IDENTITY_CONFLICT',
-  });
+  throw new StoreError('MBR_IDENTITY_CONFLICT', 'identity allocation: gave up after 64 conflicting attempts');
 }

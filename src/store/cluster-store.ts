@@ -89,7 +89,13 @@ export interface ClusterStore {
 }
 
 export class StoreError extends Error {
-  readonly code: 'MBR_STORE_LOCKED' | 'MBR_STORE_CORRUPT' | 'MBR_STORE_CLOSED' | 'MBR_STORE_NO_LEASE';
+  readonly code:
+    | 'MBR_STORE_LOCKED'
+    | 'MBR_STORE_CORRUPT'
+    | 'MBR_STORE_CLOSED'
+    | 'MBR_STORE_NO_LEASE'
+    | 'MBR_IDENTITY_EXHAUSTED'
+    | 'MBR_IDENTITY_CONFLICT';
   constructor(code: StoreError['code'], message: string) {
     super(message);
     this.name = 'StoreError';

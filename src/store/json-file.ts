@@ -2,6 +2,7 @@
 // mid-write leaves the previous version and never a torn file.
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { StoreError } from './cluster-store.js';
 
 export function readJsonFile<T>(path: string): T | undefined {
   let text: string;
@@ -14,7 +15,7 @@ export function readJsonFile<T>(path: string): T | undefined {
   try {
     return JSON.parse(text) as T;
   } catch (err) {
-    throw Object.assign(new Error(`${path}: expected JSON, ${(err as Error).message}`), { code: 'MBR_STORE_CORRUPT' });
+    throw new StoreError('MBR_STORE_CORRUPT', `${path}: expected JSON, ${(err as Error).message}`);
   }
 }
 
