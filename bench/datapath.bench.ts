@@ -15,7 +15,6 @@ import { cpus } from 'node:os';
 import { promisify } from 'node:util';
 import { removePinDir } from '../src/datapath/bpffs.js';
 import { Datapath } from '../src/datapath/datapath.js';
-import { encodeEndpointInfo, encodeIfindexKey } from '../src/datapath/maps/endpoint-map.js';
 import { parseIpv4Prefix } from '../src/datapath/maps/ipcache-map.js';
 import { nativeBpf } from '../src/datapath/native.js';
 import type { PolicyEntry, PolicyKey } from '../src/policy/map-state-types.js';
@@ -283,12 +282,14 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
       setUpCase(this.dp, c);
       // EP 9 = the fixture endpoint; its policy gets the same filler as the server endpoint.
       this.dp.applyPolicy({ endpointId: 9, adds: fillerPolicy(this.mbrLoaded), deletes: [] });
-      this.dp
-        .map('mbr_endpoints')
-        .update(
-          encodeIfindexKey(1),
-          encodeEndpointInfo({ endpointId: 9, identity: 1001, ipv4: '10.0.1.2', flags: 0, policyRevision: 1 }),
-        );
+      this.dp.writeEndpointInfo({
+        endpointId: 9,
+        identity: 1001,
+        ipv4: '10.0.1.2',
+        flags: 0,
+        policyRevision: 1,
+        ifindex: 1,
+      });
       const ns: number[] = [];
       const pass: number[] = [];
       for (let i = 0; i < 5; i++) {
@@ -297,7 +298,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
       }
       out.push({ name: c.name, ns: median(ns), passNs: median(pass) });
     }
-    this.dp.map('mbr_endpoints').delete(encodeIfindexKey(1));
+    this.dp.removeEndpointInfo(9);
     this.dp.setTraceLevel(TRACE);
     return out;
   }

@@ -92,9 +92,10 @@ struct mbr_policy_inner {
 	__type(value, struct mbr_policy_entry);
 };
 
+/* Two tries per endpoint, keyed endpoint_id << 1 | slot; MBR_EP_F_POLICY_SLOT_B picks one. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-	__uint(max_entries, MBR_MAX_ENDPOINTS);
+	__uint(max_entries, 2 * MBR_MAX_ENDPOINTS);
 	__type(key, __u32);
 	__array(values, struct mbr_policy_inner);
 } mbr_policy SEC(".maps");
@@ -360,8 +361,8 @@ static __always_inline __u8 match_type_of(int is_id, __u8 l4_prefix_len)
 static __always_inline void policy_lookup(struct mbr_endpoint_info *ep, __u32 remote, __u8 dir, struct pkt *p,
 					  struct verdict *v)
 {
-	__u32 epid = ep->endpoint_id;
-	void *inner = bpf_map_lookup_elem(&mbr_policy, &epid);
+	__u32 slot_key = (ep->endpoint_id << 1) | ((ep->flags & MBR_EP_F_POLICY_SLOT_B) ? 1 : 0);
+	void *inner = bpf_map_lookup_elem(&mbr_policy, &slot_key);
 	if (!inner) {
 		v->verdict = -DROP_POLICY;
 		return;

@@ -250,17 +250,23 @@ export class Datapath {
    * the previous policy stays in force and the error is kept in status() until a change succeeds.
    */
   /**
+   * Applies one endpoint's MapStateDiff atomically (see endpoint-policy.ts), then bumps the
+   * endpoint's policy revision so established flows are re-checked on their next packet. On failure
+   * the previous policy stays in force and the error is kept in status() until a change succeeds.
+   */
+  applyPolicy(diff: MapStateDiff): void {
+    this.applyPolicies([diff]);
+  }
+
+  /**
    * Applies several endpoints' diffs as one change: each is written to its endpoint's inactive
-   * trie, then all are published in one batch update of mbr_policy. After a map-in-map update the
-   * kernel waits for running programs (an RCU grace period, milliseconds); the batch pays that
-   * once for every endpoint instead of once each. Each endpoint still switches atomically. On
-   * failure nothing of an endpoint whose swap was not written is published.
+   * trie; the slots that got a fresh trie have their mbr_policy entries written in one batch (after
+   * a map-in-map write the kernel waits one RCU grace period, milliseconds, so one batch pays it
+   * once); then each endpoint flips to its new slot and bumps its policy revision in one update of
+   * its mbr_endpoints entry. Each endpoint switches atomically. One diff per endpoint. On failure,
+   * no endpoint whose change was not fully written is flipped.
    */
   applyPolicies(diffs: readonly MapStateDiff[]): void {
-    if (diffs.length === 1) {
-      this.applyPolicy(diffs[0] as MapStateDiff);
-      return;
-    }
     const seen = new Set<number>();
     for (const d of diffs) {
       if (seen.has(d.endpointId))
@@ -272,10 +278,14 @@ export class Datapath {
     }
     const staged: StagedPolicy[] = [];
     // New endpoints get their first policy in the batch, not an empty one published first (each
-    // publish outside the batch is one more RCU wait); if the batch fails they get the empty one.
+    // outer write outside the batch is one more RCU wait); if the batch fails they get the empty one.
     const created: EndpointPolicy[] = [];
-    const publishCreated = (from: number) => {
-      for (const ep of created.slice(from)) ep.publishActive();
+    const fail = (endpointId: number, err: unknown): never => {
+      for (const x of staged) x.abandon();
+      for (const ep of created) ep.publishActive();
+      if (isDatapathError(err) && err.code !== 'MBR_DATAPATH_BAD_INPUT')
+        this.#health.record(`ep/${endpointId}/policy`, err, endpointId);
+      throw err;
     };
     for (const d of diffs) {
       let ep = this.#policies.get(d.endpointId);
@@ -293,62 +303,59 @@ export class Datapath {
       try {
         staged.push(ep.stage(d));
       } catch (err) {
-        for (const x of staged) x.abandon();
-        publishCreated(0);
-        if (isDatapathError(err) && err.code !== 'MBR_DATAPATH_BAD_INPUT')
-          this.#health.record(`ep/${d.endpointId}/policy`, err, d.endpointId);
-        throw err;
+        fail(d.endpointId, err);
       }
     }
-    const keys = Buffer.alloc(4 * staged.length);
-    const values = Buffer.alloc(4 * staged.length);
-    staged.forEach((x, i) => {
-      keys.writeUInt32LE(x.endpointId, 4 * i);
-      values.writeUInt32LE(x.map.fd, 4 * i);
-    });
-    let done = staged.length;
-    let failure: unknown;
-    try {
-      this.map('mbr_policy').updateBatch(keys, values, staged.length);
-    } catch (err) {
-      done = isDatapathError(err) ? (err.done ?? 0) : 0;
-      failure = err;
-      const notPublished = new Set(staged.slice(done).map((x) => x.endpointId));
-      for (const ep of created) if (notPublished.has(ep.endpointId)) ep.publishActive();
+    const outer = staged.filter((x) => x.outer !== undefined);
+    if (outer.length > 0) {
+      const keys = Buffer.alloc(4 * outer.length);
+      const values = Buffer.alloc(4 * outer.length);
+      outer.forEach((x, i) => {
+        x.outer?.key.copy(keys, 4 * i);
+        values.writeUInt32LE(x.outer?.fd ?? 0, 4 * i);
+      });
+      try {
+        this.map('mbr_policy').updateBatch(keys, values, outer.length);
+      } catch (err) {
+        // An outer entry of an inactive slot written for nothing is harmless: nothing reads it.
+        fail((outer[0] as StagedPolicy).endpointId, err);
+      }
     }
     staged.forEach((x, i) => {
-      if (i >= done) {
-        x.abandon();
-        return;
+      // The flip first, then the bookkeeping: if the entry cannot be written, the endpoint keeps
+      // reading its old slot and this one is rebuilt on the next change.
+      const info = this.#endpoints.get(x.endpointId);
+      try {
+        if (info) this.#writeEndpoint({ ...info, policyRevision: (info.policyRevision + 1) >>> 0 }, x.slot);
+      } catch (err) {
+        for (const y of staged.slice(i)) y.abandon();
+        if (isDatapathError(err)) this.#health.record(`ep/${x.endpointId}/policy`, err, x.endpointId);
+        throw err;
       }
       x.commit();
       this.#health.clear(`ep/${x.endpointId}/policy`);
-      const info = this.#endpoints.get(x.endpointId);
-      if (info) this.#writeEndpoint({ ...info, policyRevision: (info.policyRevision + 1) >>> 0 });
     });
-    if (failure !== undefined) {
-      const failed = staged[done] as StagedPolicy;
-      if (isDatapathError(failure)) this.#health.record(`ep/${failed.endpointId}/policy`, failure, failed.endpointId);
-      throw failure;
-    }
   }
 
-  applyPolicy(diff: MapStateDiff): void {
-    let ep = this.#policies.get(diff.endpointId);
-    if (!ep) {
-      ep = this.#createPolicy(diff.endpointId);
-      this.#policies.set(diff.endpointId, ep);
-    }
-    try {
-      ep.apply(diff);
-    } catch (err) {
-      if (isDatapathError(err) && err.code !== 'MBR_DATAPATH_BAD_INPUT')
-        this.#health.record(`ep/${diff.endpointId}/policy`, err, diff.endpointId);
-      throw err;
-    }
-    this.#health.clear(`ep/${diff.endpointId}/policy`);
-    const info = this.#endpoints.get(diff.endpointId);
-    if (info) this.#writeEndpoint({ ...info, policyRevision: (info.policyRevision + 1) >>> 0 });
+  /**
+   * Registers an endpoint's mbr_endpoints entry without attaching programs, for programs driven by
+   * BPF_PROG_TEST_RUN (fixtures, benchmarks) where there is no veth. Its policy changes publish
+   * like an attached endpoint's (the entry names the active slot); `removeEndpointInfo` forgets it.
+   */
+  writeEndpointInfo(info: AttachedEndpoint): void {
+    this.#writeEndpoint(info);
+  }
+
+  removeEndpointInfo(endpointId: number): void {
+    const info = this.#endpoints.get(endpointId);
+    if (!info) return;
+    this.map('mbr_endpoints').delete(encodeIfindexKey(info.ifindex));
+    this.#endpoints.delete(endpointId);
+  }
+
+  /** The policy slot the endpoint's programs read (or will read once attached). */
+  activePolicySlot(endpointId: number): 0 | 1 | undefined {
+    return this.#policies.get(endpointId)?.activeSlot;
   }
 
   policyEntries(endpointId: number): RealizedEntry[] {
@@ -440,10 +447,16 @@ export class Datapath {
     return { ingress: this.programFd('mbr_from_pod'), egress: this.programFd('mbr_to_pod') };
   }
 
-  /** Writes the endpoint's mbr_endpoints entry and keeps it as the known one. */
-  #writeEndpoint(info: AttachedEndpoint): void {
-    this.map('mbr_endpoints').update(encodeIfindexKey(info.ifindex), encodeEndpointInfo(info));
-    this.#endpoints.set(info.endpointId, info);
+  /**
+   * Writes the endpoint's mbr_endpoints entry and keeps it as the known one. The entry names the
+   * policy slot the programs read: writing it is what publishes a staged policy change.
+   */
+  #writeEndpoint(info: AttachedEndpoint, slot = this.#policies.get(info.endpointId)?.activeSlot): void {
+    const slotB = slot === 1;
+    const flags = (info.flags & ~EndpointFlags.policySlotB) | (slotB ? EndpointFlags.policySlotB : 0);
+    const next = { ...info, flags };
+    this.map('mbr_endpoints').update(encodeIfindexKey(next.ifindex), encodeEndpointInfo(next));
+    this.#endpoints.set(next.endpointId, next);
   }
 
   #reopenEndpoints(): void {
@@ -459,7 +472,9 @@ export class Datapath {
       if (m) ids.add(Number(m[1]));
     }
     for (const id of ids) {
-      const p = EndpointPolicy.reopen(id, this.map('mbr_policy'), dir, this.#policyMax);
+      const info = this.#endpoints.get(id);
+      const slot = info === undefined ? undefined : info.flags & EndpointFlags.policySlotB ? 1 : 0;
+      const p = EndpointPolicy.reopen(id, this.map('mbr_policy'), dir, this.#policyMax, slot);
       if (p) this.#policies.set(id, p);
     }
   }

@@ -1,13 +1,17 @@
-// One endpoint's policy in the datapath: two LPM tries (A and B) of which mbr_policy[endpointId]
-// points at one, the active one. A change is written to the inactive trie and then published by
-// swapping the outer map's entry, one atomic pointer store: a packet sees the whole old policy or
-// the whole new one, never a mixture (in-place add/delete orderings cannot promise that for every
-// pair of policies; see docs/datapath.md). The trie left behind is brought up to date at the start
-// of the next change (replaying the previous diff), not right after the swap, so a packet that
-// looked it up just before the swap never sees it change under it.
+// One endpoint's policy in the datapath: two LPM tries (slot A and slot B), both in the outer
+// map mbr_policy under (endpointId << 1 | slot). Which one the programs read is a flag of the
+// endpoint's mbr_endpoints entry (MBR_EP_F_POLICY_SLOT_B). A change is written to the inactive
+// trie and published by flipping that flag, one atomic update of the endpoint's entry: a packet
+// sees the whole old policy or the whole new one, never a mixture (in-place add/delete orderings
+// cannot promise that for every pair of policies; see docs/datapath.md). Flipping a flag costs no
+// RCU grace period; the outer map is written only when a slot gets a fresh trie (first use,
+// growth, a large shrink, after a restart), and then in one batch for all endpoints of a change.
+// The trie left behind is brought up to date at the start of the next change (replaying the
+// previous diff), never right after the flip, and at least MIN_REUSE_MS after it, far beyond the
+// microseconds a program that read the old flag can still be running.
 //
 // Capacity: each trie is sized from the state it must hold with 25% + 64 headroom; a change that
-// does not fit gets a fresh, larger trie filled with the full state before the swap. A change that
+// does not fit gets a fresh, larger trie filled with the full state before the flip. A change that
 // cannot be written (map full past the hard limit, or a kernel error) leaves the active trie, the
 // realized state and the revision untouched, and throws.
 import { existsSync, unlinkSync } from 'node:fs';
@@ -30,8 +34,10 @@ import {
 /** A change written to an endpoint's inactive trie, not yet published (see EndpointPolicy.stage). */
 export interface StagedPolicy {
   readonly endpointId: number;
-  /** The trie to publish in mbr_policy[endpointId]. */
-  readonly map: BpfMap;
+  /** The slot to flip the endpoint to. */
+  readonly slot: 0 | 1;
+  /** The outer entry to write first (mbr_policy key, trie fd), when the slot got a fresh trie. */
+  readonly outer: { readonly key: Buffer; readonly fd: number } | undefined;
   commit(): void;
   abandon(): void;
 }
@@ -86,6 +92,26 @@ interface Change {
   readonly count: number;
 }
 
+/** A trie is not written again sooner than this after it stopped being the active one. */
+export const MIN_REUSE_MS = 2;
+
+/** mbr_policy's key for an endpoint's slot. */
+export function policySlotKey(endpointId: number, slot: 0 | 1): Buffer {
+  return u32(((endpointId << 1) | slot) >>> 0);
+}
+
+/**
+ * The id of the trie an endpoint's programs read: the slot its mbr_endpoints entry names, or for
+ * an endpoint not attached (no entry) the slot A trie, else B. Undefined when it has none.
+ */
+export function activePolicyMapId(outer: BpfMap, slot: 0 | 1 | undefined, endpointId: number): number | undefined {
+  for (const s of slot === undefined ? ([0, 1] as const) : [slot]) {
+    const v = outer.lookup(policySlotKey(endpointId, s));
+    if (v) return v.readUInt32LE(0);
+  }
+  return undefined;
+}
+
 export function policyMapCapacityFor(entries: number): number {
   return Math.ceil(entries * 1.25) + 64;
 }
@@ -97,6 +123,10 @@ export class EndpointPolicy {
   #hardMax: number;
   #maps: [BpfMap | undefined, BpfMap | undefined];
   #active: 0 | 1;
+  /** performance.now() of the last flip: the old trie is not reused before MIN_REUSE_MS. */
+  #flippedAt = 0;
+  /** Whether each slot's trie is in mbr_policy (a slot can hold a trie not written there yet). */
+  #inOuter: [boolean, boolean] = [false, false];
   #state: Map<PolicyKeyId, RealizedEntry>;
   /** What the inactive trie lacks: the previous change, or 'resync' when its content is unknown. */
   #pending: Change | 'resync';
@@ -122,47 +152,56 @@ export class EndpointPolicy {
   }
 
   /**
-   * A new endpoint with an empty policy (deny all while enforced), published at once unless
-   * `publish` is false: then the caller publishes its first staged change, or `publishEmpty()`.
+   * A new endpoint with an empty policy (deny all while enforced) in slot A; its outer entry is
+   * written at once unless `publish` is false (then the caller writes it with its first change,
+   * see `staged.outer`, or calls `publishActive()`).
    */
   static create(endpointId: number, outer: BpfMap, pinDir: string, hardMax: number, publish = true): EndpointPolicy {
     const ep = new EndpointPolicy(endpointId, outer, pinDir, hardMax, [undefined, undefined], 1, new Map(), 'resync');
     const a = ep.#freshMap(0, 0);
-    if (publish) ep.#publish(a);
-    ep.#maps[0] = a;
+    if (publish) ep.#setOuter(0, a);
+    ep.#inOuter = [publish, false];
     ep.#active = 0;
     return ep;
   }
 
-  /** Publishes the active trie (for an endpoint created unpublished whose first change failed). */
+  /** Writes the active trie's outer entry (for an endpoint created unpublished whose change failed). */
   publishActive(): void {
-    this.#publish(this.activeMap);
+    this.#setOuter(this.#active, this.activeMap);
   }
 
-  /** Re-opens the pinned pair after a restart; the active trie's content is the realized state. */
-  static reopen(endpointId: number, outer: BpfMap, pinDir: string, hardMax: number): EndpointPolicy | undefined {
-    const key = u32(endpointId);
-    const v = outer.lookup(key);
-    if (!v) return undefined;
-    const activeId = v.readUInt32LE(0);
+  /**
+   * Re-opens the pinned pair after a restart; `activeSlot` is the slot the endpoint's mbr_endpoints
+   * entry names (undefined when it is not attached). The active trie's content is the realized state.
+   */
+  static reopen(
+    endpointId: number,
+    outer: BpfMap,
+    pinDir: string,
+    hardMax: number,
+    activeSlot: 0 | 1 | undefined,
+  ): EndpointPolicy | undefined {
     const maps: [BpfMap | undefined, BpfMap | undefined] = [undefined, undefined];
     let active: 0 | 1 | undefined;
     for (const slot of [0, 1] as const) {
+      const v = outer.lookup(policySlotKey(endpointId, slot));
+      if (!v) continue;
+      const id = v.readUInt32LE(0);
       const p = pinPath(pinDir, endpointId, slot);
-      if (!existsSync(p)) continue;
-      const m = BpfMap.fromPinned(p);
+      let m = existsSync(p) ? BpfMap.fromPinned(p) : undefined;
+      if (!m || m.id !== id) {
+        // The trie in the outer map is not the pinned one (a crash between publish and pin): adopt it.
+        m?.close();
+        m = BpfMap.fromId(id);
+        unlinkIfExists(p);
+        m.pin(p);
+      }
       maps[slot] = m;
-      if (m.id === activeId) active = slot;
+      if (active === undefined || slot === activeSlot) active = slot;
     }
-    if (active === undefined) {
-      // The published trie is not pinned (a crash between publish and pin): adopt it by id.
-      const m = BpfMap.fromId(activeId);
-      maps[0]?.close();
-      maps[0] = m;
-      active = 0;
-      unlinkIfExists(pinPath(pinDir, endpointId, 0));
-      m.pin(pinPath(pinDir, endpointId, 0));
-    }
+    if (active === undefined) return undefined;
+    const ep0 = maps[0] !== undefined;
+    const ep1 = maps[1] !== undefined;
     const state = new Map<PolicyKeyId, RealizedEntry>();
     const activeMap = maps[active];
     if (activeMap) {
@@ -171,7 +210,14 @@ export class EndpointPolicy {
         state.set(policyKeyId(key), new RealizedEntry(key, k, val, 0));
       }
     }
-    return new EndpointPolicy(endpointId, outer, pinDir, hardMax, maps, active, state, 'resync');
+    const ep = new EndpointPolicy(endpointId, outer, pinDir, hardMax, maps, active, state, 'resync');
+    ep.#inOuter = [ep0, ep1];
+    return ep;
+  }
+
+  /** The slot the endpoint's programs are to read (MBR_EP_F_POLICY_SLOT_B when 1). */
+  get activeSlot(): 0 | 1 {
+    return this.#active;
   }
 
   get size(): number {
@@ -196,22 +242,12 @@ export class EndpointPolicy {
    * Applies one diff atomically. Validates every key before touching a map; throws
    * MBR_DATAPATH_BAD_INPUT, MBR_DATAPATH_MAP_FULL or MBR_DATAPATH_SYSCALL with nothing published.
    */
-  apply(diff: MapStateDiff): void {
-    const staged = this.stage(diff);
-    try {
-      this.#publish(staged.map);
-    } catch (err) {
-      staged.abandon();
-      throw err;
-    }
-    staged.commit();
-  }
-
   /**
-   * Writes a diff to the inactive trie without publishing it: the caller publishes `map` (alone,
-   * or in one batch with other endpoints' tries, so the kernel waits for in-flight programs once
-   * for all of them), then calls `commit`, or `abandon` if publishing failed. Same checks and
-   * errors as `apply`.
+   * Writes a diff to the inactive trie. The caller writes `outer` when set (a fresh trie's outer
+   * entry; batched across endpoints: the kernel waits one RCU grace period per outer write), calls
+   * `commit`, then flips the endpoint's slot flag to `slot`; or `abandon` if that failed. Validates
+   * every key before touching a map; throws MBR_DATAPATH_BAD_INPUT, MBR_DATAPATH_MAP_FULL or
+   * MBR_DATAPATH_SYSCALL with nothing published.
    */
   stage(diff: MapStateDiff): StagedPolicy {
     for (let i = 0; i < diff.adds.length; i++) withPath('adds', i, (diff.adds[i] as (typeof diff.adds)[number])[0]);
@@ -257,6 +293,9 @@ export class EndpointPolicy {
 
     const slot: 0 | 1 = this.#active === 0 ? 1 : 0;
     let target = this.#maps[slot];
+    // A program that read the old flag just before the last flip may still hold that trie.
+    const wait = this.#flippedAt + MIN_REUSE_MS - performance.now();
+    if (wait > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.ceil(wait));
     try {
       // Replaying the previous change brings the trie to the current state first: it must hold both.
       // A fresh trie too when the change deletes more than will remain (one batch of what stays
@@ -287,9 +326,13 @@ export class EndpointPolicy {
     }
     return {
       endpointId: this.endpointId,
-      map: target,
+      slot,
+      // A fresh trie, or one that never made it into mbr_policy, is written there first.
+      outer: this.#inOuter[slot] ? undefined : { key: policySlotKey(this.endpointId, slot), fd: target.fd },
       commit: () => {
+        this.#inOuter[slot] = true;
         this.#active = slot;
+        this.#flippedAt = performance.now();
         // A first load takes the change's Map as the state rather than copying 100k entries.
         if (this.#state.size === 0) this.#state = upserted;
         else {
@@ -315,8 +358,8 @@ export class EndpointPolicy {
 
   /** Removes both tries' pins and the outer entry; fds closed. */
   destroy(): void {
-    this.#outer.delete(u32(this.endpointId));
     for (const slot of [0, 1] as const) {
+      this.#outer.delete(policySlotKey(this.endpointId, slot));
       this.#maps[slot]?.close();
       this.#maps[slot] = undefined;
       unlinkIfExists(pinPath(this.#dir, this.endpointId, slot));
@@ -327,10 +370,11 @@ export class EndpointPolicy {
     for (const m of this.#maps) m?.close();
   }
 
-  #publish(m: BpfMap): void {
+  #setOuter(slot: 0 | 1, m: BpfMap): void {
     const v = Buffer.alloc(4);
     v.writeUInt32LE(m.fd);
-    this.#outer.update(u32(this.endpointId), v);
+    this.#outer.update(policySlotKey(this.endpointId, slot), v);
+    this.#inOuter[slot] = true;
   }
 
   #freshMap(slot: 0 | 1, entries: number): BpfMap {
@@ -344,6 +388,7 @@ export class EndpointPolicy {
     });
     this.#maps[slot]?.close();
     this.#maps[slot] = m;
+    this.#inOuter[slot] = false;
     const p = pinPath(this.#dir, this.endpointId, slot);
     unlinkIfExists(p);
     m.pin(p);

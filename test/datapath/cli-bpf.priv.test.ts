@@ -54,7 +54,8 @@ describe('membrane bpf on pinned maps', () => {
     );
     const ipc = cli('bpf', 'ipcache', 'list', '--pin-dir', pinDir, '-o', 'json');
     assert.deepEqual(JSON.parse(ipc.out), [
-      { prefix: '10.0.1.2/32', identity: 1001, flags: 0, ifindex: 0 },
+      // The fixture endpoint's own address: a local endpoint on ifindex 1.
+      { prefix: '10.0.1.2/32', identity: 1001, flags: 1, ifindex: 1 },
       { prefix: '10.0.2.2/32', identity: 1002, flags: 0, ifindex: 0 },
       { prefix: '192.0.2.0/24', identity: 16777217, flags: 0, ifindex: 0 },
     ]);

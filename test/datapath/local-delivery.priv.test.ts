@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { removePinDir } from '../../src/datapath/bpffs.js';
 import { Datapath } from '../../src/datapath/datapath.js';
-import { EndpointFlags, encodeEndpointInfo, encodeIfindexKey } from '../../src/datapath/maps/endpoint-map.js';
+import { EndpointFlags } from '../../src/datapath/maps/endpoint-map.js';
 import { encodeIpcacheKey, encodeIpcacheValue, IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
 import { type DatapathEvent, DropReason, EventKind, TraceObservationPoint } from '../../src/monitor/event-types.js';
 import { PEER_ID, PEER_IP, POD_IP } from './fixtures/prog-cases.js';
@@ -29,18 +29,16 @@ const PEER_HOST_MAC = '02:00:0a:00:02:01';
 function openWithPeer(t: TestContext, peerIngress: Parameters<Datapath['applyPolicy']>[0]['adds']) {
   const { dp, events } = openTestDatapath(t, 'local');
   writeEndpoint(dp, EndpointFlags.localDelivery, 1);
-  dp.map('mbr_endpoints').update(
-    encodeIfindexKey(PEER_IFINDEX),
-    encodeEndpointInfo({
-      endpointId: PEER_EP,
-      identity: PEER_ID,
-      ipv4: PEER_IP,
-      flags: EndpointFlags.localDelivery,
-      policyRevision: 1,
-      podMac: PEER_POD_MAC,
-      hostMac: PEER_HOST_MAC,
-    }),
-  );
+  dp.writeEndpointInfo({
+    endpointId: PEER_EP,
+    identity: PEER_ID,
+    ipv4: PEER_IP,
+    flags: EndpointFlags.localDelivery,
+    policyRevision: 1,
+    podMac: PEER_POD_MAC,
+    hostMac: PEER_HOST_MAC,
+    ifindex: PEER_IFINDEX,
+  });
   dp.map('mbr_ipcache').update(
     encodeIpcacheKey({ addr: PEER_IP, prefixLen: 32 }),
     encodeIpcacheValue(PEER_ID, undefined, 0, IpcacheFlags.localEndpoint, PEER_IFINDEX),

@@ -6,6 +6,8 @@ import { describe, it, type TestContext } from 'node:test';
 import { BpfMap } from '../../src/datapath/bpf-map.js';
 import { removePinDir } from '../../src/datapath/bpffs.js';
 import { Datapath, type DatapathOptions } from '../../src/datapath/datapath.js';
+import { activePolicyMapId } from '../../src/datapath/endpoint-policy.js';
+import { EndpointFlags } from '../../src/datapath/maps/endpoint-map.js';
 import { parseIpv4Prefix } from '../../src/datapath/maps/ipcache-map.js';
 import { decodePolicyKey } from '../../src/datapath/maps/policy-map.js';
 import { requireBpf } from './support/require-bpf.js';
@@ -24,9 +26,9 @@ function open(t: TestContext, name: string, opts: DatapathOptions = {}): Datapat
 
 /** What the datapath really uses: the trie mbr_policy[ep] points at. */
 function kernelPolicyKeys(dp: Datapath, ep: number): string[] {
-  const k = Buffer.alloc(4);
-  k.writeUInt32LE(ep);
-  const id = dp.map('mbr_policy').lookup(k)?.readUInt32LE(0);
+  // Not attached: no mbr_endpoints entry names a slot, so read the datapath's own choice.
+  const slot = dp.activePolicySlot(ep);
+  const id = activePolicyMapId(dp.map('mbr_policy'), slot, ep);
   assert.ok(id, 'endpoint has a published policy map');
   const m = BpfMap.fromId(id);
   try {
@@ -79,6 +81,46 @@ describe('policy reconciler', () => {
     dp.applyPolicy({ endpointId: 5, adds: [allow(4, 'ingress')], deletes: [] });
     assert.equal(dp.status().ok, true);
     assert.equal(kernelPolicyKeys(dp, 5).length, 4);
+  });
+
+  it("publishes a steady change by flipping the endpoint's slot, with no write to mbr_policy", (t) => {
+    if (!requireBpf(t, 'creates BPF maps')) return;
+    const dp = open(t, 'flip');
+    dp.writeEndpointInfo({ endpointId: 4, identity: 1, ipv4: '10.0.0.4', flags: 0, policyRevision: 1, ifindex: 77 });
+    const outerIds = () =>
+      [0, 1].map((slot) => {
+        const k = Buffer.alloc(4);
+        k.writeUInt32LE((4 << 1) | slot);
+        return dp.map('mbr_policy').lookup(k)?.readUInt32LE(0);
+      });
+    const entry = () => {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(77);
+      const v = dp.map('mbr_endpoints').lookup(k);
+      assert.ok(v);
+      return { slotB: (v.readUInt32LE(12) & EndpointFlags.policySlotB) !== 0, revision: v.readUInt32LE(16) };
+    };
+    // The first two changes give each slot its trie in mbr_policy.
+    dp.applyPolicy({ endpointId: 4, adds: [allow(1, 'ingress')], deletes: [] });
+    dp.applyPolicy({ endpointId: 4, adds: [allow(2, 'ingress')], deletes: [] });
+    const ids = outerIds();
+    assert.ok(ids[0] && ids[1] && ids[0] !== ids[1], JSON.stringify(ids));
+    let before = entry();
+    for (const id of [3, 4, 5]) {
+      dp.applyPolicy({ endpointId: 4, adds: [allow(id, 'ingress')], deletes: [] });
+      const now = entry();
+      assert.equal(now.slotB, !before.slotB, 'the slot flips');
+      assert.equal(now.revision, before.revision + 1, 'the revision is bumped with it');
+      assert.deepEqual(outerIds(), ids, 'mbr_policy is not written');
+      assert.equal(dp.activePolicySlot(4), now.slotB ? 1 : 0);
+      before = now;
+    }
+    assert.deepEqual(
+      kernelPolicyKeys(dp, 4)
+        .map((k) => JSON.parse(k).identity)
+        .sort(),
+      [1, 2, 3, 4, 5],
+    );
   });
 
   it("publishes several endpoints' changes in one batch, and none of an endpoint whose change does not fit", (t) => {

@@ -76,6 +76,10 @@ struct mbr_policy_entry {
  * runs the sender's egress and the receiver's ingress enforcement, rewrites the MACs, decrements the
  * TTL and hands the packet to the receiver's eth0 (bpf_redirect_peer), as Cilium's local delivery. */
 #define MBR_EP_F_LOCAL_DELIVERY 0x10
+/* The endpoint's policy is the slot B trie: mbr_policy[endpoint_id << 1 | 1] (else slot A, | 0).
+ * src/datapath/endpoint-policy.ts writes a change to the other slot, then flips this flag: a
+ * policy change is published by one update of this entry, with no map-in-map write. */
+#define MBR_EP_F_POLICY_SLOT_B 0x20
 
 struct mbr_endpoint_info {
 	__u32 endpoint_id;

@@ -6,7 +6,9 @@ import { type MapName, openPinnedMap } from '../../datapath/bpf-object.js';
 import { pinDirFor } from '../../datapath/bpffs.js';
 import { monotonicSeconds } from '../../datapath/ct-gc.js';
 import { isDatapathError } from '../../datapath/datapath-error.js';
+import { activePolicyMapId } from '../../datapath/endpoint-policy.js';
 import { type CtEntry, CtFlags, type CtKey, decodeCt } from '../../datapath/maps/ct-map.js';
+import { decodeEndpointInfo, EndpointFlags } from '../../datapath/maps/endpoint-map.js';
 import {
   decodeIpcacheFlags,
   decodeIpcacheIfindex,
@@ -40,12 +42,18 @@ export function registerBpf(program: Command): void {
     const id = Number(endpoint);
     if (!/^\d+$/.test(endpoint))
       throw new CliError('MBR_CLI_USAGE', `endpoint: expected a numeric endpoint ID, got "${endpoint}"`, EXIT_USAGE);
+    const slot = readMap(o, 'mbr_endpoints', (eps) => {
+      for (const [, v] of eps.entries()) {
+        const info = decodeEndpointInfo(v);
+        if (info.endpointId === id) return info.flags & EndpointFlags.policySlotB ? 1 : 0;
+      }
+      return undefined;
+    });
     const rows = readMap(o, 'mbr_policy', (outer) => {
-      const k = Buffer.alloc(4);
-      k.writeUInt32LE(id);
-      const v = outer.lookup(k);
-      if (!v) throw new CliError('MBR_CLI_NOT_FOUND', `endpoint ${id} has no policy map in ${dirOf(o)}`);
-      const inner = BpfMap.fromId(v.readUInt32LE(0));
+      const mapId = activePolicyMapId(outer, slot, id);
+      if (mapId === undefined)
+        throw new CliError('MBR_CLI_NOT_FOUND', `endpoint ${id} has no policy map in ${dirOf(o)}`);
+      const inner = BpfMap.fromId(mapId);
       try {
         return [...inner.entries()].map(([kb, vb]) => ({ key: decodePolicyKey(kb), value: decodePolicyEntry(vb) }));
       } finally {

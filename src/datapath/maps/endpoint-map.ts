@@ -18,6 +18,8 @@ export const EndpointFlags = {
   legacyTc: 0x08,
   /** Both MACs known: traffic between two such endpoints skips the node's IP stack. */
   localDelivery: 0x10,
+  /** The programs read the endpoint's policy from slot B (mbr_policy key endpointId << 1 | 1). */
+  policySlotB: 0x20,
 } as const;
 
 export interface EndpointInfo {

@@ -6,7 +6,6 @@ import { removePinDir } from '../../../src/datapath/bpffs.js';
 import { monotonicSeconds } from '../../../src/datapath/ct-gc.js';
 import { Datapath, type DatapathOptions } from '../../../src/datapath/datapath.js';
 import { encodeCtEntry, encodeCtKey } from '../../../src/datapath/maps/ct-map.js';
-import { encodeEndpointInfo, encodeIfindexKey } from '../../../src/datapath/maps/endpoint-map.js';
 import type { DatapathEvent } from '../../../src/monitor/event-types.js';
 import { POD_ID, POD_IP, type ProgCase } from '../fixtures/prog-cases.js';
 
@@ -66,8 +65,5 @@ export function setUpCase(dp: Datapath, c: ProgCase): void {
 }
 
 export function writeEndpoint(dp: Datapath, flags: number, revision: number): void {
-  dp.map('mbr_endpoints').update(
-    encodeIfindexKey(1),
-    encodeEndpointInfo({ endpointId: EP, identity: POD_ID, ipv4: POD_IP, flags, policyRevision: revision }),
-  );
+  dp.writeEndpointInfo({ endpointId: EP, identity: POD_ID, ipv4: POD_IP, flags, policyRevision: revision, ifindex: 1 });
 }
