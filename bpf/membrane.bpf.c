@@ -100,6 +100,17 @@ struct {
 	__array(values, struct mbr_policy_inner);
 } mbr_policy SEC(".maps");
 
+/* endpoint_id -> the slot its policy is published in (0 A, 1 B). The programs never read it (they
+ * read MBR_EP_F_POLICY_SLOT_B of the endpoint's entry): it is user space's durable record of the
+ * slot for an endpoint that has no mbr_endpoints entry yet, read by src/datapath/datapath.ts when
+ * it re-opens the pins after a restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 2 * MBR_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} mbr_policy_slot SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MBR_MAX_ENDPOINTS);

@@ -10,6 +10,7 @@ import { BPF_OBJECT_PATH, nativeBpf, sys } from './native.js';
 export const MAP_NAMES = [
   'mbr_ipcache',
   'mbr_policy',
+  'mbr_policy_slot',
   'mbr_endpoints',
   'mbr_ct4',
   'mbr_auth',

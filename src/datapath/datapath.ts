@@ -203,6 +203,7 @@ export class Datapath {
     detachTcx(this.pinDir, endpointId);
     this.#policies.get(endpointId)?.destroy();
     this.#policies.delete(endpointId);
+    this.map('mbr_policy_slot').delete(u32Key(endpointId));
     this.#endpoints.delete(endpointId);
     if (known) {
       this.map('mbr_endpoints').delete(encodeIfindexKey(known.ifindex));
@@ -306,19 +307,19 @@ export class Datapath {
         fail(d.endpointId, err);
       }
     }
-    const outer = staged.filter((x) => x.outer !== undefined);
+    const outer = staged.flatMap((x) => x.outer.map((o) => ({ ...o, endpointId: x.endpointId })));
     if (outer.length > 0) {
       const keys = Buffer.alloc(4 * outer.length);
       const values = Buffer.alloc(4 * outer.length);
-      outer.forEach((x, i) => {
-        x.outer?.key.copy(keys, 4 * i);
-        values.writeUInt32LE(x.outer?.fd ?? 0, 4 * i);
+      outer.forEach((o, i) => {
+        o.key.copy(keys, 4 * i);
+        values.writeUInt32LE(o.fd, 4 * i);
       });
       try {
         this.map('mbr_policy').updateBatch(keys, values, outer.length);
       } catch (err) {
         // An outer entry of an inactive slot written for nothing is harmless: nothing reads it.
-        fail((outer[0] as StagedPolicy).endpointId, err);
+        fail((outer[0] as { endpointId: number }).endpointId, err);
       }
     }
     staged.forEach((x, i) => {
@@ -335,6 +336,7 @@ export class Datapath {
       x.commit();
       this.#health.clear(`ep/${x.endpointId}/policy`);
     });
+    this.#recordSlots(staged.map((x) => [x.endpointId, x.slot] as const));
   }
 
   /**
@@ -440,7 +442,21 @@ export class Datapath {
   }
 
   #createPolicy(endpointId: number): EndpointPolicy {
-    return EndpointPolicy.create(endpointId, this.map('mbr_policy'), `${this.pinDir}/policy`, this.#policyMax);
+    const p = EndpointPolicy.create(endpointId, this.map('mbr_policy'), `${this.pinDir}/policy`, this.#policyMax);
+    this.#recordSlots([[endpointId, p.activeSlot]]);
+    return p;
+  }
+
+  /** Keeps mbr_policy_slot (the restart record of each endpoint's published slot) current. */
+  #recordSlots(slots: ReadonlyArray<readonly [number, 0 | 1]>): void {
+    if (slots.length === 0) return;
+    const keys = Buffer.alloc(4 * slots.length);
+    const values = Buffer.alloc(4 * slots.length);
+    slots.forEach(([id, slot], i) => {
+      keys.writeUInt32LE(id, 4 * i);
+      values.writeUInt32LE(slot, 4 * i);
+    });
+    this.map('mbr_policy_slot').updateBatch(keys, values, slots.length);
   }
 
   #hookPrograms(): HookPrograms {
@@ -472,8 +488,17 @@ export class Datapath {
       if (m) ids.add(Number(m[1]));
     }
     for (const id of ids) {
+      // What the programs read, for an attached endpoint; else the slot recorded at its last change.
       const info = this.#endpoints.get(id);
-      const slot = info === undefined ? undefined : info.flags & EndpointFlags.policySlotB ? 1 : 0;
+      const recorded = this.map('mbr_policy_slot').lookup(u32Key(id))?.readUInt32LE(0);
+      const slot =
+        info !== undefined
+          ? info.flags & EndpointFlags.policySlotB
+            ? 1
+            : 0
+          : recorded === 0 || recorded === 1
+            ? recorded
+            : undefined;
       const p = EndpointPolicy.reopen(id, this.map('mbr_policy'), dir, this.#policyMax, slot);
       if (p) this.#policies.set(id, p);
     }
@@ -483,4 +508,10 @@ export class Datapath {
   #localIps(): Map<number, number> {
     return new Map([...this.#endpoints.values()].map((e) => [ipv4ToNetworkU32(e.ipv4), e.ifindex]));
   }
+}
+
+function u32Key(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
 }

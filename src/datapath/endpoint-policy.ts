@@ -36,8 +36,12 @@ export interface StagedPolicy {
   readonly endpointId: number;
   /** The slot to flip the endpoint to. */
   readonly slot: 0 | 1;
-  /** The outer entry to write first (mbr_policy key, trie fd), when the slot got a fresh trie. */
-  readonly outer: { readonly key: Buffer; readonly fd: number } | undefined;
+  /**
+   * mbr_policy entries to write first (key, trie fd): the new slot's when it got a fresh trie, and
+   * the other slot's when its trie is not there yet (a new endpoint's), so that later changes of
+   * the endpoint find both and only flip.
+   */
+  readonly outer: ReadonlyArray<{ readonly key: Buffer; readonly fd: number }>;
   commit(): void;
   abandon(): void;
 }
@@ -328,9 +332,12 @@ export class EndpointPolicy {
       endpointId: this.endpointId,
       slot,
       // A fresh trie, or one that never made it into mbr_policy, is written there first.
-      outer: this.#inOuter[slot] ? undefined : { key: policySlotKey(this.endpointId, slot), fd: target.fd },
+      outer: ([0, 1] as const).flatMap((s) => {
+        const m = s === slot ? target : this.#maps[s];
+        return m && !this.#inOuter[s] ? [{ key: policySlotKey(this.endpointId, s), fd: m.fd }] : [];
+      }),
       commit: () => {
-        this.#inOuter[slot] = true;
+        this.#inOuter = [this.#maps[0] !== undefined, this.#maps[1] !== undefined];
         this.#active = slot;
         this.#flippedAt = performance.now();
         // A first load takes the change's Map as the state rather than copying 100k entries.

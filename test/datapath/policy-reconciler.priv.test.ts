@@ -123,6 +123,25 @@ describe('policy reconciler', () => {
     );
   });
 
+  it('finds the published slot again after a restart, for an endpoint not attached yet too', (t) => {
+    if (!requireBpf(t, 'creates BPF maps')) return;
+    const dp = open(t, 'slots');
+    for (const id of [1, 2, 3]) dp.applyPolicy({ endpointId: 6, adds: [allow(id, 'ingress')], deletes: [] });
+    const slot = dp.activePolicySlot(6);
+    const keys = kernelPolicyKeys(dp, 6);
+    dp.close();
+    const again = Datapath.open({ pinDir: dp.pinDir });
+    t.after(() => again.close());
+    assert.equal(again.activePolicySlot(6), slot);
+    assert.deepEqual(
+      again
+        .policyEntries(6)
+        .map((e) => JSON.stringify(e.key))
+        .sort(),
+      keys,
+    );
+  });
+
   it("publishes several endpoints' changes in one batch, and none of an endpoint whose change does not fit", (t) => {
     if (!requireBpf(t, 'creates BPF maps')) return;
     const dp = open(t, 'many', { policyMapMaxEntries: 4 });

@@ -42,13 +42,21 @@ export function registerBpf(program: Command): void {
     const id = Number(endpoint);
     if (!/^\d+$/.test(endpoint))
       throw new CliError('MBR_CLI_USAGE', `endpoint: expected a numeric endpoint ID, got "${endpoint}"`, EXIT_USAGE);
-    const slot = readMap(o, 'mbr_endpoints', (eps) => {
-      for (const [, v] of eps.entries()) {
-        const info = decodeEndpointInfo(v);
-        if (info.endpointId === id) return info.flags & EndpointFlags.policySlotB ? 1 : 0;
-      }
-      return undefined;
-    });
+    // The slot the programs read (the endpoint's entry), else the one recorded at its last change.
+    const slot =
+      readMap(o, 'mbr_endpoints', (eps) => {
+        for (const [, v] of eps.entries()) {
+          const info = decodeEndpointInfo(v);
+          if (info.endpointId === id) return info.flags & EndpointFlags.policySlotB ? 1 : 0;
+        }
+        return undefined;
+      }) ??
+      readMap(o, 'mbr_policy_slot', (slots) => {
+        const k = Buffer.alloc(4);
+        k.writeUInt32LE(id);
+        const v = slots.lookup(k)?.readUInt32LE(0);
+        return v === 0 || v === 1 ? v : undefined;
+      });
     const rows = readMap(o, 'mbr_policy', (outer) => {
       const mapId = activePolicyMapId(outer, slot, id);
       if (mapId === undefined)
