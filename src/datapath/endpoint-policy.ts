@@ -116,8 +116,16 @@ export function activePolicyMapId(outer: BpfMap, slot: 0 | 1 | undefined, endpoi
   return undefined;
 }
 
+/**
+ * A trie's capacity for `entries`: +25% + 64, and at least 1024. Tries allocate per element
+ * (BPF_F_NO_PREALLOC), so capacity costs no memory; it only bounds the trie, and growing past it
+ * means a fresh trie and a write to mbr_policy (an RCU grace period). Cilium sizes every
+ * endpoint's map at 16384.
+ */
+export const MIN_POLICY_MAP_CAPACITY = 1024;
+
 export function policyMapCapacityFor(entries: number): number {
-  return Math.ceil(entries * 1.25) + 64;
+  return Math.max(MIN_POLICY_MAP_CAPACITY, Math.ceil(entries * 1.25) + 64);
 }
 
 export class EndpointPolicy {
