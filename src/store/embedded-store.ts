@@ -1,9 +1,17 @@
 // The embedded cluster store: the default for one machine, with no extra process. Its state is
-// an append-only log in one directory (`log.jsonl`), shared by every process that opens it (the
-// lab's agents and CLI): a writer takes the directory's lock, catches up with the log, checks its
+// an append-only log in one directory, shared by every process that opens it (the lab's agents
+// and CLI): a writer takes the directory's lock, catches up with the log, checks its
 // transaction's compares, appends one record and fsyncs it. Every process keeps the key space in
-// memory and follows the log through inotify (fs.watch), so a watch wakes on a change instead of
-// polling. Durable across restarts: opening the store replays the log.
+// memory and follows the log through inotify (fs.watch on the directory), so a watch wakes on a
+// change instead of polling. Durable across restarts: opening the store replays the log.
+//
+// Compaction: the log is a sequence of generations, `log.<n>.jsonl`. When a writer finds its
+// generation past `compactBytes`, it writes generation n+1 whose first line is a snapshot of the
+// whole key space (written to a temporary name, fsynced, renamed: it appears whole or not at all),
+// then appends {"r": revision, "o": [], "n": n+1} to generation n: followers reading n switch to
+// n+1 there and skip its snapshot (they hold the same state). A process opening the store reads the
+// newest generation; a watch from a revision older than its snapshot is told `onCompacted`.
+// Generations before n are removed (a follower still in one keeps its open descriptor).
 //
 // Record format, one JSON object per line: {"r": revision after the record, "o": [op...]} with
 //   {"p": key, "v": value, "l": lease}   put          {"d": key}                  delete
@@ -14,13 +22,16 @@
 // every reader skips it (counted in `corruptRecords`).
 import {
   closeSync,
+  existsSync,
   type FSWatcher,
   fstatSync,
   fsyncSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
+  renameSync,
   rmSync,
   watch,
   writeFileSync,
@@ -48,12 +59,15 @@ export interface EmbeddedStoreOptions {
   readonly historyLimit?: number;
   /** How often expired leases are looked for, in ms (default 1000; 0 turns the sweep off). */
   readonly leaseSweepMs?: number;
+  /** A generation of the log past this size is compacted into a snapshot (default 4 MiB). */
+  readonly compactBytes?: number;
 }
 
 export class EmbeddedStore implements ClusterStore {
   readonly description: string;
   readonly #dir: string;
-  readonly #logPath: string;
+  readonly #compactBytes: number;
+  #gen = 0;
   readonly #nowMs: () => number;
   readonly #historyLimit: number;
   readonly #kv = new Map<string, KeyValue>();
@@ -62,6 +76,10 @@ export class EmbeddedStore implements ClusterStore {
   readonly #watchers = new Set<Watcher>();
   readonly #deliveries: Array<() => void> = [];
   #fd: number;
+  /** What to do with the first line of the current generation: a snapshot to load, or to skip. */
+  #snapshot: 'apply' | 'skip' | 'none' = 'none';
+  /** Revision of the snapshot the history starts after (watches from before it must resync). */
+  #compactedAt = 0;
   #offset = 0;
   #partial = '';
   #revision = 0;
@@ -72,15 +90,17 @@ export class EmbeddedStore implements ClusterStore {
 
   private constructor(dir: string, opts: EmbeddedStoreOptions) {
     this.#dir = dir;
-    this.#logPath = join(dir, 'log.jsonl');
     this.description = `embedded ${dir}`;
     this.#nowMs = opts.nowMs ?? Date.now;
     this.#historyLimit = opts.historyLimit ?? 100_000;
+    this.#compactBytes = opts.compactBytes ?? 4 * 1024 * 1024;
     mkdirSync(dir, { recursive: true });
-    this.#fd = openSync(this.#logPath, 'a+');
+    this.#gen = newestGeneration(dir);
+    this.#fd = openSync(this.#genPath(this.#gen), 'a+');
+    this.#snapshot = this.#gen > 0 ? 'apply' : 'none';
     this.#catchUp();
     // inotify wakes the follower on every append by any process; the callback only reads the tail.
-    this.#fsWatcher = watch(this.#logPath, { persistent: false }, () => this.#catchUp());
+    this.#fsWatcher = watch(dir, { persistent: false }, () => this.#catchUp());
     this.#fsWatcher.on('error', () => undefined);
     const sweepMs = opts.leaseSweepMs ?? 1000;
     if (sweepMs > 0) this.#sweep = setInterval(() => this.#expireLeases(), sweepMs).unref();
@@ -119,7 +139,8 @@ export class EmbeddedStore implements ClusterStore {
     this.#catchUp();
     const w: Watcher = { prefix, after: afterRevision, handlers };
     const oldest = this.#history[0]?.revision ?? this.#revision + 1;
-    if (afterRevision + 1 < oldest && afterRevision < this.#revision) {
+    const lost = afterRevision < this.#compactedAt || (afterRevision + 1 < oldest && afterRevision < this.#revision);
+    if (lost) {
       w.after = this.#revision;
       this.#deliver(() => handlers.onCompacted?.(this.#revision));
     } else {
@@ -185,8 +206,19 @@ export class EmbeddedStore implements ClusterStore {
   /** Reads what other processes appended since the last call and applies it. */
   #catchUp(): void {
     if (this.#closed) return;
+    for (;;) {
+      let next = this.#readTail();
+      // A compaction whose pointer record never made it (its writer died after the rename).
+      if (next === undefined && existsSync(this.#genPath(this.#gen + 1))) next = this.#gen + 1;
+      if (next === undefined) return;
+      this.#switchTo(next);
+    }
+  }
+
+  /** Applies what the current generation holds past the offset; the next generation if it ends. */
+  #readTail(): number | undefined {
     const size = fstatSync(this.#fd).size;
-    if (size <= this.#offset) return;
+    if (size <= this.#offset) return undefined;
     const buf = Buffer.allocUnsafe(size - this.#offset);
     let got = 0;
     while (got < buf.length) {
@@ -207,12 +239,95 @@ export class EmbeddedStore implements ClusterStore {
         this.#corrupt++;
         continue;
       }
+      if (Array.isArray(rec?.s)) {
+        if (this.#snapshot === 'apply') this.#loadSnapshot(rec as unknown as SnapshotRecord);
+        this.#snapshot = 'none';
+        continue;
+      }
       if (typeof rec?.r !== 'number' || !Array.isArray(rec.o)) {
         this.#corrupt++;
         continue;
       }
       this.#apply(rec);
+      // The generation ends here: the log goes on in the next one.
+      if (typeof rec.n === 'number') return rec.n;
     }
+    return undefined;
+  }
+
+  /** Follows the log into generation `gen` (whose snapshot is the state already held). */
+  #switchTo(gen: number): void {
+    let fd: number;
+    try {
+      fd = openSync(this.#genPath(gen), 'a+');
+    } catch {
+      // Removed already (this process fell more than a generation behind): load the newest.
+      this.#reload();
+      return;
+    }
+    closeSync(this.#fd);
+    this.#fd = fd;
+    this.#gen = gen;
+    this.#offset = 0;
+    this.#partial = '';
+    this.#snapshot = 'skip';
+  }
+
+  /** Starts over from the newest generation's snapshot; watches resync (onCompacted). */
+  #reload(): void {
+    const gen = newestGeneration(this.#dir);
+    closeSync(this.#fd);
+    this.#fd = openSync(this.#genPath(gen), 'a+');
+    this.#gen = gen;
+    this.#offset = 0;
+    this.#partial = '';
+    this.#snapshot = 'apply';
+    this.#readTail();
+    for (const w of this.#watchers) {
+      w.after = this.#revision;
+      this.#deliver(() => w.handlers.onCompacted?.(this.#revision));
+    }
+  }
+
+  #loadSnapshot(rec: SnapshotRecord): void {
+    this.#kv.clear();
+    for (const [key, value, createRevision, modRevision, lease] of rec.s)
+      this.#kv.set(key, { key, value, createRevision, modRevision, lease });
+    this.#leases.clear();
+    for (const [id, ttlSeconds, expiresAtMs] of rec.l ?? []) this.#leases.set(id, { ttlSeconds, expiresAtMs });
+    this.#revision = rec.r;
+    this.#compactedAt = rec.r;
+    this.#history.length = 0;
+  }
+
+  /** Writes the next generation (snapshot first), then ends this one with a pointer to it. */
+  #compact(): void {
+    const next = this.#gen + 1;
+    const snap: SnapshotRecord = {
+      r: this.#revision,
+      s: [...this.#kv.values()].map((kv) => [kv.key, kv.value, kv.createRevision, kv.modRevision, kv.lease]),
+      l: [...this.#leases].map(([id, l]) => [id, l.ttlSeconds, l.expiresAtMs]),
+    };
+    const tmp = `${this.#genPath(next)}.tmp`;
+    const fd = openSync(tmp, 'w');
+    try {
+      writeAll(fd, Buffer.from(`${JSON.stringify(snap)}\n`));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.#genPath(next));
+    writeAll(this.#fd, Buffer.from(`${JSON.stringify({ r: this.#revision, o: [], n: next })}\n`));
+    fsyncSync(this.#fd);
+    this.#catchUp();
+    for (const f of readdirSync(this.#dir)) {
+      const m = /^log\.(\d+)\.jsonl$/.exec(f);
+      if (m && Number(m[1]) < this.#gen - 1) rmSync(join(this.#dir, f), { force: true });
+    }
+  }
+
+  #genPath(gen: number): string {
+    return join(this.#dir, `log.${gen}.jsonl`);
   }
 
   #apply(rec: LogRecord): void {
@@ -252,11 +367,10 @@ export class EmbeddedStore implements ClusterStore {
     const rec: LogRecord = { r: this.#revision + (bumps ? 1 : 0), o: ops };
     // A partial line left by a writer that died: end it so it stays one unreadable line.
     const lead = this.#partial !== '' ? '\n' : '';
-    const line = Buffer.from(`${lead}${JSON.stringify(rec)}\n`);
-    let done = 0;
-    while (done < line.length) done += writeSync(this.#fd, line, done);
+    writeAll(this.#fd, Buffer.from(`${lead}${JSON.stringify(rec)}\n`));
     fsyncSync(this.#fd);
     this.#catchUp();
+    if (this.#offset > this.#compactBytes) this.#compact();
   }
 
   #expand(op: Op): RecordOp[] {
@@ -376,6 +490,33 @@ type RecordOp =
 interface LogRecord {
   r: number;
   o: RecordOp[];
+  /** The generation the log continues in (the last record of a compacted generation). */
+  n?: number;
+  s?: unknown;
+}
+
+/** The first line of a generation after 0: the key space and leases at revision r. */
+interface SnapshotRecord {
+  r: number;
+  /** [key, value, createRevision, modRevision, lease] */
+  s: Array<[string, string, number, number, number]>;
+  /** [lease, ttlSeconds, expiresAtMs] */
+  l?: Array<[number, number, number]>;
+}
+
+/** The newest generation whose file exists (a `.tmp` never counts: it is renamed when whole). */
+function newestGeneration(dir: string): number {
+  let gen = 0;
+  for (const f of readdirSync(dir)) {
+    const m = /^log\.(\d+)\.jsonl$/.exec(f);
+    if (m) gen = Math.max(gen, Number(m[1]));
+  }
+  return gen;
+}
+
+function writeAll(fd: number, buf: Buffer): void {
+  let done = 0;
+  while (done < buf.length) done += writeSync(fd, buf, done);
 }
 
 function holderIsGone(lock: string): boolean {
