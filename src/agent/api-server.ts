@@ -80,7 +80,7 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     const answer = tracePolicy(agent.engine, {
       src: q('src'),
       dst: q('dst'),
-      dport: Number(q('dport')),
+      dport: q('dport'),
       protocol: q('protocol') || 'TCP',
     });
     return send(res, 200, answer);

@@ -28,6 +28,7 @@ import type {
   PortSpec,
   RuleEntry,
 } from './policy-rule.js';
+import { isIanaSvcName } from './port-protocol.js';
 import { ENTITIES, ICMPV4_TYPES, ICMPV6_TYPES, KAFKA_API_KEYS, KAFKA_ROLE_KEYS } from './protocol-names.js';
 import type { ContainerPort, Namespace, Pod, Service } from './world.js';
 
@@ -1135,17 +1136,4 @@ function isQualifiedName(k: string): boolean {
 
 function isLabelValue(v: string): boolean {
   return v === '' || (v.length <= 63 && /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(v));
-}
-
-/** IANA service name: 1-15 of [a-z0-9-], at least one letter, no leading/trailing/double hyphen. */
-function isIanaSvcName(s: string): boolean {
-  return (
-    s.length >= 1 &&
-    s.length <= 15 &&
-    /^[a-z0-9-]+$/.test(s) &&
-    /[a-z]/.test(s) &&
-    !s.startsWith('-') &&
-    !s.endsWith('-') &&
-    !s.includes('--')
-  );
 }

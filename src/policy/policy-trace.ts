@@ -7,7 +7,8 @@ import { parseIp } from '../identity/cidr.js';
 import { type LookupResult, lookupMapState } from './map-state.js';
 import { MatchType, type PolicyKey, type PolicyRef, type TrafficDirection } from './map-state-types.js';
 import { type EndpointInfo, type PolicyEngine, PolicyEngineError } from './policy-engine.js';
-import { parseProtocolName, protocolName } from './protocol-names.js';
+import { readPortProtocol } from './port-protocol.js';
+import { protocolName } from './protocol-names.js';
 
 export type Verdict = 'ALLOWED' | 'DENIED';
 
@@ -17,7 +18,7 @@ export interface TraceQuery {
   readonly dst: string;
   /** A port number, or a port name resolved on the destination pod. */
   readonly dport: number | string;
-  /** TCP (default), UDP, SCTP, ICMP, ICMPv6, or a protocol number. */
+  /** TCP (default), UDP, SCTP, ICMP, ICMPv6, or one of their protocol numbers. */
   readonly protocol?: string | number;
 }
 
@@ -65,19 +66,21 @@ export interface TraceResult {
   readonly policies: readonly TracePolicy[];
 }
 
-/** Throws PolicyEngineError (MBR_TRACE_UNKNOWN_POD, MBR_TRACE_BAD_PEER, MBR_TRACE_BAD_PROTOCOL). */
+/**
+ * Throws PolicyEngineError (MBR_TRACE_UNKNOWN_POD, MBR_TRACE_BAD_PEER, MBR_TRACE_BAD_PORT,
+ * MBR_TRACE_BAD_PROTOCOL). dport and protocol are checked by readPortProtocol (port-protocol.ts).
+ */
 export function tracePolicy(engine: PolicyEngine, q: TraceQuery): TraceResult {
   const src = resolvePeer(engine, q.src);
   const dst = resolvePeer(engine, q.dst);
-  const protocol = parseProtocol(q.protocol);
+  const { port, protocol } = readPortProtocol(q.dport, q.protocol, { port: 'dport', protocol: 'protocol' });
   let dport: number | undefined;
-  if (typeof q.dport === 'number') dport = q.dport;
-  else if (/^\d+$/.test(q.dport)) dport = Number(q.dport);
+  if (typeof port === 'number') dport = port;
   else if (dst.endpoint) {
     const ports = engine.podPorts(dst.endpoint.namespace, dst.endpoint.name) ?? [];
-    dport = ports.find((p) => p.name === q.dport && p.protocol === protocol)?.containerPort;
+    dport = ports.find((p) => p.name === port && p.protocol === protocol)?.containerPort;
   }
-  if (dport === undefined || dport < 0 || dport > 65535) {
+  if (dport === undefined) {
     const none: DirectionTrace = {
       verdict: 'DENIED',
       enforced: false,
@@ -106,19 +109,6 @@ export function tracePolicy(engine: PolicyEngine, q: TraceQuery): TraceResult {
   const ingress = traceDirection(engine, dst, src, 'ingress', protocol, dport);
   const verdict = egress.verdict === 'ALLOWED' && ingress.verdict === 'ALLOWED' ? 'ALLOWED' : 'DENIED';
   return { verdict, src, dst, protocol, dport, egress, ingress, policies: [...egress.policies, ...ingress.policies] };
-}
-
-export function parseProtocol(p: string | number | undefined): number {
-  if (p === undefined) return 6;
-  if (typeof p === 'number') return p;
-  if (/^\d+$/.test(p)) return Number(p);
-  const n = parseProtocolName(p);
-  if (n === undefined || n === 0)
-    throw new PolicyEngineError(
-      'MBR_TRACE_BAD_PROTOCOL',
-      `protocol: expected TCP, UDP, SCTP, ICMP or ICMPv6, got "${p}"`,
-    );
-  return n;
 }
 
 export function describeMatchType(m: number): string {

@@ -6,7 +6,7 @@ import { parseIp } from '../../identity/cidr.js';
 import { formatLabel } from '../../identity/labels.js';
 import { ManifestError } from '../../policy/manifest-reader.js';
 import { PolicyEngine, PolicyEngineError } from '../../policy/policy-engine.js';
-import { PolicyError } from '../../policy/policy-error.js';
+import { PolicyError, showValue } from '../../policy/policy-error.js';
 import { type ParsedPolicyFile, parsePolicyFile } from '../../policy/policy-parser.js';
 import {
   type DirectionTrace,
@@ -17,6 +17,7 @@ import {
   type TraceResult,
   tracePolicy,
 } from '../../policy/policy-trace.js';
+import { parsePortProtocol } from '../../policy/port-protocol.js';
 import { protocolName } from '../../policy/protocol-names.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 import { listManifestFiles, readManifestText } from '../manifest-files.js';
@@ -140,12 +141,13 @@ function runTrace(opts: TraceOptions): void {
   if (!src) throw usage('a source is required: --src-k8s-pod NS/POD or --src-ip IP');
   if (!dst) throw usage('a destination is required: --dst-k8s-pod NS/POD or --dst-ip IP');
   if (!opts.dport) throw usage('--dport PORT[/PROTO] is required');
-  const [port, proto] = opts.dport.split('/');
   let r: TraceResult;
   try {
-    r = tracePolicy(engine, { src, dst, dport: port, protocol: proto ?? 'TCP' });
+    const { port, protocol } = parsePortProtocol(opts.dport, '--dport');
+    r = tracePolicy(engine, { src, dst, dport: port, protocol });
   } catch (e) {
-    if (e instanceof PolicyEngineError) throw new CliError(e.code, e.message);
+    const isUsage = e instanceof PolicyEngineError && /^MBR_TRACE_BAD_(PORT|PROTOCOL)$/.test(e.code);
+    if (e instanceof PolicyEngineError) throw new CliError(e.code, e.message, isUsage ? EXIT_USAGE : undefined);
     throw e;
   }
   if (opts.output === 'text') process.stdout.write(formatTrace(engine, r));
@@ -164,13 +166,7 @@ function runBatch(engine: PolicyEngine, file: string): void {
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
     try {
-      const q = JSON.parse(line) as TraceQuery;
-      if (
-        typeof q.src !== 'string' ||
-        typeof q.dst !== 'string' ||
-        (typeof q.dport !== 'number' && typeof q.dport !== 'string')
-      )
-        throw new Error('expected {"src":..,"dst":..,"dport":..}');
+      const q = readQuery(line);
       const r = tracePolicy(engine, q);
       out.push(
         JSON.stringify({
@@ -187,6 +183,24 @@ function runBatch(engine: PolicyEngine, file: string): void {
   });
   process.stdout.write(`${out.join('\n')}\n`);
   if (failed > 0) throw new CliError('MBR_TRACE_QUERIES', `${file}: ${failed} queries failed`);
+}
+
+// A --queries line: a JSON object with string src and dst; dport and protocol are checked by
+// tracePolicy (readPortProtocol), which names the field.
+function readQuery(line: string): TraceQuery {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    throw new Error(`expected a JSON object {"src","dst","dport","protocol"}, got ${showValue(line)}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new Error(`expected a JSON object {"src","dst","dport","protocol"}, got ${showValue(v)}`);
+  const q = v as Record<string, unknown>;
+  for (const f of ['src', 'dst'])
+    if (typeof q[f] !== 'string')
+      throw new Error(`${f}: expected NAMESPACE/POD or an IP address, got ${showValue(q[f])}`);
+  return q as unknown as TraceQuery;
 }
 
 function traceJson(r: TraceResult): unknown {

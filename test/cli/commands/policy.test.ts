@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 const ROOT = new URL('../../../../', import.meta.url).pathname;
@@ -132,6 +134,55 @@ describe('membrane policy trace', () => {
     const r = run('policy', 'trace', ...world, '--src-k8s-pod', 'shop/frontend', '--dport', '80');
     assert.equal(r.code, 2);
     assert.match(r.err, /a destination is required/);
+  });
+
+  const BAD_DPORTS: Array<{ dport: string; message: string }> = [
+    { dport: '70000', message: '--dport: expected a port 1-65535 or a container port name, got "70000"' },
+    { dport: '-1', message: '--dport: expected a port 1-65535 or a container port name, got "-1"' },
+    { dport: '80.5', message: '--dport: expected a port 1-65535 or a container port name, got "80.5"' },
+    { dport: '80-90', message: '--dport: expected a port 1-65535 or a container port name, got "80-90"' },
+    { dport: '300/ICMP', message: '--dport: expected an ICMP type 0-255, got "300"' },
+    { dport: '8080/999', message: '--dport: expected TCP, UDP, SCTP, ICMP or ICMPv6, got "999"' },
+    { dport: '8080/TCP/UDP', message: '--dport: expected PORT or PORT/PROTOCOL, got "8080/TCP/UDP"' },
+  ];
+  for (const c of BAD_DPORTS)
+    it(`rejects --dport ${c.dport} with a usage error`, () => {
+      const pods = ['--src-k8s-pod', 'shop/frontend', '--dst-k8s-pod', 'shop/backend'];
+      const r = run('policy', 'trace', ...world, ...pods, '--dport', c.dport);
+      assert.equal(r.out, '');
+      assert.equal(r.err, `membrane: ${c.message}\n`);
+      assert.equal(r.code, 2);
+    });
+
+  it('names the line and field of each bad --queries line, and answers the good ones', () => {
+    const q = (rest: string) => `{"src":"shop/frontend","dst":"shop/backend",${rest}}`;
+    const file = join(mkdtempSync(join(tmpdir(), 'mbr-trace-')), 'q.jsonl');
+    writeFileSync(
+      file,
+      [
+        q('"dport":8080.5'),
+        q('"dport":null'),
+        q('"dport":8080,"protocol":{}'),
+        q('"dport":8080,"protocol":true'),
+        'null',
+        q('"dport":8080'),
+      ].join('\n'),
+    );
+    const r = run('policy', 'trace', ...world, '--queries', file, '-o', 'jsonl');
+    const lines = r.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(lines.slice(0, 5), [
+      { error: `${file}: line 1: dport: expected a port 1-65535 or a container port name, got 8080.5` },
+      { error: `${file}: line 2: dport: expected a port 1-65535 or a container port name, got null` },
+      { error: `${file}: line 3: protocol: expected TCP, UDP, SCTP, ICMP or ICMPv6, got {}` },
+      { error: `${file}: line 4: protocol: expected TCP, UDP, SCTP, ICMP or ICMPv6, got true` },
+      { error: `${file}: line 5: expected a JSON object {"src","dst","dport","protocol"}, got null` },
+    ]);
+    assert.equal(lines[5].verdict, 'ALLOWED');
+    assert.equal(r.err, `membrane: ${file}: 5 queries failed\n`);
+    assert.equal(r.code, 1);
   });
 
   it('fails on an unknown pod', () => {
