@@ -1,8 +1,14 @@
 // DNS name selectors: matchName (exact, case-insensitive) and matchPattern (`*` within one label,
 // a leading `**.` for one or more whole labels), both normalised to lower case with a trailing dot.
 
-export const FQDN_NAME_CHARS = /^[-a-zA-Z0-9_.]+$/;
-export const FQDN_PATTERN_CHARS = /^[-a-zA-Z0-9_.*]+$/;
+// The shapes Cilium's CRD schema accepts (FQDNSelector in pkg/policy/api/fqdn.go:
+// `^([-a-zA-Z0-9_]+[.]?)+$` and `^([-a-zA-Z0-9_*]+[.]?)+$`): non-empty labels joined by single
+// dots, an optional trailing dot. So `a..b`, `.a.com` and `.` are rejected; `**`, `**.a.com` and
+// `a.**.com` are accepted. Written without nested quantifiers so a long bad name cannot backtrack.
+export const FQDN_NAME_SHAPE = /^[-a-zA-Z0-9_]+(?:\.[-a-zA-Z0-9_]+)*\.?$/;
+export const FQDN_PATTERN_SHAPE = /^[-a-zA-Z0-9_*]+(?:\.[-a-zA-Z0-9_*]+)*\.?$/;
+/** matchName and matchPattern length limit (matchpattern.MaxFQDNLength). */
+export const FQDN_MAX_LENGTH = 255;
 
 /** Lower case, trimmed, with a trailing dot. */
 export function normalizeFqdn(name: string): string {
@@ -13,7 +19,8 @@ export function normalizeFqdn(name: string): string {
 /** Compiles a matchPattern into an anchored regex over normalised names. */
 export function compileMatchPattern(pattern: string): RegExp {
   const p = normalizeFqdn(pattern);
-  if (/^\*+\.?$/.test(p)) return /^.*$/;
+  // All stars (`*`, `**`, `**.`): every DNS name, or the root, as matchpattern.ToAnchoredRegexp.
+  if (/^\*+\.?$/.test(p)) return /^(?:[-a-zA-Z0-9_]+\.)+$|^\.$/;
   let body = p;
   let prefix = '';
   const lead = /^\*\*+\./.exec(p);

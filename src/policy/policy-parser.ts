@@ -11,7 +11,7 @@ import {
   SOURCE_K8S,
   SOURCE_RESERVED,
 } from '../identity/labels.js';
-import { FQDN_NAME_CHARS, FQDN_PATTERN_CHARS } from './fqdn-pattern.js';
+import { FQDN_MAX_LENGTH, FQDN_NAME_SHAPE, FQDN_PATTERN_SHAPE } from './fqdn-pattern.js';
 import { type LabelRequirement, makeLabelSelector, type SelectorOperator, selectorNamesKey } from './label-selector.js';
 import { readManifest } from './manifest-reader.js';
 import { type PolicyRef, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP } from './map-state-types.js';
@@ -736,6 +736,8 @@ function scopedSelectorPeer(reqs: LabelRequirement[], scope: Scope): Peer {
   return { kind: 'labels', selector: sel };
 }
 
+const FQDN_LABELS = 'labels of letters, digits, "-" or "_" joined by single dots';
+
 function readFqdnSelector(c: Checker, o: Rec, p: string): DnsRule | undefined {
   const hasName = o.matchName !== undefined;
   const hasPattern = o.matchPattern !== undefined;
@@ -745,15 +747,19 @@ function readFqdnSelector(c: Checker, o: Rec, p: string): DnsRule | undefined {
   }
   if (hasName) {
     const n = o.matchName;
-    if (typeof n !== 'string' || n.length === 0 || n.length > 255 || !FQDN_NAME_CHARS.test(n)) {
-      c.fail(at(p, 'matchName'), 'a DNS name (letters, digits, "-", "_", ".", at most 255)', n);
+    if (typeof n !== 'string' || n.length > FQDN_MAX_LENGTH || !FQDN_NAME_SHAPE.test(n)) {
+      c.fail(at(p, 'matchName'), `a DNS name (${FQDN_LABELS}, at most ${FQDN_MAX_LENGTH})`, n);
       return undefined;
     }
     return { matchName: n };
   }
   const n = o.matchPattern;
-  if (typeof n !== 'string' || n.length === 0 || n.length > 255 || !FQDN_PATTERN_CHARS.test(n)) {
-    c.fail(at(p, 'matchPattern'), 'a DNS pattern (letters, digits, "-", "_", ".", "*", at most 255)', n);
+  if (typeof n !== 'string' || n.length > FQDN_MAX_LENGTH || !FQDN_PATTERN_SHAPE.test(n)) {
+    c.fail(
+      at(p, 'matchPattern'),
+      `a DNS pattern (${FQDN_LABELS} where "*" may stand in a label, at most ${FQDN_MAX_LENGTH})`,
+      n,
+    );
     return undefined;
   }
   return { matchPattern: n };

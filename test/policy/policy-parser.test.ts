@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import { showValue } from '../../src/policy/policy-error.js';
 import { parsePolicyFile } from '../../src/policy/policy-parser.js';
 
 const SEEDS = new URL('../../../test/fixtures/seed-policies/', import.meta.url).pathname;
@@ -187,7 +188,7 @@ const INVALID: Array<{ name: string; yaml: string; message: string; code?: strin
     name: 'a bad matchPattern',
     yaml: cnp({ endpointSelector: sel, egress: [{ toFQDNs: [{ matchPattern: 'a b.com' }] }] }),
     message:
-      'case.yaml: document 1: spec.egress[0].toFQDNs[0].matchPattern: expected a DNS pattern (letters, digits, "-", "_", ".", "*", at most 255), got "a b.com"',
+      'case.yaml: document 1: spec.egress[0].toFQDNs[0].matchPattern: expected a DNS pattern (labels of letters, digits, "-" or "_" joined by single dots where "*" may stand in a label, at most 255), got "a b.com"',
   },
   {
     name: 'a bad selector operator',
@@ -309,6 +310,75 @@ const INVALID: Array<{ name: string; yaml: string; message: string; code?: strin
       'case.yaml: document 1 (line 2): expected YAML or JSON, got "Flow sequence in block collection must be sufficiently indented and end with a ]"',
   },
 ];
+
+// toFQDNs selectors, one row per value: accepted exactly when Cilium's CRD schema and
+// FQDNSelector.sanitize accept it (pkg/policy/api/fqdn.go, pkg/fqdn/matchpattern/matchpattern.go).
+const NAME_ERR = 'a DNS name (labels of letters, digits, "-" or "_" joined by single dots, at most 255)';
+const PATTERN_ERR =
+  'a DNS pattern (labels of letters, digits, "-" or "_" joined by single dots where "*" may stand in a label, at most 255)';
+const FQDN_SELECTORS: Array<{ field: 'matchName' | 'matchPattern'; value: unknown; expected?: string }> = [
+  { field: 'matchPattern', value: '*' },
+  { field: 'matchPattern', value: '**' },
+  { field: 'matchPattern', value: '**.' },
+  { field: 'matchPattern', value: '*.a.com' },
+  { field: 'matchPattern', value: '**.a.com' },
+  { field: 'matchPattern', value: 'a.**.com' },
+  { field: 'matchPattern', value: 'sub*.a.com' },
+  { field: 'matchPattern', value: '*a.com.' },
+  { field: 'matchPattern', value: '_srv.A-b.com' },
+  { field: 'matchPattern', value: 'a..b', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: '.a.com', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: '*..a.com', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: '.', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: 'a.com..', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: '', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: ' a.com', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: 'a?.com', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: '[a].com', expected: PATTERN_ERR },
+  { field: 'matchPattern', value: `${'a.'.repeat(127)}ab`, expected: PATTERN_ERR },
+  { field: 'matchPattern', value: 7, expected: PATTERN_ERR },
+  { field: 'matchName', value: 'a.com' },
+  { field: 'matchName', value: 'a.com.' },
+  { field: 'matchName', value: '_dns.A-1.com' },
+  { field: 'matchName', value: `${'a.'.repeat(127)}a` },
+  { field: 'matchName', value: 'a..b', expected: NAME_ERR },
+  { field: 'matchName', value: '.a.com', expected: NAME_ERR },
+  { field: 'matchName', value: '.', expected: NAME_ERR },
+  { field: 'matchName', value: '*.a.com', expected: NAME_ERR },
+  { field: 'matchName', value: '', expected: NAME_ERR },
+  { field: 'matchName', value: `${'a.'.repeat(127)}ab`, expected: NAME_ERR },
+];
+
+describe('toFQDNs selectors', () => {
+  for (const c of FQDN_SELECTORS) {
+    const yaml = cnp({ endpointSelector: sel, egress: [{ toFQDNs: [{ [c.field]: c.value }] }] });
+    const { expected } = c;
+    if (expected === undefined)
+      it(`accepts ${c.field} ${JSON.stringify(c.value)}`, () => {
+        assert.equal(parsePolicyFile(yaml, 'case.yaml').policies.length, 1);
+      });
+    else
+      it(`rejects ${c.field} ${JSON.stringify(c.value).slice(0, 40)}`, () => {
+        assert.throws(() => parsePolicyFile(yaml, 'case.yaml'), {
+          code: 'MBR_POLICY_INVALID',
+          message: `case.yaml: document 1: spec.egress[0].toFQDNs[0].${c.field}: expected ${expected}, got ${showValue(c.value)}`,
+        });
+      });
+  }
+
+  it('applies the same rules to DNS rules under toPorts', () => {
+    const dns = (matchPattern: string) =>
+      cnp({
+        endpointSelector: sel,
+        egress: [{ toPorts: [{ ports: [{ port: '53', protocol: 'UDP' }], rules: { dns: [{ matchPattern }] } }] }],
+      });
+    assert.equal(parsePolicyFile(dns('**.a.com'), 'case.yaml').policies.length, 1);
+    assert.throws(() => parsePolicyFile(dns('a..b'), 'case.yaml'), {
+      code: 'MBR_POLICY_INVALID',
+      message: `case.yaml: document 1: spec.egress[0].toPorts[0].rules.dns[0].matchPattern: expected ${PATTERN_ERR}, got "a..b"`,
+    });
+  });
+});
 
 describe('parsePolicyFile', () => {
   it('accepts every seed policy unchanged', () => {
