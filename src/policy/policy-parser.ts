@@ -835,6 +835,23 @@ function readIcmps(c: Checker, v: unknown, path: string): PortSpec[] {
   return out;
 }
 
+// endPort as Cilium applies it (PortRangeToMaskedPorts in pkg/policy/types): absent, 0 or not
+// above port, it is ignored and the rule is the one port. Two cases Cilium would turn into ranges
+// it was not given are rejected instead: with a named port (Cilium ranges from whatever number the
+// name resolves to) and with port 0 (Cilium ranges from 0; "0" alone means every port).
+function readEndPort(c: Checker, v: unknown, path: string, port: number, name: string | undefined): number | undefined {
+  if (v === undefined || v === null || v === 0) return port;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
+    c.fail(path, 'an endPort 0-65535', v);
+    return undefined;
+  }
+  if (name !== undefined || port === 0) {
+    c.fail(path, 'no endPort unless port is a number 1-65535', v);
+    return undefined;
+  }
+  return v > port ? v : port;
+}
+
 function readPortRule(
   c: Checker,
   v: unknown,
@@ -863,26 +880,19 @@ function readPortRule(
       c.fail(at(pp, 'protocol'), '"TCP", "UDP", "SCTP" or "ANY"', o.protocol);
       return;
     }
+    // Cilium requires a port (PortProtocol.Validate: "port must be specified"); "0" is every port.
     let port = 0;
     let name: string | undefined;
     const pv = o.port;
-    if (pv !== undefined && pv !== null) {
-      const text = typeof pv === 'number' ? String(pv) : pv;
-      if (typeof text === 'string' && /^\d+$/.test(text) && Number(text) <= 65535) port = Number(text);
-      else if (typeof text === 'string' && isIanaSvcName(text)) name = text;
-      else {
-        c.fail(at(pp, 'port'), 'a port 1-65535 or an IANA service name', pv);
-        return;
-      }
+    const text = typeof pv === 'number' ? String(pv) : pv;
+    if (typeof text === 'string' && /^\d+$/.test(text) && Number(text) <= 65535) port = Number(text);
+    else if (typeof text === 'string' && isIanaSvcName(text)) name = text;
+    else {
+      c.fail(at(pp, 'port'), 'a port 1-65535 or an IANA service name', pv);
+      return;
     }
-    let endPort = port;
-    if (o.endPort !== undefined && o.endPort !== null && name === undefined && port !== 0) {
-      if (typeof o.endPort !== 'number' || !Number.isInteger(o.endPort) || o.endPort > 65535 || o.endPort < port) {
-        c.fail(at(pp, 'endPort'), `a port ${port}-65535 (not below port)`, o.endPort);
-        return;
-      }
-      endPort = o.endPort;
-    }
+    const endPort = readEndPort(c, o.endPort, at(pp, 'endPort'), port, name);
+    if (endPort === undefined) return;
     writtenPorts.push({ port, ...(name ? { name } : {}), protocol: protoName, endPort });
     if (protoName === 'ANY' && port === 0 && name === undefined) {
       specs.push({ protocol: 0, port: 0, endPort: 0 });

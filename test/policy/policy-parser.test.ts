@@ -35,12 +35,6 @@ const INVALID: Array<{ name: string; yaml: string; message: string; code?: strin
       'case.yaml: document 1: spec.ingress[0].toPorts[0].ports[0].protocol: expected "TCP", "UDP", "SCTP" or "ANY", got "tcp"',
   },
   {
-    name: 'an endPort below port',
-    yaml: cnp({ endpointSelector: sel, egress: [{ toPorts: [{ ports: [{ port: '80', endPort: 70 }] }] }] }),
-    message:
-      'case.yaml: document 1: spec.egress[0].toPorts[0].ports[0].endPort: expected a port 80-65535 (not below port), got 70',
-  },
-  {
     name: 'two L3 peer kinds in one rule',
     yaml: cnp({ endpointSelector: sel, ingress: [{ fromEndpoints: [sel], fromCIDR: ['10.0.0.0/8'] }] }),
     message:
@@ -378,6 +372,96 @@ describe('toFQDNs selectors', () => {
       message: `case.yaml: document 1: spec.egress[0].toPorts[0].rules.dns[0].matchPattern: expected ${PATTERN_ERR}, got "a..b"`,
     });
   });
+});
+
+// toPorts[].ports[] with endPort, one row per case. Accepted rows give the ports Cilium enforces
+// (PortRangeToMaskedPorts: an endPort not above port is ignored); rejected rows are the cases
+// Cilium would widen or its CRD schema refuses (pkg/policy/api/rule_validation.go, l4.go).
+const CNP_END_PORTS: Array<{ name: string; port: unknown; endPort: unknown; ports?: string; expected?: string }> = [
+  { name: 'a range', port: '80', endPort: 90, ports: '80-90/TCP' },
+  { name: 'an endPort equal to port', port: '80', endPort: 80, ports: '80-80/TCP' },
+  { name: 'an endPort below port (ignored, as Cilium does)', port: '80', endPort: 70, ports: '80-80/TCP' },
+  { name: 'an endPort of 0 (unset)', port: '80', endPort: 0, ports: '80-80/TCP' },
+  { name: 'a numeric port with an endPort', port: 80, endPort: 65535, ports: '80-65535/TCP' },
+  {
+    name: 'an endPort with a named port',
+    port: 'http',
+    endPort: 90,
+    expected: 'no endPort unless port is a number 1-65535, got 90',
+  },
+  {
+    name: 'an endPort with port 0',
+    port: '0',
+    endPort: 90,
+    expected: 'no endPort unless port is a number 1-65535, got 90',
+  },
+  { name: 'an endPort above 65535', port: '80', endPort: 70000, expected: 'an endPort 0-65535, got 70000' },
+  { name: 'a negative endPort', port: '80', endPort: -1, expected: 'an endPort 0-65535, got -1' },
+  { name: 'a fractional endPort', port: '80', endPort: 90.5, expected: 'an endPort 0-65535, got 90.5' },
+  { name: 'an endPort as text', port: '80', endPort: '90', expected: 'an endPort 0-65535, got "90"' },
+];
+
+describe('CiliumNetworkPolicy endPort', () => {
+  for (const c of CNP_END_PORTS) {
+    const yaml = cnp({
+      endpointSelector: sel,
+      egress: [{ toPorts: [{ ports: [{ port: c.port, endPort: c.endPort, protocol: 'TCP' }] }] }],
+    });
+    const { expected } = c;
+    if (expected === undefined)
+      it(`accepts ${c.name}`, () => {
+        const entry = parsePolicyFile(yaml, 'case.yaml').policies[0].rules[0].egress?.entries[0];
+        assert.deepEqual(
+          entry?.ports?.map((p) => `${p.port}-${p.endPort}/${p.protocol === 6 ? 'TCP' : p.protocol}`).join(','),
+          c.ports,
+        );
+      });
+    else
+      it(`rejects ${c.name}`, () => {
+        assert.throws(() => parsePolicyFile(yaml, 'case.yaml'), {
+          code: 'MBR_POLICY_INVALID',
+          message: `case.yaml: document 1: spec.egress[0].toPorts[0].ports[0].endPort: expected ${expected}`,
+        });
+      });
+  }
+
+  it('rejects a port entry with no port, as Cilium does', () => {
+    const yaml = cnp({ endpointSelector: sel, egress: [{ toPorts: [{ ports: [{ endPort: 90, protocol: 'TCP' }] }] }] });
+    assert.throws(() => parsePolicyFile(yaml, 'case.yaml'), {
+      code: 'MBR_POLICY_INVALID',
+      message:
+        'case.yaml: document 1: spec.egress[0].toPorts[0].ports[0].port: expected a port 1-65535 or an IANA service name, got nothing',
+    });
+  });
+});
+
+// NetworkPolicy ports[].endPort, as the Kubernetes API validates it (ValidateNetworkPolicyPort):
+// a numeric port is required, endPort >= port, endPort 1-65535.
+const NP_END_PORTS: Array<{ name: string; port?: unknown; endPort: unknown; expected?: string }> = [
+  { name: 'a range', port: 80, endPort: 90 },
+  { name: 'an endPort equal to port', port: 80, endPort: 80 },
+  { name: 'an endPort without a port', endPort: 90, expected: 'no endPort unless port is a number, got 90' },
+  { name: 'an endPort below port', port: 80, endPort: 70, expected: 'a port 80-65535 (not below port), got 70' },
+  { name: 'an endPort above 65535', port: 80, endPort: 70000, expected: 'a port 80-65535 (not below port), got 70000' },
+  { name: 'a fractional endPort', port: 80, endPort: 80.5, expected: 'a port 80-65535 (not below port), got 80.5' },
+];
+
+describe('NetworkPolicy endPort', () => {
+  for (const c of NP_END_PORTS) {
+    const yaml = np({ podSelector: {}, ingress: [{ ports: [{ port: c.port, endPort: c.endPort }] }] });
+    const { expected } = c;
+    if (expected === undefined)
+      it(`accepts ${c.name}`, () => {
+        assert.equal(parsePolicyFile(yaml, 'case.yaml').policies.length, 1);
+      });
+    else
+      it(`rejects ${c.name}`, () => {
+        assert.throws(() => parsePolicyFile(yaml, 'case.yaml'), {
+          code: 'MBR_POLICY_INVALID',
+          message: `case.yaml: document 1: spec.ingress[0].ports[0].endPort: expected ${expected}`,
+        });
+      });
+  }
 });
 
 describe('parsePolicyFile', () => {
