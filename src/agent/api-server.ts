@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { DatapathError } from '../datapath/datapath-error.js';
+import { PolicyEngineError } from '../policy/policy-engine.js';
 import { PolicyError } from '../policy/policy-error.js';
 import { tracePolicy } from '../policy/policy-trace.js';
 import { StoreError } from '../store/cluster-store.js';
@@ -110,7 +111,8 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
 /** The HTTP status and body of an error: typed errors keep their code, anything else is a 500. */
 function errorReply(err: Error): [number, ApiErrorBody] {
   if (err instanceof AgentError) return [err.status, { code: err.code, message: err.message }];
-  if (err instanceof PolicyError) return [400, { code: err.code, message: err.message }];
+  if (err instanceof PolicyError || err instanceof PolicyEngineError)
+    return [400, { code: err.code, message: err.message }];
   if (err instanceof StoreError || err instanceof DatapathError) return [503, { code: err.code, message: err.message }];
   return [500, { code: 'MBR_AGENT_ERROR', message: err.message }];
 }
