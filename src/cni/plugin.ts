@@ -6,7 +6,16 @@ import { CniCode, CniError } from './cni-error.js';
 import { type CniEnv, type CniResult, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
 import { FileIpam } from './ipam.js';
 import { parseCniEnv, parseNetConf, peekCniVersion } from './net-conf.js';
-import { checkPodLink, createPodLink, deletePodLink } from './pod-link.js';
+import {
+  assertNetns,
+  checkPodLink,
+  createPodLink,
+  deletePodLink,
+  ensureRouter,
+  type RouterChanges,
+  releaseRouter,
+  validatePodNetns,
+} from './pod-link.js';
 
 export interface CniOutcome {
   readonly stdout: string;
@@ -45,16 +54,25 @@ export async function runCni(env: Readonly<Record<string, string | undefined>>, 
   }
 }
 
+// ADD validates everything it was given before it changes anything; after the first change, a
+// failure undoes what this ADD did (reservation, veth pair, host route, and the node's gateway
+// address and forwarding only if this ADD set them and no other pod holds an address).
 async function cmdAdd(e: CniEnv, conf: MembraneNetConf): Promise<CniResult> {
   const chained = chainedInterface(e, conf.prevResult);
   if (chained) {
     // Chained after a plugin that already made the interface: only register the endpoint.
+    assertNetns(e.netns);
     await register(conf, e, chained);
     return { ...conf.prevResult!, cniVersion: conf.cniVersion };
   }
+  await validatePodNetns(e.netns, e.ifname);
   const ipam = new FileIpam(conf.ipamDataDir, conf.podCIDR);
   const lease = ipam.allocate(e.containerId, e.ifname);
+  let router: RouterChanges = { addedGateway: false, enabledForwarding: false };
+  // createPodLink removes its own half-made pair; a pair it finished is ours to remove here.
+  let hasLink = false;
   try {
+    router = await ensureRouter(lease.gateway);
     const link = await createPodLink({
       containerId: e.containerId,
       netns: e.netns,
@@ -63,8 +81,9 @@ async function cmdAdd(e: CniEnv, conf: MembraneNetConf): Promise<CniResult> {
       gateway: lease.gateway,
       mtu: conf.mtu,
     });
+    hasLink = true;
     await register(conf, e, { ipv4: lease.ip, ...link });
-    const legacy = conf.cniVersion !== '1.0.0';
+    const legacy = conf.cniVersion.startsWith('0.');
     return {
       cniVersion: conf.cniVersion,
       interfaces: [
@@ -83,8 +102,9 @@ async function cmdAdd(e: CniEnv, conf: MembraneNetConf): Promise<CniResult> {
       dns: {},
     };
   } catch (err) {
-    await deletePodLink(e.containerId, e.ifname, lease.ip).catch(() => undefined);
+    if (hasLink) await deletePodLink(e.containerId, e.ifname, lease.ip).catch(() => undefined);
     ipam.release(e.containerId, e.ifname);
+    await releaseRouter(lease.gateway, router, () => ipam.list().size > 0).catch(() => undefined);
     throw err;
   }
 }
