@@ -15,6 +15,8 @@ export const CniCode = {
   checkFailed: 101,
   agentUnreachable: 102,
   agentRejected: 103,
+  /** libcni's ErrInternal: a bug in the plugin. */
+  internal: 999,
 } as const;
 
 export interface CniErrorResult {

@@ -148,6 +148,8 @@ export class CniExecutor {
     child.stderr.on('data', (d) => {
       stderr += d;
     });
+    // A plugin may exit before reading all of stdin (membrane-cni refuses configs over 1 MiB).
+    child.stdin.on('error', () => undefined);
     child.stdin.end(stdin);
     const code = await new Promise<number | null>((resolve, reject) => {
       child.on('error', reject);

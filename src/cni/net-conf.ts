@@ -164,12 +164,54 @@ function parseArgsPorts(args: unknown): Array<{ name?: string; containerPort: nu
 
 const PORT_PROTOCOLS: Readonly<Record<string, number>> = { TCP: 6, UDP: 17, SCTP: 132 };
 
+/**
+ * prevResult: the previous plugin's result, checked in full so that a malformed one is rejected
+ * here with the field's path (prevResult.interfaces[0], ...) instead of failing later.
+ */
 function parsePrevResult(prev: unknown): CniResult | undefined {
   if (prev === undefined) return undefined;
-  if (typeof prev !== 'object' || prev === null || Array.isArray(prev))
-    throw invalidField('prevResult', 'a CNI result object', prev);
-  const p = prev as Record<string, unknown>;
-  for (const f of ['interfaces', 'ips', 'routes'] as const)
-    if (p[f] !== undefined && !Array.isArray(p[f])) throw invalidField(`prevResult.${f}`, 'a list', p[f]);
+  const p = asObject('prevResult', prev, 'a CNI result object');
+  if (p.cniVersion !== undefined && typeof p.cniVersion !== 'string')
+    throw invalidField('prevResult.cniVersion', 'a version string', p.cniVersion);
+  const interfaces = optionalList('prevResult.interfaces', p.interfaces);
+  interfaces?.forEach((raw, i) => {
+    const at = `prevResult.interfaces[${i}]`;
+    const f = asObject(at, raw, 'an interface object');
+    if (typeof f.name !== 'string' || f.name === '') throw invalidField(`${at}.name`, 'an interface name', f.name);
+    for (const k of ['mac', 'sandbox'] as const)
+      if (f[k] !== undefined && typeof f[k] !== 'string') throw invalidField(`${at}.${k}`, 'a string', f[k]);
+  });
+  optionalList('prevResult.ips', p.ips)?.forEach((raw, i) => {
+    const at = `prevResult.ips[${i}]`;
+    const f = asObject(at, raw, 'an IP config object');
+    if (typeof f.address !== 'string' || !/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(f.address))
+      throw invalidField(`${at}.address`, 'an address in CIDR notation', f.address);
+    if (f.gateway !== undefined && typeof f.gateway !== 'string')
+      throw invalidField(`${at}.gateway`, 'an IP address', f.gateway);
+    const n = interfaces?.length ?? 0;
+    if (
+      f.interface !== undefined &&
+      (!Number.isInteger(f.interface) || (f.interface as number) < 0 || (f.interface as number) >= n)
+    )
+      throw invalidField(`${at}.interface`, `an index into prevResult.interfaces (0-${n - 1})`, f.interface);
+  });
+  optionalList('prevResult.routes', p.routes)?.forEach((raw, i) => {
+    const at = `prevResult.routes[${i}]`;
+    const f = asObject(at, raw, 'a route object');
+    if (typeof f.dst !== 'string') throw invalidField(`${at}.dst`, 'a destination in CIDR notation', f.dst);
+    if (f.gw !== undefined && typeof f.gw !== 'string') throw invalidField(`${at}.gw`, 'an IP address', f.gw);
+  });
+  if (p.dns !== undefined) asObject('prevResult.dns', p.dns, 'an object');
   return p as unknown as CniResult;
+}
+
+function asObject(path: string, v: unknown, expected: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidField(path, expected, v);
+  return v as Record<string, unknown>;
+}
+
+function optionalList(path: string, v: unknown): readonly unknown[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw invalidField(path, 'a list', v);
+  return v;
 }

@@ -46,10 +46,11 @@ export async function runCni(env: Readonly<Record<string, string | undefined>>, 
         );
     }
   } catch (err) {
+    // Anything that is not a CniError is a bug: the runtime gets its message, never a stack.
     const ce =
       err instanceof CniError
         ? err
-        : new CniError(CniCode.ioFailure, (err as Error).message ?? String(err), (err as Error).stack ?? '');
+        : new CniError(CniCode.internal, `internal error: ${(err as Error).message ?? String(err)}`);
     return { stdout: `${JSON.stringify(ce.toResult(version))}\n`, exitCode: 1 };
   }
 }

@@ -60,6 +60,48 @@ const INVALID_CONFIGS: ReadonlyArray<{ name: string; conf: unknown; code: number
     code: 7,
     message: 'prevResult.ips: expected a list, got "x"',
   },
+  {
+    name: 'a prevResult with a null interface',
+    conf: { ...GOOD, prevResult: { interfaces: [null] } },
+    code: 7,
+    message: 'prevResult.interfaces[0]: expected an interface object, got null',
+  },
+  {
+    name: 'a prevResult interface without a name',
+    conf: { ...GOOD, prevResult: { interfaces: [{ mac: 'aa' }] } },
+    code: 7,
+    message: 'prevResult.interfaces[0].name: expected an interface name, got nothing',
+  },
+  {
+    name: 'a prevResult with a null IP config',
+    conf: { ...GOOD, prevResult: { ips: [null] } },
+    code: 7,
+    message: 'prevResult.ips[0]: expected an IP config object, got null',
+  },
+  {
+    name: 'a prevResult address that is not a CIDR',
+    conf: { ...GOOD, prevResult: { ips: [{ address: 7 }] } },
+    code: 7,
+    message: 'prevResult.ips[0].address: expected an address in CIDR notation, got 7',
+  },
+  {
+    name: 'a prevResult IP pointing past the interfaces',
+    conf: { ...GOOD, prevResult: { interfaces: [{ name: 'eth0' }], ips: [{ address: '10.0.0.2/24', interface: 3 }] } },
+    code: 7,
+    message: 'prevResult.ips[0].interface: expected an index into prevResult.interfaces (0-0), got 3',
+  },
+  {
+    name: 'a prevResult route without a destination',
+    conf: { ...GOOD, prevResult: { routes: [{ gw: '10.0.0.1' }] } },
+    code: 7,
+    message: 'prevResult.routes[0].dst: expected a destination in CIDR notation, got nothing',
+  },
+  {
+    name: 'a prevResult whose dns is a list',
+    conf: { ...GOOD, prevResult: { dns: [] } },
+    code: 7,
+    message: 'prevResult.dns: expected an object, got []',
+  },
 ];
 
 describe('parseNetConf', () => {
