@@ -10,6 +10,8 @@ export const CniCode = {
   decodingFailure: 6,
   invalidNetworkConfig: 7,
   tryAgainLater: 11,
+  /** STATUS: the plugin cannot serve ADD now. */
+  pluginNotAvailable: 50,
   /** 100+ are plugin-specific. */
   ipamExhausted: 100,
   checkFailed: 101,

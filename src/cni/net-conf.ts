@@ -1,7 +1,14 @@
 // Validation of what a runtime hands the plugin: the CNI_* environment and the JSON config on
 // stdin. Pure: the caller passes the environment and the text in. Every error names the field.
 import { CniCode, CniError, invalidField } from './cni-error.js';
-import { type CniCommand, type CniEnv, type CniResult, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
+import {
+  type CniAttachment,
+  type CniCommand,
+  type CniEnv,
+  type CniResult,
+  type MembraneNetConf,
+  SUPPORTED_VERSIONS,
+} from './cni-types.js';
 import { parseCidr } from './ipv4.js';
 
 const COMMANDS: readonly CniCommand[] = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'];
@@ -20,9 +27,11 @@ export function parseCniEnv(env: Readonly<Record<string, string | undefined>>): 
     if (v === '') throw new CniError(CniCode.invalidEnvironment, `${name}: required for ${cmd}, got nothing`);
     return v;
   };
-  const containerId = cmd === 'VERSION' ? (env.CNI_CONTAINERID ?? '') : needs('CNI_CONTAINERID');
+  // VERSION, GC and STATUS concern the plugin or the network, not one attachment.
+  const perAttachment = cmd === 'ADD' || cmd === 'DEL' || cmd === 'CHECK';
+  const containerId = perAttachment ? needs('CNI_CONTAINERID') : (env.CNI_CONTAINERID ?? '');
   const netns = cmd === 'ADD' || cmd === 'CHECK' ? needs('CNI_NETNS') : (env.CNI_NETNS ?? '');
-  const ifname = cmd === 'VERSION' ? (env.CNI_IFNAME ?? '') : needs('CNI_IFNAME');
+  const ifname = perAttachment ? needs('CNI_IFNAME') : (env.CNI_IFNAME ?? '');
   if (ifname.length > 15 || /[/\s:]/.test(ifname))
     throw new CniError(
       CniCode.invalidEnvironment,
@@ -113,7 +122,27 @@ export function parseNetConf(stdin: string): MembraneNetConf {
     labels: parseArgsLabels(c.args),
     ports: parseArgsPorts(c.args),
     prevResult: parsePrevResult(c.prevResult),
+    validAttachments: parseValidAttachments(c),
   };
+}
+
+/**
+ * GC's cni.dev/valid-attachments: [{"containerID": "...", "ifname": "eth0"}]. libcni also sets
+ * the earlier spelling cni.dev/attachments to the same value; either is read.
+ */
+function parseValidAttachments(c: Record<string, unknown>): CniAttachment[] | undefined {
+  const key = c['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments';
+  const list = c[key];
+  if (list === undefined) return undefined;
+  if (!Array.isArray(list)) throw invalidField(key, 'a list of {containerID, ifname}', list);
+  return list.map((raw, i) => {
+    const a = asObject(`${key}[${i}]`, raw, 'an object {containerID, ifname}');
+    if (typeof a.containerID !== 'string' || a.containerID === '')
+      throw invalidField(`${key}[${i}].containerID`, 'a container ID', a.containerID);
+    if (typeof a.ifname !== 'string' || a.ifname === '')
+      throw invalidField(`${key}[${i}].ifname`, 'an interface name', a.ifname);
+    return { containerID: a.containerID, ifname: a.ifname };
+  });
 }
 
 /** args.cni.labels: [{"key": "app", "value": "frontend"}] (the CNI conventions' labels). */

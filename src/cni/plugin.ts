@@ -1,9 +1,9 @@
 // The membrane CNI plugin's commands. runCni takes the environment and stdin and returns what to
 // print and the exit code, so tests can drive it in-process as well as through the executable.
 import { AgentApiError, AgentClient } from '../agent/api-client.js';
-import type { EndpointRegistration } from '../agent/api-types.js';
+import type { Endpoint, EndpointRegistration } from '../agent/api-types.js';
 import { CniCode, CniError } from './cni-error.js';
-import { type CniEnv, type CniResult, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
+import { type CniEnv, type CniResult, isAtLeast, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
 import { FileIpam } from './ipam.js';
 import { parseCniEnv, parseNetConf, peekCniVersion } from './net-conf.js';
 import {
@@ -39,11 +39,16 @@ export async function runCni(env: Readonly<Record<string, string | undefined>>, 
       case 'CHECK':
         await cmdCheck(e, conf);
         return { stdout: '', exitCode: 0 };
-      default:
-        throw new CniError(
-          CniCode.invalidEnvironment,
-          `CNI_COMMAND: ${e.command} needs cniVersion 1.1.0, the config has ${conf.cniVersion}`,
-        );
+      case 'GC':
+      case 'STATUS':
+        if (!isAtLeast(conf.cniVersion, '1.1.0'))
+          throw new CniError(
+            CniCode.incompatibleVersion,
+            `cniVersion: ${e.command} needs 1.1.0 or later, got ${JSON.stringify(conf.cniVersion)}`,
+          );
+        if (e.command === 'GC') await cmdGc(conf);
+        else await cmdStatus(conf);
+        return { stdout: '', exitCode: 0 };
     }
   } catch (err) {
     // Anything that is not a CniError is a bug: the runtime gets its message, never a stack.
@@ -153,6 +158,92 @@ async function cmdCheck(e: CniEnv, conf: MembraneNetConf): Promise<void> {
       throw new CniError(CniCode.checkFailed, `endpoint is not registered with the agent: ${(err as Error).message}`);
     }
   }
+}
+
+/** How long STATUS waits for the agent's /v1/healthz. */
+const STATUS_TIMEOUT_MS = 2000;
+
+/**
+ * STATUS (spec 1.1): ready when the next ADD can succeed, that is the agent answers (when one is
+ * configured) and the pod CIDR has a free address. Otherwise code 50, "the plugin is not
+ * available": existing pods keep their connectivity (the datapath runs without the agent), so
+ * never 51.
+ */
+async function cmdStatus(conf: MembraneNetConf): Promise<void> {
+  if (conf.agentSocket) {
+    try {
+      await new AgentClient(conf.agentSocket, STATUS_TIMEOUT_MS).get('/v1/healthz');
+    } catch (err) {
+      throw new CniError(CniCode.pluginNotAvailable, `agent is not ready: ${(err as Error).message}`);
+    }
+  }
+  const { capacity, reserved } = new FileIpam(conf.ipamDataDir, conf.podCIDR).usage();
+  if (reserved >= capacity)
+    throw new CniError(
+      CniCode.pluginNotAvailable,
+      `no free address in ${conf.podCIDR} (${reserved} of ${capacity} reserved)`,
+    );
+}
+
+/**
+ * GC (spec 1.1): releases what belongs to attachments missing from cni.dev/valid-attachments:
+ * the address reservation with its host interface and route, and the agent's endpoint. The
+ * gateway address and forwarding are shared by the node's pods and stay. It goes on past a
+ * failure and reports every one at the end. The agent's endpoints are all taken to be this
+ * network's: a node runs one membrane network.
+ */
+async function cmdGc(conf: MembraneNetConf): Promise<void> {
+  if (!conf.validAttachments)
+    throw new CniError(
+      CniCode.invalidNetworkConfig,
+      'cni.dev/valid-attachments: expected a list of {containerID, ifname} for GC, got nothing',
+    );
+  const valid = new Set(conf.validAttachments.map((a) => `${a.containerID}\n${a.ifname}`));
+  const isValid = (containerId: string, ifname: string) => valid.has(`${containerId}\n${ifname}`);
+  const failures: CniError[] = [];
+  const attempt = async (what: string, f: () => Promise<unknown>) => {
+    try {
+      await f();
+    } catch (err) {
+      const code = err instanceof CniError ? err.code : CniCode.ioFailure;
+      failures.push(new CniError(code, `${what}: ${(err as Error).message}`));
+    }
+  };
+  const ipam = new FileIpam(conf.ipamDataDir, conf.podCIDR);
+  for (const r of ipam.reservations()) {
+    if (isValid(r.containerId, r.ifname)) continue;
+    await attempt(`release ${r.ip} of ${r.containerId}/${r.ifname}`, async () => {
+      await deletePodLink(r.containerId, r.ifname, r.ip);
+      ipam.release(r.containerId, r.ifname);
+    });
+  }
+  if (conf.agentSocket) {
+    const agent = new AgentClient(conf.agentSocket);
+    await attempt("list the agent's endpoints", async () => {
+      const endpoints = await agent.get<Endpoint[]>('/v1/endpoint').catch(agentError);
+      for (const ep of endpoints) {
+        if (isValid(ep.containerId, ep.ifname)) continue;
+        const q = `containerId=${encodeURIComponent(ep.containerId)}&ifname=${encodeURIComponent(ep.ifname)}`;
+        await attempt(`delete endpoint ${ep.id} of ${ep.containerId}/${ep.ifname}`, () =>
+          agent.delete(`/v1/endpoint?${q}`).catch((err: AgentApiError) => {
+            if (err.status !== 404) agentError(err);
+          }),
+        );
+      }
+    });
+  }
+  if (failures.length > 0)
+    throw new CniError(
+      failures[0].code,
+      failures.length === 1
+        ? failures[0].message
+        : `${failures.length} failures: ${failures.map((f) => f.message).join('; ')}`,
+    );
+}
+
+function agentError(err: AgentApiError): never {
+  const code = err.code === 'MBR_AGENT_UNREACHABLE' ? CniCode.tryAgainLater : CniCode.agentRejected;
+  throw new CniError(code, err.message);
 }
 
 interface ChainedLink {

@@ -73,7 +73,7 @@ describe('membrane-cni', () => {
     const { ex } = setup(t);
     assert.deepEqual(await ex.version('membrane-cni'), {
       cniVersion: '1.0.0',
-      supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'],
+      supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     });
   });
 

@@ -10,7 +10,7 @@ const INVALID_CONFIGS: ReadonlyArray<{ name: string; conf: unknown; code: number
     name: 'an unsupported cniVersion',
     conf: { ...GOOD, cniVersion: '9.9.9' },
     code: 1,
-    message: 'cniVersion: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, got "9.9.9"',
+    message: 'cniVersion: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0, got "9.9.9"',
   },
   {
     name: 'a missing name',
@@ -118,6 +118,7 @@ describe('parseNetConf', () => {
       labels: { app: 'web' },
       ports: [],
       prevResult: undefined,
+      validAttachments: undefined,
     });
   });
 
@@ -178,6 +179,10 @@ describe('parseCniEnv', () => {
       assert.throws(() => parseCniEnv(c.env), { code: 4, message: c.message });
     });
   }
+
+  it('needs only CNI_COMMAND for GC and STATUS', () => {
+    for (const cmd of ['GC', 'STATUS']) assert.equal(parseCniEnv({ CNI_COMMAND: cmd }).command, cmd);
+  });
 
   it('lets DEL go without a netns, as the spec allows', () => {
     assert.equal(parseCniEnv({ ...base, CNI_COMMAND: 'DEL', CNI_NETNS: undefined }).netns, '');
