@@ -1,7 +1,7 @@
 // The membrane CNI plugin driven through a libcni-style executor, as a runtime would call it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { type CniExecError, CniExecutor, type ConfList, type RuntimeConf } from '../../src/cni/cni-executor.js';
@@ -223,6 +223,66 @@ describe('membrane-cni', () => {
     assert.equal(withPod.forwarding, '1');
     assert.match(withPod.lo, /10\.201\.1\.1\/32/);
     await ex.del(list, b);
+  });
+
+  it('GC of a 1.0.0 conflist DELs the cached attachments not listed, through portmap and bandwidth too', async (t) => {
+    if (!requireRoot(t, 'creates netns, veth pairs, iptables rules and qdiscs', [...TOOLS, 'iptables'])) return;
+    const { s, node, list, ex, rt } = setup(t, 'chained');
+    const a = rt(1);
+    const b = {
+      ...rt(2),
+      capabilityArgs: { portMappings: [{ hostPort: 18081, containerPort: 8080, protocol: 'tcp' }] },
+    };
+    await ex.add(list, a);
+    await ex.add(list, b);
+    const dnatChains = () => inNetns(node, ['iptables-save', '-t', 'nat']).match(/^:CNI-DN-\S+/gm)?.length ?? 0;
+    assert.equal(dnatChains(), 2);
+    await ex.gc(list, [{ containerID: a.containerId, ifname: 'eth0' }]);
+    const links = inNetns(node, ['ip', '-br', 'link']);
+    assert.match(links, new RegExp(hostIfnameFor(a.containerId, 'eth0')));
+    assert.doesNotMatch(links, new RegExp(hostIfnameFor(b.containerId, 'eth0')));
+    assert.equal(dnatChains(), 1);
+    assert.deepEqual(readdirSync(join(s.dir, 'ipam')), ['10.201.1.2']);
+    assert.equal(ex.cachedResult(list, b), undefined);
+    await ex.del(list, a);
+  });
+
+  it('GC of a 1.1.0 conflist releases a leaked attachment the runtime has no cache for; STATUS passes', async (t) => {
+    if (!requireRoot(t, 'creates netns and veth pairs', TOOLS)) return;
+    const { s, node, list: l10, ex, rt } = setup(t);
+    const list: ConfList = { ...l10, cniVersion: '1.1.0' };
+    const a = rt(1);
+    const b = rt(2);
+    const ra = await ex.add(list, a);
+    assert.equal(ra.cniVersion, '1.1.0');
+    assert.equal(ra.ips?.[0].address, '10.201.1.2/32');
+    await ex.add(list, b);
+    rmSync(join(s.dir, 'cache', `${list.name}-${b.containerId}-eth0`)); // the runtime lost track of b
+    await ex.status(list);
+    await ex.gc(list, [{ containerID: a.containerId, ifname: 'eth0' }]);
+    assert.deepEqual(readdirSync(join(s.dir, 'ipam')), ['10.201.1.2']);
+    assert.doesNotMatch(inNetns(node, ['ip', '-br', 'link']), new RegExp(hostIfnameFor(b.containerId, 'eth0')));
+    assert.doesNotMatch(inNetns(b.netns, ['ip', '-br', 'link']), /eth0/);
+    // The shared gateway address stays for a.
+    assert.match(inNetns(node, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'lo']), /10\.201\.1\.1\/32/);
+    await ex.check(list, a);
+    await ex.del(list, a);
+  });
+
+  it('STATUS of a 1.1.0 conflist fails with code 50 while the agent is down', async (t) => {
+    if (!requireRoot(t, 'runs the CNI plugin in a netns', TOOLS)) return;
+    const { s, list: l10, ex } = setup(t);
+    const list: ConfList = {
+      ...l10,
+      cniVersion: '1.1.0',
+      plugins: [{ ...l10.plugins[0], agentSocket: join(s.dir, 'agent.sock') }],
+    };
+    await assert.rejects(ex.status(list), (err: CniExecError) => {
+      assert.equal(err.code, 50);
+      assert.match(err.message, /^membrane-cni STATUS: agent is not ready: /);
+      return true;
+    });
+    await ex.status(l10); // before 1.1.0 libcni asks nothing
   });
 
   it('returns a CNI error naming the field for a bad config, and leaves nothing behind', async (t) => {
