@@ -10,11 +10,15 @@ export const CniCode = {
   decodingFailure: 6,
   invalidNetworkConfig: 7,
   tryAgainLater: 11,
+  /** STATUS: the plugin cannot serve ADD now. */
+  pluginNotAvailable: 50,
   /** 100+ are plugin-specific. */
   ipamExhausted: 100,
   checkFailed: 101,
   agentUnreachable: 102,
   agentRejected: 103,
+  /** libcni's ErrInternal: a bug in the plugin. */
+  internal: 999,
 } as const;
 
 export interface CniErrorResult {

@@ -2,12 +2,13 @@
 // exactly as a runtime would) and for tests: plugins in list order for ADD and CHECK, in reverse
 // for DEL; each plugin gets the list's name and cniVersion, the previous plugin's result as
 // prevResult, and runtimeConfig for the capabilities it declares. The ADD result is cached (like
-// /var/lib/cni/results) and handed to DEL and CHECK as prevResult.
+// /var/lib/cni/results) with the attachment it belongs to, and handed to DEL and CHECK as
+// prevResult. GC and STATUS follow libcni's GCNetworkList and GetStatusNetworkList.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CniErrorResult } from './cni-error.js';
-import type { CniResult } from './cni-types.js';
+import { type CniAttachment, type CniResult, isAtLeast } from './cni-types.js';
 
 export interface ConfList {
   readonly cniVersion: string;
@@ -38,6 +39,13 @@ export interface ExecutorOptions {
   readonly timeoutMs?: number;
 }
 
+interface CacheEntry {
+  readonly kind: 'cniCacheV1';
+  readonly network: string;
+  readonly rt: RuntimeConf;
+  readonly result: CniResult;
+}
+
 export class CniExecError extends Error {
   readonly code: number;
   readonly plugin: string;
@@ -66,8 +74,39 @@ export class CniExecutor {
     }
     const result = prev ?? { cniVersion: list.cniVersion };
     mkdirSync(this.#opts.cacheDir, { recursive: true });
-    writeFileSync(this.#cachePath(list, rt), JSON.stringify({ kind: 'cniCacheV1', result }));
+    const entry: CacheEntry = { kind: 'cniCacheV1', network: list.name, rt, result };
+    writeFileSync(this.#cachePath(list, rt), JSON.stringify(entry));
     return result;
+  }
+
+  /**
+   * GC as libcni's GCNetworkList does it: a DEL of the whole list for every cached attachment of
+   * this network missing from validAttachments, then (cniVersion 1.1.0 and later) GC to each
+   * plugin with cni.dev/valid-attachments. It goes on past failures and throws them together.
+   */
+  async gc(list: ConfList, validAttachments: readonly CniAttachment[]): Promise<void> {
+    const valid = new Set(validAttachments.map((a) => `${a.containerID}\n${a.ifname}`));
+    const errors: Error[] = [];
+    for (const cached of this.#cachedAttachments(list.name)) {
+      if (valid.has(`${cached.rt.containerId}\n${cached.rt.ifname}`)) continue;
+      await this.del(list, cached.rt).catch((err: Error) => {
+        errors.push(new Error(`delete stale attachment ${cached.rt.containerId}/${cached.rt.ifname}: ${err.message}`));
+      });
+    }
+    if (isAtLeast(list.cniVersion, '1.1.0')) {
+      // libcni sets both spellings of the key (the spec named it cni.dev/attachments at first).
+      const inject = { 'cni.dev/valid-attachments': validAttachments, 'cni.dev/attachments': validAttachments };
+      for (const plugin of list.plugins)
+        await this.#runNetwork('GC', list, { ...plugin, ...inject }).catch((err: Error) => errors.push(err));
+    }
+    if (errors.length === 1) throw errors[0];
+    if (errors.length > 1) throw new AggregateError(errors, errors.map((e) => e.message).join('; '));
+  }
+
+  /** STATUS as libcni's GetStatusNetworkList: each plugin in order, the first error is thrown; before 1.1.0 nothing is asked. */
+  async status(list: ConfList): Promise<void> {
+    if (!isAtLeast(list.cniVersion, '1.1.0')) return;
+    for (const plugin of list.plugins) await this.#runNetwork('STATUS', list, plugin);
   }
 
   async check(list: ConfList, rt: RuntimeConf): Promise<void> {
@@ -87,6 +126,44 @@ export class CniExecutor {
     const p = this.#cachePath(list, rt);
     if (!existsSync(p)) return undefined;
     return (JSON.parse(readFileSync(p, 'utf8')) as { result: CniResult }).result;
+  }
+
+  /** Cached ADDs of one network that record their attachment (entries of older builds do not). */
+  #cachedAttachments(network: string): CacheEntry[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.#opts.cacheDir);
+    } catch {
+      return [];
+    }
+    const out: CacheEntry[] = [];
+    for (const name of names) {
+      try {
+        const e = JSON.parse(readFileSync(join(this.#opts.cacheDir, name), 'utf8')) as Partial<CacheEntry>;
+        if (e.network === network && e.rt?.containerId && e.rt.ifname) out.push(e as CacheEntry);
+      } catch {
+        // not a cache entry
+      }
+    }
+    return out;
+  }
+
+  /** GC and STATUS: the network's config, no attachment (CNI_CONTAINERID etc. empty, as libcni). */
+  async #runNetwork(
+    command: 'GC' | 'STATUS',
+    list: ConfList,
+    plugin: Readonly<Record<string, unknown>>,
+  ): Promise<void> {
+    const conf = { ...plugin, name: list.name, cniVersion: list.cniVersion };
+    const env = {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: '',
+      CNI_NETNS: '',
+      CNI_IFNAME: '',
+      CNI_ARGS: '',
+      CNI_PATH: this.#opts.cniPath.join(':'),
+    };
+    await this.#run(String(plugin.type), env, JSON.stringify(conf), command);
   }
 
   async version(type: string): Promise<unknown> {
@@ -148,6 +225,8 @@ export class CniExecutor {
     child.stderr.on('data', (d) => {
       stderr += d;
     });
+    // A plugin may exit before reading all of stdin (membrane-cni refuses configs over 1 MiB).
+    child.stdin.on('error', () => undefined);
     child.stdin.end(stdin);
     const code = await new Promise<number | null>((resolve, reject) => {
       child.on('error', reject);

@@ -1,10 +1,21 @@
-// CNI 1.0 data shapes: the runtime's environment, the plugin config and the ADD result.
+// CNI 1.1 data shapes: the runtime's environment, the plugin config and the ADD result.
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'GC' | 'STATUS';
 
-export const CNI_VERSION = '1.0.0';
-/** Config versions the plugin accepts; results are always written as CNI_VERSION. */
-export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0'] as const;
+export const CNI_VERSION = '1.1.0';
+/** Config versions the plugin accepts, oldest first; results are written in the config's version. */
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+
+/** GC and STATUS exist from spec 1.1.0 on. */
+export function isAtLeast(version: string, min: (typeof SUPPORTED_VERSIONS)[number]): boolean {
+  return (SUPPORTED_VERSIONS as readonly string[]).indexOf(version) >= SUPPORTED_VERSIONS.indexOf(min);
+}
+
+/** One entry of GC's cni.dev/valid-attachments. */
+export interface CniAttachment {
+  readonly containerID: string;
+  readonly ifname: string;
+}
 
 export interface CniInterface {
   readonly name: string;
@@ -59,4 +70,6 @@ export interface MembraneNetConf {
   /** Container ports the runtime passes in args.cni.ports, with their names (named ports in policy). */
   readonly ports: ReadonlyArray<{ readonly name?: string; readonly containerPort: number; readonly protocol: number }>;
   readonly prevResult?: CniResult;
+  /** GC: cni.dev/valid-attachments, the attachments the runtime still knows. */
+  readonly validAttachments?: readonly CniAttachment[];
 }

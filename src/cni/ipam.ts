@@ -69,6 +69,22 @@ export class FileIpam {
     return held.ip;
   }
 
+  /** Every reservation with its owner; files whose owner cannot be read are left out. */
+  reservations(): Array<{ readonly ip: string; readonly containerId: string; readonly ifname: string }> {
+    const out: Array<{ ip: string; containerId: string; ifname: string }> = [];
+    for (const ip of this.#entries()) {
+      const [containerId, ifname, rest] = (this.#owner(ip) ?? '').split('\n');
+      if (containerId && ifname && rest === '') out.push({ ip, containerId, ifname });
+    }
+    return out;
+  }
+
+  /** How many addresses the pod CIDR has for pods, and how many are reserved. */
+  usage(): { readonly capacity: number; readonly reserved: number } {
+    const { first, last } = podAddressRange(this.#cidr);
+    return { capacity: last - first + 1, reserved: this.#entries().length };
+  }
+
   /** Every reservation: address → "containerId/ifname". */
   list(): Map<string, string> {
     const out = new Map<string, string>();

@@ -1,7 +1,14 @@
 // Validation of what a runtime hands the plugin: the CNI_* environment and the JSON config on
 // stdin. Pure: the caller passes the environment and the text in. Every error names the field.
 import { CniCode, CniError, invalidField } from './cni-error.js';
-import { type CniCommand, type CniEnv, type CniResult, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
+import {
+  type CniAttachment,
+  type CniCommand,
+  type CniEnv,
+  type CniResult,
+  type MembraneNetConf,
+  SUPPORTED_VERSIONS,
+} from './cni-types.js';
 import { parseCidr } from './ipv4.js';
 
 const COMMANDS: readonly CniCommand[] = ['ADD', 'DEL', 'CHECK', 'VERSION', 'GC', 'STATUS'];
@@ -20,9 +27,11 @@ export function parseCniEnv(env: Readonly<Record<string, string | undefined>>): 
     if (v === '') throw new CniError(CniCode.invalidEnvironment, `${name}: required for ${cmd}, got nothing`);
     return v;
   };
-  const containerId = cmd === 'VERSION' ? (env.CNI_CONTAINERID ?? '') : needs('CNI_CONTAINERID');
+  // VERSION, GC and STATUS concern the plugin or the network, not one attachment.
+  const perAttachment = cmd === 'ADD' || cmd === 'DEL' || cmd === 'CHECK';
+  const containerId = perAttachment ? needs('CNI_CONTAINERID') : (env.CNI_CONTAINERID ?? '');
   const netns = cmd === 'ADD' || cmd === 'CHECK' ? needs('CNI_NETNS') : (env.CNI_NETNS ?? '');
-  const ifname = cmd === 'VERSION' ? (env.CNI_IFNAME ?? '') : needs('CNI_IFNAME');
+  const ifname = perAttachment ? needs('CNI_IFNAME') : (env.CNI_IFNAME ?? '');
   if (ifname.length > 15 || /[/\s:]/.test(ifname))
     throw new CniError(
       CniCode.invalidEnvironment,
@@ -113,7 +122,27 @@ export function parseNetConf(stdin: string): MembraneNetConf {
     labels: parseArgsLabels(c.args),
     ports: parseArgsPorts(c.args),
     prevResult: parsePrevResult(c.prevResult),
+    validAttachments: parseValidAttachments(c),
   };
+}
+
+/**
+ * GC's cni.dev/valid-attachments: [{"containerID": "...", "ifname": "eth0"}]. libcni also sets
+ * the earlier spelling cni.dev/attachments to the same value; either is read.
+ */
+function parseValidAttachments(c: Record<string, unknown>): CniAttachment[] | undefined {
+  const key = c['cni.dev/valid-attachments'] !== undefined ? 'cni.dev/valid-attachments' : 'cni.dev/attachments';
+  const list = c[key];
+  if (list === undefined) return undefined;
+  if (!Array.isArray(list)) throw invalidField(key, 'a list of {containerID, ifname}', list);
+  return list.map((raw, i) => {
+    const a = asObject(`${key}[${i}]`, raw, 'an object {containerID, ifname}');
+    if (typeof a.containerID !== 'string' || a.containerID === '')
+      throw invalidField(`${key}[${i}].containerID`, 'a container ID', a.containerID);
+    if (typeof a.ifname !== 'string' || a.ifname === '')
+      throw invalidField(`${key}[${i}].ifname`, 'an interface name', a.ifname);
+    return { containerID: a.containerID, ifname: a.ifname };
+  });
 }
 
 /** args.cni.labels: [{"key": "app", "value": "frontend"}] (the CNI conventions' labels). */
@@ -164,12 +193,54 @@ function parseArgsPorts(args: unknown): Array<{ name?: string; containerPort: nu
 
 const PORT_PROTOCOLS: Readonly<Record<string, number>> = { TCP: 6, UDP: 17, SCTP: 132 };
 
+/**
+ * prevResult: the previous plugin's result, checked in full so that a malformed one is rejected
+ * here with the field's path (prevResult.interfaces[0], ...) instead of failing later.
+ */
 function parsePrevResult(prev: unknown): CniResult | undefined {
   if (prev === undefined) return undefined;
-  if (typeof prev !== 'object' || prev === null || Array.isArray(prev))
-    throw invalidField('prevResult', 'a CNI result object', prev);
-  const p = prev as Record<string, unknown>;
-  for (const f of ['interfaces', 'ips', 'routes'] as const)
-    if (p[f] !== undefined && !Array.isArray(p[f])) throw invalidField(`prevResult.${f}`, 'a list', p[f]);
+  const p = asObject('prevResult', prev, 'a CNI result object');
+  if (p.cniVersion !== undefined && typeof p.cniVersion !== 'string')
+    throw invalidField('prevResult.cniVersion', 'a version string', p.cniVersion);
+  const interfaces = optionalList('prevResult.interfaces', p.interfaces);
+  interfaces?.forEach((raw, i) => {
+    const at = `prevResult.interfaces[${i}]`;
+    const f = asObject(at, raw, 'an interface object');
+    if (typeof f.name !== 'string' || f.name === '') throw invalidField(`${at}.name`, 'an interface name', f.name);
+    for (const k of ['mac', 'sandbox'] as const)
+      if (f[k] !== undefined && typeof f[k] !== 'string') throw invalidField(`${at}.${k}`, 'a string', f[k]);
+  });
+  optionalList('prevResult.ips', p.ips)?.forEach((raw, i) => {
+    const at = `prevResult.ips[${i}]`;
+    const f = asObject(at, raw, 'an IP config object');
+    if (typeof f.address !== 'string' || !/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(f.address))
+      throw invalidField(`${at}.address`, 'an address in CIDR notation', f.address);
+    if (f.gateway !== undefined && typeof f.gateway !== 'string')
+      throw invalidField(`${at}.gateway`, 'an IP address', f.gateway);
+    const n = interfaces?.length ?? 0;
+    if (
+      f.interface !== undefined &&
+      (!Number.isInteger(f.interface) || (f.interface as number) < 0 || (f.interface as number) >= n)
+    )
+      throw invalidField(`${at}.interface`, `an index into prevResult.interfaces (0-${n - 1})`, f.interface);
+  });
+  optionalList('prevResult.routes', p.routes)?.forEach((raw, i) => {
+    const at = `prevResult.routes[${i}]`;
+    const f = asObject(at, raw, 'a route object');
+    if (typeof f.dst !== 'string') throw invalidField(`${at}.dst`, 'a destination in CIDR notation', f.dst);
+    if (f.gw !== undefined && typeof f.gw !== 'string') throw invalidField(`${at}.gw`, 'an IP address', f.gw);
+  });
+  if (p.dns !== undefined) asObject('prevResult.dns', p.dns, 'an object');
   return p as unknown as CniResult;
+}
+
+function asObject(path: string, v: unknown, expected: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidField(path, expected, v);
+  return v as Record<string, unknown>;
+}
+
+function optionalList(path: string, v: unknown): readonly unknown[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw invalidField(path, 'a list', v);
+  return v;
 }

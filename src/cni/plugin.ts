@@ -1,12 +1,21 @@
 // The membrane CNI plugin's commands. runCni takes the environment and stdin and returns what to
 // print and the exit code, so tests can drive it in-process as well as through the executable.
 import { AgentApiError, AgentClient } from '../agent/api-client.js';
-import type { EndpointRegistration } from '../agent/api-types.js';
+import type { Endpoint, EndpointRegistration } from '../agent/api-types.js';
 import { CniCode, CniError } from './cni-error.js';
-import { type CniEnv, type CniResult, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
+import { type CniEnv, type CniResult, isAtLeast, type MembraneNetConf, SUPPORTED_VERSIONS } from './cni-types.js';
 import { FileIpam } from './ipam.js';
 import { parseCniEnv, parseNetConf, peekCniVersion } from './net-conf.js';
-import { checkPodLink, createPodLink, deletePodLink } from './pod-link.js';
+import {
+  assertNetns,
+  checkPodLink,
+  createPodLink,
+  deletePodLink,
+  ensureRouter,
+  type RouterChanges,
+  releaseRouter,
+  validatePodNetns,
+} from './pod-link.js';
 
 export interface CniOutcome {
   readonly stdout: string;
@@ -30,31 +39,46 @@ export async function runCni(env: Readonly<Record<string, string | undefined>>, 
       case 'CHECK':
         await cmdCheck(e, conf);
         return { stdout: '', exitCode: 0 };
-      default:
-        throw new CniError(
-          CniCode.invalidEnvironment,
-          `CNI_COMMAND: ${e.command} needs cniVersion 1.1.0, the config has ${conf.cniVersion}`,
-        );
+      case 'GC':
+      case 'STATUS':
+        if (!isAtLeast(conf.cniVersion, '1.1.0'))
+          throw new CniError(
+            CniCode.incompatibleVersion,
+            `cniVersion: ${e.command} needs 1.1.0 or later, got ${JSON.stringify(conf.cniVersion)}`,
+          );
+        if (e.command === 'GC') await cmdGc(conf);
+        else await cmdStatus(conf);
+        return { stdout: '', exitCode: 0 };
     }
   } catch (err) {
+    // Anything that is not a CniError is a bug: the runtime gets its message, never a stack.
     const ce =
       err instanceof CniError
         ? err
-        : new CniError(CniCode.ioFailure, (err as Error).message ?? String(err), (err as Error).stack ?? '');
+        : new CniError(CniCode.internal, `internal error: ${(err as Error).message ?? String(err)}`);
     return { stdout: `${JSON.stringify(ce.toResult(version))}\n`, exitCode: 1 };
   }
 }
 
+// ADD validates everything it was given before it changes anything; after the first change, a
+// failure undoes what this ADD did (reservation, veth pair, host route, and the node's gateway
+// address and forwarding only if this ADD set them and no other pod holds an address).
 async function cmdAdd(e: CniEnv, conf: MembraneNetConf): Promise<CniResult> {
   const chained = chainedInterface(e, conf.prevResult);
   if (chained) {
     // Chained after a plugin that already made the interface: only register the endpoint.
+    assertNetns(e.netns);
     await register(conf, e, chained);
     return { ...conf.prevResult!, cniVersion: conf.cniVersion };
   }
+  await validatePodNetns(e.netns, e.ifname);
   const ipam = new FileIpam(conf.ipamDataDir, conf.podCIDR);
   const lease = ipam.allocate(e.containerId, e.ifname);
+  let router: RouterChanges = { addedGateway: false, enabledForwarding: false };
+  // createPodLink removes its own half-made pair; a pair it finished is ours to remove here.
+  let hasLink = false;
   try {
+    router = await ensureRouter(lease.gateway);
     const link = await createPodLink({
       containerId: e.containerId,
       netns: e.netns,
@@ -63,8 +87,9 @@ async function cmdAdd(e: CniEnv, conf: MembraneNetConf): Promise<CniResult> {
       gateway: lease.gateway,
       mtu: conf.mtu,
     });
+    hasLink = true;
     await register(conf, e, { ipv4: lease.ip, ...link });
-    const legacy = conf.cniVersion !== '1.0.0';
+    const legacy = conf.cniVersion.startsWith('0.');
     return {
       cniVersion: conf.cniVersion,
       interfaces: [
@@ -83,8 +108,9 @@ async function cmdAdd(e: CniEnv, conf: MembraneNetConf): Promise<CniResult> {
       dns: {},
     };
   } catch (err) {
-    await deletePodLink(e.containerId, e.ifname, lease.ip).catch(() => undefined);
+    if (hasLink) await deletePodLink(e.containerId, e.ifname, lease.ip).catch(() => undefined);
     ipam.release(e.containerId, e.ifname);
+    await releaseRouter(lease.gateway, router, () => ipam.list().size > 0).catch(() => undefined);
     throw err;
   }
 }
@@ -132,6 +158,92 @@ async function cmdCheck(e: CniEnv, conf: MembraneNetConf): Promise<void> {
       throw new CniError(CniCode.checkFailed, `endpoint is not registered with the agent: ${(err as Error).message}`);
     }
   }
+}
+
+/** How long STATUS waits for the agent's /v1/healthz. */
+const STATUS_TIMEOUT_MS = 2000;
+
+/**
+ * STATUS (spec 1.1): ready when the next ADD can succeed, that is the agent answers (when one is
+ * configured) and the pod CIDR has a free address. Otherwise code 50, "the plugin is not
+ * available": existing pods keep their connectivity (the datapath runs without the agent), so
+ * never 51.
+ */
+async function cmdStatus(conf: MembraneNetConf): Promise<void> {
+  if (conf.agentSocket) {
+    try {
+      await new AgentClient(conf.agentSocket, STATUS_TIMEOUT_MS).get('/v1/healthz');
+    } catch (err) {
+      throw new CniError(CniCode.pluginNotAvailable, `agent is not ready: ${(err as Error).message}`);
+    }
+  }
+  const { capacity, reserved } = new FileIpam(conf.ipamDataDir, conf.podCIDR).usage();
+  if (reserved >= capacity)
+    throw new CniError(
+      CniCode.pluginNotAvailable,
+      `no free address in ${conf.podCIDR} (${reserved} of ${capacity} reserved)`,
+    );
+}
+
+/**
+ * GC (spec 1.1): releases what belongs to attachments missing from cni.dev/valid-attachments:
+ * the address reservation with its host interface and route, and the agent's endpoint. The
+ * gateway address and forwarding are shared by the node's pods and stay. It goes on past a
+ * failure and reports every one at the end. The agent's endpoints are all taken to be this
+ * network's: a node runs one membrane network.
+ */
+async function cmdGc(conf: MembraneNetConf): Promise<void> {
+  if (!conf.validAttachments)
+    throw new CniError(
+      CniCode.invalidNetworkConfig,
+      'cni.dev/valid-attachments: expected a list of {containerID, ifname} for GC, got nothing',
+    );
+  const valid = new Set(conf.validAttachments.map((a) => `${a.containerID}\n${a.ifname}`));
+  const isValid = (containerId: string, ifname: string) => valid.has(`${containerId}\n${ifname}`);
+  const failures: CniError[] = [];
+  const attempt = async (what: string, f: () => Promise<unknown>) => {
+    try {
+      await f();
+    } catch (err) {
+      const code = err instanceof CniError ? err.code : CniCode.ioFailure;
+      failures.push(new CniError(code, `${what}: ${(err as Error).message}`));
+    }
+  };
+  const ipam = new FileIpam(conf.ipamDataDir, conf.podCIDR);
+  for (const r of ipam.reservations()) {
+    if (isValid(r.containerId, r.ifname)) continue;
+    await attempt(`release ${r.ip} of ${r.containerId}/${r.ifname}`, async () => {
+      await deletePodLink(r.containerId, r.ifname, r.ip);
+      ipam.release(r.containerId, r.ifname);
+    });
+  }
+  if (conf.agentSocket) {
+    const agent = new AgentClient(conf.agentSocket);
+    await attempt("list the agent's endpoints", async () => {
+      const endpoints = await agent.get<Endpoint[]>('/v1/endpoint').catch(agentError);
+      for (const ep of endpoints) {
+        if (isValid(ep.containerId, ep.ifname)) continue;
+        const q = `containerId=${encodeURIComponent(ep.containerId)}&ifname=${encodeURIComponent(ep.ifname)}`;
+        await attempt(`delete endpoint ${ep.id} of ${ep.containerId}/${ep.ifname}`, () =>
+          agent.delete(`/v1/endpoint?${q}`).catch((err: AgentApiError) => {
+            if (err.status !== 404) agentError(err);
+          }),
+        );
+      }
+    });
+  }
+  if (failures.length > 0)
+    throw new CniError(
+      failures[0].code,
+      failures.length === 1
+        ? failures[0].message
+        : `${failures.length} failures: ${failures.map((f) => f.message).join('; ')}`,
+    );
+}
+
+function agentError(err: AgentApiError): never {
+  const code = err.code === 'MBR_AGENT_UNREACHABLE' ? CniCode.tryAgainLater : CniCode.agentRejected;
+  throw new CniError(code, err.message);
 }
 
 interface ChainedLink {

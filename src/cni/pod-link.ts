@@ -6,7 +6,7 @@
 // both ends (the datapath is IPv4-only).
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { CniCode, CniError } from './cni-error.js';
 
@@ -35,12 +35,42 @@ export function hostIfnameFor(containerId: string, ifname: string): string {
   return `mbr-${createHash('sha256').update(`${containerId}/${ifname}`).digest('hex').slice(0, 11)}`;
 }
 
+/**
+ * What ADD checks before it changes anything: CNI_NETNS exists (else code 3, "container unknown
+ * or does not exist": nothing was made, so the runtime need not DEL) and is a network namespace
+ * (else code 4, an invalid CNI_NETNS), and CNI_IFNAME is free inside it (code 4). Read-only.
+ */
+export async function validatePodNetns(netns: string, ifname: string): Promise<void> {
+  assertNetns(netns);
+  if (await linkExistsIn(netns, ifname))
+    throw new CniError(CniCode.invalidEnvironment, `CNI_IFNAME: ${ifname} already exists in ${netns}`);
+}
+
+/** CNI_NETNS names an existing nsfs file (a /run/netns bind mount or /proc/<pid>/ns/net). */
+export function assertNetns(netns: string): void {
+  let type: number;
+  try {
+    type = statfsSync(netns).type;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR')
+      throw new CniError(CniCode.unknownContainer, `CNI_NETNS: ${netns} does not exist`);
+    throw new CniError(CniCode.invalidEnvironment, `CNI_NETNS: cannot read ${netns}: ${(err as Error).message}`);
+  }
+  if (type !== NSFS_MAGIC && type !== PROC_SUPER_MAGIC)
+    throw new CniError(
+      CniCode.invalidEnvironment,
+      `CNI_NETNS: expected a network namespace (nsfs), got a file on a filesystem of type 0x${type.toString(16)}: ${netns}`,
+    );
+}
+
+// statfs(2) f_type of a namespace file; older kernels report procfs for /proc/<pid>/ns/net.
+const NSFS_MAGIC = 0x6e736673;
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/** Callers run validatePodNetns first: this one changes the node. */
 export async function createPodLink(spec: PodLinkSpec): Promise<PodLink> {
   const host = hostIfnameFor(spec.containerId, spec.ifname);
-  await ensureRouter(spec.gateway);
-  if (!existsSync(spec.netns)) throw new CniError(CniCode.unknownContainer, `CNI_NETNS ${spec.netns} does not exist`);
-  if (await linkExistsIn(spec.netns, spec.ifname))
-    throw new CniError(CniCode.invalidEnvironment, `CNI_IFNAME: ${spec.ifname} already exists in ${spec.netns}`);
   await ip([
     'link',
     'add',
@@ -113,15 +143,43 @@ export async function checkPodLink(spec: PodLinkSpec): Promise<void> {
     throw fail(`default route via ${spec.gateway} is missing in ${spec.netns}`);
 }
 
+/** What ensureRouter changed on the node, so a failed ADD can undo exactly that. */
+export interface RouterChanges {
+  readonly addedGateway: boolean;
+  readonly enabledForwarding: boolean;
+}
+
+// /proc/sys/net belongs to the reader's network namespace: this is the node's.
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+
 /** The node side of pod routing: the gateway address on loopback and IPv4 forwarding on. */
-export async function ensureRouter(gateway: string): Promise<void> {
+export async function ensureRouter(gateway: string): Promise<RouterChanges> {
   const addrs = await run('ip', ['-j', 'addr', 'show', 'dev', ROUTER_LINK]).catch(() => undefined);
   const has = addrs?.stdout.includes(`"local":"${gateway}"`) ?? false;
-  if (!has) await ip(['addr', 'add', `${gateway}/32`, 'dev', ROUTER_LINK]).catch(ignoreExists);
+  let addedGateway = false;
+  if (!has)
+    addedGateway = await ip(['addr', 'add', `${gateway}/32`, 'dev', ROUTER_LINK]).then(() => true, ignoreExists);
+  // Loopback up is left up on rollback: every node has it up, and it cannot be put back
+  // exactly (bringing it up adds 127.0.0.1/8).
   await ip(['link', 'set', ROUTER_LINK, 'up']);
-  // /proc/sys/net belongs to the reader's network namespace: this is the node's.
-  const fwd = '/proc/sys/net/ipv4/ip_forward';
-  if (readFileSync(fwd, 'utf8').trim() !== '1') writeFileSync(fwd, '1');
+  const enabledForwarding = readFileSync(IP_FORWARD, 'utf8').trim() !== '1';
+  if (enabledForwarding) writeFileSync(IP_FORWARD, '1');
+  return { addedGateway, enabledForwarding };
+}
+
+/**
+ * Undoes what one failed ADD's ensureRouter changed, unless another pod relies on it. The
+ * gateway address and forwarding are shared by every pod of the CIDR: they go only when no
+ * reservation is left (isNeeded). Every ADD reserves its address before it calls ensureRouter,
+ * so checking again after the removal closes the race with a concurrent first ADD: either its
+ * reservation is seen here and the state is put back, or its ensureRouter runs after the removal.
+ */
+export async function releaseRouter(gateway: string, changes: RouterChanges, isNeeded: () => boolean): Promise<void> {
+  const { addedGateway, enabledForwarding } = changes;
+  if ((!addedGateway && !enabledForwarding) || isNeeded()) return;
+  if (addedGateway) await ip(['addr', 'del', `${gateway}/32`, 'dev', ROUTER_LINK]).catch(() => undefined);
+  if (enabledForwarding) writeFileSync(IP_FORWARD, '0');
+  if (isNeeded()) await ensureRouter(gateway);
 }
 
 /**
@@ -194,6 +252,7 @@ async function ipBatchIn(netns: string, lines: readonly string[]): Promise<void>
   if (code !== 0) throw new CniError(CniCode.ioFailure, `configure ${netns}: ${stderr.trim()}`);
 }
 
-function ignoreExists(err: Error): void {
+function ignoreExists(err: Error): false {
   if (!/File exists|already/.test(err.message)) throw err;
+  return false;
 }

@@ -1,7 +1,7 @@
 // The membrane CNI plugin driven through a libcni-style executor, as a runtime would call it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { type CniExecError, CniExecutor, type ConfList, type RuntimeConf } from '../../src/cni/cni-executor.js';
@@ -73,7 +73,7 @@ describe('membrane-cni', () => {
     const { ex } = setup(t);
     assert.deepEqual(await ex.version('membrane-cni'), {
       cniVersion: '1.0.0',
-      supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0'],
+      supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
     });
   });
 
@@ -172,6 +172,119 @@ describe('membrane-cni', () => {
     await s.ex.del(list, a);
   });
 
+  it('fails ADD into a missing netns with code 3 before it changes the node', async (t) => {
+    if (!requireRoot(t, 'runs the CNI plugin in a netns', TOOLS)) return;
+    const { s, node, list, ex, rt } = setup(t);
+    const before = nodeState(node);
+    await assert.rejects(ex.add(list, { ...rt(1), netns: '/run/netns/mbr-missing-netns' }), {
+      code: 3,
+      message: 'membrane-cni ADD: CNI_NETNS: /run/netns/mbr-missing-netns does not exist',
+    });
+    assert.deepEqual(nodeState(node), before);
+    assert.doesNotMatch(before.lo, /10\.201\.1\.1/);
+    assert.equal(existsSync(join(s.dir, 'ipam')), false);
+  });
+
+  it('fails ADD into a file that is not a netns with code 4 before it changes the node', async (t) => {
+    if (!requireRoot(t, 'runs the CNI plugin in a netns', TOOLS)) return;
+    const { s, node, list, ex, rt } = setup(t);
+    const file = join(s.dir, 'not-a-netns');
+    writeFileSync(file, '');
+    const before = nodeState(node);
+    await assert.rejects(ex.add(list, { ...rt(1), netns: file }), (err: CniExecError) => {
+      assert.equal(err.code, 4);
+      assert.match(err.message, /^membrane-cni ADD: CNI_NETNS: expected a network namespace \(nsfs\), got a file /);
+      return true;
+    });
+    assert.deepEqual(nodeState(node), before);
+  });
+
+  it('undoes the gateway address and forwarding of a failed first ADD, and keeps them for other pods', async (t) => {
+    if (!requireRoot(t, 'creates netns and veth pairs', TOOLS)) return;
+    const { s, node, list, ex, rt } = setup(t);
+    const a = rt(1);
+    inNetns(node, ['ip', 'link', 'set', 'lo', 'up']); // as on any node
+    const before = nodeState(node);
+    // The host side's name is taken, so `ip link add` fails after the gateway went on lo.
+    inNetns(node, ['ip', 'link', 'add', hostIfnameFor(a.containerId, 'eth0'), 'type', 'veth', 'peer', 'name', 'mbr-x']);
+    const taken = nodeState(node);
+    await assert.rejects(ex.add(list, a), { code: 5 });
+    assert.deepEqual(nodeState(node), taken);
+    assert.equal(taken.lo, before.lo);
+    assert.equal(taken.forwarding, before.forwarding);
+    assert.deepEqual(readdirSync(join(s.dir, 'ipam')), []);
+
+    // With another pod on the node, a failed ADD leaves the shared state alone.
+    const b = rt(2);
+    await ex.add(list, b);
+    const withPod = nodeState(node);
+    await assert.rejects(ex.add(list, a), { code: 5 });
+    assert.deepEqual(nodeState(node), withPod);
+    assert.equal(withPod.forwarding, '1');
+    assert.match(withPod.lo, /10\.201\.1\.1\/32/);
+    await ex.del(list, b);
+  });
+
+  it('GC of a 1.0.0 conflist DELs the cached attachments not listed, through portmap and bandwidth too', async (t) => {
+    if (!requireRoot(t, 'creates netns, veth pairs, iptables rules and qdiscs', [...TOOLS, 'iptables'])) return;
+    const { s, node, list, ex, rt } = setup(t, 'chained');
+    const a = rt(1);
+    const b = {
+      ...rt(2),
+      capabilityArgs: { portMappings: [{ hostPort: 18081, containerPort: 8080, protocol: 'tcp' }] },
+    };
+    await ex.add(list, a);
+    await ex.add(list, b);
+    const dnatChains = () => inNetns(node, ['iptables-save', '-t', 'nat']).match(/^:CNI-DN-\S+/gm)?.length ?? 0;
+    assert.equal(dnatChains(), 2);
+    await ex.gc(list, [{ containerID: a.containerId, ifname: 'eth0' }]);
+    const links = inNetns(node, ['ip', '-br', 'link']);
+    assert.match(links, new RegExp(hostIfnameFor(a.containerId, 'eth0')));
+    assert.doesNotMatch(links, new RegExp(hostIfnameFor(b.containerId, 'eth0')));
+    assert.equal(dnatChains(), 1);
+    assert.deepEqual(readdirSync(join(s.dir, 'ipam')), ['10.201.1.2']);
+    assert.equal(ex.cachedResult(list, b), undefined);
+    await ex.del(list, a);
+  });
+
+  it('GC of a 1.1.0 conflist releases a leaked attachment the runtime has no cache for; STATUS passes', async (t) => {
+    if (!requireRoot(t, 'creates netns and veth pairs', TOOLS)) return;
+    const { s, node, list: l10, ex, rt } = setup(t);
+    const list: ConfList = { ...l10, cniVersion: '1.1.0' };
+    const a = rt(1);
+    const b = rt(2);
+    const ra = await ex.add(list, a);
+    assert.equal(ra.cniVersion, '1.1.0');
+    assert.equal(ra.ips?.[0].address, '10.201.1.2/32');
+    await ex.add(list, b);
+    rmSync(join(s.dir, 'cache', `${list.name}-${b.containerId}-eth0`)); // the runtime lost track of b
+    await ex.status(list);
+    await ex.gc(list, [{ containerID: a.containerId, ifname: 'eth0' }]);
+    assert.deepEqual(readdirSync(join(s.dir, 'ipam')), ['10.201.1.2']);
+    assert.doesNotMatch(inNetns(node, ['ip', '-br', 'link']), new RegExp(hostIfnameFor(b.containerId, 'eth0')));
+    assert.doesNotMatch(inNetns(b.netns, ['ip', '-br', 'link']), /eth0/);
+    // The shared gateway address stays for a.
+    assert.match(inNetns(node, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'lo']), /10\.201\.1\.1\/32/);
+    await ex.check(list, a);
+    await ex.del(list, a);
+  });
+
+  it('STATUS of a 1.1.0 conflist fails with code 50 while the agent is down', async (t) => {
+    if (!requireRoot(t, 'runs the CNI plugin in a netns', TOOLS)) return;
+    const { s, list: l10, ex } = setup(t);
+    const list: ConfList = {
+      ...l10,
+      cniVersion: '1.1.0',
+      plugins: [{ ...l10.plugins[0], agentSocket: join(s.dir, 'agent.sock') }],
+    };
+    await assert.rejects(ex.status(list), (err: CniExecError) => {
+      assert.equal(err.code, 50);
+      assert.match(err.message, /^membrane-cni STATUS: agent is not ready: /);
+      return true;
+    });
+    await ex.status(l10); // before 1.1.0 libcni asks nothing
+  });
+
   it('returns a CNI error naming the field for a bad config, and leaves nothing behind', async (t) => {
     if (!requireRoot(t, 'runs the CNI plugin in a netns', TOOLS)) return;
     const { node, list, ex, rt } = setup(t);
@@ -184,6 +297,15 @@ describe('membrane-cni', () => {
     assert.doesNotMatch(inNetns(node, ['ip', '-br', 'link']), /mbr-/);
   });
 });
+
+/** What ADD may touch on the node: loopback addresses, forwarding, links. */
+function nodeState(node: string): { lo: string; forwarding: string; links: string } {
+  return {
+    lo: inNetns(node, ['ip', '-4', '-o', 'addr', 'show', 'dev', 'lo']),
+    forwarding: inNetns(node, ['cat', '/proc/sys/net/ipv4/ip_forward']).trim(),
+    links: inNetns(node, ['ip', '-br', 'link']),
+  };
+}
 
 function setupChainedAfter(t: TestContext) {
   const s: Scratch = scratch(t);

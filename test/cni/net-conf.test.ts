@@ -10,7 +10,7 @@ const INVALID_CONFIGS: ReadonlyArray<{ name: string; conf: unknown; code: number
     name: 'an unsupported cniVersion',
     conf: { ...GOOD, cniVersion: '9.9.9' },
     code: 1,
-    message: 'cniVersion: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, got "9.9.9"',
+    message: 'cniVersion: expected one of 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0, got "9.9.9"',
   },
   {
     name: 'a missing name',
@@ -60,6 +60,48 @@ const INVALID_CONFIGS: ReadonlyArray<{ name: string; conf: unknown; code: number
     code: 7,
     message: 'prevResult.ips: expected a list, got "x"',
   },
+  {
+    name: 'a prevResult with a null interface',
+    conf: { ...GOOD, prevResult: { interfaces: [null] } },
+    code: 7,
+    message: 'prevResult.interfaces[0]: expected an interface object, got null',
+  },
+  {
+    name: 'a prevResult interface without a name',
+    conf: { ...GOOD, prevResult: { interfaces: [{ mac: 'aa' }] } },
+    code: 7,
+    message: 'prevResult.interfaces[0].name: expected an interface name, got nothing',
+  },
+  {
+    name: 'a prevResult with a null IP config',
+    conf: { ...GOOD, prevResult: { ips: [null] } },
+    code: 7,
+    message: 'prevResult.ips[0]: expected an IP config object, got null',
+  },
+  {
+    name: 'a prevResult address that is not a CIDR',
+    conf: { ...GOOD, prevResult: { ips: [{ address: 7 }] } },
+    code: 7,
+    message: 'prevResult.ips[0].address: expected an address in CIDR notation, got 7',
+  },
+  {
+    name: 'a prevResult IP pointing past the interfaces',
+    conf: { ...GOOD, prevResult: { interfaces: [{ name: 'eth0' }], ips: [{ address: '10.0.0.2/24', interface: 3 }] } },
+    code: 7,
+    message: 'prevResult.ips[0].interface: expected an index into prevResult.interfaces (0-0), got 3',
+  },
+  {
+    name: 'a prevResult route without a destination',
+    conf: { ...GOOD, prevResult: { routes: [{ gw: '10.0.0.1' }] } },
+    code: 7,
+    message: 'prevResult.routes[0].dst: expected a destination in CIDR notation, got nothing',
+  },
+  {
+    name: 'a prevResult whose dns is a list',
+    conf: { ...GOOD, prevResult: { dns: [] } },
+    code: 7,
+    message: 'prevResult.dns: expected an object, got []',
+  },
 ];
 
 describe('parseNetConf', () => {
@@ -76,6 +118,7 @@ describe('parseNetConf', () => {
       labels: { app: 'web' },
       ports: [],
       prevResult: undefined,
+      validAttachments: undefined,
     });
   });
 
@@ -136,6 +179,10 @@ describe('parseCniEnv', () => {
       assert.throws(() => parseCniEnv(c.env), { code: 4, message: c.message });
     });
   }
+
+  it('needs only CNI_COMMAND for GC and STATUS', () => {
+    for (const cmd of ['GC', 'STATUS']) assert.equal(parseCniEnv({ CNI_COMMAND: cmd }).command, cmd);
+  });
 
   it('lets DEL go without a netns, as the spec allows', () => {
     assert.equal(parseCniEnv({ ...base, CNI_COMMAND: 'DEL', CNI_NETNS: undefined }).netns, '');
