@@ -2,8 +2,9 @@
 // way hubble's CLI does: a direction-less flag (--pod, --ip, --label, ...) fills the source field
 // of one filter and the destination field of another, and the two are OR-ed; --from-X and --to-X
 // (one field) and flags without a direction (--verdict, --protocol, ...) apply to both. --not sends
-// the next filter flag to the denylist. Namespaces (-n, --from-namespace, --to-namespace) are
-// applied last: they qualify pod and service names given without one, or become "ns/" filters.
+// the next filter flag to the denylist. Namespaces (-n, --from-namespace, --to-namespace, and ""
+// for -A, --from-all-namespaces, --to-all-namespaces) are applied last: they qualify pod and
+// service names given without one ("ns/name", "/name"), or become "ns/" ("/") filters.
 
 import { FilterError } from './filter-error.js';
 import type { FlowFilter } from './flow-filter.js';
@@ -129,9 +130,21 @@ export class FilterTracker {
     (direction === 'both' ? side.ns : direction === 'source' ? side.srcNs : side.dstNs).push(ns);
   }
 
-  /** -A and friends: mark the flag (for conflicts); they add no filter. */
-  mark(flag: string): void {
-    this.side(flag);
+  /**
+   * -A (both), --from-all-namespaces (source), --to-all-namespaces (destination): the namespace
+   * "", so that names become "/name" (that name in any namespace) and, without names, "/" (any
+   * pod in any namespace), as hubble sends them.
+   */
+  allNamespaces(flag: string, direction: 'both' | 'source' | 'destination'): void {
+    this.namespace(flag, direction, '');
+  }
+
+  /** --cel-expression: one more expression in both filters (a filter's expressions are ORed). */
+  celExpression(flag: string, expr: string): void {
+    this.side(flag).both((f) => {
+      f.experimental ??= {};
+      f.experimental.cel_expression = [...(f.experimental.cel_expression ?? []), expr];
+    });
   }
 
   allowlist(): FlowFilter[] {
