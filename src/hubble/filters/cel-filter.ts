@@ -126,7 +126,11 @@ function toCel(v: unknown): unknown {
   if (v === null || typeof v !== 'object') return v;
   if (v instanceof Uint8Array) return v;
   const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = toCel(x);
+  const obj = v as Record<string, unknown>;
+  for (const k in obj) {
+    const x = obj[k];
+    if (x !== undefined) out[k] = toCel(x);
+  }
   return out;
 }
 
