@@ -331,6 +331,36 @@ describe('observe filter flags', () => {
     it(`builds the filters of ${c.name}`, () =>
       assert.deepEqual(buildFilters(c.ops), { whitelist: c.want, blacklist: [] }));
 
+  const NAMESPACE_CONFLICTS: { name: string; ops: [string, string | true][]; message: string }[] = [
+    {
+      name: 'a destination pod outside the destination namespace',
+      ops: [
+        ['toNamespace', 'kube-system'],
+        ['toPod', 'cilium/foo-9c76d6c95-tf788'],
+      ],
+      message: '--to-pod: expected a name in the namespace "kube-system", got "cilium/foo-9c76d6c95-tf788"',
+    },
+    {
+      name: 'a source service outside the source namespace',
+      ops: [
+        ['fromNamespace', 'kube-system'],
+        ['fromService', 'cilium/foo'],
+      ],
+      message: '--from-service: expected a name in the namespace "kube-system", got "cilium/foo"',
+    },
+    {
+      name: 'a source service and a source pod in different namespaces',
+      ops: [
+        ['fromService', 'cilium/foo'],
+        ['fromPod', 'kube-system/hubble'],
+      ],
+      message: '--from-pod: expected a service in the namespace of the pod "kube-system/hubble", got "cilium/foo"',
+    },
+  ];
+  for (const c of NAMESPACE_CONFLICTS)
+    it(`refuses ${c.name}`, () =>
+      assert.throws(() => buildFilters(c.ops), { code: 'MBR_FILTER_INVALID', message: c.message }));
+
   it('parses relative and absolute times', () => {
     const now = Date.UTC(2026, 0, 1, 12, 0, 0);
     assert.deepEqual(parseTimeArg('1h30m', '--since', now), { seconds: now / 1000 - 5400, nanos: 0 });
