@@ -51,7 +51,7 @@ const CASES: Case[] = [
   { name: 'source_ip_xlated', allow: [{ source_ip_xlated: ['192.168.1.0/24'] }], want: [13] },
   { name: 'source_pod ns/prefix', allow: [{ source_pod: ['shop/pay'] }], want: [1, 8] },
   {
-    name: 'source_pod without namespace (only endpoints without one)',
+    name: 'source_pod without namespace (in the namespace default)',
     allow: [{ source_pod: ['frontend-'] }],
     want: [],
   },
@@ -205,6 +205,8 @@ const CASES: Case[] = [
   },
 ];
 
+const LONG_CEL = `_flow.node_name == '${'a'.repeat(4080)}'`;
+
 const INVALID: { name: string; filter: FlowFilter; message: string }[] = [
   {
     name: 'a bad IP',
@@ -218,8 +220,8 @@ const INVALID: { name: string; filter: FlowFilter; message: string }[] = [
   },
   {
     name: 'an empty pod filter',
-    filter: { source_pod: ['/'] },
-    message: 'whitelist[0].source_pod[0]: expected [namespace/][pod-name-prefix], got "/"',
+    filter: { source_pod: [''] },
+    message: 'whitelist[0].source_pod[0]: expected [namespace/][pod-name-prefix], got ""',
   },
   {
     name: 'an empty service filter',
@@ -298,9 +300,26 @@ const INVALID: { name: string; filter: FlowFilter; message: string }[] = [
       'whitelist[0].node_name[0]: expected a node name pattern ("node*", "cluster/", "cluster/node*"), got "a/b/c"',
   },
   {
-    name: 'a CEL expression',
-    filter: { experimental: { cel_expression: ['true'] } },
-    message: 'whitelist[0].experimental.cel_expression[0]: expected no CEL expression (not supported), got "true"',
+    name: 'a CEL expression that does not parse',
+    filter: { experimental: { cel_expression: ['_flow.verdict == 1', 'something-invalid'] } },
+    message:
+      'whitelist[0].experimental.cel_expression[1]: expected a CEL expression (Unknown variable: something), got "something-invalid"',
+  },
+  {
+    name: 'a CEL expression that is not a bool',
+    filter: { experimental: { cel_expression: ['_flow'] } },
+    message:
+      'whitelist[0].experimental.cel_expression[0]: expected a CEL expression of type bool, not map, got "_flow"',
+  },
+  {
+    name: 'an empty CEL expression',
+    filter: { experimental: { cel_expression: [''] } },
+    message: 'whitelist[0].experimental.cel_expression[0]: expected a CEL expression (Unexpected token: EOF), got ""',
+  },
+  {
+    name: 'a CEL expression longer than 4096 characters',
+    filter: { experimental: { cel_expression: [LONG_CEL] } },
+    message: `whitelist[0].experimental.cel_expression[0]: expected a CEL expression of at most 4096 characters, got ${JSON.stringify(LONG_CEL)}`,
   },
 ];
 
@@ -322,4 +341,194 @@ describe('flow filters', () => {
       code: 'MBR_FILTER_INVALID',
       message: 'blacklist[1].source_port[0]: expected a port number 0-65535, got "x"',
     }));
+});
+
+// Pod and service names as Hubble's own filter tests use them (pkg/hubble/filters/k8s_test.go).
+const ep = (namespace: string, pod_name: string) => ({ namespace, pod_name });
+const svc = (namespace: string, name: string) => ({ namespace, name });
+
+const NAME_CASES: { name: string; allow: FlowFilter[]; flows: Partial<Flow>[]; want: boolean[] }[] = [
+  {
+    name: 'a source pod without namespace in default, and one with',
+    allow: [{ source_pod: ['xwing', 'default/tiefighter'] }],
+    flows: [
+      { source: ep('default', 'xwing') },
+      { source: ep('default', 'tiefighter') },
+      { source: ep('kube-system', 'xwing') },
+      { destination: ep('default', 'xwing') },
+    ],
+    want: [true, true, false, false],
+  },
+  {
+    name: 'name prefixes',
+    allow: [{ source_pod: ['xwing', 'kube-system/coredns-'] }],
+    flows: [
+      { source: ep('default', 'xwing') },
+      { source: ep('default', 'xwing-t-65b') },
+      { source: ep('kube-system', 'coredns-12345') },
+      { source: ep('kube-system', '-coredns-12345') },
+      { source: ep('default', 'tiefighter') },
+    ],
+    want: [true, true, true, false, false],
+  },
+  {
+    name: 'a pod name on an endpoint without a namespace',
+    allow: [{ source_pod: ['xwing'] }],
+    flows: [{}, { source: ep('', 'xwing') }],
+    want: [false, false],
+  },
+  {
+    name: 'a whole namespace (the old "ns/" form)',
+    allow: [{ source_pod: ['kube-system/'] }, { destination_pod: ['kube-system/'] }],
+    flows: [
+      { source: ep('kube-system', 'coredns'), destination: ep('kube-system', 'kube-proxy') },
+      { source: ep('default', 'tiefighter'), destination: ep('kube-system', 'coredns') },
+      { source: ep('kube-system', 'coredns'), destination: ep('default', 'xwing') },
+      { source: ep('default', 'tiefighter'), destination: ep('default', 'xwing') },
+    ],
+    want: [true, true, true, false],
+  },
+  {
+    name: 'a pod name prefix in any namespace ("/xwing")',
+    allow: [{ source_pod: ['/xwing'] }, { destination_pod: ['/xwing'] }],
+    flows: [
+      { source: ep('kube-system', 'coredns'), destination: ep('kube-system', 'kube-proxy') },
+      { source: ep('default', 'tiefighter'), destination: ep('kube-system', 'coredns') },
+      { source: ep('kube-system', 'coredns'), destination: ep('default', 'xwing') },
+      { source: ep('default', 'tiefighter'), destination: ep('default', 'xwing') },
+      { source: ep('hoth', 'tiefighter'), destination: ep('endor', 'xwing') },
+      { source: ep('default', 'tiefighter'), destination: ep('default', 'ywing') },
+    ],
+    want: [false, false, true, true, true, false],
+  },
+  {
+    name: 'any pod in any namespace ("/", what --all-namespaces sends)',
+    allow: [{ destination_pod: ['/'] }],
+    flows: [{ destination: ep('endor', 'xwing') }, { destination: ep('', '') }, {}],
+    want: [true, false, false],
+  },
+  {
+    name: 'a service name prefix in any namespace ("/kube-")',
+    allow: [{ destination_service: ['/kube-'] }],
+    flows: [
+      { destination_service: svc('default', 'xwing') },
+      { destination_service: svc('default', 'deathstar') },
+      { destination_service: svc('kube-system', 'kube-dns') },
+      { source_service: svc('kube-system', 'deathstar') },
+      { destination_service: svc('monitoring', 'kube-prometheus') },
+    ],
+    want: [false, false, true, false, true],
+  },
+  {
+    name: 'a source service without namespace in default',
+    allow: [{ source_service: ['deathstar', 'kube-system/kube-dns'] }],
+    flows: [
+      { source_service: svc('default', 'xwing') },
+      { source_service: svc('default', 'deathstar') },
+      { source_service: svc('kube-system', 'kube-dns') },
+      { destination_service: svc('kube-system', 'deathstar') },
+    ],
+    want: [false, true, true, false],
+  },
+];
+
+// CEL cases after Hubble's pkg/hubble/filters/cel_expression_test.go, plus how several
+// expressions combine and what an evaluation error does.
+const tcp = (source_port: number, destination_port: number) => ({ l4: { TCP: { source_port, destination_port } } });
+const CEL_CASES: { name: string; exprs: string[]; flows: Partial<Flow>[]; want: boolean[] }[] = [
+  {
+    name: 'verdicts by enum name',
+    exprs: ['_flow.verdict == Verdict.FORWARDED || _flow.verdict == Verdict.TRANSLATED'],
+    flows: [{ verdict: 1 }, { verdict: 2 }, { verdict: 7 }],
+    want: [true, false, true],
+  },
+  {
+    name: 'IP addresses',
+    exprs: ["_flow.IP.source == '1.1.1.1' || _flow.IP.destination == '8.8.8.8'"],
+    flows: [
+      { IP: { source: '1.1.1.1', destination: '10.0.0.2', ipVersion: 1 } },
+      { IP: { source: '10.0.0.2', destination: '1.1.1.1', ipVersion: 1 } },
+      { IP: { source: '10.0.0.2', destination: '8.8.8.8', ipVersion: 1 } },
+    ],
+    want: [true, false, true],
+  },
+  {
+    name: 'the L4 protocol with has()',
+    exprs: ['has(_flow.l4.TCP)'],
+    flows: [tcp(20222, 80), { l4: { UDP: { source_port: 30222, destination_port: 53 } } }, tcp(20222, 443)],
+    want: [true, false, true],
+  },
+  {
+    name: 'ports compared as uint',
+    exprs: [
+      'has(_flow.l4.TCP) && (_flow.l4.TCP.destination_port == uint(80) || _flow.l4.TCP.destination_port == uint(443))',
+    ],
+    flows: [tcp(20222, 80), { l4: { UDP: { source_port: 30222, destination_port: 53 } } }, tcp(20222, 443)],
+    want: [true, false, true],
+  },
+  {
+    name: 'several expressions, ORed',
+    exprs: ["_flow.source.namespace == 'hoth'", "_flow.destination.pod_name.startsWith('x')"],
+    flows: [
+      { source: ep('hoth', 'a'), destination: ep('endor', 'b') },
+      { source: ep('endor', 'a'), destination: ep('hoth', 'xwing') },
+      { source: ep('endor', 'a'), destination: ep('hoth', 'ywing') },
+    ],
+    want: [true, true, false],
+  },
+  {
+    name: 'an expression that fails on a flow (no such key) as no match',
+    exprs: ['_flow.l4.UDP.destination_port == 53'],
+    flows: [tcp(1, 53), { l4: { UDP: { source_port: 1, destination_port: 53 } } }],
+    want: [false, true],
+  },
+  {
+    name: 'a verdict the flow leaves out as its proto default',
+    exprs: ['_flow.verdict == Verdict.VERDICT_UNKNOWN'],
+    flows: [{}, { verdict: 1 }],
+    want: [true, false],
+  },
+  {
+    name: 'is_reply unwrapped, null when unknown',
+    exprs: ['_flow.is_reply == true', '_flow.is_reply == null && _flow.verdict == flow.Verdict.DROPPED'],
+    flows: [{ is_reply: { value: true } }, { is_reply: { value: false } }, { verdict: 2 }],
+    want: [true, false, true],
+  },
+];
+
+describe('pod and service name filters', () => {
+  for (const c of NAME_CASES)
+    it(`matches ${c.name}`, () => {
+      const match = compileFlowFilters(c.allow, []);
+      assert.deepEqual(
+        c.flows.map((f) => match(f as Flow)),
+        c.want,
+      );
+    });
+});
+
+describe('CEL expression filters', () => {
+  for (const c of CEL_CASES)
+    it(`matches ${c.name}`, () => {
+      const match = compileFlowFilters([{ experimental: { cel_expression: c.exprs } }], []);
+      assert.deepEqual(
+        c.flows.map((f) => match(f as Flow)),
+        c.want,
+      );
+    });
+
+  it('ANDs a CEL expression with the other fields of its filter', () => {
+    const match = compileFlowFilters(
+      [{ verdict: [2], experimental: { cel_expression: ["_flow.node_name == 'a'"] } }],
+      [],
+    );
+    assert.deepEqual(
+      [
+        { verdict: 2, node_name: 'a' },
+        { verdict: 1, node_name: 'a' },
+        { verdict: 2, node_name: 'b' },
+      ].map((f) => match(f as Flow)),
+      [true, false, false],
+    );
+  });
 });

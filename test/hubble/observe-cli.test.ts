@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { buildFilters, parseTimeArg } from '../../src/cli/commands/observe.js';
+import type { FlowFilter } from '../../src/hubble/filters/flow-filter.js';
 import { FlowObserver } from '../../src/hubble/observer/flow-observer.js';
 import { ObserverServer } from '../../src/hubble/observer/observer-server.js';
 import { context, sampleFlows, T0 } from './fixtures.js';
@@ -56,6 +57,15 @@ const REPLAYS: { args: string[]; want: number[] }[] = [
   { args: ['--not', '--to-namespace', 'shop'], want: [4, 5, 7, 10] },
   { args: ['--to-pod', 'pay'], want: [] },
   { args: ['-A'], want: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] },
+  { args: ['--to-all-namespaces', '--to-pod', 'pay'], want: [1, 3, 6, 8] },
+  { args: ['-A', '--pod', 'postgres'], want: [4] },
+  { args: ['--to-pod', '/pay'], want: [1, 3, 6, 8] },
+  { args: ['--cel-expression', '_flow.verdict == Verdict.DROPPED'], want: [4, 5] },
+  {
+    args: ['--cel-expression', "_flow.destination.namespace == 'db'", '--cel-expression', 'has(_flow.l4.ICMPv4)'],
+    want: [4, 6],
+  },
+  { args: ['--not', '--cel-expression', 'has(_flow.l7)'], want: [1, 2, 3, 4, 5, 6, 7] },
   { args: ['--verdict', 'DROPPED'], want: [4, 5] },
   { args: ['--not', '--verdict', 'FORWARDED'], want: [4, 5] },
   { args: ['--pod', 'shop/', '--not', '--protocol', 'tcp'], want: [6, 7, 10, 11] },
@@ -197,6 +207,159 @@ describe('observe filter flags', () => {
         blacklist: [{ protocol: ['udp'] }],
       },
     ));
+
+  // After hubble's TestNamespace and TestCELExpression (hubble/cmd/observe/flows_filter_test.go).
+  const NAMESPACE_FLAGS: { name: string; ops: [string, string | true][]; want: FlowFilter[] }[] = [
+    {
+      name: 'a namespace and a port',
+      ops: [
+        ['namespace', 'cilium'],
+        ['port', '443'],
+      ],
+      want: [
+        { source_pod: ['cilium/'], source_port: ['443'] },
+        { destination_pod: ['cilium/'], destination_port: ['443'] },
+      ],
+    },
+    {
+      name: 'a source namespace and a source port',
+      ops: [
+        ['fromNamespace', 'cilium'],
+        ['fromPort', '443'],
+      ],
+      want: [{ source_pod: ['cilium/'], source_port: ['443'] }],
+    },
+    {
+      name: 'a namespace and a pod',
+      ops: [
+        ['namespace', 'cilium'],
+        ['pod', 'foo-9c76d6c95-tf788'],
+      ],
+      want: [{ source_pod: ['cilium/foo-9c76d6c95-tf788'] }, { destination_pod: ['cilium/foo-9c76d6c95-tf788'] }],
+    },
+    {
+      name: 'two namespaces and two services',
+      ops: [
+        ['namespace', 'cilium'],
+        ['namespace', 'kube-system'],
+        ['service', 'foo'],
+        ['service', 'bar'],
+      ],
+      want: [
+        { source_service: ['cilium/foo', 'kube-system/foo', 'cilium/bar', 'kube-system/bar'] },
+        { destination_service: ['cilium/foo', 'kube-system/foo', 'cilium/bar', 'kube-system/bar'] },
+      ],
+    },
+    {
+      name: 'a source namespace and a destination pod with its namespace',
+      ops: [
+        ['fromNamespace', 'kube-system'],
+        ['toPod', 'cilium/foo-9c76d6c95-tf788'],
+      ],
+      want: [{ source_pod: ['kube-system/'], destination_pod: ['cilium/foo-9c76d6c95-tf788'] }],
+    },
+    {
+      name: 'any destination namespace and a port',
+      ops: [
+        ['toAllNamespaces', true],
+        ['port', '443'],
+      ],
+      want: [
+        { destination_pod: ['/'], source_port: ['443'] },
+        { destination_pod: ['/'], destination_port: ['443'] },
+      ],
+    },
+    {
+      name: 'a destination pod in any namespace',
+      ops: [
+        ['toAllNamespaces', true],
+        ['toPod', 'foo'],
+      ],
+      want: [{ destination_pod: ['/foo'] }],
+    },
+    {
+      name: 'a destination service in any namespace',
+      ops: [
+        ['toAllNamespaces', true],
+        ['toService', 'bar'],
+      ],
+      want: [{ destination_service: ['/bar'] }],
+    },
+    {
+      name: 'a pod in any namespace, either way',
+      ops: [
+        ['allNamespaces', true],
+        ['pod', 'foo'],
+      ],
+      want: [{ source_pod: ['/foo'] }, { destination_pod: ['/foo'] }],
+    },
+    {
+      name: 'a service in any namespace, either way',
+      ops: [
+        ['allNamespaces', true],
+        ['service', 'bar'],
+      ],
+      want: [{ source_service: ['/bar'] }, { destination_service: ['/bar'] }],
+    },
+    {
+      name: 'one CEL expression',
+      ops: [['celExpression', '_flow.verdict == Verdict.FORWARDED || _flow.verdict == Verdict.TRANSLATED']],
+      want: [
+        {
+          experimental: {
+            cel_expression: ['_flow.verdict == Verdict.FORWARDED || _flow.verdict == Verdict.TRANSLATED'],
+          },
+        },
+      ],
+    },
+    {
+      name: 'two CEL expressions in one filter',
+      ops: [
+        ['celExpression', '_flow.verdict == Verdict.FORWARDED'],
+        ['celExpression', '_flow.verdict == Verdict.TRANSLATED'],
+      ],
+      want: [
+        {
+          experimental: {
+            cel_expression: ['_flow.verdict == Verdict.FORWARDED', '_flow.verdict == Verdict.TRANSLATED'],
+          },
+        },
+      ],
+    },
+  ];
+  for (const c of NAMESPACE_FLAGS)
+    it(`builds the filters of ${c.name}`, () =>
+      assert.deepEqual(buildFilters(c.ops), { whitelist: c.want, blacklist: [] }));
+
+  const NAMESPACE_CONFLICTS: { name: string; ops: [string, string | true][]; message: string }[] = [
+    {
+      name: 'a destination pod outside the destination namespace',
+      ops: [
+        ['toNamespace', 'kube-system'],
+        ['toPod', 'cilium/foo-9c76d6c95-tf788'],
+      ],
+      message: '--to-pod: expected a name in the namespace "kube-system", got "cilium/foo-9c76d6c95-tf788"',
+    },
+    {
+      name: 'a source service outside the source namespace',
+      ops: [
+        ['fromNamespace', 'kube-system'],
+        ['fromService', 'cilium/foo'],
+      ],
+      message: '--from-service: expected a name in the namespace "kube-system", got "cilium/foo"',
+    },
+    {
+      name: 'a source service and a source pod in different namespaces',
+      ops: [
+        ['fromService', 'cilium/foo'],
+        ['fromPod', 'kube-system/hubble'],
+      ],
+      message: '--from-pod: expected a service in the namespace of the pod "kube-system/hubble", got "cilium/foo"',
+    },
+  ];
+  for (const c of NAMESPACE_CONFLICTS)
+    it(`refuses ${c.name}`, () =>
+      assert.throws(() => buildFilters(c.ops), { code: 'MBR_FILTER_INVALID', message: c.message }));
 
   it('parses relative and absolute times', () => {
     const now = Date.UTC(2026, 0, 1, 12, 0, 0);

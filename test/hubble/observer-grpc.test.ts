@@ -128,6 +128,38 @@ describe('Observer gRPC server with a grpc-js client', () => {
     assert.deepEqual(got[0]!.flow, { verdict: 1, destination: { pod_name: 'frontend-7d9f' } });
   });
 
+  it('filters by a CEL expression sent in FlowFilter.experimental', async () => {
+    const got = await streamAll(client, {
+      whitelist: [
+        { experimental: { cel_expression: ["_flow.verdict == Verdict.DROPPED && _flow.source.namespace == 'shop'"] } },
+      ],
+    });
+    assert.deepEqual(
+      got.map((r) => r.flow?.uuid),
+      [flows[3]!.uuid, flows[4]!.uuid],
+    );
+  });
+
+  it('reads a CEL filter encoded the way hubble encodes it (experimental = 999, cel_expression = 1)', () => {
+    // GetFlowsRequest.whitelist (6) -> FlowFilter.experimental (999) -> cel_expression (1), by hand.
+    const expr = Buffer.from('true');
+    const experimental = Buffer.concat([Buffer.from([0x0a, expr.length]), expr]);
+    const filter = Buffer.concat([Buffer.from([0xba, 0x3e, experimental.length]), experimental]);
+    const request = Buffer.concat([Buffer.from([0x32, filter.length]), filter]);
+    const decoded = protoType('observer.GetFlowsRequest').decode(request).toJSON();
+    assert.deepEqual(decoded.whitelist, [{ experimental: { cel_expression: ['true'] } }]);
+  });
+
+  it('rejects a CEL expression that does not compile with INVALID_ARGUMENT', async () => {
+    await assert.rejects(
+      streamAll(client, { whitelist: [{ experimental: { cel_expression: ['_flow.verdict =='] } }] }),
+      {
+        code: 3,
+        details: /^whitelist\[0\]\.experimental\.cel_expression\[0\]: expected a CEL expression/,
+      },
+    );
+  });
+
   it('rejects an invalid filter with INVALID_ARGUMENT and the field path', async () => {
     await assert.rejects(streamAll(client, { whitelist: [{ source_ip: ['nope'] }] }), {
       code: 3,

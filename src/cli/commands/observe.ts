@@ -127,7 +127,8 @@ interface FlagTracker {
     value: unknown,
   ): void;
   namespace(direction: 'both' | 'source' | 'destination', ns: string): void;
-  mark(): void;
+  allNamespaces(direction: 'both' | 'source' | 'destination'): void;
+  celExpression(expr: string): void;
 }
 
 function bind(t: FilterTracker, flag: string): FlagTracker {
@@ -136,7 +137,8 @@ function bind(t: FilterTracker, flag: string): FlagTracker {
     all: (key, value) => t.all(flag, key, value as never),
     either: (src, dst, value) => t.either(flag, src, dst, value as never),
     namespace: (direction, ns) => t.namespace(flag, direction, ns),
-    mark: () => t.mark(flag),
+    allNamespaces: (direction) => t.allNamespaces(flag, direction),
+    celExpression: (expr) => t.celExpression(flag, expr),
   };
 }
 
@@ -248,9 +250,21 @@ const FILTER_FLAGS: FilterFlag[] = [
     description: 'flows to this namespace (also qualifies --pod/--service names without one)',
     apply: (t, v) => t.namespace('destination', v),
   },
-  { flags: '--from-all-namespaces', description: 'no source namespace restriction', apply: (t) => t.mark() },
-  { flags: '-A, --all-namespaces', description: 'no namespace restriction', apply: (t) => t.mark() },
-  { flags: '--to-all-namespaces', description: 'no destination namespace restriction', apply: (t) => t.mark() },
+  {
+    flags: '--from-all-namespaces',
+    description: 'flows from any namespace (--from-pod/--from-service names in any namespace)',
+    apply: (t) => t.allNamespaces('source'),
+  },
+  {
+    flags: '-A, --all-namespaces',
+    description: 'flows from or to any namespace (--pod/--service names in any namespace)',
+    apply: (t) => t.allNamespaces('both'),
+  },
+  {
+    flags: '--to-all-namespaces',
+    description: 'flows to any namespace (--to-pod/--to-service names in any namespace)',
+    apply: (t) => t.allNamespaces('destination'),
+  },
   ...eitherFlag(
     '-l, --label <selector>',
     'flows of endpoints matching this label selector',
@@ -282,6 +296,11 @@ const FILTER_FLAGS: FilterFlag[] = [
     flags: '--interface <name>',
     description: 'flows seen on this network interface',
     apply: (t, v) => t.all('interface', { name: v }),
+  },
+  {
+    flags: '--cel-expression <expr>',
+    description: 'flows for which this CEL expression over _flow is true (repeatable: any of them)',
+    apply: (t, v) => t.celExpression(v),
   },
   { flags: '--encrypted', description: 'encrypted flows only', apply: (t) => t.all('encrypted', true) },
   { flags: '--unencrypted', description: 'unencrypted flows only', apply: (t) => t.all('encrypted', false) },

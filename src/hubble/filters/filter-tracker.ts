@@ -2,8 +2,9 @@
 // way hubble's CLI does: a direction-less flag (--pod, --ip, --label, ...) fills the source field
 // of one filter and the destination field of another, and the two are OR-ed; --from-X and --to-X
 // (one field) and flags without a direction (--verdict, --protocol, ...) apply to both. --not sends
-// the next filter flag to the denylist. Namespaces (-n, --from-namespace, --to-namespace) are
-// applied last: they qualify pod and service names given without one, or become "ns/" filters.
+// the next filter flag to the denylist. Namespaces (-n, --from-namespace, --to-namespace, and ""
+// for -A, --from-all-namespaces, --to-all-namespaces) are applied last: they qualify pod and
+// service names given without one ("ns/name", "/name"), or become "ns/" ("/") filters.
 
 import { FilterError } from './filter-error.js';
 import type { FlowFilter } from './flow-filter.js';
@@ -67,6 +68,21 @@ class Side {
     updateRight(this.right);
   }
 
+  /**
+   * hubble's namespace checks, after every flag: a name that has a namespace must be in the
+   * namespaces given for its side (-A gives ""), and a side's pods and services must agree.
+   */
+  checkNamespaces(flag: string): void {
+    for (const f of [this.left, this.right]) {
+      if (f === undefined) continue;
+      namespaceConflict(flag, this.ns, [f.source_pod, f.source_service, f.destination_pod, f.destination_service]);
+      namespaceConflict(flag, this.srcNs, [f.source_pod, f.source_service]);
+      namespaceConflict(flag, this.dstNs, [f.destination_pod, f.destination_service]);
+      podServiceConflict(flag, f.source_pod, f.source_service);
+      podServiceConflict(flag, f.destination_pod, f.destination_service);
+    }
+  }
+
   filters(): FlowFilter[] {
     if (
       this.left === undefined &&
@@ -108,6 +124,7 @@ export class FilterTracker {
   all<K extends ListKey>(flag: string, key: K, value: NonNullable<FlowFilter[K]>[number]): void {
     const side = this.side(flag);
     side.both((f) => push(f, key, value));
+    side.checkNamespaces(flag);
   }
 
   /** A direction-less endpoint flag: source field on the left, destination field on the right. */
@@ -117,21 +134,36 @@ export class FilterTracker {
     destinationKey: L,
     value: NonNullable<FlowFilter[K]>[number],
   ): void {
-    this.side(flag).split(
+    const side = this.side(flag);
+    side.split(
       (f) => push(f, sourceKey, value),
       (f) => push(f, destinationKey, value as NonNullable<FlowFilter[L]>[number]),
     );
+    side.checkNamespaces(flag);
   }
 
   /** -n (both), --from-namespace (source) or --to-namespace (destination). */
   namespace(flag: string, direction: 'both' | 'source' | 'destination', ns: string): void {
     const side = this.side(flag);
     (direction === 'both' ? side.ns : direction === 'source' ? side.srcNs : side.dstNs).push(ns);
+    side.checkNamespaces(flag);
   }
 
-  /** -A and friends: mark the flag (for conflicts); they add no filter. */
-  mark(flag: string): void {
-    this.side(flag);
+  /**
+   * -A (both), --from-all-namespaces (source), --to-all-namespaces (destination): the namespace
+   * "", so that names become "/name" (that name in any namespace) and, without names, "/" (any
+   * pod in any namespace), as hubble sends them.
+   */
+  allNamespaces(flag: string, direction: 'both' | 'source' | 'destination'): void {
+    this.namespace(flag, direction, '');
+  }
+
+  /** --cel-expression: one more expression in both filters (a filter's expressions are ORed). */
+  celExpression(flag: string, expr: string): void {
+    this.side(flag).both((f) => {
+      f.experimental ??= {};
+      f.experimental.cel_expression = [...(f.experimental.cel_expression ?? []), expr];
+    });
   }
 
   allowlist(): FlowFilter[] {
@@ -159,6 +191,36 @@ function applyNamespaces(f: FlowFilter, side: 'source' | 'destination', namespac
     const names = f[key];
     if (names === undefined || names.length === 0) continue;
     f[key] = names.flatMap((n) => (n.includes('/') ? [n] : namespaces.map((ns) => `${ns}/${n}`)));
+  }
+}
+
+/** The namespace part of "ns/name", "" for a bare name. */
+function namespaceOf(name: string): string {
+  const i = name.indexOf('/');
+  return i < 0 ? '' : name.slice(0, i);
+}
+
+function namespaceConflict(
+  flag: string,
+  namespaces: readonly string[],
+  lists: readonly (readonly string[] | undefined)[],
+): void {
+  for (const ns of namespaces)
+    for (const names of lists)
+      for (const name of names ?? []) {
+        const own = namespaceOf(name);
+        if (own !== '' && own !== ns)
+          throw new FilterError(`--${flag}`, `a name in the namespace ${JSON.stringify(ns)}`, name);
+      }
+}
+
+function podServiceConflict(flag: string, pods: readonly string[] = [], services: readonly string[] = []): void {
+  for (const pod of pods) {
+    const ns = namespaceOf(pod);
+    if (ns === '') continue;
+    for (const svc of services)
+      if (namespaceOf(svc) !== ns)
+        throw new FilterError(`--${flag}`, `a service in the namespace of the pod ${JSON.stringify(pod)}`, svc);
   }
 }
 

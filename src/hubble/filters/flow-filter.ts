@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import RE2 from 're2';
 import { type Flow, IPVersion, type TCPFlags, type Workload } from '../flow/flow.js';
+import { compileCelExpressions } from './cel-filter.js';
 import { FilterError } from './filter-error.js';
 import { compileLabelSelector, type LabelMatcher } from './label-selector.js';
 
@@ -181,11 +182,7 @@ export function compileFlowFilter(f: FlowFilter, path = 'filter'): FlowPredicate
   if (has(f.trace_id)) add(stringIn(f.trace_id, (fl) => fl.trace_context?.parent?.trace_id ?? ''));
   if (has(f.traffic_direction)) add(enumIn(f.traffic_direction, (fl) => fl.traffic_direction ?? 0));
   if (has(f.experimental?.cel_expression))
-    throw new FilterError(
-      p('experimental.cel_expression[0]'),
-      'no CEL expression (not supported)',
-      f.experimental!.cel_expression![0]!,
-    );
+    add(compileCelExpressions(f.experimental.cel_expression, p('experimental.cel_expression')));
   if (has(f.interface)) add(interfaceFilter(f.interface));
   if (has(f.ip_trace_id)) {
     const set = new Set(f.ip_trace_id.map(Number));
@@ -376,9 +373,10 @@ function prefixEqual(a: Uint8Array, b: Uint8Array, bits: number): boolean {
 }
 
 /**
- * "ns/name-prefix", "ns/" (the whole namespace) or "name-prefix". The namespace always compares
- * exactly, so "name-prefix" alone only matches endpoints without a namespace (Hubble's rule; its
- * CLI adds --namespace to bare names). Text after a second "/" is ignored, as Hubble does.
+ * Pod and service names, as Hubble reads them: "ns/name-prefix", "ns/" (the whole namespace),
+ * "/name-prefix" (that prefix in any namespace; "/" alone: any named endpoint) and "name-prefix"
+ * (in the namespace "default"). Text after a second "/" is ignored. Only "" is invalid. An
+ * endpoint with neither a namespace nor a name never matches.
  */
 function namespacedNameFilter(
   values: readonly string[],
@@ -387,19 +385,24 @@ function namespacedNameFilter(
   get: (f: Flow) => [string | undefined, string | undefined],
 ): FlowPredicate {
   const parsed = values.map((v, i) => {
+    if (v === '') throw new FilterError(`${path}[${i}]`, `[namespace/][${what}-name-prefix]`, v);
     const parts = v.split('/');
-    const ns = parts.length > 1 ? parts[0]! : '';
+    // undefined namespace: any namespace.
+    const ns = parts.length > 1 ? parts[0] || undefined : DEFAULT_NAMESPACE;
     const prefix = parts.length > 1 ? parts[1]! : parts[0]!;
-    if (ns === '' && prefix === '') throw new FilterError(`${path}[${i}]`, `[namespace/][${what}-name-prefix]`, v);
     return { ns, prefix };
   });
   return (fl) => {
     const [ns = '', name = ''] = get(fl);
     if (ns === '' && name === '') return false;
-    for (const f of parsed) if (f.ns === ns && (f.prefix === '' || name.startsWith(f.prefix))) return true;
+    for (const f of parsed)
+      if ((f.ns === undefined || f.ns === ns) && (f.prefix === '' || name.startsWith(f.prefix))) return true;
     return false;
   };
 }
+
+/** The namespace of a pod or service filter given without one. */
+export const DEFAULT_NAMESPACE = 'default';
 
 /** A filter workload with no name (kind) matches any name (kind); an empty one any workload. */
 function workloadFilter(values: readonly Workload[], get: (f: Flow) => Workload[] | undefined): FlowPredicate {
