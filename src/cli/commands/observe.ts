@@ -51,6 +51,10 @@ export function registerObserve(program: Command): void {
       'time layout (StampMilli, RFC3339, RFC3339Nano, ... or a Go layout)',
       'StampMilli',
     )
+    .option(
+      '--compat <options>',
+      'old behaviour kept for scripts, comma-separated (as HUBBLE_COMPAT): legacy-json-output makes -o json print the bare flow',
+    )
     .addOption(new Option('--color <when>', 'colour the output').choices(['auto', 'always', 'never']).default('auto'))
     .option('--allowlist <json>', 'a FlowFilter as JSON to include (repeatable)', collect, [])
     .option('--denylist <json>', 'a FlowFilter as JSON to exclude (repeatable)', collect, [])
@@ -103,6 +107,7 @@ interface ObserveOptions {
   printNodeName?: boolean;
   printPolicyNames?: boolean;
   timeFormat: string;
+  compat?: string;
   color: string;
   allowlist: string[];
   denylist: string[];
@@ -354,8 +359,10 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
     whitelist: filters.whitelist,
     blacklist: filters.blacklist,
   };
+  const compat = parseCompat(opts.compat, process.env.HUBBLE_COMPAT);
   const printer = new FlowPrinter({
     format: opts.output,
+    legacyJsonOutput: compat.legacyJsonOutput,
     printNodeName: opts.printNodeName,
     printPolicyNames: opts.printPolicyNames,
     timeFormat: opts.timeFormat,
@@ -363,6 +370,8 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
       opts.color === 'always' ||
       (opts.color === 'auto' && process.stdout.isTTY === true && opts.output !== 'json' && opts.output !== 'jsonpb'),
   });
+  // -o json is jsonpb unless legacy-json-output is asked for, as in hubble.
+  const isJsonpb = opts.output === 'jsonpb' || (opts.output === 'json' && !compat.legacyJsonOutput);
   const out = (s: string) => {
     if (s !== '') process.stdout.write(s);
   };
@@ -380,9 +389,7 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
       process.once('SIGINT', stop);
       // Node status goes to stderr so that stdout stays one flow per line for pipes.
       call.on('data', (r: FlowsResponse) =>
-        r.node_status !== undefined && opts.output !== 'jsonpb'
-          ? process.stderr.write(printer.write(r))
-          : out(printer.write(r)),
+        r.node_status !== undefined && !isJsonpb ? process.stderr.write(printer.write(r)) : out(printer.write(r)),
       );
       call.on('error', (e: Error & { code?: number; details?: string }) => {
         process.off('SIGINT', stop);
@@ -511,6 +518,29 @@ export function rawFiltersText(allow: readonly FlowFilter[], deny: readonly Flow
       ? `${name}: []\n`
       : `${name}:\n${fs.map((f) => `- '${JSON.stringify(toProtoJson(type, f)).replace(/'/g, "''")}'\n`).join('')}`;
   return list('allowlist', allow) + list('denylist', deny);
+}
+
+export const COMPAT_OPTIONS = ['legacy-json-output'] as const;
+
+/**
+ * The --compat flag, else the HUBBLE_COMPAT variable (hubble's only way to set these). Unknown
+ * names in the variable are ignored like hubble does (forward compatibility); in the flag they
+ * are a usage error.
+ */
+export function parseCompat(flag: string | undefined, env: string | undefined): { legacyJsonOutput: boolean } {
+  const names = (flag ?? env ?? '')
+    .split(',')
+    .map((n) => n.trim().toLowerCase())
+    .filter((n) => n !== '');
+  if (flag !== undefined)
+    for (const n of names)
+      if (!(COMPAT_OPTIONS as readonly string[]).includes(n))
+        throw new CliError(
+          'MBR_CLI_USAGE',
+          `--compat: expected one of ${COMPAT_OPTIONS.join(', ')}, got ${JSON.stringify(n)}`,
+          EXIT_USAGE,
+        );
+  return { legacyJsonOutput: names.includes('legacy-json-output') };
 }
 
 function defaultServer(): string {
