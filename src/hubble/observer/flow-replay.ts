@@ -116,7 +116,11 @@ export function decodeFlowLine(text: string, where: string): FlowsResponse | und
     const f = fromProtoJson(FLOW(), o, where, { ignoreUnknown: true }) as Flow;
     return { flow: f, node_name: f.node_name ?? '', time: f.time };
   } catch (err) {
-    if (err instanceof ProtoJsonError) throw new ReplayError(err.code, err.message);
+    if (err instanceof ProtoJsonError) {
+      // "file:7: flow.l4.TCP.source_port: expected ..." rather than "file:7.flow.l4...".
+      const field = err.path === where ? '' : `${err.path.slice(where.length + 1)}: `;
+      throw new ReplayError(err.code, `${where}: ${field}expected ${err.expected}, got ${err.got}`);
+    }
     throw err;
   }
 }
