@@ -105,8 +105,16 @@ const INTEGER_RANGES: Readonly<Record<string, readonly [number, number, string]>
 };
 const LONG_TYPES = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
 
+// protobufjs rebuilds fullName from the parent chain on every read; replays ask once per field.
+const FULL_NAMES = new WeakMap<protobuf.Type, string>();
+
 function fullName(t: protobuf.Type): string {
-  return t.fullName.replace(/^\./, '');
+  let name = FULL_NAMES.get(t);
+  if (name === undefined) {
+    name = t.fullName.replace(/^\./, '');
+    FULL_NAMES.set(t, name);
+  }
+  return name;
 }
 
 function isDefault(v: unknown): boolean {

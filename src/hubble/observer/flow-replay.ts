@@ -172,8 +172,11 @@ export async function* replayFlows(
 
 const RESPONSE_KEYS = ['flow', 'lost_events', 'lostEvents', 'node_status', 'nodeStatus'];
 const ZERO: Timestamp = { seconds: 0, nanos: 0 };
-const RESPONSE = () => protoType('observer.GetFlowsResponse');
-const FLOW = () => protoType('flow.Flow');
+let responseType: ReturnType<typeof protoType> | undefined;
+let flowType: ReturnType<typeof protoType> | undefined;
+// Looked up once: a lookup walks the proto root, and a replay decodes millions of lines.
+const RESPONSE = () => (responseType ??= protoType('observer.GetFlowsResponse'));
+const FLOW = () => (flowType ??= protoType('flow.Flow'));
 
 function tooLong(source: string, lineNo: number, max: number): ReplayError {
   return new ReplayError(

@@ -111,9 +111,13 @@ export class FlowPrinter {
   }
 }
 
-const FLOW = () => protoType('flow.Flow');
-const RESPONSE = () => protoType('observer.GetFlowsResponse');
-const LOST_EVENT = () => protoType('flow.LostEvent');
+let flowType: ReturnType<typeof protoType> | undefined;
+let responseType: ReturnType<typeof protoType> | undefined;
+let lostEventType: ReturnType<typeof protoType> | undefined;
+// Looked up once: a lookup walks the proto root, and a replay prints millions of lines.
+const FLOW = () => (flowType ??= protoType('flow.Flow'));
+const RESPONSE = () => (responseType ??= protoType('observer.GetFlowsResponse'));
+const LOST_EVENT = () => (lostEventType ??= protoType('flow.LostEvent'));
 
 const LOST_SOURCES = [
   'UNKNOWN_LOST_EVENT_SOURCE',
