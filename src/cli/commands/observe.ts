@@ -1,6 +1,6 @@
 // `membrane observe` and `membrane hubble status|list nodes`: flows with hubble's flags and
-// output formats, from a flow server over gRPC (an agent or the relay) or replayed from a jsonpb
-// file through the same filter, reader and printer code.
+// output formats, from a flow server over gRPC (an agent or the relay) or streamed from a file of
+// jsonpb lines through the same filter and printer code (src/hubble/observer/flow-replay.ts).
 import { createReadStream, existsSync, type ReadStream } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { type Command, Option } from 'commander';
