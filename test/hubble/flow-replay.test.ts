@@ -121,6 +121,16 @@ describe('membrane observe --input-file streams the whole input', () => {
     assert.deepEqual(counters(out), [7]);
   });
 
+  it('stops quietly when the reader of its output goes away (| head)', async () => {
+    const p = spawn(process.execPath, [BIN, 'observe', '--input-file', file, '--all', '-o', 'jsonpb']);
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    p.stdout.once('data', () => p.stdout.destroy());
+    const code = await new Promise((resolve) => p.on('close', resolve));
+    assert.equal(err, '');
+    assert.equal(code, 0);
+  });
+
   it('rejects --last above 1000000 like hubble', async () => {
     const r = await run(['observe', '--input-file', file, '--last', '1000001']);
     assert.equal(r.code, 2);

@@ -376,8 +376,22 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
     if (s !== '') process.stdout.write(s);
   };
   if (opts.inputFile !== undefined) {
-    for await (const r of replayInputFile(opts.inputFile, request)) out(printer.write(r));
-    out(printer.end());
+    // `... | head`: once the reader has gone, stop reading the input instead of crashing on EPIPE.
+    let isClosed = false;
+    const onError = (e: Error & { code?: string }) => {
+      if (e.code !== 'EPIPE') throw e;
+      isClosed = true;
+    };
+    process.stdout.on('error', onError);
+    try {
+      for await (const r of replayInputFile(opts.inputFile, request)) {
+        if (isClosed) return;
+        out(printer.write(r));
+      }
+      if (!isClosed) out(printer.end());
+    } finally {
+      if (!isClosed) process.stdout.off('error', onError);
+    }
     return;
   }
   const server = opts.server ?? defaultServer();
