@@ -370,8 +370,6 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
       opts.color === 'always' ||
       (opts.color === 'auto' && process.stdout.isTTY === true && opts.output !== 'json' && opts.output !== 'jsonpb'),
   });
-  // -o json is jsonpb unless legacy-json-output is asked for, as in hubble.
-  const isJsonpb = opts.output === 'jsonpb' || (opts.output === 'json' && !compat.legacyJsonOutput);
   const out = (s: string) => {
     if (s !== '') process.stdout.write(s);
   };
@@ -401,9 +399,10 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
       const call = client.GetFlows(request) as grpc.ClientReadableStream<FlowsResponse>;
       const stop = () => call.cancel();
       process.once('SIGINT', stop);
-      // Node status goes to stderr so that stdout stays one flow per line for pipes.
+      // Node status goes to stderr in every format, jsonpb too (as hubble's printer does), so
+      // that stdout stays one flow per line for pipes and `-o json` parsers.
       call.on('data', (r: FlowsResponse) =>
-        r.node_status !== undefined && !isJsonpb ? process.stderr.write(printer.write(r)) : out(printer.write(r)),
+        r.node_status !== undefined ? process.stderr.write(printer.write(r)) : out(printer.write(r)),
       );
       call.on('error', (e: Error & { code?: number; details?: string }) => {
         process.off('SIGINT', stop);
