@@ -6,7 +6,7 @@
 // Run: npx tsc -p . && node --max-semi-space-size=64 dist/bench/hubble.bench.js
 // (writes bench/results/hubble.md). The flag gives V8 a young generation that holds the ring's
 // live flows, so they are not promoted to the old generation (~15% on the pipeline here).
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import * as grpc from '@grpc/grpc-js';
@@ -75,7 +75,11 @@ async function main(): Promise<void> {
     '  are what the follower missed because the ring lapped it. Goal: 0 lost.',
     '',
   ].join('\n');
-  writeFileSync(new URL('../../bench/results/hubble.md', import.meta.url), md);
+  // Keep the sections bench/replay.bench.ts appended.
+  const file = new URL('../../bench/results/hubble.md', import.meta.url);
+  const before = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const replay = before.indexOf('\n## observe --input-file replay');
+  writeFileSync(file, replay < 0 ? md : `${md}${before.slice(replay)}`);
 }
 
 // ---- 1. parse -> ring -> filter ----------------------------------------------------------------

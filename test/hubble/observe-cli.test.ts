@@ -126,6 +126,37 @@ describe('membrane observe --input-file', () => {
     assert.equal(back.flow.trace_observation_point, 'TO_NETWORK');
   });
 
+  it('prints -o json as the GetFlowsResponse, and the bare flow with --compat legacy-json-output', async () => {
+    const pb = await run('observe', '--input-file', FLOWS_FILE, '--first', '1', '-o', 'json');
+    assert.equal(pb.code, 0, pb.err);
+    const r = JSON.parse(pb.out);
+    assert.deepEqual(Object.keys(r), ['flow', 'node_name', 'time']);
+    assert.equal(r.node_name, 'node-1');
+    const legacy = await run(
+      'observe',
+      '--input-file',
+      FLOWS_FILE,
+      '--first',
+      '1',
+      '-o',
+      'json',
+      '--compat',
+      'legacy-json-output',
+    );
+    assert.equal(legacy.code, 0, legacy.err);
+    assert.deepEqual(JSON.parse(legacy.out), r.flow);
+  });
+
+  it('takes legacy-json-output from HUBBLE_COMPAT like hubble, ignoring names it does not know', async () => {
+    const p = spawn(process.execPath, [BIN, 'observe', '--input-file', FLOWS_FILE, '--first', '1', '-o', 'json'], {
+      env: { ...process.env, TZ: 'UTC', HUBBLE_COMPAT: 'future-thing,legacy-json-output' },
+    });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    await new Promise((resolve) => p.on('close', resolve));
+    assert.equal(JSON.parse(out).uuid, '01234567-89ab-4def-a123-000000000001');
+  });
+
   it('prints compact lines with policy names like the golden file', async () => {
     const r = await run('observe', '--input-file', FLOWS_FILE, '--print-policy-names', '--print-node-name');
     assert.equal(r.code, 0);
@@ -151,6 +182,10 @@ describe('membrane observe --input-file', () => {
       message: 'membrane: whitelist[0].source_ip[0]: expected an IP address or a CIDR, got "10.0.0.300"\n',
     },
     { args: ['--first', '3', '--follow'], message: 'membrane: --first cannot be combined with --follow\n' },
+    {
+      args: ['--compat', 'legacy-json'],
+      message: 'membrane: --compat: expected one of legacy-json-output, got "legacy-json"\n',
+    },
     {
       args: ['--since', 'yesterday'],
       message:

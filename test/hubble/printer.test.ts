@@ -42,6 +42,12 @@ describe('flow printer', () => {
       render({ format: 'compact', utc: true, printNodeName: true, printPolicyNames: true }),
     ));
 
+  it('prints -o json as the GetFlowsResponse, the same as jsonpb', () =>
+    assert.equal(render({ format: 'json', utc: true }), render({ format: 'jsonpb', utc: true })));
+
+  it('prints the bare flow and lost event with legacy JSON output like the golden file', () =>
+    checkGolden('observe-json-legacy.txt', render({ format: 'json', utc: true, legacyJsonOutput: true })));
+
   it('prints a table with a NODE column', () =>
     checkGolden('observe-table-node.txt', render({ format: 'table', utc: true, printNodeName: true })));
 

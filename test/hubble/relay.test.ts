@@ -1,6 +1,7 @@
 // The relay against two in-process agents: merged time order, node status, one agent killed
 // mid-stream and brought back, all through a grpc-js client.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import type * as grpc from '@grpc/grpc-js';
 import { observerClient } from '../../src/hubble/api/grpc-clients.js';
@@ -37,6 +38,7 @@ describe('relay with two agents', () => {
   let addr2 = '';
   const relay = new Relay({ peerService: '', retryMs: 150, drainMs: 30, sortBufferSize: 100 });
   let client: ReturnType<typeof observerClient>;
+  let relayAddr = '';
 
   before(async () => {
     obs1.ingestFlow(at(1000, 'node-1', 'a1'));
@@ -50,6 +52,7 @@ describe('relay with two agents', () => {
     (relay as unknown as { opts: { peerService: string } }).opts.peerService = addr1;
     relay.start();
     const raddr = await relay.listen('127.0.0.1:0');
+    relayAddr = raddr;
     client = observerClient(raddr);
     await until(
       () => {
@@ -64,6 +67,27 @@ describe('relay with two agents', () => {
     await relay.close();
     await agent1.close();
     await agent2.close();
+  });
+
+  it('prints flows on stdout and node status on stderr with membrane observe -o json, as hubble', async () => {
+    const bin = new URL('../../../bin/membrane', import.meta.url).pathname;
+    const p = spawn(process.execPath, [bin, 'observe', '--server', relayAddr, '--last', '2', '-o', 'json']);
+    // --last N through the relay is N per node, as in hubble.
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    const code = await new Promise((resolve) => p.on('close', resolve));
+    assert.equal(code, 0, err);
+    const lines = out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => l.flow.uuid),
+      ['a1', 'b1', 'a2', 'b2'],
+    );
+    assert.equal(JSON.parse(err.trim().split('\n')[0]!).node_status.state_change, 'NODE_CONNECTED');
   });
 
   it('merges the last N flows of every node in time order after a node status event', async () => {

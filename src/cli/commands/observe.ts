@@ -1,22 +1,21 @@
 // `membrane observe` and `membrane hubble status|list nodes`: flows with hubble's flags and
-// output formats, from a flow server over gRPC (an agent or the relay) or replayed from a jsonpb
-// file through the same filter, reader and printer code.
-import { existsSync, readFileSync } from 'node:fs';
+// output formats, from a flow server over gRPC (an agent or the relay) or streamed from a file of
+// jsonpb lines through the same filter and printer code (src/hubble/observer/flow-replay.ts).
+import { createReadStream, existsSync, type ReadStream } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { type Command, Option } from 'commander';
 import { observerClient } from '../../hubble/api/grpc-clients.js';
-import { fromProtoJson, ProtoJsonError, toProtoJson } from '../../hubble/api/proto-json.js';
+import { fromProtoJson, toProtoJson } from '../../hubble/api/proto-json.js';
 import { protoType } from '../../hubble/api/proto-root.js';
 import { FilterTracker } from '../../hubble/filters/filter-tracker.js';
 import { compileFlowFilters, type FlowFilter } from '../../hubble/filters/flow-filter.js';
 import {
   DROP_REASON_NAMES,
-  type Flow,
   type FlowsResponse,
   RESERVED_IDENTITY_NAMES,
   type Timestamp,
 } from '../../hubble/flow/flow.js';
-import { FlowReader, LostRecord, type RingEntry } from '../../hubble/observer/flow-reader.js';
+import { ReplayError, readLines, replayFlows } from '../../hubble/observer/flow-replay.js';
 import { DEFAULT_SOCKET_PATH } from '../../hubble/observer/observer-server.js';
 import {
   alignColumns,
@@ -25,7 +24,6 @@ import {
   type OutputFormat,
   TRACE_POINT_NAMES,
 } from '../../hubble/printer/flow-printer.js';
-import { Ring } from '../../hubble/ring.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 
 export const DEFAULT_RELAY_SERVER = 'localhost:4245';
@@ -52,6 +50,10 @@ export function registerObserve(program: Command): void {
       '--time-format <layout>',
       'time layout (StampMilli, RFC3339, RFC3339Nano, ... or a Go layout)',
       'StampMilli',
+    )
+    .option(
+      '--compat <options>',
+      'old behaviour kept for scripts, comma-separated (as HUBBLE_COMPAT): legacy-json-output makes -o json print the bare flow',
     )
     .addOption(new Option('--color <when>', 'colour the output').choices(['auto', 'always', 'never']).default('auto'))
     .option('--allowlist <json>', 'a FlowFilter as JSON to include (repeatable)', collect, [])
@@ -105,6 +107,7 @@ interface ObserveOptions {
   printNodeName?: boolean;
   printPolicyNames?: boolean;
   timeFormat: string;
+  compat?: string;
   color: string;
   allowlist: string[];
   denylist: string[];
@@ -375,8 +378,10 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
     whitelist: filters.whitelist,
     blacklist: filters.blacklist,
   };
+  const compat = parseCompat(opts.compat, process.env.HUBBLE_COMPAT);
   const printer = new FlowPrinter({
     format: opts.output,
+    legacyJsonOutput: compat.legacyJsonOutput,
     printNodeName: opts.printNodeName,
     printPolicyNames: opts.printPolicyNames,
     timeFormat: opts.timeFormat,
@@ -388,8 +393,22 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
     if (s !== '') process.stdout.write(s);
   };
   if (opts.inputFile !== undefined) {
-    for (const r of replayFile(opts.inputFile, request)) out(printer.write(r));
-    out(printer.end());
+    // `... | head`: once the reader has gone, stop reading the input instead of crashing on EPIPE.
+    let isClosed = false;
+    const onError = (e: Error & { code?: string }) => {
+      if (e.code !== 'EPIPE') throw e;
+      isClosed = true;
+    };
+    process.stdout.on('error', onError);
+    try {
+      for await (const r of replayInputFile(opts.inputFile, request)) {
+        if (isClosed) return;
+        out(printer.write(r));
+      }
+      if (!isClosed) out(printer.end());
+    } finally {
+      if (!isClosed) process.stdout.off('error', onError);
+    }
     return;
   }
   const server = opts.server ?? defaultServer();
@@ -399,11 +418,10 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
       const call = client.GetFlows(request) as grpc.ClientReadableStream<FlowsResponse>;
       const stop = () => call.cancel();
       process.once('SIGINT', stop);
-      // Node status goes to stderr so that stdout stays one flow per line for pipes.
+      // Node status goes to stderr in every format, jsonpb too (as hubble's printer does), so
+      // that stdout stays one flow per line for pipes and `-o json` parsers.
       call.on('data', (r: FlowsResponse) =>
-        r.node_status !== undefined && opts.output !== 'jsonpb'
-          ? process.stderr.write(printer.write(r))
-          : out(printer.write(r)),
+        r.node_status !== undefined ? process.stderr.write(printer.write(r)) : out(printer.write(r)),
       );
       call.on('error', (e: Error & { code?: number; details?: string }) => {
         process.off('SIGINT', stop);
@@ -421,8 +439,11 @@ async function runObserve(opts: ObserveOptions, ops: readonly [string, string | 
   out(printer.end());
 }
 
-/** Replays a jsonpb file through the ring, reader and filters a server uses. */
-function* replayFile(
+/**
+ * Replays a jsonpb file ("-" for stdin) line by line through the filters a server uses: the
+ * whole input, at bounded memory (see src/hubble/observer/flow-replay.ts). The bench calls this.
+ */
+export async function* replayInputFile(
   file: string,
   request: {
     number: number;
@@ -432,58 +453,21 @@ function* replayFile(
     whitelist: FlowFilter[];
     blacklist: FlowFilter[];
   },
-): Generator<FlowsResponse> {
-  const text = file === '-' ? readFileSync(0, 'utf8') : readInput(file);
-  const responseType = protoType('observer.GetFlowsResponse');
-  const flowType = protoType('flow.Flow');
-  const entries: RingEntry[] = [];
-  text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let json: Record<string, unknown>;
-    try {
-      json = JSON.parse(line);
-    } catch (err) {
-      throw new CliError(
-        'MBR_FLOW_JSON_INVALID',
-        `${file}:${i + 1}: expected a JSON object per line, got ${(err as Error).message}`,
-      );
-    }
-    try {
-      if (
-        'flow' in json ||
-        'lost_events' in json ||
-        'lostEvents' in json ||
-        'node_status' in json ||
-        'nodeStatus' in json
-      ) {
-        const r = fromProtoJson(responseType, json, `${file}:${i + 1}`, { ignoreUnknown: true }) as FlowsResponse;
-        if (r.flow !== undefined) entries.push(r.flow);
-        else if (r.lost_events !== undefined)
-          entries.push(
-            new LostRecord(
-              r.lost_events.source ?? 0,
-              r.lost_events.num_events_lost ?? 0,
-              r.time ?? { seconds: 0, nanos: 0 },
-            ),
-          );
-      } else entries.push(fromProtoJson(flowType, json, `${file}:${i + 1}`, { ignoreUnknown: true }) as Flow);
-    } catch (err) {
-      if (err instanceof ProtoJsonError) throw new CliError(err.code, err.message);
-      throw err;
-    }
-  });
-  let capacity = 1;
-  while (capacity < entries.length && capacity < 65535) capacity = capacity * 2 + 1;
-  const ring = new Ring<RingEntry>(capacity);
-  for (const e of entries) ring.push(e);
+): AsyncGenerator<FlowsResponse> {
   const match = compileFlowFilters(request.whitelist, request.blacklist);
-  const reader = new FlowReader(ring, match, '', {
-    number: request.number,
-    first: request.first,
-    since: request.since,
-    until: request.until,
-  });
-  for (let s = reader.next(); s !== 'done' && s !== 'wait'; s = reader.next()) yield s;
+  const input = file === '-' ? process.stdin : await openInput(file);
+  try {
+    yield* replayFlows(readLines(input, file === '-' ? 'stdin' : file), file === '-' ? 'stdin' : file, match, request);
+  } catch (err) {
+    if (err instanceof ReplayError)
+      throw new CliError(err.code, err.message, err.code === 'MBR_CLI_USAGE' ? EXIT_USAGE : undefined);
+    if ((err as { code?: string }).code?.startsWith('E'))
+      throw new CliError('MBR_INPUT_FILE', `--input-file ${file}: ${(err as Error).message}`);
+    throw err;
+  } finally {
+    // --first stops early: let go of the file (stdin is left to the process).
+    if (input !== process.stdin) input.destroy();
+  }
 }
 
 async function runStatus(server: string, output: string): Promise<void> {
@@ -568,6 +552,29 @@ export function rawFiltersText(allow: readonly FlowFilter[], deny: readonly Flow
   return list('allowlist', allow) + list('denylist', deny);
 }
 
+export const COMPAT_OPTIONS = ['legacy-json-output'] as const;
+
+/**
+ * The --compat flag, else the HUBBLE_COMPAT variable (hubble's only way to set these). Unknown
+ * names in the variable are ignored like hubble does (forward compatibility); in the flag they
+ * are a usage error.
+ */
+export function parseCompat(flag: string | undefined, env: string | undefined): { legacyJsonOutput: boolean } {
+  const names = (flag ?? env ?? '')
+    .split(',')
+    .map((n) => n.trim().toLowerCase())
+    .filter((n) => n !== '');
+  if (flag !== undefined)
+    for (const n of names)
+      if (!(COMPAT_OPTIONS as readonly string[]).includes(n))
+        throw new CliError(
+          'MBR_CLI_USAGE',
+          `--compat: expected one of ${COMPAT_OPTIONS.join(', ')}, got ${JSON.stringify(n)}`,
+          EXIT_USAGE,
+        );
+  return { legacyJsonOutput: names.includes('legacy-json-output') };
+}
+
 function defaultServer(): string {
   return existsSync(DEFAULT_SOCKET_PATH) ? `unix://${DEFAULT_SOCKET_PATH}` : DEFAULT_RELAY_SERVER;
 }
@@ -591,12 +598,18 @@ function usage(err: unknown): CliError {
   return new CliError(e.code ?? 'MBR_CLI_USAGE', e.message, EXIT_USAGE);
 }
 
-function readInput(file: string): string {
+/** Opens the file, failing here (not on the first read) when it is missing or unreadable. */
+async function openInput(file: string): Promise<ReadStream> {
+  const stream = createReadStream(file, { highWaterMark: 256 * 1024 });
   try {
-    return readFileSync(file, 'utf8');
+    await new Promise<void>((resolve, reject) => {
+      stream.once('open', () => resolve());
+      stream.once('error', reject);
+    });
   } catch (err) {
     throw new CliError('MBR_INPUT_FILE', `--input-file ${file}: ${(err as Error).message}`);
   }
+  return stream;
 }
 
 function parseFilterJson(type: ReturnType<typeof protoType>, text: string, flag: string): FlowFilter {

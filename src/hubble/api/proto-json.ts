@@ -45,7 +45,8 @@ export function fromProtoJson(
     throw new ProtoJsonError(path, `a JSON object for ${type.name}`, describe(json));
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(json as Record<string, unknown>)) {
-    const field = type.fields[key] ?? fieldByJsonName(type, key);
+    // Own properties only: "constructor" or "__proto__" must not find Object.prototype's members.
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : fieldByJsonName(type, key);
     if (field === undefined) {
       if (opts.ignoreUnknown) continue;
       throw new ProtoJsonError(`${path}.${key}`, `a field of ${type.name}`, 'an unknown field');
@@ -88,10 +89,32 @@ const WRAPPERS = new Set([
   'google.protobuf.DoubleValue',
   'google.protobuf.FloatValue',
 ]);
+// [min, max, what] per integer type. 64-bit values are held as JS numbers, so they must be exact
+// (within 2^53); a bigger one would silently read as a different number.
+const INTEGER_RANGES: Readonly<Record<string, readonly [number, number, string]>> = {
+  int32: [-2147483648, 2147483647, 'an int32'],
+  sint32: [-2147483648, 2147483647, 'an int32'],
+  sfixed32: [-2147483648, 2147483647, 'an int32'],
+  uint32: [0, 4294967295, 'a uint32'],
+  fixed32: [0, 4294967295, 'a uint32'],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 'an int64'],
+  sint64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 'an int64'],
+  sfixed64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 'an int64'],
+  uint64: [0, Number.MAX_SAFE_INTEGER, 'a uint64'],
+  fixed64: [0, Number.MAX_SAFE_INTEGER, 'a uint64'],
+};
 const LONG_TYPES = new Set(['int64', 'uint64', 'sint64', 'fixed64', 'sfixed64']);
 
+// protobufjs rebuilds fullName from the parent chain on every read; replays ask once per field.
+const FULL_NAMES = new WeakMap<protobuf.Type, string>();
+
 function fullName(t: protobuf.Type): string {
-  return t.fullName.replace(/^\./, '');
+  let name = FULL_NAMES.get(t);
+  if (name === undefined) {
+    name = t.fullName.replace(/^\./, '');
+    FULL_NAMES.set(t, name);
+  }
+  return name;
 }
 
 function isDefault(v: unknown): boolean {
@@ -120,8 +143,8 @@ function valueToJson(field: protobuf.Field, v: unknown): unknown {
 function valueFromJson(field: protobuf.Field, v: unknown, path: string, opts: { ignoreUnknown?: boolean }): unknown {
   const rt = field.resolvedType;
   if (rt instanceof protobuf.Enum) {
-    if (typeof v === 'number' && Number.isInteger(v)) return v;
-    if (typeof v === 'string' && rt.values[v] !== undefined) return rt.values[v];
+    if (typeof v === 'number' && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647) return v;
+    if (typeof v === 'string' && Object.hasOwn(rt.values, v)) return rt.values[v];
     // Like protojson's DiscardUnknown: a name from a newer schema reads as the zero value.
     if (opts.ignoreUnknown && typeof v === 'string') return 0;
     throw new ProtoJsonError(path, `one of ${Object.keys(rt.values).join(', ')}`, describe(v));
@@ -143,7 +166,16 @@ function valueFromJson(field: protobuf.Field, v: unknown, path: string, opts: { 
     if (name === 'google.protobuf.Any') return undefined;
     return fromProtoJson(rt, v, path, opts);
   }
-  return scalarFromJson(field.type, v, path);
+  const n = scalarFromJson(field.type, v, path);
+  // Ports are uint32 on the wire, but no port is above 65535: a bigger one is a corrupt line.
+  if (
+    typeof n === 'number' &&
+    field.type === 'uint32' &&
+    (field.name === 'port' || field.name.endsWith('_port')) &&
+    n > 65535
+  )
+    throw new ProtoJsonError(path, 'a port 0-65535', describe(v));
+  return n;
 }
 
 function scalarFromJson(type: string, v: unknown, path: string): unknown {
@@ -166,7 +198,9 @@ function scalarFromJson(type: string, v: unknown, path: string): unknown {
     default: {
       const n = typeof v === 'string' && /^-?\d+$/.test(v) ? Number(v) : v;
       if (typeof n !== 'number' || !Number.isInteger(n)) throw new ProtoJsonError(path, 'an integer', describe(v));
-      if (type.startsWith('uint') && n < 0) throw new ProtoJsonError(path, 'an unsigned integer', describe(v));
+      const range = INTEGER_RANGES[type];
+      if (range !== undefined && (n < range[0] || n > range[1]))
+        throw new ProtoJsonError(path, `${range[2]} ${range[0]}-${range[1]}`, describe(v));
       return n;
     }
   }

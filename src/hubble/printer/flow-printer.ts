@@ -1,5 +1,7 @@
-// Hubble's output formats for flows: compact (one line), dict, table, json (the flow) and jsonpb
-// (the whole GetFlowsResponse). Pure formatting: the caller writes the strings.
+// Hubble's output formats for flows: compact (one line), dict, table, jsonpb (the whole
+// GetFlowsResponse) and json, which is jsonpb too unless legacy JSON output is asked for
+// (HUBBLE_COMPAT=legacy-json-output: the bare Flow, or the bare LostEvent, as hubble <= 0.10).
+// Pure formatting: the caller writes the strings.
 import { toProtoJson } from '../api/proto-json.js';
 import { protoType } from '../api/proto-root.js';
 import {
@@ -22,6 +24,8 @@ export interface PrinterOptions {
   /** Go-style layout name (StampMilli, RFC3339, RFC3339Nano, ...) or a Go layout string. */
   readonly timeFormat?: string;
   readonly color?: boolean;
+  /** `-o json` prints the bare Flow instead of the GetFlowsResponse (hubble's legacy-json-output). */
+  readonly legacyJsonOutput?: boolean;
   /** Render times in UTC instead of the local zone (tests and goldens). */
   readonly utc?: boolean;
 }
@@ -35,13 +39,16 @@ export class FlowPrinter {
   /** Text for one response (with its trailing newline), or '' when it only buffers (table). */
   write(r: FlowsResponse): string {
     const o = this.opts;
-    if (o.format === 'jsonpb') return `${JSON.stringify(toProtoJson(RESPONSE(), r))}\n`;
-    if (r.flow === undefined) {
-      if (o.format === 'json') return '';
-      return this.event(r);
+    if (o.format === 'jsonpb' || (o.format === 'json' && !o.legacyJsonOutput))
+      return `${JSON.stringify(toProtoJson(RESPONSE(), r))}\n`;
+    if (o.format === 'json') {
+      // hubble's legacy printer writes the Flow or the LostEvent alone, and nothing for node status.
+      if (r.flow !== undefined) return `${JSON.stringify(toProtoJson(FLOW(), r.flow))}\n`;
+      if (r.lost_events !== undefined) return `${JSON.stringify(toProtoJson(LOST_EVENT(), r.lost_events))}\n`;
+      return '';
     }
+    if (r.flow === undefined) return this.event(r);
     const f = r.flow;
-    if (o.format === 'json') return `${JSON.stringify(toProtoJson(FLOW(), f))}\n`;
     const time = formatTime(f.time ?? r.time, o.timeFormat ?? 'StampMilli', o.utc === true);
     const [src, dst, arrow] = orderedEndpoints(f);
     const type = flowTypeText(f);
@@ -104,8 +111,13 @@ export class FlowPrinter {
   }
 }
 
-const FLOW = () => protoType('flow.Flow');
-const RESPONSE = () => protoType('observer.GetFlowsResponse');
+let flowType: ReturnType<typeof protoType> | undefined;
+let responseType: ReturnType<typeof protoType> | undefined;
+let lostEventType: ReturnType<typeof protoType> | undefined;
+// Looked up once: a lookup walks the proto root, and a replay prints millions of lines.
+const FLOW = () => (flowType ??= protoType('flow.Flow'));
+const RESPONSE = () => (responseType ??= protoType('observer.GetFlowsResponse'));
+const LOST_EVENT = () => (lostEventType ??= protoType('flow.LostEvent'));
 
 const LOST_SOURCES = [
   'UNKNOWN_LOST_EVENT_SOURCE',
