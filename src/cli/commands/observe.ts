@@ -457,7 +457,12 @@ export async function* replayInputFile(
   const match = compileFlowFilters(request.whitelist, request.blacklist);
   const input = file === '-' ? process.stdin : await openInput(file);
   try {
-    yield* replayFlows(readLines(input, file === '-' ? 'stdin' : file), file === '-' ? 'stdin' : file, match, request);
+    // As hubble's reader: a line that does not decode is skipped, with a warning that names it.
+    const onBadLine = (err: ReplayError) => process.stderr.write(`membrane: ${err.message}; line skipped\n`);
+    yield* replayFlows(readLines(input, file === '-' ? 'stdin' : file), file === '-' ? 'stdin' : file, match, {
+      ...request,
+      onBadLine,
+    });
   } catch (err) {
     if (err instanceof ReplayError)
       throw new CliError(err.code, err.message, err.code === 'MBR_CLI_USAGE' ? EXIT_USAGE : undefined);

@@ -16,6 +16,11 @@ export interface ReplayQuery {
   readonly first: boolean;
   readonly since?: Timestamp;
   readonly until?: Timestamp;
+  /**
+   * A line that does not decode: as hubble's reader does, it is skipped and reported here (the
+   * CLI warns on stderr, naming the line). Without it, the replay stops with the error.
+   */
+  readonly onBadLine?: (err: ReplayError) => void;
 }
 
 /** hubble's bound on --last for a replay: the ring of N is held in memory until the end. */
@@ -148,7 +153,14 @@ export async function* replayFlows(
   let lineNo = 0;
   for await (const text of lines) {
     lineNo++;
-    const r = decodeFlowLine(text, `${source}:${lineNo}`);
+    let r: FlowsResponse | undefined;
+    try {
+      r = decodeFlowLine(text, `${source}:${lineNo}`);
+    } catch (err) {
+      if (!(err instanceof ReplayError) || q.onBadLine === undefined) throw err;
+      q.onBadLine(err);
+      continue;
+    }
     if (r === undefined) continue;
     if (r.flow !== undefined) {
       const f = r.flow;
