@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { fromProtoJson } from '../../src/hubble/api/proto-json.js';
 import { protoType } from '../../src/hubble/api/proto-root.js';
 import { compileFlowFilter, type FlowFilter } from '../../src/hubble/filters/flow-filter.js';
+import type { Flow } from '../../src/hubble/flow/flow.js';
 import {
   fuzzProperty,
   HOSTILE_KEYS,
@@ -28,15 +29,37 @@ const filterType = protoType('flow.FlowFilter');
 
 const typed = (parse: () => unknown) => returnsOrThrowsTyped(parse, hasMembraneCode);
 
-/** One --input-file line's object, read both ways the replay reads a line. */
+/**
+ * One --input-file line's object, read both ways the replay reads a line; a flow that decodes is
+ * matched against the seed filters below, since whatever decodes reaches the filters.
+ */
 function decodeLine(json: unknown): void {
-  typed(() => fromProtoJson(responseType, json, 'f:1', { ignoreUnknown: true }));
-  typed(() => fromProtoJson(flowType, json, 'f:1', { ignoreUnknown: true }));
+  const flows: Flow[] = [];
+  typed(() => {
+    const r = fromProtoJson(responseType, json, 'f:1', { ignoreUnknown: true }) as { flow?: Flow };
+    if (r.flow !== undefined) flows.push(r.flow);
+  });
+  typed(() => flows.push(fromProtoJson(flowType, json, 'f:1', { ignoreUnknown: true }) as Flow));
+  for (const f of flows) for (const match of seedMatchers()) match(f);
+}
+
+/** The golden flows, decoded: a compiled filter is run on each (matching must not throw either). */
+const goldenFlows = goldenLines
+  .map((l) => (fromProtoJson(responseType, l, 'golden', { ignoreUnknown: true }) as { flow?: Flow }).flow)
+  .filter((f): f is Flow => f !== undefined);
+
+/** Compiles a filter (a typed error is fine) and, if it compiles, matches it against every golden flow. */
+function compileAndMatch(filter: () => FlowFilter): void {
+  let match: ((f: Flow) => boolean) | undefined;
+  typed(() => {
+    match = compileFlowFilter(filter(), 'whitelist[0]');
+  });
+  if (match !== undefined) for (const f of goldenFlows) match(f);
 }
 
 /** A FlowFilter from JSON, decoded and compiled as observe does with --allowlist. */
 function compileFilterJson(json: unknown): void {
-  typed(() => compileFlowFilter(fromProtoJson(filterType, json, '--allowlist') as FlowFilter, 'whitelist[0]'));
+  compileAndMatch(() => fromProtoJson(filterType, json, '--allowlist') as FlowFilter);
 }
 
 /**
@@ -61,6 +84,11 @@ const FILTER_SEEDS: FlowFilter[] = [
   { http_header: [{ key: 'x-id', value: 'a' }], interface: [{ index: 3, name: 'mbr-veth3' }], ip_version: [1] },
 ];
 const filterSeedsJson: unknown[] = FILTER_SEEDS.map((f) => JSON.parse(JSON.stringify(f)));
+let compiledSeeds: Array<(f: Flow) => boolean> | undefined;
+function seedMatchers(): Array<(f: Flow) => boolean> {
+  compiledSeeds ??= FILTER_SEEDS.map((f, i) => compileFlowFilter(f, `seed[${i}]`));
+  return compiledSeeds;
+}
 
 /** A FlowFilter as the gRPC decoder hands it over: right types, any strings and numbers. */
 const typedFilter: fc.Arbitrary<FlowFilter> = (() => {
@@ -117,7 +145,7 @@ const typedFilter: fc.Arbitrary<FlowFilter> = (() => {
 })();
 
 describe('fuzzing the flow JSON decoder and the flow filter compiler', () => {
-  it('decodes any JSON line to a flow or a typed error', () => {
+  it('decodes any JSON line to a flow or a typed error, and filters match the flow', () => {
     fuzzProperty(fc.string({ unit: 'binary', maxLength: 300 }), (line) => {
       let json: unknown;
       try {
@@ -129,14 +157,14 @@ describe('fuzzing the flow JSON decoder and the flow filter compiler', () => {
     });
   });
 
-  it('decodes any JSON value to a flow or a typed error', () => {
+  it('decodes any JSON value to a flow or a typed error, and filters match the flow', () => {
     fuzzProperty(
       hostileJson().filter((v) => !hasHostileKey(v)),
       (json) => decodeLine(json),
     );
   });
 
-  it('decodes a mutated golden flow line (values, keys and types changed) or throws a typed error', () => {
+  it('decodes a mutated golden flow line (values, keys and types changed) or throws a typed error, and filters match the flow', () => {
     fuzzProperty(
       fc
         .constantFrom(...goldenLines)
@@ -152,14 +180,14 @@ describe('fuzzing the flow JSON decoder and the flow filter compiler', () => {
     fuzzProperty(fc.constantFrom(...goldenLines).chain(mutatedJson), (json) => decodeLine(json));
   });
 
-  it('compiles any FlowFilter JSON or throws a typed error', () => {
+  it('compiles any FlowFilter JSON or throws a typed error, and matches flows', () => {
     fuzzProperty(
       hostileJson().filter((v) => !hasHostileKey(v)),
       (json) => compileFilterJson(json),
     );
   });
 
-  it('compiles a mutated valid FlowFilter JSON or throws a typed error', () => {
+  it('compiles a mutated valid FlowFilter JSON or throws a typed error, and matches flows', () => {
     fuzzProperty(
       fc
         .constantFrom(...filterSeedsJson)
@@ -169,7 +197,7 @@ describe('fuzzing the flow JSON decoder and the flow filter compiler', () => {
     );
   });
 
-  it('compiles any well-typed FlowFilter (as gRPC decodes one) or throws a typed error', () => {
-    fuzzProperty(typedFilter, (f) => typed(() => compileFlowFilter(f, 'whitelist[0]')));
+  it('compiles any well-typed FlowFilter (as gRPC decodes one) or throws a typed error, and matches flows', () => {
+    fuzzProperty(typedFilter, (f) => compileAndMatch(() => f));
   });
 });
