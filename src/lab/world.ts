@@ -51,7 +51,7 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
           namespaces.set(name, { ...labels, 'kubernetes.io/metadata.name': name });
           break;
         case 'Pod':
-          pods.push(parsePod(d, at, name, labels, String(meta.namespace ?? 'default')));
+          pods.push(parsePod(d, at, name, labels, scalar(meta.namespace ?? 'default', at, 'metadata.namespace')));
           break;
         case 'ConfigMap': {
           if (name !== 'membrane-lab-world') throw new WorldError(at, 'metadata.name', 'membrane-lab-world', name);
@@ -97,21 +97,25 @@ function parsePod(
   if (!Array.isArray(containers) || containers.length !== 1)
     throw new WorldError(at, 'spec.containers', 'exactly one container', containers);
   const c = containers[0] as Record<string, unknown>;
+  if (typeof c !== 'object' || c === null || Array.isArray(c))
+    throw new WorldError(at, 'spec.containers[0]', 'a container', c);
   const command = [
     ...strings(c.command, at, 'spec.containers[0].command'),
     ...strings(c.args, at, 'spec.containers[0].args'),
   ];
   if (command.length === 0) throw new WorldError(at, 'spec.containers[0].command', 'a command to run', undefined);
-  const ports = ((c.ports ?? []) as Array<Record<string, unknown>>).map((p, j) => {
+  const ports = list(c.ports, at, 'spec.containers[0].ports').map((p, j) => {
     const port = p.containerPort;
     if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
       throw new WorldError(at, `spec.containers[0].ports[${j}].containerPort`, 'a port 1-65535', port);
-    return { containerPort: port, protocol: String(p.protocol ?? 'TCP'), ...(p.name ? { name: String(p.name) } : {}) };
+    const protocol = scalar(p.protocol ?? 'TCP', at, `spec.containers[0].ports[${j}].protocol`);
+    const portName = p.name ? scalar(p.name, at, `spec.containers[0].ports[${j}].name`) : undefined;
+    return { containerPort: port, protocol, ...(portName ? { name: portName } : {}) };
   });
   const env: Record<string, string> = {};
-  ((c.env ?? []) as Array<Record<string, unknown>>).forEach((e, j) => {
+  list(c.env, at, 'spec.containers[0].env').forEach((e, j) => {
     if (typeof e.name !== 'string') throw new WorldError(at, `spec.containers[0].env[${j}].name`, 'a name', e.name);
-    env[e.name] = String(e.value ?? '');
+    env[e.name] = scalar(e.value ?? '', at, `spec.containers[0].env[${j}].value`);
   });
   const nodeName = spec.nodeName;
   if (nodeName !== undefined && typeof nodeName !== 'string')
@@ -134,5 +138,23 @@ function stringMap(v: unknown, at: string, path: string): Record<string, string>
 function strings(v: unknown, at: string, path: string): string[] {
   if (v === undefined) return [];
   if (!Array.isArray(v)) throw new WorldError(at, path, 'a list of strings', v);
-  return v.map((x) => String(x));
+  return v.map((x, i) => scalar(x, at, `${path}[${i}]`));
+}
+
+/** A string, number or boolean as its text; anything else (a mapping, a list) is an error. */
+function scalar(v: unknown, at: string, path: string): string {
+  if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+    throw new WorldError(at, path, 'a string', v);
+  return String(v);
+}
+
+/** A list of mappings (ports, env), empty when absent. */
+function list(v: unknown, at: string, path: string): Array<Record<string, unknown>> {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new WorldError(at, path, 'a list', v);
+  v.forEach((x, i) => {
+    if (typeof x !== 'object' || x === null || Array.isArray(x))
+      throw new WorldError(at, `${path}[${i}]`, 'a mapping', x);
+  });
+  return v as Array<Record<string, unknown>>;
 }

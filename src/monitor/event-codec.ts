@@ -193,6 +193,10 @@ export function decodeEventBatch(buf: Buffer, count: number, out: DatapathEvent[
   let off = 0;
   for (let i = 0; i < count && off + 4 <= b.length; i++) {
     const len = v.u32[off >>> 2] as number;
+    // A length past the end cannot be a record: the framing is corrupt from here on. Stopping also
+    // keeps the padding arithmetic below in int32 range (a length of 2^31 or more went negative,
+    // stepped back and decoded the same record again).
+    if (len > b.length - off - 4) break;
     if (len >= EVENT.size && off + 4 + EVENT.size <= b.length) {
       const e = decodeAt(v, off + 4);
       if (e) out.push(e);

@@ -267,7 +267,7 @@ function readPod(c: Checker, o: Rec, path: string, namespace: string, name: stri
         return;
       }
       const protoName = po.protocol === undefined ? 'TCP' : po.protocol;
-      const proto = typeof protoName === 'string' ? K8S_PROTOCOLS[protoName] : undefined;
+      const proto = typeof protoName === 'string' ? ownValue(K8S_PROTOCOLS, protoName) : undefined;
       if (proto === undefined) {
         c.fail(at(pp, 'protocol'), 'TCP, UDP or SCTP', po.protocol);
         return;
@@ -324,6 +324,11 @@ function readServiceOrEndpoints(
 }
 
 const K8S_PROTOCOLS: Record<string, number> = { TCP: PROTO_TCP, UDP: PROTO_UDP, SCTP: PROTO_SCTP };
+
+/** A table lookup that never reaches Object.prototype: `__proto__` or `constructor` is not a name in it. */
+function ownValue<T>(table: Readonly<Record<string, T>>, name: string): T | undefined {
+  return Object.hasOwn(table, name) ? table[name] : undefined;
+}
 
 // ---- Kubernetes NetworkPolicy ----
 
@@ -428,7 +433,7 @@ function readNetworkPolicyPort(c: Checker, v: unknown, path: string): PortSpec |
   const p = obj(c, v, path, ['protocol', 'port', 'endPort']);
   if (!p) return undefined;
   const protoName = p.protocol ?? 'TCP';
-  const protocol = typeof protoName === 'string' ? K8S_PROTOCOLS[protoName] : undefined;
+  const protocol = typeof protoName === 'string' ? ownValue(K8S_PROTOCOLS, protoName) : undefined;
   if (protocol === undefined) c.fail(at(path, 'protocol'), '"TCP", "UDP" or "SCTP"', p.protocol);
   let port = 0;
   let name: string | undefined;
@@ -823,7 +828,7 @@ function readIcmps(c: Checker, v: unknown, path: string): PortSpec[] {
       let type: number | undefined;
       if (typeof fo.type === 'number' && Number.isInteger(fo.type) && fo.type >= 0 && fo.type <= 255) type = fo.type;
       else if (typeof fo.type === 'string' && /^\d+$/.test(fo.type) && Number(fo.type) <= 255) type = Number(fo.type);
-      else if (typeof fo.type === 'string' && fo.type in table) type = table[fo.type];
+      else if (typeof fo.type === 'string') type = ownValue(table, fo.type);
       if (type === undefined) {
         c.fail(at(fp, 'type'), `an ICMP type 0-255 or an ${family} type name`, fo.type);
         return;
@@ -876,7 +881,7 @@ function readPortRule(
       SCTP: [PROTO_SCTP],
       ANY: [PROTO_TCP, PROTO_UDP, PROTO_SCTP],
     };
-    if (typeof protoName !== 'string' || !(protoName in protos)) {
+    if (typeof protoName !== 'string' || !Object.hasOwn(protos, protoName)) {
       c.fail(at(pp, 'protocol'), '"TCP", "UDP", "SCTP" or "ANY"', o.protocol);
       return;
     }
@@ -1038,7 +1043,7 @@ function readL7Rules(
     if (o.role !== undefined && o.apiKey !== undefined) c.fail(kp, 'either role or apiKey', 'both', true);
     let apiKeys: readonly number[] = [];
     if (o.role !== undefined) {
-      if (typeof o.role !== 'string' || !(o.role.toLowerCase() in KAFKA_ROLE_KEYS))
+      if (typeof o.role !== 'string' || !Object.hasOwn(KAFKA_ROLE_KEYS, o.role.toLowerCase()))
         c.fail(at(kp, 'role'), '"produce" or "consume"', o.role);
       else apiKeys = KAFKA_ROLE_KEYS[o.role.toLowerCase()];
     }

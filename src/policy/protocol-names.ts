@@ -27,7 +27,7 @@ export function parseProtocolName(name: string): number | undefined {
   if (u === 'ICMPV6') return PROTO_ICMPV6;
   if (u === 'ICMP') return PROTO_ICMP;
   if (u === 'ANY') return 0;
-  return L4_PROTOCOLS[u];
+  return Object.hasOwn(L4_PROTOCOLS, u) ? L4_PROTOCOLS[u] : undefined;
 }
 
 export const ICMPV4_TYPES: Readonly<Record<string, number>> = {

@@ -37,6 +37,32 @@ const INVALID_WORLDS: ReadonlyArray<{ name: string; text: string; message: strin
     text: 'kind: ConfigMap\nmetadata: {name: other}\ndata: {}\n',
     message: 'w.yaml: document 1: metadata.name: expected membrane-lab-world, got "other"',
   },
+  // Found by the fuzz tests (test/fuzz/world.test.ts): each used to throw a TypeError.
+  {
+    name: 'a command argument that is a mapping with a toString key',
+    text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, command: [{toString: 1}]}]}\n',
+    message: 'w.yaml: document 1: spec.containers[0].command[0]: expected a string, got {"toString":1}',
+  },
+  {
+    name: 'a namespace that is a mapping',
+    text: 'kind: Pod\nmetadata: {name: web, namespace: {toString: x}}\nspec: {containers: [{name: a, command: [x]}]}\n',
+    message: 'w.yaml: document 1: metadata.namespace: expected a string, got {"toString":"x"}',
+  },
+  {
+    name: 'a container that is null',
+    text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [null]}\n',
+    message: 'w.yaml: document 1: spec.containers[0]: expected a container, got null',
+  },
+  {
+    name: 'container ports that are not a list',
+    text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, command: [x], ports: 80}]}\n',
+    message: 'w.yaml: document 1: spec.containers[0].ports: expected a list, got 80',
+  },
+  {
+    name: 'an env entry that is null',
+    text: 'kind: Pod\nmetadata: {name: web}\nspec: {containers: [{name: a, command: [x], env: [null]}]}\n',
+    message: 'w.yaml: document 1: spec.containers[0].env[0]: expected a mapping, got null',
+  },
 ];
 
 describe('parseWorld', () => {

@@ -60,4 +60,16 @@ describe('event codec', () => {
     assert.deepEqual(events[0], decodeEvent(rec));
     assert.deepEqual(events[1], decodeEvent(rec));
   });
+
+  // Found by the fuzz tests (test/fuzz/event-codec.test.ts): a length of 2^31 or more made the
+  // next offset negative, and the decoder walked back to the same record and decoded it again.
+  for (const len of [0xfffffff8, 0x80000000, 4096]) {
+    it(`stops a batch at a record whose length ${len} runs past the end, decoding nothing twice`, () => {
+      const rec = Buffer.from(DROP_HEX, 'hex');
+      const lying = Buffer.alloc(4);
+      lying.writeUInt32LE(len);
+      const good = Buffer.concat([Buffer.from([EVENT.size, 0, 0, 0]), rec]);
+      assert.deepEqual(decodeEventBatch(Buffer.concat([good, lying, rec]), 8), [decodeEvent(rec)]);
+    });
+  }
 });

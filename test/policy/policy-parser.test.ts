@@ -34,6 +34,26 @@ const INVALID: Array<{ name: string; yaml: string; message: string; code?: strin
     message:
       'case.yaml: document 1: spec.ingress[0].toPorts[0].ports[0].protocol: expected "TCP", "UDP", "SCTP" or "ANY", got "tcp"',
   },
+  // Found by the fuzz tests (test/fuzz/policy-manifest.test.ts): names of Object.prototype members
+  // were looked up through the prototype; `__proto__` used to throw a TypeError.
+  {
+    name: 'a protocol named __proto__',
+    yaml: cnp({ endpointSelector: sel, egress: [{ toPorts: [{ ports: [{ port: '53', protocol: '__proto__' }] }] }] }),
+    message:
+      'case.yaml: document 1: spec.egress[0].toPorts[0].ports[0].protocol: expected "TCP", "UDP", "SCTP" or "ANY", got "__proto__"',
+  },
+  {
+    name: 'a NetworkPolicy protocol named constructor',
+    yaml: np({ podSelector: sel, ingress: [{ ports: [{ port: 80, protocol: 'constructor' }] }] }),
+    message:
+      'case.yaml: document 1: spec.ingress[0].ports[0].protocol: expected "TCP", "UDP" or "SCTP", got "constructor"',
+  },
+  {
+    name: 'an ICMP type named toString',
+    yaml: cnp({ endpointSelector: sel, egress: [{ icmps: [{ fields: [{ type: 'toString' }] }] }] }),
+    message:
+      'case.yaml: document 1: spec.egress[0].icmps[0].fields[0].type: expected an ICMP type 0-255 or an IPv4 type name, got "toString"',
+  },
   {
     name: 'two L3 peer kinds in one rule',
     yaml: cnp({ endpointSelector: sel, ingress: [{ fromEndpoints: [sel], fromCIDR: ['10.0.0.0/8'] }] }),
