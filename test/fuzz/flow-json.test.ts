@@ -9,14 +9,7 @@ import { fromProtoJson } from '../../src/hubble/api/proto-json.js';
 import { protoType } from '../../src/hubble/api/proto-root.js';
 import { compileFlowFilter, type FlowFilter } from '../../src/hubble/filters/flow-filter.js';
 import type { Flow } from '../../src/hubble/flow/flow.js';
-import {
-  fuzzProperty,
-  HOSTILE_KEYS,
-  hasMembraneCode,
-  hostileJson,
-  mutatedJson,
-  returnsOrThrowsTyped,
-} from '../support/fuzz.js';
+import { fuzzProperty, hasMembraneCode, hostileJson, mutatedJson, returnsOrThrowsTyped } from '../support/fuzz.js';
 
 const GOLDEN = new URL('../../../test/golden/hubble/hubble-observe.jsonpb', import.meta.url).pathname;
 const goldenLines: unknown[] = readFileSync(GOLDEN, 'utf8')
@@ -60,18 +53,6 @@ function compileAndMatch(filter: () => FlowFilter): void {
 /** A FlowFilter from JSON, decoded and compiled as observe does with --allowlist. */
 function compileFilterJson(json: unknown): void {
   compileAndMatch(() => fromProtoJson(filterType, json, '--allowlist') as FlowFilter);
-}
-
-/**
- * Keys named like Object.prototype members reach the prototype in the decoder's field and enum
- * lookups (type.fields[key], enum.values[name]). Known: fixed by the observe work in its own branch,
- * so the general properties leave them out and the property below that targets them is skipped.
- */
-function hasHostileKey(v: unknown): boolean {
-  if (Array.isArray(v)) return v.some(hasHostileKey);
-  if (typeof v === 'string') return HOSTILE_KEYS.includes(v);
-  if (v === null || typeof v !== 'object') return false;
-  return Object.entries(v).some(([k, x]) => HOSTILE_KEYS.includes(k) || hasHostileKey(x));
 }
 
 const FILTER_SEEDS: FlowFilter[] = [
@@ -158,43 +139,23 @@ describe('fuzzing the flow JSON decoder and the flow filter compiler', () => {
   });
 
   it('decodes any JSON value to a flow or a typed error, and filters match the flow', () => {
-    fuzzProperty(
-      hostileJson().filter((v) => !hasHostileKey(v)),
-      (json) => decodeLine(json),
-    );
+    fuzzProperty(hostileJson(), (json) => decodeLine(json));
   });
 
   it('decodes a mutated golden flow line (values, keys and types changed) or throws a typed error, and filters match the flow', () => {
-    fuzzProperty(
-      fc
-        .constantFrom(...goldenLines)
-        .chain(mutatedJson)
-        .filter((v) => !hasHostileKey(v)),
-      (json) => decodeLine(json),
-    );
+    fuzzProperty(fc.constantFrom(...goldenLines).chain(mutatedJson), (json) => decodeLine(json));
   });
 
-  it('decodes a flow line with keys named like Object.prototype members to a flow or a typed error', {
-    skip: 'known: `__proto__`/`constructor` keys and enum names reach Object.prototype in proto-json lookups, fixed by the observe work',
-  }, () => {
+  it('decodes a flow line with keys named like Object.prototype members to a flow or a typed error', () => {
     fuzzProperty(fc.constantFrom(...goldenLines).chain(mutatedJson), (json) => decodeLine(json));
   });
 
   it('compiles any FlowFilter JSON or throws a typed error, and matches flows', () => {
-    fuzzProperty(
-      hostileJson().filter((v) => !hasHostileKey(v)),
-      (json) => compileFilterJson(json),
-    );
+    fuzzProperty(hostileJson(), (json) => compileFilterJson(json));
   });
 
   it('compiles a mutated valid FlowFilter JSON or throws a typed error, and matches flows', () => {
-    fuzzProperty(
-      fc
-        .constantFrom(...filterSeedsJson)
-        .chain(mutatedJson)
-        .filter((v) => !hasHostileKey(v)),
-      (json) => compileFilterJson(json),
-    );
+    fuzzProperty(fc.constantFrom(...filterSeedsJson).chain(mutatedJson), (json) => compileFilterJson(json));
   });
 
   it('compiles any well-typed FlowFilter (as gRPC decodes one) or throws a typed error, and matches flows', () => {
