@@ -7,8 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeFlowLine, readLines, replayFlows } from '../../src/hubble/observer/flow-replay.js';
-
-const BIN = new URL('../../../bin/membrane', import.meta.url).pathname;
+import { MEMBRANE_BIN as BIN, runMembrane } from '../support/membrane-cli.js';
 
 interface Run {
   code: number | null;
@@ -17,15 +16,7 @@ interface Run {
 }
 
 function run(args: string[], stdin?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, TZ: 'UTC' } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('close', (code) => resolve({ code, out, err }));
-    if (stdin !== undefined) p.stdin.end(stdin);
-  });
+  return runMembrane(args, stdin);
 }
 
 /** Flow n: uuid counter n, DROPPED when n is a multiple of 10, else FORWARDED. */

@@ -8,21 +8,14 @@ import { buildFilters, parseTimeArg } from '../../src/cli/commands/observe.js';
 import type { FlowFilter } from '../../src/hubble/filters/flow-filter.js';
 import { FlowObserver } from '../../src/hubble/observer/flow-observer.js';
 import { ObserverServer } from '../../src/hubble/observer/observer-server.js';
+import { MEMBRANE_BIN as BIN, type CliRun, runMembrane } from '../support/membrane-cli.js';
 import { context, sampleFlows, T0 } from './fixtures.js';
 
-const BIN = new URL('../../../bin/membrane', import.meta.url).pathname;
 const GOLDEN_DIR = new URL('../../../test/golden/hubble/', import.meta.url).pathname;
 const FLOWS_FILE = `${GOLDEN_DIR}observe-jsonpb.txt`;
 
-function run(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, TZ: 'UTC' } });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (err += d));
-    p.on('close', (code) => resolve({ code, out, err }));
-  });
+function run(...args: string[]): Promise<CliRun> {
+  return runMembrane(args);
 }
 
 const uuids = (jsonpb: string) =>
