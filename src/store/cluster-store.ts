@@ -4,8 +4,8 @@
 // revision; a watch delivers every change under a prefix after a given revision, in order, so
 // a consumer that listed at revision R and watches from R misses nothing and sees nothing twice.
 //
-// Two implementations are meant to exist: the embedded one (embedded-store.ts: one machine, no
-// extra process, durable) and an etcd v3 one. Nothing above this interface knows which it has.
+// Two implementations exist: the embedded one (embedded-store.ts: one machine, no extra process,
+// durable) and the etcd v3 one (etcd-store.ts). Nothing above this interface knows which it has.
 
 export interface KeyValue {
   readonly key: string;
@@ -94,6 +94,8 @@ export class StoreError extends Error {
     | 'MBR_STORE_CORRUPT'
     | 'MBR_STORE_CLOSED'
     | 'MBR_STORE_NO_LEASE'
+    | 'MBR_STORE_UNREACHABLE'
+    | 'MBR_STORE_FAILED'
     | 'MBR_IDENTITY_EXHAUSTED'
     | 'MBR_IDENTITY_CONFLICT';
   constructor(code: StoreError['code'], message: string) {
