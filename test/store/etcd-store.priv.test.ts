@@ -1,0 +1,289 @@
+// The etcd cluster store against a real single-member etcd: the embedded store's semantics
+// (revisions, watch from a revision, transactions, leases, compaction, identity races), plus a
+// watch that survives etcd restarting under it. Privileged by name because it needs the etcd
+// binary: outside CI a missing etcd skips, under CI=true it fails.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it, type TestContext } from 'node:test';
+import { allocateIdentity, FIRST_GLOBAL_IDENTITY, IDENTITY_IDS_PREFIX } from '../../src/store/cluster-resources.js';
+import type { WatchEvent } from '../../src/store/cluster-store.js';
+import { EtcdStore } from '../../src/store/etcd-store.js';
+import { requireRoot } from '../support/privileged.js';
+import { until } from '../support/until.js';
+
+interface EtcdServer {
+  readonly endpoint: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const addr = srv.address();
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  return addr.port;
+}
+
+/** A single-member etcd on random loopback ports and a temporary data dir, removed in t.after. */
+async function startEtcd(t: TestContext): Promise<EtcdServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'mbr-etcd-'));
+  const [client, peer] = [await freePort(), await freePort()];
+  const endpoint = `http://127.0.0.1:${client}`;
+  const peerUrl = `http://127.0.0.1:${peer}`;
+  let proc: ChildProcess | undefined;
+  let log = '';
+  const server: EtcdServer = {
+    endpoint,
+    async start() {
+      log = '';
+      const p = spawn(
+        'etcd',
+        [
+          ...['--name', 't', '--data-dir', join(dir, 'data')],
+          ...['--listen-client-urls', endpoint, '--advertise-client-urls', endpoint],
+          ...['--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl],
+          ...['--initial-cluster', `t=${peerUrl}`],
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      p.stdout?.on('data', (b: Buffer) => (log += b.toString()));
+      p.stderr?.on('data', (b: Buffer) => (log += b.toString()));
+      proc = p;
+      await until(
+        async () => {
+          if (p.exitCode !== null) throw new Error(`etcd exited ${p.exitCode}: ${log.slice(-2000)}`);
+          const res = await fetch(`${endpoint}/health`);
+          return res.ok && ((await res.json()) as { health?: string }).health === 'true';
+        },
+        { timeoutMs: 15_000, intervalMs: 50, what: `etcd on ${endpoint} healthy` },
+      );
+    },
+    async stop() {
+      const p = proc;
+      proc = undefined;
+      if (!p || p.exitCode !== null) return;
+      const exited = new Promise((resolve) => p.once('exit', resolve));
+      p.kill('SIGTERM');
+      await exited;
+    },
+  };
+  t.after(async () => {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await server.start();
+  return server;
+}
+
+async function open(t: TestContext, etcd: EtcdServer): Promise<EtcdStore> {
+  const s = await EtcdStore.open({ endpoints: [etcd.endpoint], dialTimeoutMs: 3000 });
+  t.after(() => s.close());
+  return s;
+}
+
+/** Starts etcd for the test, or returns undefined when the test was skipped for lack of it. */
+async function etcdFor(t: TestContext): Promise<EtcdServer | undefined> {
+  if (!requireRoot(t, 'runs etcd', ['etcd'])) return undefined;
+  return startEtcd(t);
+}
+
+describe('etcd cluster store', () => {
+  it('gives every write one revision and lists a prefix consistently with it', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const s = await open(t, etcd);
+    assert.equal(s.description, `etcd ${etcd.endpoint}`);
+    const r0 = (await s.list('')).revision;
+    assert.equal(await s.put('a/1', 'x'), r0 + 1);
+    assert.equal(await s.put('a/2', 'y'), r0 + 2);
+    assert.equal(await s.put('b/1', 'z'), r0 + 3);
+    assert.equal(await s.put('a/1', 'x2'), r0 + 4);
+    const l = await s.list('a/');
+    assert.equal(l.revision, r0 + 4);
+    assert.deepEqual(
+      l.items.map((kv) => [kv.key, kv.value, kv.createRevision - r0, kv.modRevision - r0, kv.lease]),
+      [
+        ['a/1', 'x2', 1, 4, 0],
+        ['a/2', 'y', 2, 2, 0],
+      ],
+    );
+    assert.deepEqual(
+      (await s.list('')).items.map((kv) => kv.key),
+      ['a/1', 'a/2', 'b/1'],
+    );
+    assert.equal(await s.get('nope'), undefined);
+    assert.equal(await s.delete('a/2'), r0 + 5);
+  });
+
+  it('watches from a revision with nothing missed and nothing twice, across two clients', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const writer = await open(t, etcd);
+    const reader = await open(t, etcd);
+    const r1 = await writer.put('p/1', 'one');
+    const listed = await reader.list('p/');
+    await writer.put('p/2', 'two');
+    const seen: WatchEvent[] = [];
+    const batches: number[] = [];
+    reader.watch('p/', listed.revision, {
+      onEvents: (evs) => {
+        batches.push(evs.length);
+        seen.push(...evs);
+      },
+    });
+    await writer.put('q/ignored', '-');
+    await writer.delete('p/1');
+    await writer.put('p/3', 'three');
+    // One transaction that writes two keys under the prefix is one batch.
+    await writer.txn({
+      compare: [],
+      success: [
+        { type: 'put', key: 'p/4', value: 'four' },
+        { type: 'put', key: 'p/5', value: 'five' },
+      ],
+    });
+    await until(() => seen.length === 5, { what: 'five events' });
+    assert.deepEqual(
+      seen.map((e) => [e.type, e.key, e.value, e.prevValue, e.revision - r1]),
+      [
+        ['put', 'p/2', 'two', undefined, 1],
+        ['delete', 'p/1', '', 'one', 3],
+        ['put', 'p/3', 'three', undefined, 4],
+        ['put', 'p/4', 'four', undefined, 5],
+        ['put', 'p/5', 'five', undefined, 5],
+      ],
+    );
+    assert.deepEqual(batches.slice(-1), [2]);
+  });
+
+  it('runs a transaction only when every compare holds, all of its writes at one revision', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const s = await open(t, etcd);
+    const r0 = (await s.list('')).revision;
+    const create = {
+      compare: [{ key: 'k', target: 'createRevision' as const, equals: 0 }],
+      success: [
+        { type: 'put' as const, key: 'k', value: '1' },
+        { type: 'put' as const, key: 'k2', value: '2' },
+      ],
+    };
+    assert.deepEqual(await s.txn(create), { succeeded: true, revision: r0 + 1 });
+    assert.deepEqual(await s.txn(create), { succeeded: false, revision: r0 + 1 });
+    assert.equal((await s.get('k2'))?.modRevision, r0 + 1);
+    const stale = await s.txn({
+      compare: [{ key: 'k', target: 'modRevision', equals: r0 }],
+      success: [{ type: 'put', key: 'k', value: 'stale' }],
+      failure: [{ type: 'put', key: 'lost', value: 'yes' }],
+    });
+    assert.deepEqual(stale, { succeeded: false, revision: r0 + 2 });
+    assert.equal((await s.get('lost'))?.value, 'yes');
+    const r = await s.txn({
+      compare: [
+        { key: 'k', target: 'value', equals: '1' },
+        { key: 'k', target: 'modRevision', equals: r0 + 1 },
+      ],
+      success: [
+        { type: 'deletePrefix', prefix: 'k' },
+        { type: 'delete', key: 'lost' },
+      ],
+    });
+    assert.deepEqual(r, { succeeded: true, revision: r0 + 3 });
+    assert.equal((await s.list('k')).items.length, 0);
+    assert.equal(await s.get('lost'), undefined);
+  });
+
+  it('deletes the keys of a lease that was not kept alive, and keeps those of one that was', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const s = await open(t, etcd);
+    const gone = await s.grantLease(2);
+    const kept = await s.grantLease(30);
+    await s.put('nodes/a', 'a', { lease: gone });
+    await s.put('nodes/b', 'b', { lease: kept });
+    await s.put('other', 'o');
+    assert.equal((await s.get('nodes/a'))?.lease, gone);
+    await s.keepAlive(kept);
+    // etcd expires a 2 s lease within a few seconds (its lease checker runs every 500 ms).
+    await until(async () => (await s.get('nodes/a')) === undefined, { timeoutMs: 10_000, what: 'nodes/a deleted' });
+    assert.equal((await s.get('nodes/b'))?.value, 'b');
+    assert.equal((await s.get('other'))?.value, 'o');
+    await assert.rejects(s.keepAlive(gone), {
+      code: 'MBR_STORE_NO_LEASE',
+      message: `etcd ${etcd.endpoint}: lease ${gone} not found (expired or revoked)`,
+    });
+    await s.revokeLease(kept);
+    assert.equal(await s.get('nodes/b'), undefined);
+    await assert.rejects(s.revokeLease(kept), { code: 'MBR_STORE_NO_LEASE' });
+  });
+
+  it('tells a watch whose revision was compacted to resync, and goes on from the present', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const s = await open(t, etcd);
+    const r0 = (await s.list('')).revision;
+    for (let i = 0; i < 5; i++) await s.put(`k/${i}`, String(i));
+    await s.compact(r0 + 4);
+    let compactedAt = 0;
+    const seen: WatchEvent[] = [];
+    s.watch('k/', r0 + 1, { onEvents: (e) => seen.push(...e), onCompacted: (rev) => (compactedAt = rev) });
+    await until(() => compactedAt === r0 + 5, { what: 'onCompacted' });
+    await s.put('k/9', '9');
+    await until(() => seen.length === 1, { what: 'the next event' });
+    assert.equal(seen[0].revision, r0 + 6);
+  });
+
+  it('gives racing allocators of one label set one identity, and other label sets other ones', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const a = await open(t, etcd);
+    const b = await open(t, etcd);
+    const labels = ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=shop'];
+    const ids = await Promise.all([
+      allocateIdentity(a, labels),
+      allocateIdentity(b, [...labels].reverse()),
+      allocateIdentity(a, ['k8s:app=db']),
+      allocateIdentity(b, ['k8s:app=cache']),
+    ]);
+    assert.equal(ids[0], ids[1]);
+    assert.equal(new Set(ids).size, 3);
+    assert.ok(ids.every((id) => id >= FIRST_GLOBAL_IDENTITY));
+    assert.equal((await a.list(IDENTITY_IDS_PREFIX)).items.length, 3);
+  });
+
+  it('resumes a watch after etcd restarts with nothing missed and nothing twice', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const s = await open(t, etcd);
+    const seen: WatchEvent[] = [];
+    const r0 = (await s.list('')).revision;
+    s.watch('w/', r0, { onEvents: (evs) => seen.push(...evs) });
+    for (let i = 0; i < 3; i++) await s.put(`w/${i}`, String(i));
+    await until(() => seen.length === 3, { what: 'three events before the restart' });
+    await etcd.stop();
+    await etcd.start();
+    const writer = await open(t, etcd);
+    for (let i = 3; i < 6; i++) await writer.put(`w/${i}`, String(i));
+    await until(() => seen.length >= 6, { timeoutMs: 30_000, what: 'six events after the restart' });
+    assert.deepEqual(
+      seen.map((e) => [e.key, e.revision - r0]),
+      Array.from({ length: 6 }, (_, i) => [`w/${i}`, i + 1]),
+    );
+  });
+
+  it('names the endpoints when etcd cannot be reached', async (t) => {
+    if (!requireRoot(t, 'runs etcd', ['etcd'])) return;
+    const endpoint = `http://127.0.0.1:${await freePort()}`;
+    await assert.rejects(EtcdStore.open({ endpoints: [endpoint], dialTimeoutMs: 500 }), (err: Error) => {
+      assert.equal((err as { code?: string }).code, 'MBR_STORE_UNREACHABLE');
+      assert.ok(err.message.startsWith(`etcd ${endpoint}: connect: `), err.message);
+      return true;
+    });
+  });
+});
