@@ -249,9 +249,22 @@ class EtcdWatch implements Watch {
     w.on('disconnected', () => {
       (w as unknown as { request: { start_revision: string } }).request.start_revision = String(this.#delivered + 1);
     });
-    // etcd cancels a watch whose start revision was compacted; the etcd3 watcher turns the
-    // cancel into an error and forgets the watch. Resync and watch again from the present.
-    w.on('error', () => void this.#resync(w));
+    // etcd cancels a watch whose start revision was compacted (with compact_revision set and,
+    // in 3.4, no reason; 3.5 says "required revision has been compacted"); the etcd3 watcher
+    // turns a cancel into an error and forgets the watch. Resync and watch from the present.
+    // Any other cancel (permissions, say) is retried from where the watch was, after a pause.
+    w.on('error', (err: Error) => {
+      if (/^Watcher canceled: $|compacted/.test(err.message)) void this.#resync(w);
+      else this.#restartLater(w);
+    });
+  }
+
+  #restartLater(old: Watcher | undefined): void {
+    if (this.#closed || (old && this.#watcher !== old)) return;
+    this.#watcher = undefined;
+    setTimeout(() => {
+      if (!this.#closed && this.#watcher === undefined) this.#start();
+    }, 1000).unref();
   }
 
   #deliver(res: IWatchResponse): void {
@@ -280,8 +293,8 @@ class EtcdWatch implements Watch {
       const res = await this.#client.kv.range({ key: Buffer.from(this.#prefix || '\0'), count_only: true });
       revision = Number(res.header.revision);
     } catch {
-      // Unreachable: try again from where we were; the next failure comes back here.
-      if (!this.#closed) setTimeout(() => this.#start(), 500).unref();
+      // Unreachable: try again from where we were; a compacted start comes back here.
+      this.#restartLater(undefined);
       return;
     }
     if (this.#closed) return;
