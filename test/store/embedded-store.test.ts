@@ -3,10 +3,10 @@ import { appendFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { allocateIdentity, FIRST_GLOBAL_IDENTITY, IDENTITY_IDS_PREFIX } from '../../src/store/cluster-resources.js';
 import type { WatchEvent } from '../../src/store/cluster-store.js';
 import { EmbeddedStore, type EmbeddedStoreOptions } from '../../src/store/embedded-store.js';
 import { until } from '../support/until.js';
+import { STORE_CONTRACT } from './store-contract.js';
 
 function storeDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'mbr-store-'));
@@ -21,66 +21,12 @@ function open(t: TestContext, dir: string, opts: EmbeddedStoreOptions = {}): Emb
 }
 
 describe('embedded cluster store', () => {
-  it('gives every write one revision and lists a prefix consistently with it', async (t) => {
-    const s = open(t, storeDir(t));
-    assert.equal(await s.put('a/1', 'x'), 1);
-    assert.equal(await s.put('a/2', 'y'), 2);
-    assert.equal(await s.put('b/1', 'z'), 3);
-    assert.equal(await s.put('a/1', 'x2'), 4);
-    const l = await s.list('a/');
-    assert.equal(l.revision, 4);
-    assert.deepEqual(
-      l.items.map((kv) => [kv.key, kv.value, kv.createRevision, kv.modRevision]),
-      [
-        ['a/1', 'x2', 1, 4],
-        ['a/2', 'y', 2, 2],
-      ],
-    );
-  });
-
-  it('watches from a revision with nothing missed and nothing twice, across processes sharing the directory', async (t) => {
-    const dir = storeDir(t);
-    const writer = open(t, dir);
-    const reader = open(t, dir);
-    await writer.put('p/1', 'one');
-    const listed = await reader.list('p/');
-    await writer.put('p/2', 'two');
-    const seen: WatchEvent[] = [];
-    reader.watch('p/', listed.revision, { onEvents: (evs) => seen.push(...evs) });
-    await writer.put('q/ignored', '-');
-    await writer.delete('p/1');
-    await writer.put('p/3', 'three');
-    // The reader learns of the writer's appends through inotify, not by polling.
-    await until(() => seen.length === 3, { what: 'three events' });
-    assert.deepEqual(
-      seen.map((e) => [e.type, e.key, e.value, e.prevValue, e.revision]),
-      [
-        ['put', 'p/2', 'two', undefined, 2],
-        ['delete', 'p/1', '', 'one', 4],
-        ['put', 'p/3', 'three', undefined, 5],
-      ],
-    );
-  });
-
-  it('runs a transaction only when every compare holds, all of its writes at one revision', async (t) => {
-    const s = open(t, storeDir(t));
-    const create = {
-      compare: [{ key: 'k', target: 'createRevision' as const, equals: 0 }],
-      success: [
-        { type: 'put' as const, key: 'k', value: '1' },
-        { type: 'put' as const, key: 'k2', value: '2' },
-      ],
-    };
-    assert.deepEqual(await s.txn(create), { succeeded: true, revision: 1 });
-    assert.deepEqual(await s.txn(create), { succeeded: false, revision: 1 });
-    assert.equal((await s.get('k2'))?.modRevision, 1);
-    const r = await s.txn({
-      compare: [{ key: 'k', target: 'value', equals: '1' }],
-      success: [{ type: 'deletePrefix', prefix: 'k' }],
+  for (const c of STORE_CONTRACT) {
+    it(c.name, (t) => {
+      const dir = storeDir(t);
+      return c.run(async () => open(t, dir));
     });
-    assert.deepEqual(r, { succeeded: true, revision: 2 });
-    assert.equal((await s.list('k')).items.length, 0);
-  });
+  }
 
   it('keeps its state across a restart by replaying its log', async (t) => {
     const dir = storeDir(t);
@@ -144,23 +90,6 @@ describe('embedded cluster store', () => {
     await s.put('k/9', '9');
     await until(() => seen.length === 1, { what: 'the next event' });
     assert.equal(seen[0].revision, 6);
-  });
-
-  it('gives racing allocators of one label set one identity, and other label sets other ones', async (t) => {
-    const dir = storeDir(t);
-    const a = open(t, dir);
-    const b = open(t, dir);
-    const labels = ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=shop'];
-    const ids = await Promise.all([
-      allocateIdentity(a, labels),
-      allocateIdentity(b, [...labels].reverse()),
-      allocateIdentity(a, ['k8s:app=db']),
-      allocateIdentity(b, ['k8s:app=cache']),
-    ]);
-    assert.equal(ids[0], ids[1]);
-    assert.equal(new Set(ids).size, 3);
-    assert.ok(ids.every((id) => id >= FIRST_GLOBAL_IDENTITY));
-    assert.equal((await a.list(IDENTITY_IDS_PREFIX)).items.length, 3);
   });
 });
 

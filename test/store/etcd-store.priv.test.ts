@@ -1,7 +1,7 @@
-// The etcd cluster store against a real single-member etcd: the embedded store's semantics
-// (revisions, watch from a revision, transactions, leases, compaction, identity races), plus a
-// watch that survives etcd restarting under it. Privileged by name because it needs the etcd
-// binary: outside CI a missing etcd skips, under CI=true it fails.
+// The etcd cluster store against a real single-member etcd: the store contract shared with the
+// embedded store (store-contract.ts), leases, compaction, and a watch that survives etcd
+// restarting under it. Privileged by name because it needs the etcd binary: outside CI a missing
+// etcd skips, under CI=true it fails.
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,11 +9,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
-import { allocateIdentity, FIRST_GLOBAL_IDENTITY, IDENTITY_IDS_PREFIX } from '../../src/store/cluster-resources.js';
 import type { WatchEvent } from '../../src/store/cluster-store.js';
 import { EtcdStore } from '../../src/store/etcd-store.js';
 import { requireRoot } from '../support/privileged.js';
 import { until } from '../support/until.js';
+import { STORE_CONTRACT } from './store-contract.js';
 
 interface EtcdServer {
   readonly endpoint: string;
@@ -94,109 +94,18 @@ async function etcdFor(t: TestContext): Promise<EtcdServer | undefined> {
 }
 
 describe('etcd cluster store', () => {
-  it('gives every write one revision and lists a prefix consistently with it', async (t) => {
-    const etcd = await etcdFor(t);
-    if (!etcd) return;
-    const s = await open(t, etcd);
-    assert.equal(s.description, `etcd ${etcd.endpoint}`);
-    const r0 = (await s.list('')).revision;
-    assert.equal(await s.put('a/1', 'x'), r0 + 1);
-    assert.equal(await s.put('a/2', 'y'), r0 + 2);
-    assert.equal(await s.put('b/1', 'z'), r0 + 3);
-    assert.equal(await s.put('a/1', 'x2'), r0 + 4);
-    const l = await s.list('a/');
-    assert.equal(l.revision, r0 + 4);
-    assert.deepEqual(
-      l.items.map((kv) => [kv.key, kv.value, kv.createRevision - r0, kv.modRevision - r0, kv.lease]),
-      [
-        ['a/1', 'x2', 1, 4, 0],
-        ['a/2', 'y', 2, 2, 0],
-      ],
-    );
-    assert.deepEqual(
-      (await s.list('')).items.map((kv) => kv.key),
-      ['a/1', 'a/2', 'b/1'],
-    );
-    assert.equal(await s.get('nope'), undefined);
-    assert.equal(await s.delete('a/2'), r0 + 5);
-  });
+  for (const c of STORE_CONTRACT) {
+    it(c.name, async (t) => {
+      const etcd = await etcdFor(t);
+      if (!etcd) return;
+      await c.run(() => open(t, etcd));
+    });
+  }
 
-  it('watches from a revision with nothing missed and nothing twice, across two clients', async (t) => {
+  it('describes itself by its endpoints', async (t) => {
     const etcd = await etcdFor(t);
     if (!etcd) return;
-    const writer = await open(t, etcd);
-    const reader = await open(t, etcd);
-    const r1 = await writer.put('p/1', 'one');
-    const listed = await reader.list('p/');
-    await writer.put('p/2', 'two');
-    const seen: WatchEvent[] = [];
-    const batches: number[] = [];
-    reader.watch('p/', listed.revision, {
-      onEvents: (evs) => {
-        batches.push(evs.length);
-        seen.push(...evs);
-      },
-    });
-    await writer.put('q/ignored', '-');
-    await writer.delete('p/1');
-    await writer.put('p/3', 'three');
-    // One transaction that writes two keys under the prefix is one batch.
-    await writer.txn({
-      compare: [],
-      success: [
-        { type: 'put', key: 'p/4', value: 'four' },
-        { type: 'put', key: 'p/5', value: 'five' },
-      ],
-    });
-    await until(() => seen.length === 5, { what: 'five events' });
-    assert.deepEqual(
-      seen.map((e) => [e.type, e.key, e.value, e.prevValue, e.revision - r1]),
-      [
-        ['put', 'p/2', 'two', undefined, 1],
-        ['delete', 'p/1', '', 'one', 3],
-        ['put', 'p/3', 'three', undefined, 4],
-        ['put', 'p/4', 'four', undefined, 5],
-        ['put', 'p/5', 'five', undefined, 5],
-      ],
-    );
-    assert.deepEqual(batches.slice(-1), [2]);
-  });
-
-  it('runs a transaction only when every compare holds, all of its writes at one revision', async (t) => {
-    const etcd = await etcdFor(t);
-    if (!etcd) return;
-    const s = await open(t, etcd);
-    const r0 = (await s.list('')).revision;
-    const create = {
-      compare: [{ key: 'k', target: 'createRevision' as const, equals: 0 }],
-      success: [
-        { type: 'put' as const, key: 'k', value: '1' },
-        { type: 'put' as const, key: 'k2', value: '2' },
-      ],
-    };
-    assert.deepEqual(await s.txn(create), { succeeded: true, revision: r0 + 1 });
-    assert.deepEqual(await s.txn(create), { succeeded: false, revision: r0 + 1 });
-    assert.equal((await s.get('k2'))?.modRevision, r0 + 1);
-    const stale = await s.txn({
-      compare: [{ key: 'k', target: 'modRevision', equals: r0 }],
-      success: [{ type: 'put', key: 'k', value: 'stale' }],
-      failure: [{ type: 'put', key: 'lost', value: 'yes' }],
-    });
-    assert.deepEqual(stale, { succeeded: false, revision: r0 + 2 });
-    assert.equal((await s.get('lost'))?.value, 'yes');
-    const r = await s.txn({
-      compare: [
-        { key: 'k', target: 'value', equals: '1' },
-        { key: 'k', target: 'modRevision', equals: r0 + 1 },
-      ],
-      success: [
-        { type: 'deletePrefix', prefix: 'k' },
-        { type: 'delete', key: 'lost' },
-      ],
-    });
-    assert.deepEqual(r, { succeeded: true, revision: r0 + 3 });
-    assert.equal((await s.list('k')).items.length, 0);
-    assert.equal(await s.get('lost'), undefined);
+    assert.equal((await open(t, etcd)).description, `etcd ${etcd.endpoint}`);
   });
 
   it('deletes the keys of a lease that was not kept alive, and keeps those of one that was', async (t) => {
@@ -237,24 +146,6 @@ describe('etcd cluster store', () => {
     await s.put('k/9', '9');
     await until(() => seen.length === 1, { what: 'the next event' });
     assert.equal(seen[0].revision, r0 + 6);
-  });
-
-  it('gives racing allocators of one label set one identity, and other label sets other ones', async (t) => {
-    const etcd = await etcdFor(t);
-    if (!etcd) return;
-    const a = await open(t, etcd);
-    const b = await open(t, etcd);
-    const labels = ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=shop'];
-    const ids = await Promise.all([
-      allocateIdentity(a, labels),
-      allocateIdentity(b, [...labels].reverse()),
-      allocateIdentity(a, ['k8s:app=db']),
-      allocateIdentity(b, ['k8s:app=cache']),
-    ]);
-    assert.equal(ids[0], ids[1]);
-    assert.equal(new Set(ids).size, 3);
-    assert.ok(ids.every((id) => id >= FIRST_GLOBAL_IDENTITY));
-    assert.equal((await a.list(IDENTITY_IDS_PREFIX)).items.length, 3);
   });
 
   it('resumes a watch after etcd restarts with nothing missed and nothing twice', async (t) => {
