@@ -48,12 +48,14 @@ export class EtcdStore implements ClusterStore {
   readonly description: string;
   readonly #client: Etcd3;
   readonly #endpoints: string;
+  readonly #timeoutMs: number;
   readonly #watches = new Set<EtcdWatch>();
   #closed = false;
 
-  private constructor(client: Etcd3, endpoints: string) {
+  private constructor(client: Etcd3, endpoints: string, timeoutMs: number) {
     this.#client = client;
     this.#endpoints = endpoints;
+    this.#timeoutMs = timeoutMs;
     this.description = `etcd ${endpoints}`;
   }
 
@@ -76,16 +78,15 @@ export class EtcdStore implements ClusterStore {
         ...(opts.tls.key ? { privateKey: read('key', opts.tls.key) } : {}),
       };
     }
+    const timeoutMs = opts.dialTimeoutMs ?? 5000;
     const client = new Etcd3({
       hosts: [...opts.endpoints],
-      dialTimeout: opts.dialTimeoutMs ?? 5000,
+      dialTimeout: timeoutMs,
       ...(credentials ? { credentials } : {}),
     });
-    const store = new EtcdStore(client, endpoints);
+    const store = new EtcdStore(client, endpoints, timeoutMs);
     try {
-      await store.#call('connect', () =>
-        client.maintenance.status({ deadline: Date.now() + (opts.dialTimeoutMs ?? 5000) }),
-      );
+      await store.#call('connect', () => client.maintenance.status({ deadline: Date.now() + timeoutMs }));
     } catch (err) {
       client.close();
       throw err;
@@ -152,7 +153,8 @@ export class EtcdStore implements ClusterStore {
 
   async keepAlive(lease: number): Promise<void> {
     const res = await this.#call(`keep lease ${lease} alive`, async () => {
-      const stream = await this.#client.leaseClient.leaseKeepAlive();
+      // The deadline bounds the round trip: a keep-alive stream has no answer to wait for otherwise.
+      const stream = await this.#client.leaseClient.leaseKeepAlive({ deadline: Date.now() + this.#timeoutMs });
       try {
         return await new Promise<{ TTL: string }>((resolve, reject) => {
           stream.on('data', resolve);

@@ -250,6 +250,19 @@ describe('etcd cluster store', () => {
     );
   });
 
+  it('fails a write with MBR_STORE_UNREACHABLE, naming the endpoint, once etcd has gone', async (t) => {
+    const etcd = await etcdFor(t);
+    if (!etcd) return;
+    const s = await open(t, etcd);
+    const lease = await s.grantLease(30);
+    await etcd.stop();
+    await assert.rejects(s.put('k', 'v'), {
+      code: 'MBR_STORE_UNREACHABLE',
+      message: new RegExp(`^etcd ${etcd.endpoint}: put k: `),
+    });
+    await assert.rejects(s.keepAlive(lease), { code: 'MBR_STORE_UNREACHABLE' });
+  });
+
   it('names the endpoints when etcd cannot be reached', async (t) => {
     if (!requireRoot(t, 'runs etcd', ['etcd'])) return;
     const endpoint = `http://127.0.0.1:${await freePort()}`;
