@@ -39,14 +39,7 @@ import {
 import type { ClusterStore, KeyValue, Watch, WatchEvent } from '../store/cluster-store.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 import { VERSION } from '../version.js';
-import type {
-  AgentStatus,
-  Endpoint,
-  EndpointRegistration,
-  IdentityRecord,
-  PolicySet,
-  ReconcilerStatus,
-} from './api-types.js';
+import type { AgentStatus, Endpoint, EndpointRegistration, IdentityRecord, PolicySet } from './api-types.js';
 import { IdentityCache } from './identity-cache.js';
 import { diffIpcache, diffPolicy, ipv4Change, mergeDiffs } from './map-reconcilers.js';
 import type { PipelineTrace } from './pipeline-trace.js';
@@ -188,7 +181,7 @@ export class Agent {
     this.#save();
     // Policy first, then attach: the programs must never run on the veth before the endpoint's
     // policy map holds what its policy says. The watch brings the endpoint to the engine.
-    await this.#waitRealized(await this.#publishEndpoint(ep, identity));
+    await this.waitRealized(await this.#publishEndpoint(ep, identity));
     await this.opts.datapath.attachEndpoint(this.endpoint(id) ?? ep);
     return this.endpoint(id)!;
   }
@@ -199,7 +192,7 @@ export class Agent {
     this.#local.endpoints = this.#local.endpoints.filter((e) => e.id !== ep.id);
     this.#save();
     await this.opts.datapath.detachEndpoint(ep);
-    await this.#waitRealized(await this.opts.store.delete(endpointKey(this.opts.node, ep.id)));
+    await this.waitRealized(await this.opts.store.delete(endpointKey(this.opts.node, ep.id)));
     return ep;
   }
 
@@ -215,6 +208,11 @@ export class Agent {
   /** The local endpoint on this host veth, as stored (for per-flow lookups: no policy status). */
   endpointByIfindex(ifindex: number): Endpoint | undefined {
     return this.#local.endpoints.find((e) => e.hostIfindex === ifindex);
+  }
+
+  /** The local endpoint, as stored (for per-flow lookups: no policy status). */
+  storedEndpoint(id: number): Endpoint | undefined {
+    return this.#local.endpoints.find((e) => e.id === id);
   }
 
   endpointFor(containerId: string, ifname: string): Endpoint | undefined {
@@ -254,14 +252,14 @@ export class Agent {
       return { type: 'put' as const, key: policyKey(p), value: JSON.stringify(p) };
     });
     const r = await this.opts.store.txn({ compare: [], success: puts });
-    await this.#waitRealized(r.revision);
+    await this.waitRealized(r.revision);
     return this.policies();
   }
 
   async deletePolicies(docs: readonly Record<string, unknown>[], source: string): Promise<PolicySet> {
     const dels = docs.map((d) => ({ type: 'delete' as const, key: policyKey(toClusterPolicy(d, source)) }));
     const r = await this.opts.store.txn({ compare: [], success: dels });
-    await this.#waitRealized(r.revision);
+    await this.waitRealized(r.revision);
     return this.policies();
   }
 
@@ -272,7 +270,7 @@ export class Agent {
    * `realizedPolicyRevision` what this node's maps hold: equal once the node caught up.
    */
   async status(): Promise<AgentStatus> {
-    const storeRevision = (await this.opts.store.list(POLICIES_PREFIX)).revision;
+    const storeRevision = await this.opts.store.currentRevision();
     const policyErrors = [...this.#policyErrors.values()];
     const ok = this.#lastError === undefined;
     return {
@@ -304,21 +302,12 @@ export class Agent {
             }
           : { name: 'reconciler', state: 'Degraded', message: `${this.#lastError!.at}: ${this.#lastError!.message}` },
       ],
-      reconciler: this.reconcilerStatus(),
+      reconciler: {
+        realizedRevision: this.#realizedRevision,
+        ...this.#stats,
+        ...(this.#lastError ? { lastError: this.#lastError } : {}),
+      },
     };
-  }
-
-  reconcilerStatus(): ReconcilerStatus {
-    return {
-      realizedRevision: this.#realizedRevision,
-      ...this.#stats,
-      ...(this.#lastError ? { lastError: this.#lastError } : {}),
-    };
-  }
-
-  /** Resolves once every store change up to `revision` is in the datapath (or the agent stops). */
-  waitRealized(revision: number): Promise<void> {
-    return this.#waitRealized(revision);
   }
 
   /** Like waitRealized, with a deadline: false when it passed first. */
@@ -328,7 +317,7 @@ export class Agent {
       timer = setTimeout(() => resolve(false), timeoutMs);
     });
     try {
-      return await Promise.race([this.#waitRealized(revision).then(() => true), timeout]);
+      return await Promise.race([this.waitRealized(revision).then(() => true), timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -548,7 +537,8 @@ export class Agent {
     for (const w of ready) w.resolve();
   }
 
-  #waitRealized(revision: number): Promise<void> {
+  /** Resolves once every store change up to `revision` is in the datapath (or the agent stops). */
+  waitRealized(revision: number): Promise<void> {
     if (revision <= this.#realizedRevision || this.#stopped) return Promise.resolve();
     return new Promise((resolve, reject) => this.#waiters.push({ revision, resolve, reject }));
   }

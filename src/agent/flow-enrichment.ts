@@ -7,20 +7,21 @@
 
 import type { AttributionQuery, EndpointInfo, FlowEnrichment } from '../hubble/flow/enrichment.js';
 import type { Workload } from '../hubble/flow/flow.js';
-import { formatLabel } from '../identity/labels.js';
+import { formatLabel, type LabelSet } from '../identity/labels.js';
 import { lookupMapState } from '../policy/map-state.js';
 import type { PolicyRef } from '../policy/map-state-types.js';
 import type { Agent } from './agent.js';
 
 export class AgentFlowEnrichment implements FlowEnrichment {
   readonly #agent: Agent;
+  readonly #formattedLabels = new WeakMap<LabelSet, readonly string[]>();
 
   constructor(agent: Agent) {
     this.#agent = agent;
   }
 
   endpointById(id: number): EndpointInfo | undefined {
-    const ep = this.#agent.endpoint(id);
+    const ep = this.#agent.storedEndpoint(id);
     if (!ep) return undefined;
     return {
       id: ep.id,
@@ -41,14 +42,15 @@ export class AgentFlowEnrichment implements FlowEnrichment {
       identity: pod.identity,
       namespace: pod.namespace,
       podName: pod.name,
-      labels: pod.labels.labels.map(formatLabel),
+      labels: this.#formatted(pod.labels),
       workloads: NO_WORKLOADS,
       ...(pod.nodeName !== undefined ? { nodeName: pod.nodeName } : {}),
     };
   }
 
   identityLabels(identity: number): readonly string[] | undefined {
-    return this.#agent.engine.identityLabels(identity)?.labels.map(formatLabel);
+    const labels = this.#agent.engine.identityLabels(identity);
+    return labels && this.#formatted(labels);
   }
 
   namesByIp(_ip: string): readonly string[] | undefined {
@@ -62,6 +64,16 @@ export class AgentFlowEnrichment implements FlowEnrichment {
 
   interfaceName(ifindex: number): string | undefined {
     return this.#agent.endpointByIfindex(ifindex)?.hostIfname;
+  }
+
+  /** Label sets are shared and immutable in the engine: each is formatted once, not per flow. */
+  #formatted(labels: LabelSet): readonly string[] {
+    let out = this.#formattedLabels.get(labels);
+    if (!out) {
+      out = labels.labels.map(formatLabel);
+      this.#formattedLabels.set(labels, out);
+    }
+    return out;
   }
 
   policyAttribution(q: AttributionQuery): readonly PolicyRef[] {

@@ -3,6 +3,7 @@
 // comparisons run only when the agent cannot know what the map holds (start, after a failed
 // write, after a compacted watch), against a dump of the pinned map.
 import type { IpcacheEntry as EngineIpcacheEntry, IpcacheDiff } from '../identity/ipcache.js';
+import { mapStateKey } from '../policy/map-state.js';
 import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
 import type { IpcacheChange, IpcacheEntry, RealizedPolicyEntry } from './subsystem-ports.js';
 
@@ -30,16 +31,16 @@ export function diffPolicy(
   realized: readonly RealizedPolicyEntry[],
   desired: Iterable<readonly [PolicyKey, PolicyEntry]>,
 ): MapStateDiff | undefined {
-  const have = new Map(realized.map((kv) => [policyKeyText(kv[0]), kv[1]]));
+  const have = new Map(realized.map((kv) => [mapStateKey(kv[0]), kv[1]]));
   const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
   const wanted = new Set<string>();
   for (const kv of desired) {
-    const k = policyKeyText(kv[0]);
+    const k = mapStateKey(kv[0]);
     wanted.add(k);
     const old = have.get(k);
     if (!old || !sameEnforcement(old, kv[1])) adds.push(kv);
   }
-  const deletes = realized.filter((kv) => !wanted.has(policyKeyText(kv[0]))).map((kv) => kv[0]);
+  const deletes = realized.filter((kv) => !wanted.has(mapStateKey(kv[0]))).map((kv) => kv[0]);
   return adds.length > 0 || deletes.length > 0 ? { endpointId, adds, deletes } : undefined;
 }
 
@@ -63,8 +64,8 @@ export function mergeDiffs(diffs: readonly MapStateDiff[]): MapStateDiff[] {
       m = new Map();
       merged.set(d.endpointId, m);
     }
-    for (const k of d.deletes) m.set(policyKeyText(k), { key: k });
-    for (const [k, e] of d.adds) m.set(policyKeyText(k), { key: k, entry: e });
+    for (const k of d.deletes) m.set(mapStateKey(k), { key: k });
+    for (const [k, e] of d.adds) m.set(mapStateKey(k), { key: k, entry: e });
   }
   for (const [endpointId, m] of merged) {
     const adds: Array<readonly [PolicyKey, PolicyEntry]> = [];
@@ -82,10 +83,6 @@ interface Write {
   readonly key: PolicyKey;
   /** undefined: a delete. */
   readonly entry?: PolicyEntry;
-}
-
-export function policyKeyText(k: PolicyKey): string {
-  return `${k.identity}/${k.direction}/${k.protocol}/${k.port}/${k.portPrefixLen}`;
 }
 
 /** Whether two entries make the datapath do the same (attribution is not in the BPF map). */

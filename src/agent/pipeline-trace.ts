@@ -7,9 +7,6 @@
 
 export type PipelineTrace = (stage: string, fields: Readonly<Record<string, string | number>>) => void;
 
-/** The tracers MEMBRANE_TRACE can name. */
-export const TRACERS = ['agent'] as const;
-
 export function pipelineTraceFromEnv(env: NodeJS.ProcessEnv = process.env): PipelineTrace | undefined {
   const on = (env.MEMBRANE_TRACE ?? '').split(',').map((s) => s.trim());
   if (!on.includes('agent') && !on.includes('all')) return undefined;

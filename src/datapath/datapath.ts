@@ -47,7 +47,7 @@ import {
   resolveAttachment,
   type TcLocation,
 } from './endpoint-attach.js';
-import { EndpointPolicy, type RealizedEntry, type StagedPolicy } from './endpoint-policy.js';
+import { EndpointPolicy, type RealizedEntry, type StagedPolicy, u32Key } from './endpoint-policy.js';
 import { type EventListener, EventRing } from './event-ring.js';
 import { ipv4ToNetworkU32 } from './layout.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
@@ -508,10 +508,4 @@ export class Datapath {
   #localIps(): Map<number, number> {
     return new Map([...this.#endpoints.values()].map((e) => [ipv4ToNetworkU32(e.ipv4), e.ifindex]));
   }
-}
-
-function u32Key(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n >>> 0);
-  return b;
 }

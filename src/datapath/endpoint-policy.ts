@@ -101,7 +101,7 @@ export const MIN_REUSE_MS = 2;
 
 /** mbr_policy's key for an endpoint's slot. */
 export function policySlotKey(endpointId: number, slot: 0 | 1): Buffer {
-  return u32(((endpointId << 1) | slot) >>> 0);
+  return u32Key(((endpointId << 1) | slot) >>> 0);
 }
 
 /**
@@ -430,7 +430,8 @@ function writeChange(m: BpfMap, c: Change | 'resync'): void {
   if (c.count > 0) m.updateBatch(c.keys, c.values, c.count);
 }
 
-function u32(n: number): Buffer {
+/** A u32 map key, host byte order: mbr_policy's slot keys, mbr_policy_slot's endpoint IDs. */
+export function u32Key(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n >>> 0);
   return b;

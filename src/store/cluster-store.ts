@@ -76,6 +76,8 @@ export interface ClusterStore {
   readonly description: string;
   get(key: string): Promise<KeyValue | undefined>;
   list(prefix: string): Promise<ListResult>;
+  /** The store's current revision (every write so far), without reading any key. */
+  currentRevision(): Promise<number>;
   /** Delivers every change under `prefix` with a revision greater than `afterRevision`. */
   watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch;
   put(key: string, value: string, opts?: { readonly lease?: number }): Promise<number>;

@@ -126,6 +126,10 @@ export class EmbeddedStore implements ClusterStore {
     return this.#kv.get(key);
   }
 
+  async currentRevision(): Promise<number> {
+    return this.revision;
+  }
+
   async list(prefix: string): Promise<ListResult> {
     this.#catchUp();
     const items: KeyValue[] = [];

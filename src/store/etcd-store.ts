@@ -106,6 +106,12 @@ export class EtcdStore implements ClusterStore {
     return { items: res.kvs.map(toKeyValue), revision: Number(res.header.revision) };
   }
 
+  /** A count-only range of one key: etcd answers with the header's revision and no values. */
+  async currentRevision(): Promise<number> {
+    const res = await this.#call('revision', () => this.#client.kv.range({ key: Buffer.from('\0'), count_only: true }));
+    return Number(res.header.revision);
+  }
+
   watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch {
     this.#assertOpen();
     const w = new EtcdWatch(this.#client, prefix, afterRevision, handlers, () => this.#watches.delete(w));

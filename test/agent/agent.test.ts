@@ -7,13 +7,13 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { Agent } from '../../src/agent/agent.js';
 import type { Endpoint, EndpointRegistration, SubsystemHealth } from '../../src/agent/api-types.js';
-import { policyKeyText } from '../../src/agent/map-reconcilers.js';
 import type {
   DatapathPort,
   IpcacheChange,
   IpcacheEntry,
   RealizedPolicyEntry,
 } from '../../src/agent/subsystem-ports.js';
+import { mapStateKey } from '../../src/policy/map-state.js';
 import type { MapStateDiff } from '../../src/policy/map-state-types.js';
 import { namespaceKey } from '../../src/store/cluster-resources.js';
 import { EmbeddedStore } from '../../src/store/embedded-store.js';
@@ -52,9 +52,9 @@ class MemoryDatapath implements DatapathPort {
   #apply(diff: MapStateDiff): void {
     this.policyWrites.push(diff);
     const m = this.maps.get(diff.endpointId) ?? new Map<string, RealizedPolicyEntry>();
-    for (const k of diff.deletes) m.delete(policyKeyText(k));
+    for (const k of diff.deletes) m.delete(mapStateKey(k));
     for (const [k, v] of diff.adds)
-      m.set(policyKeyText(k), [k, { isDeny: v.isDeny, proxyPort: v.proxyPort, authType: v.authType }]);
+      m.set(mapStateKey(k), [k, { isDeny: v.isDeny, proxyPort: v.proxyPort, authType: v.authType }]);
     this.maps.set(diff.endpointId, m);
   }
   async dumpPolicy(id: number): Promise<RealizedPolicyEntry[]> {
@@ -131,6 +131,11 @@ function reg(name: string, ip: string, labels: Record<string, string>, extra: Pa
   } satisfies EndpointRegistration;
 }
 
+/** The map key of an ingress TCP allow on one port, as the engine and the reconcilers key it. */
+function tcpIn(identity: number, port: number): string {
+  return mapStateKey({ identity, direction: 'ingress', protocol: 6, port, portPrefixLen: 16 });
+}
+
 const ALLOW_WEB_FROM_CLIENT = {
   apiVersion: 'cilium.io/v2',
   kind: 'CiliumNetworkPolicy',
@@ -183,19 +188,19 @@ describe('Agent', () => {
     const client = await agent.registerEndpoint(reg('client', '10.201.1.11', { app: 'client' }));
     await agent.applyPolicies([ALLOW_WEB_FROM_CLIENT], 'web.yaml');
     const before = dp.entries(web.id);
-    assert.ok(before.includes(`${client.identity}/ingress/6/80/16`), before.join(' '));
+    assert.ok(before.includes(tcpIn(client.identity, 80)), before.join(' '));
     dp.policyWrites = [];
     await agent.applyPolicies([withPort('443')], 'web.yaml');
     // One endpoint changed, by one entry: the map was not rewritten.
     assert.deepEqual(
-      dp.policyWrites.map((w) => [w.endpointId, w.adds.map((kv) => policyKeyText(kv[0])), w.deletes.length]),
-      [[web.id, [`${client.identity}/ingress/6/443/16`], 0]],
+      dp.policyWrites.map((w) => [w.endpointId, w.adds.map((kv) => mapStateKey(kv[0])), w.deletes.length]),
+      [[web.id, [tcpIn(client.identity, 443)], 0]],
     );
-    assert.deepEqual(dp.entries(web.id), [...before, `${client.identity}/ingress/6/443/16`].sort());
+    assert.deepEqual(dp.entries(web.id), [...before, tcpIn(client.identity, 443)].sort());
     // And the same entries as the engine's own map state: the datapath holds desired state.
     assert.deepEqual(
       dp.entries(web.id),
-      [...agent.engine.endpointMapState(web.id).values()].map((kv) => policyKeyText(kv[0])).sort(),
+      [...agent.engine.endpointMapState(web.id).values()].map((kv) => mapStateKey(kv[0])).sort(),
     );
     const st = await agent.status();
     assert.equal(st.realizedPolicyRevision, st.policyRevision);
@@ -218,10 +223,10 @@ describe('Agent', () => {
       'one write for the endpoint, not one per policy',
     );
     for (const port of [80, 443, 8443])
-      assert.ok(dp.entries(web.id).includes(`${client.identity}/ingress/6/${port}/16`), `port ${port}`);
+      assert.ok(dp.entries(web.id).includes(tcpIn(client.identity, port)), `port ${port}`);
     assert.deepEqual(
       dp.entries(web.id),
-      [...agent.engine.endpointMapState(web.id).values()].map((kv) => policyKeyText(kv[0])).sort(),
+      [...agent.engine.endpointMapState(web.id).values()].map((kv) => mapStateKey(kv[0])).sort(),
     );
   });
 
@@ -251,7 +256,7 @@ describe('Agent', () => {
     const web = await n1.agent.registerEndpoint(reg('web', '10.201.1.10', { app: 'web' }));
     const client = await n2.agent.registerEndpoint(reg('client', '10.201.2.10', { app: 'client' }));
     await n2.agent.applyPolicies([ALLOW_WEB_FROM_CLIENT], 'web.yaml');
-    await until(() => n1.dp.entries(web.id).includes(`${client.identity}/ingress/6/80/16`), {
+    await until(() => n1.dp.entries(web.id).includes(tcpIn(client.identity, 80)), {
       what: "n1's web map to allow the remote client",
     });
     // The remote client is no endpoint here: no map of its own.
@@ -267,7 +272,7 @@ describe('Agent', () => {
     const named = structuredClone(ALLOW_WEB_FROM_CLIENT);
     named.spec.ingress[0].toPorts[0].ports = [{ port: 'http', protocol: 'TCP' }];
     await agent.applyPolicies([named], 'named.yaml');
-    assert.ok(dp.entries(web.id).includes(`${client.identity}/ingress/6/8080/16`), dp.entries(web.id).join(' '));
+    assert.ok(dp.entries(web.id).includes(tcpIn(client.identity, 8080)), dp.entries(web.id).join(' '));
   });
 
   it('writes nothing on a restart when nothing changed, and only the difference when something did', async (t) => {
@@ -317,7 +322,7 @@ describe('Agent', () => {
     assert.equal(rec.state, 'Degraded');
     assert.match(rec.message, /map update: ENOSPC/);
     assert.equal(failed.reconciler.failures, 1);
-    await until(() => dp.entries(web.id).includes(`${client.identity}/ingress/6/80/16`), {
+    await until(() => dp.entries(web.id).includes(tcpIn(client.identity, 80)), {
       what: 'the retry to write the policy',
       timeoutMs: 5000,
     });

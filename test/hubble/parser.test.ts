@@ -235,7 +235,7 @@ describe('flow parser', () => {
     const agent = {
       opts: { node: 'n2' },
       engine,
-      endpoint: (id: number) =>
+      storedEndpoint: (id: number) =>
         id === 5
           ? { id: 5, identity: c.identity, namespace: 'alpha', podName: 'client', identityLabels: labels(c.identity) }
           : undefined,

@@ -27,6 +27,7 @@ export const STORE_CONTRACT: readonly StoreContractCase[] = [
       assert.equal(await s.put('a/1', 'x2'), r0 + 4);
       const l = await s.list('a/');
       assert.equal(l.revision, r0 + 4);
+      assert.equal(await s.currentRevision(), r0 + 4, 'the current revision, without reading keys');
       assert.deepEqual(
         l.items.map((kv) => [kv.key, kv.value, kv.createRevision - r0, kv.modRevision - r0, kv.lease]),
         [

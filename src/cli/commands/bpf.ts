@@ -6,7 +6,7 @@ import { type MapName, openPinnedMap } from '../../datapath/bpf-object.js';
 import { pinDirFor } from '../../datapath/bpffs.js';
 import { monotonicSeconds } from '../../datapath/ct-gc.js';
 import { isDatapathError } from '../../datapath/datapath-error.js';
-import { activePolicyMapId } from '../../datapath/endpoint-policy.js';
+import { activePolicyMapId, u32Key } from '../../datapath/endpoint-policy.js';
 import { type CtEntry, CtFlags, type CtKey, decodeCt } from '../../datapath/maps/ct-map.js';
 import { decodeEndpointInfo, EndpointFlags } from '../../datapath/maps/endpoint-map.js';
 import {
@@ -52,9 +52,7 @@ export function registerBpf(program: Command): void {
         return undefined;
       }) ??
       readMap(o, 'mbr_policy_slot', (slots) => {
-        const k = Buffer.alloc(4);
-        k.writeUInt32LE(id);
-        const v = slots.lookup(k)?.readUInt32LE(0);
+        const v = slots.lookup(u32Key(id))?.readUInt32LE(0);
         return v === 0 || v === 1 ? v : undefined;
       });
     const rows = readMap(o, 'mbr_policy', (outer) => {
