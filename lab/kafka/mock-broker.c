@@ -1,7 +1,7 @@
 // A one-broker Kafka cluster for the lab and the tests: librdkafka's mock cluster (rdkafka_mock.h),
 // listening on a given address and port with the given topics created, until SIGTERM or SIGINT.
 //
-//   mock-broker --listen 10.0.1.5:9092 --topic orders.created --topic payment-events:3
+//   mock-broker --listen 10.0.1.5:9092 [--advertise ADDR:PORT] --topic orders.created --topic events:3
 //
 // librdkafka 2.0's mock cluster binds each broker's listener to 127.0.0.1 on an ephemeral port and
 // advertises that address in Metadata, which no other network namespace can reach. This program
@@ -9,7 +9,10 @@
 // the --listen address instead. The mock reads the address back with getsockname(), so Metadata
 // advertises the address clients connected to. Every other bind() goes to libc unchanged.
 //
-// Prints "listening ADDR:PORT" on stdout once the broker accepts connections. Exit 0 on a signal,
+// --advertise ADDR:PORT makes Metadata name another address (getsockname() on the listener answers
+// it), for a proxy in front of the broker on loopback, where no redirect keeps the address.
+//
+// Prints "listening ADDR:PORT advertised ADDR:PORT" on stdout once the broker accepts connections. Exit 0 on a signal,
 // 2 on a usage error, 1 when the cluster cannot be started.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -28,7 +31,10 @@
 #define MAX_TOPICS 64
 
 static struct sockaddr_in listen_addr;
+static struct sockaddr_in advertise_addr;
 static int listen_addr_used;
+static int has_advertise;
+static int listener_fd = -1;
 
 int bind(int fd, const struct sockaddr *addr, socklen_t len) {
   static int (*libc_bind)(int, const struct sockaddr *, socklen_t);
@@ -41,11 +47,28 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len) {
   if (!listen_addr_used && addr && len >= sizeof(*in) && in->sin_family == AF_INET &&
       in->sin_addr.s_addr == htonl(INADDR_LOOPBACK) && in->sin_port == 0) {
     listen_addr_used = 1;
+    listener_fd = fd;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     return libc_bind(fd, (const struct sockaddr *)&listen_addr, sizeof(listen_addr));
   }
   return libc_bind(fd, addr, len);
+}
+
+int getsockname(int fd, struct sockaddr *addr, socklen_t *len) {
+  static int (*libc_getsockname)(int, struct sockaddr *, socklen_t *);
+  if (!libc_getsockname)
+    libc_getsockname = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "getsockname");
+  if (!libc_getsockname) {
+    errno = ENOSYS;
+    return -1;
+  }
+  if (has_advertise && fd == listener_fd && addr && len && *len >= sizeof(advertise_addr)) {
+    memcpy(addr, &advertise_addr, sizeof(advertise_addr));
+    *len = sizeof(advertise_addr);
+    return 0;
+  }
+  return libc_getsockname(fd, addr, len);
 }
 
 static volatile sig_atomic_t stopping;
@@ -55,11 +78,11 @@ static void on_signal(int sig) {
 }
 
 static void usage(const char *why) {
-  fprintf(stderr, "mock-broker: %s\nusage: mock-broker --listen ADDR:PORT [--topic NAME[:PARTITIONS]]...\n", why);
+  fprintf(stderr, "mock-broker: %s\nusage: mock-broker --listen ADDR:PORT [--advertise ADDR:PORT] [--topic NAME[:PARTITIONS]]...\n", why);
   exit(2);
 }
 
-static int parse_listen(const char *s) {
+static int parse_addr(const char *s, struct sockaddr_in *out) {
   char host[64];
   const char *colon = strrchr(s, ':');
   if (!colon || (size_t)(colon - s) >= sizeof(host)) return -1;
@@ -68,10 +91,10 @@ static int parse_listen(const char *s) {
   char *end;
   long port = strtol(colon + 1, &end, 10);
   if (*end != '\0' || port < 1 || port > 65535) return -1;
-  memset(&listen_addr, 0, sizeof(listen_addr));
-  listen_addr.sin_family = AF_INET;
-  listen_addr.sin_port = htons((uint16_t)port);
-  return inet_pton(AF_INET, host, &listen_addr.sin_addr) == 1 ? 0 : -1;
+  memset(out, 0, sizeof(*out));
+  out->sin_family = AF_INET;
+  out->sin_port = htons((uint16_t)port);
+  return inet_pton(AF_INET, host, &out->sin_addr) == 1 ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -81,8 +104,11 @@ int main(int argc, char **argv) {
   int have_listen = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
-      if (parse_listen(argv[++i]) != 0) usage("--listen: expected an IPv4 ADDR:PORT");
+      if (parse_addr(argv[++i], &listen_addr) != 0) usage("--listen: expected an IPv4 ADDR:PORT");
       have_listen = 1;
+    } else if (strcmp(argv[i], "--advertise") == 0 && i + 1 < argc) {
+      if (parse_addr(argv[++i], &advertise_addr) != 0) usage("--advertise: expected an IPv4 ADDR:PORT");
+      has_advertise = 1;
     } else if (strcmp(argv[i], "--topic") == 0 && i + 1 < argc) {
       if (ntopics == MAX_TOPICS) usage("too many --topic");
       char *t = argv[++i];
@@ -130,7 +156,10 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  printf("listening %s\n", rd_kafka_mock_cluster_bootstraps(mc));
+  char listen_text[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &listen_addr.sin_addr, listen_text, sizeof(listen_text));
+  printf("listening %s:%u advertised %s\n", listen_text, ntohs(listen_addr.sin_port),
+         rd_kafka_mock_cluster_bootstraps(mc));
   fflush(stdout);
   while (!stopping) pause();
   rd_kafka_mock_cluster_destroy(mc);
