@@ -3,6 +3,8 @@
 //
 //   mock-broker --listen 10.0.1.5:9092 [--advertise ADDR:PORT] --topic orders.created --topic events:3
 //
+// --listen with port 0 lets the kernel choose the port (printed).
+//
 // librdkafka 2.0's mock cluster binds each broker's listener to 127.0.0.1 on an ephemeral port and
 // advertises that address in Metadata, which no other network namespace can reach. This program
 // defines bind(): librdkafka's call resolves to it, and a listener bound to 127.0.0.1:0 is bound to
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define MAX_TOPICS 64
@@ -50,7 +53,11 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len) {
     listener_fd = fd;
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    return libc_bind(fd, (const struct sockaddr *)&listen_addr, sizeof(listen_addr));
+    int rc = libc_bind(fd, (const struct sockaddr *)&listen_addr, sizeof(listen_addr));
+    // Port 0 asks the kernel for one: keep the port it chose, to print.
+    socklen_t alen = sizeof(listen_addr);
+    if (rc == 0 && listen_addr.sin_port == 0) syscall(SYS_getsockname, fd, (struct sockaddr *)&listen_addr, &alen);
+    return rc;
   }
   return libc_bind(fd, addr, len);
 }
@@ -90,7 +97,7 @@ static int parse_addr(const char *s, struct sockaddr_in *out) {
   host[colon - s] = '\0';
   char *end;
   long port = strtol(colon + 1, &end, 10);
-  if (*end != '\0' || port < 1 || port > 65535) return -1;
+  if (*end != '\0' || port < 0 || port > 65535) return -1;
   memset(out, 0, sizeof(*out));
   out->sin_family = AF_INET;
   out->sin_port = htons((uint16_t)port);
