@@ -68,7 +68,8 @@ export function buildDenyResponse(req: KafkaRequest): Buffer | undefined {
       if (v >= 2) w.int32(0);
       eachTopic((p) => {
         w.int32(p).int16(err);
-        if (v === 0) w.arrayLength(0, flex); // old_style_offsets
+        if (v === 0)
+          w.arrayLength(0, flex); // old_style_offsets
         else w.int64(NO_OFFSET).int64(NO_OFFSET); // timestamp, offset
         if (v >= 4) w.int32(-1); // leader_epoch
       });

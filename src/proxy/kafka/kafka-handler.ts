@@ -346,12 +346,7 @@ class KafkaConnection {
 
   // ---- records ----
 
-  private logRequest(
-    req: KafkaRequestHeader,
-    topic: string,
-    verdict: L7Record['verdict'],
-    errorCode?: number,
-  ): void {
+  private logRequest(req: KafkaRequestHeader, topic: string, verdict: L7Record['verdict'], errorCode?: number): void {
     const t = this.ctx.tuple;
     this.ctx.log({
       time: this.h.now(),

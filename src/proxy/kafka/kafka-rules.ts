@@ -4,8 +4,9 @@
 // names. A request naming no topic (an API without topics, or Metadata for every topic) is allowed
 // by any rule that matches it otherwise. A request naming several topics is allowed when every
 // topic is allowed by some rule; different rules may allow different topics. Pure.
-import type { KafkaRule } from '../../policy/policy-rule.js';
+
 import type { L7Policy } from '../../policy/policy-engine.js';
+import type { KafkaRule } from '../../policy/policy-rule.js';
 import type { KafkaRequest } from './kafka-request.js';
 
 export type KafkaVerdict = { readonly allowed: true } | { readonly allowed: false; readonly deniedTopics: string[] };
