@@ -113,6 +113,8 @@ class KafkaConnection {
 
   start(): void {
     const c = this.client;
+    // Kafka brokers and clients turn Nagle off; small responses must not wait for an ACK.
+    c.setNoDelay(true);
     c.pause();
     c.on('error', () => this.close());
     c.on('close', () => this.onClientEnd());
@@ -148,16 +150,25 @@ class KafkaConnection {
     this.h.stats.requestBytes += d.length;
     this.chunks.push(d);
     this.buffered += d.length;
-    while (!this.stopReading && !this.closed && this.buffered >= 4) {
-      const len = this.peekInt32();
-      if (len + 4 < MIN_REQUEST_FRAME || len + 4 > this.h.maxFrameBytes) {
-        if (len + 4 > this.h.maxFrameBytes) this.h.stats.oversizedFrames++;
-        else this.h.stats.malformedFrames++;
-        this.close();
-        return;
+    // The frames of one read go upstream in one writev, and the responses made here in one write.
+    const up = this.upstream!;
+    up.cork();
+    this.client.cork();
+    try {
+      while (!this.stopReading && !this.closed && this.buffered >= 4) {
+        const len = this.peekInt32();
+        if (len + 4 < MIN_REQUEST_FRAME || len + 4 > this.h.maxFrameBytes) {
+          if (len + 4 > this.h.maxFrameBytes) this.h.stats.oversizedFrames++;
+          else this.h.stats.malformedFrames++;
+          this.close();
+          return;
+        }
+        if (this.buffered < len + 4) break;
+        this.onRequestFrame(this.take(len + 4));
       }
-      if (this.buffered < len + 4) break;
-      this.onRequestFrame(this.take(len + 4));
+    } finally {
+      up.uncork();
+      this.client.uncork();
     }
   }
 
@@ -258,6 +269,15 @@ class KafkaConnection {
   private onResponseData(chunk: Buffer): void {
     if (this.closed) return;
     this.h.stats.responseBytes += chunk.length;
+    this.client.cork();
+    try {
+      this.relayResponses(chunk);
+    } finally {
+      this.client.uncork();
+    }
+  }
+
+  private relayResponses(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length && !this.closed) {
       if (this.resRemaining > 0) {
