@@ -197,7 +197,7 @@ class KafkaConnection {
       return;
     }
     const req = parsed.request;
-    const topic = (req.topics ?? []).map((t) => t.name).join(',');
+    const topic = topicsText(req);
     const verdict = decideKafkaRequest(req, this.ctx.policies());
     if (verdict.allowed) {
       this.forward(frame, req, topic);
@@ -417,9 +417,17 @@ function kafkaPart(req: KafkaRequestHeader, topic: string, errorCode: number | u
     apiKey: req.apiKey,
     apiVersion: req.apiVersion,
     correlationId: req.correlationId,
-    ...(topic !== '' ? { topic } : {}),
-    ...(errorCode !== undefined ? { errorCode } : {}),
+    topic: topic !== '' ? topic : undefined,
+    errorCode,
   };
+}
+
+/** The request's topics as the record shows them: comma-separated, in request order. */
+function topicsText(req: KafkaRequest): string {
+  const ts = req.topics;
+  if (ts === undefined || ts.length === 0) return '';
+  if (ts.length === 1) return ts[0]!.name;
+  return ts.map((t) => t.name).join(',');
 }
 
 function wallClock(): { seconds: number; nanos: number } {

@@ -83,18 +83,13 @@ export function parseKafkaRequest(frame: Buffer): KafkaRequestParse {
     header = { apiKey, apiVersion, correlationId, clientId };
     if (apiKey < 0 || apiVersion < 0) return bad('malformed', `api key ${apiKey} version ${apiVersion}`, header);
     const spec = TOPIC_API_VERSIONS[apiKey];
-    if (spec === undefined) {
-      return { ok: true, request: { ...header, isFlexible: false, expectsResponse: true } };
-    }
+    if (spec === undefined) return accept(apiKey, apiVersion, correlationId, clientId, undefined, false, true);
     if (apiVersion > spec.max)
       return bad('unsupported-version', `${apiKeyName(apiKey)} version ${apiVersion} (read up to ${spec.max})`, header);
     const flex = apiVersion >= spec.flexibleFrom;
     if (flex) r.taggedFields();
     const body = readTopics(r, apiKey, apiVersion, flex);
-    return {
-      ok: true,
-      request: { ...header, topics: body.topics, isFlexible: flex, expectsResponse: body.expectsResponse },
-    };
+    return accept(apiKey, apiVersion, correlationId, clientId, body.topics, flex, body.expectsResponse);
   } catch (err) {
     if (err instanceof KafkaWireError) return bad('malformed', err.message, header);
     throw err;
@@ -104,6 +99,20 @@ export function parseKafkaRequest(frame: Buffer): KafkaRequestParse {
 /** Cilium's name of an API key (pkg/kafka), as Hubble's l7.kafka.api_key shows it. */
 export function apiKeyName(apiKey: number): string {
   return (KAFKA_API_KEYS as readonly string[])[apiKey] ?? String(apiKey);
+}
+
+/** One object shape for every parsed request (all fields present), so the handler's reads stay monomorphic. */
+function accept(
+  apiKey: number,
+  apiVersion: number,
+  correlationId: number,
+  clientId: string | null,
+  topics: readonly TopicPartitions[] | undefined,
+  isFlexible: boolean,
+  expectsResponse: boolean,
+): KafkaRequestParse {
+  const request: KafkaRequest = { apiKey, apiVersion, correlationId, clientId, topics, isFlexible, expectsResponse };
+  return { ok: true, request };
 }
 
 function bad(

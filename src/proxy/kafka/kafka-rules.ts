@@ -13,23 +13,34 @@ export type KafkaVerdict = { readonly allowed: true } | { readonly allowed: fals
 
 /** Decides one request against the L7 policies of its redirect (OR-ed; empty = deny all). */
 export function decideKafkaRequest(req: KafkaRequest, policies: readonly L7Policy[]): KafkaVerdict {
-  if (policies.some((p) => p.allowAll)) return { allowed: true };
+  for (const p of policies) if (p.allowAll) return ALLOWED;
   const rules = policies.length === 1 ? (policies[0]!.kafka ?? []) : policies.flatMap((p) => p.kafka ?? []);
   return matchKafkaRules(req, rules);
 }
 
 export function matchKafkaRules(req: KafkaRequest, rules: readonly KafkaRule[]): KafkaVerdict {
   const topics = req.topics ?? [];
+  if (topics.length <= 1) {
+    // The common case (one topic or none) needs no set of topics still to allow.
+    const only = topics[0]?.name;
+    for (const rule of rules) {
+      if (!matchesHeader(req, rule)) continue;
+      if (only === undefined || rule.topic === undefined || rule.topic === '' || rule.topic === only) return ALLOWED;
+    }
+    return { allowed: false, deniedTopics: only === undefined ? [] : [only] };
+  }
   const pending = new Set<string>();
   for (const t of topics) pending.add(t.name);
   for (const rule of rules) {
     if (!matchesHeader(req, rule)) continue;
-    if (rule.topic === undefined || rule.topic === '' || topics.length === 0) return { allowed: true };
+    if (rule.topic === undefined || rule.topic === '') return ALLOWED;
     pending.delete(rule.topic);
-    if (pending.size === 0) return { allowed: true };
+    if (pending.size === 0) return ALLOWED;
   }
-  return { allowed: false, deniedTopics: topics.length === 0 ? [] : [...pending] };
+  return { allowed: false, deniedTopics: [...pending] };
 }
+
+const ALLOWED: KafkaVerdict = { allowed: true };
 
 function matchesHeader(req: KafkaRequest, rule: KafkaRule): boolean {
   if (rule.apiKeys.length > 0 && !rule.apiKeys.includes(req.apiKey)) return false;
