@@ -77,7 +77,9 @@ async function main(): Promise<void> {
       }
       const after = await ask<KafkaHandlerStats>('stats');
       if (only) {
-        log(`${only} ${depth} in flight: ${runs[only].map((x) => fmt(x.rps)).join(' ')} req/s`);
+        log(
+          `${only} ${depth} in flight: ${runs[only].map((x) => `${fmt(x.rps)} (p99 ${x.p99Ms.toFixed(2)} ms)`).join(' ')}`,
+        );
         continue;
       }
       const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

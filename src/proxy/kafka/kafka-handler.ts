@@ -104,6 +104,9 @@ class KafkaConnection {
   // Response side: bytes left of the frame being relayed; a frame start split across reads.
   private resRemaining = 0;
   private resHead: Buffer | undefined;
+  // What the current read produced, written when it is done (flushOut).
+  private readonly toUpstream: Buffer[] = [];
+  private readonly toClient: Buffer[] = [];
 
   constructor(
     private readonly h: KafkaHandler,
@@ -151,9 +154,6 @@ class KafkaConnection {
     this.chunks.push(d);
     this.buffered += d.length;
     // The frames of one read go upstream in one writev, and the responses made here in one write.
-    const up = this.upstream!;
-    up.cork();
-    this.client.cork();
     try {
       while (!this.stopReading && !this.closed && this.buffered >= 4) {
         const len = this.peekInt32();
@@ -167,8 +167,7 @@ class KafkaConnection {
         this.onRequestFrame(this.take(len + 4));
       }
     } finally {
-      up.uncork();
-      this.client.uncork();
+      this.flushOut();
     }
   }
 
@@ -221,7 +220,7 @@ class KafkaConnection {
     this.h.stats.forwarded++;
     this.logRequest(req, topic, 'forwarded');
     if (req.expectsResponse) this.pending.push({ kind: 'upstream', req, startNs: process.hrtime.bigint(), topic });
-    if (this.upstream!.write(frame) === false) this.client.pause();
+    this.toUpstream.push(frame);
   }
 
   /** Stops reading requests; the connection closes once every earlier response was relayed. */
@@ -269,11 +268,10 @@ class KafkaConnection {
   private onResponseData(chunk: Buffer): void {
     if (this.closed) return;
     this.h.stats.responseBytes += chunk.length;
-    this.client.cork();
     try {
       this.relayResponses(chunk);
     } finally {
-      this.client.uncork();
+      this.flushOut();
     }
   }
 
@@ -336,7 +334,22 @@ class KafkaConnection {
   }
 
   private relay(b: Buffer): void {
-    if (this.client.write(b) === false) this.upstream?.pause();
+    this.toClient.push(b);
+  }
+
+  /**
+   * Writes what one read produced: a single buffer as one write, several as one writev (cork).
+   * Corking a single write costs a wake-up more at one request in flight, so it is not done.
+   */
+  private flushOut(): void {
+    if (this.toUpstream.length > 0 && this.upstream && !this.closed) {
+      if (!writeAll(this.upstream, this.toUpstream)) this.client.pause();
+    }
+    if (this.toClient.length > 0 && !this.closed) {
+      if (!writeAll(this.client, this.toClient)) this.upstream?.pause();
+    }
+    this.toUpstream.length = 0;
+    this.toClient.length = 0;
   }
 
   /** Writes the responses the proxy made that are now first in line. */
@@ -346,6 +359,7 @@ class KafkaConnection {
       if (head.kind === 'upstream') return;
       this.pending.shift();
       if (head.kind === 'close') {
+        this.flushOut();
         this.client.end();
         this.upstream?.destroy();
         this.closed = true;
@@ -428,6 +442,16 @@ function topicsText(req: KafkaRequest): string {
   if (ts === undefined || ts.length === 0) return '';
   if (ts.length === 1) return ts[0]!.name;
   return ts.map((t) => t.name).join(',');
+}
+
+/** Writes buffers in order, several in one writev; false when the socket asks to wait for 'drain'. */
+function writeAll(sock: Socket, bufs: readonly Buffer[]): boolean {
+  if (bufs.length === 1) return sock.write(bufs[0]!);
+  sock.cork();
+  let ok = true;
+  for (const b of bufs) ok = sock.write(b);
+  sock.uncork();
+  return ok;
 }
 
 function wallClock(): { seconds: number; nanos: number } {
