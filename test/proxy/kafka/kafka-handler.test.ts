@@ -172,6 +172,76 @@ describe('Kafka handler with kcat and kafkajs against a real broker', () => {
     );
   });
 
+  it('relays a 600 KB message both ways: a request frame split across reads, a Fetch response streamed', async () => {
+    const big = 'z'.repeat(600 * 1024);
+    const copiedBefore = handler.stats.bytesCopied;
+    const producer = kafka('order-processor').producer();
+    await producer.connect();
+    try {
+      await producer.send({ topic: 'orders.processed', messages: [{ key: 'big', value: big }] });
+    } finally {
+      await producer.disconnect();
+    }
+    assert.ok(handler.stats.bytesCopied - copiedBefore >= big.length, 'the split request frame was gathered');
+    const consumer = kafka('auditor').consumer({ groupId: 'auditors', maxBytesPerPartition: 2 * 1024 * 1024 });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic: 'orders.processed', fromBeginning: true });
+      const got = await new Promise<string>((resolve) => {
+        void consumer.run({
+          eachMessage: async ({ message }) => {
+            if (String(message.key) === 'big') resolve(String(message.value));
+          },
+        });
+      });
+      assert.equal(got.length, big.length);
+      assert.equal(got, big);
+    } finally {
+      await consumer.disconnect();
+    }
+  });
+
+  it('decides each request against the rules of its moment on one open connection', async () => {
+    const meta = (corr: number) =>
+      new KafkaWriter()
+        .int16(3)
+        .int16(1)
+        .int32(corr)
+        .string('x', false)
+        .int32(1)
+        .string('payment-events', false)
+        .frame();
+    const sock = net.connect(proxy.port, '127.0.0.1');
+    const frames: Buffer[] = [];
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readInt32BE(0)) {
+        frames.push(buf.subarray(0, 4 + buf.readInt32BE(0)));
+        buf = buf.subarray(4 + buf.readInt32BE(0));
+      }
+    });
+    try {
+      policies = [policy([], true)];
+      sock.write(meta(1));
+      await until(() => frames.length === 1, { what: 'the first Metadata response' });
+      policies = [policy(RULES)];
+      sock.write(meta(2));
+      await until(() => frames.length === 2, { what: 'the second Metadata response' });
+    } finally {
+      policies = [policy(RULES)];
+      sock.destroy();
+    }
+    // Metadata v1: throttle-less; brokers first. The broker's answer lists a broker, the deny none.
+    assert.notEqual(frames[0]!.readInt32BE(8), 0, 'the broker answered the first');
+    assert.equal(frames[1]!.readInt32BE(8), 0, 'the handler denied the second');
+    const last = proxy.records.filter((r) => r.kafka?.topic === 'payment-events' && r.type === 'request').slice(-2);
+    assert.deepEqual(
+      last.map((r) => r.verdict),
+      ['forwarded', 'denied'],
+    );
+  });
+
   it('closes the connection on a denied request of an API without a deny response', async () => {
     policies = [policy([{ apiKeys: PRODUCE, topic: 'orders.processed' }])];
     try {
