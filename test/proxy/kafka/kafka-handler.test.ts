@@ -10,8 +10,15 @@ import type { L7Policy } from '../../../src/policy/policy-engine.js';
 import type { KafkaRule } from '../../../src/policy/policy-rule.js';
 import { KafkaHandler } from '../../../src/proxy/kafka/kafka-handler.js';
 import { KafkaWriter } from '../../../src/proxy/kafka/kafka-wire.js';
+import { isCi } from '../../support/privileged.js';
 import { until } from '../../support/until.js';
-import { type LoopbackProxy, type MockBroker, startLoopbackProxy, startMockBroker } from './support/kafka-loopback.js';
+import {
+  kafkaToolsGap,
+  type LoopbackProxy,
+  type MockBroker,
+  startLoopbackProxy,
+  startMockBroker,
+} from './support/kafka-loopback.js';
 
 const PRODUCE = [0, 3, 18];
 const CONSUME = [1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18];
@@ -28,7 +35,11 @@ const RULES: KafkaRule[] = [
 const policy = (kafka: KafkaRule[], allowAll = false) =>
   ({ parser: 'kafka', allowAll, kafka, remoteIdentities: [0] }) as unknown as L7Policy;
 
-describe('Kafka handler with kcat and kafkajs against a real broker', () => {
+// Outside CI a machine without the broker build or kcat skips these; under CI=true they fail.
+const gap = kafkaToolsGap();
+if (gap && isCi()) throw new Error(`Kafka handler tests cannot run under CI: ${gap}`);
+
+describe('Kafka handler with kcat and kafkajs against a real broker', { skip: gap ?? false }, () => {
   const maxFrameBytes = 1024 * 1024;
   const handler = new KafkaHandler({ maxFrameBytes });
   let policies: L7Policy[] = [policy(RULES)];

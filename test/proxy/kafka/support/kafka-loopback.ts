@@ -3,7 +3,8 @@
 // L7ConnectionContext whose upstream is the broker. The broker advertises the listener's address
 // in Metadata, so clients that follow Metadata stay on the proxy, as the datapath's redirect keeps
 // them in the lab. Used by the handler tests and bench/kafka.bench.ts.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import net, { type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import type { L7Record } from '../../../../src/hubble/flow/parser.js';
@@ -11,6 +12,17 @@ import type { L7Policy } from '../../../../src/policy/policy-engine.js';
 import type { L7ConnectionContext, TcpL7Handler } from '../../../../src/proxy/l7-handler.js';
 
 export const MOCK_BROKER = new URL('../../../../../lab/kafka/build/mock-broker', import.meta.url).pathname;
+
+/** Why the broker or kcat cannot run here (not built, librdkafka-dev or kcat missing), or undefined. */
+export function kafkaToolsGap(): string | undefined {
+  if (!existsSync(MOCK_BROKER)) return `needs ${MOCK_BROKER} (node scripts/build-native.mjs; apt librdkafka-dev)`;
+  try {
+    execFileSync('sh', ['-c', 'command -v kcat'], { stdio: 'ignore' });
+  } catch {
+    return 'needs kcat on PATH (apt kcat)';
+  }
+  return undefined;
+}
 
 export interface MockBroker {
   readonly port: number;
