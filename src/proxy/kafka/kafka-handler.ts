@@ -43,6 +43,8 @@ export interface KafkaHandlerStats {
   /** Broker responses that did not match the oldest request waiting for one. */
   responseMismatches: number;
   upstreamErrors: number;
+  /** Times a connection's reads paused because 1024 of its requests waited for responses. */
+  heldReads: number;
   /** Bytes the proxy copied: request frames split across reads, response headers split across reads. */
   bytesCopied: number;
   /** Bytes relayed each way. */
@@ -66,6 +68,7 @@ export class KafkaHandler implements TcpL7Handler {
     unsupportedVersions: 0,
     responseMismatches: 0,
     upstreamErrors: 0,
+    heldReads: 0,
     bytesCopied: 0,
     requestBytes: 0,
     responseBytes: 0,
@@ -90,6 +93,9 @@ type Pending =
   | { readonly kind: 'local'; readonly frame: Buffer }
   | { readonly kind: 'close' };
 
+/** Requests waiting for a response (relayed or made here) before the client's reads pause. */
+const MAX_PENDING = 1024;
+
 /** Response bytes read before relaying: length, correlation id, and where top-level error codes sit. */
 const RESPONSE_PEEK = 4 + 4 + 1 + 4 + 2;
 
@@ -101,6 +107,8 @@ class KafkaConnection {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private stopReading = false;
+  /** Reading paused because MAX_PENDING requests wait for responses. */
+  private isHeld = false;
   // Response side: bytes left of the frame being relayed; a frame start split across reads.
   private resRemaining = 0;
   private resHead: Buffer | undefined;
@@ -134,7 +142,7 @@ class KafkaConnection {
         up.on('error', () => this.close());
         up.on('close', () => this.close());
         up.on('drain', () => {
-          if (!this.stopReading) c.resume();
+          if (!this.stopReading && !this.isHeld) c.resume();
         });
         c.on('drain', () => up.resume());
         c.resume();
@@ -153,9 +161,21 @@ class KafkaConnection {
     this.h.stats.requestBytes += d.length;
     this.chunks.push(d);
     this.buffered += d.length;
+    this.processRequests();
+  }
+
+  /** Handles the complete frames buffered, unless MAX_PENDING requests already wait for responses. */
+  private processRequests(): void {
     // The frames of one read go upstream in one writev, and the responses made here in one write.
     try {
       while (!this.stopReading && !this.closed && this.buffered >= 4) {
+        if (this.pending.length >= MAX_PENDING) {
+          // Backpressure on a client that pipelines faster than responses come back.
+          this.isHeld = true;
+          this.h.stats.heldReads++;
+          this.client.pause();
+          return;
+        }
         const len = this.peekInt32();
         if (len + 4 < MIN_REQUEST_FRAME || len + 4 > this.h.maxFrameBytes) {
           if (len + 4 > this.h.maxFrameBytes) this.h.stats.oversizedFrames++;
@@ -331,6 +351,11 @@ class KafkaConnection {
     if (head?.kind === 'upstream')
       this.logResponse(head.req, head.topic, 'forwarded', this.resError, process.hrtime.bigint() - head.startNs);
     this.flushLocal();
+    if (this.isHeld && this.pending.length < MAX_PENDING / 2 && !this.closed) {
+      this.isHeld = false;
+      if (!this.upstream?.writableNeedDrain) this.client.resume();
+      this.processRequests();
+    }
   }
 
   private relay(b: Buffer): void {

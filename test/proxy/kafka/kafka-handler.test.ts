@@ -253,6 +253,31 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
     );
   });
 
+  it('keeps order over 3000 pipelined requests, more than it lets wait at once', async () => {
+    const frames: Buffer[] = [];
+    for (let corr = 1; corr <= 3000; corr++)
+      frames.push(
+        corr % 3 === 0
+          ? new KafkaWriter()
+              .int16(3)
+              .int16(1)
+              .int32(corr)
+              .string('x', false)
+              .int32(1)
+              .string('payment-events', false)
+              .frame()
+          : new KafkaWriter().int16(18).int16(0).int32(corr).string('x', false).frame(),
+      );
+    const held = handler.stats.heldReads;
+    const responses = await exchange(Buffer.concat(frames), 3000);
+    assert.equal(responses.length, 3000);
+    assert.ok(handler.stats.heldReads > held, 'reads paused while 1024 requests waited');
+    assert.ok(
+      responses.every((r, i) => r.readInt32BE(4) === i + 1),
+      'responses in request order',
+    );
+  });
+
   it('closes the connection on a denied request of an API without a deny response', async () => {
     policies = [policy([{ apiKeys: PRODUCE, topic: 'orders.processed' }])];
     try {
