@@ -203,7 +203,8 @@ class KafkaConnection {
     if (!parsed.ok) {
       if (parsed.reason === 'unsupported-version' && parsed.header) {
         if (this.ctx.policies().some((p) => p.allowAll)) {
-          this.forward(frame, { ...parsed.header, isFlexible: false, expectsResponse: true }, '');
+          const expectsResponse = parsed.expectsResponse ?? true;
+          this.forward(frame, { ...parsed.header, topics: undefined, isFlexible: false, expectsResponse }, '');
           return;
         }
         st.unsupportedVersions++;

@@ -58,6 +58,8 @@ export type KafkaRequestParse =
       readonly reason: 'malformed' | 'unsupported-version';
       readonly detail: string;
       readonly header?: KafkaRequestHeader;
+      /** unsupported-version: false for a Produce with acks=0 (read where every version keeps it). */
+      readonly expectsResponse?: boolean;
     };
 
 export interface KafkaRequestHeader {
@@ -84,8 +86,11 @@ export function parseKafkaRequest(frame: Buffer): KafkaRequestParse {
     if (apiKey < 0 || apiVersion < 0) return bad('malformed', `api key ${apiKey} version ${apiVersion}`, header);
     const spec = TOPIC_API_VERSIONS[apiKey];
     if (spec === undefined) return accept(apiKey, apiVersion, correlationId, clientId, undefined, false, true);
-    if (apiVersion > spec.max)
-      return bad('unsupported-version', `${apiKeyName(apiKey)} version ${apiVersion} (read up to ${spec.max})`, header);
+    if (apiVersion > spec.max) {
+      const detail = `${apiKeyName(apiKey)} version ${apiVersion} (read up to ${spec.max})`;
+      const expectsResponse = laterProduceExpectsResponse(r, apiKey);
+      return { ok: false, reason: 'unsupported-version', detail, header, expectsResponse };
+    }
     const flex = apiVersion >= spec.flexibleFrom;
     if (flex) r.taggedFields();
     const body = readTopics(r, apiKey, apiVersion, flex);
@@ -121,6 +126,21 @@ function bad(
   header?: KafkaRequestHeader,
 ): KafkaRequestParse {
   return { ok: false, reason, detail, ...(header ? { header } : {}) };
+}
+
+/**
+ * Whether a Produce of a later version than read here waits for a response: every flexible version
+ * so far starts its body with transactional_id and acks. Other API keys always answer.
+ */
+function laterProduceExpectsResponse(r: KafkaReader, apiKey: number): boolean {
+  if (apiKey !== API_PRODUCE) return true;
+  try {
+    r.taggedFields();
+    r.string(true);
+    return r.int16() !== 0;
+  } catch {
+    return true;
+  }
 }
 
 interface TopicBody {

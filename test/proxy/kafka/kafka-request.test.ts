@@ -113,6 +113,20 @@ describe('Kafka flexible versions', () => {
   });
 });
 
+describe('Kafka requests at versions not read here', () => {
+  it('still tells a Produce v13 with acks=0 (no response to wait for) from one with acks=1', () => {
+    for (const acks of [0, 1]) {
+      const w = new KafkaWriter().int16(0).int16(13).int32(5).string('p', false).tags(true);
+      w.string(null, true).int16(acks).int32(1000).arrayLength(0, true).tags(true);
+      const p = parseKafkaRequest(w.frame());
+      assert.equal(p.ok, false);
+      assert.equal(!p.ok && p.reason, 'unsupported-version');
+      assert.equal(!p.ok && p.expectsResponse, acks !== 0);
+      assert.deepEqual(!p.ok && p.header, { apiKey: 0, apiVersion: 13, correlationId: 5, clientId: 'p' });
+    }
+  });
+});
+
 describe('Kafka request parsing of bad bytes', () => {
   const produce = capturedExchanges().find((e) => e.client === 'kcat' && e.apiKey === 0)!.request;
   const CASES: readonly { name: string; frame: Buffer; reason: 'malformed' | 'unsupported-version' }[] = [
