@@ -140,6 +140,23 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
       );
   });
 
+  it('lets a kcat consumer group join and read the allowed topic, and not the produced one', async () => {
+    const ok = await kcat(['-G', 'kcat-orders', '-X', 'auto.offset.reset=earliest', '-e', '-q', 'orders.created']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /^created-1$/m);
+    const denied = await kcat([
+      '-G',
+      'kcat-denied',
+      '-X',
+      'auto.offset.reset=earliest',
+      '-e',
+      '-q',
+      'orders.processed',
+    ]);
+    assert.doesNotMatch(denied.stdout, /order-1/);
+    assert.match(denied.stderr, /authoriz/i);
+  });
+
   it('denies a multi-topic Metadata when one topic is denied, in kafkajs', async () => {
     const admin = kafka('order-processor').admin();
     await admin.connect();
