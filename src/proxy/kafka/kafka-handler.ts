@@ -128,7 +128,8 @@ class KafkaConnection {
     c.setNoDelay(true);
     c.pause();
     c.on('error', () => this.close());
-    c.on('close', () => this.onClientEnd());
+    c.on('end', () => this.onClientEnd());
+    c.on('close', () => this.close());
     c.on('data', (d: Buffer) => this.onRequestData(d));
     this.ctx.connectUpstream().then(
       (up) => {
@@ -191,9 +192,11 @@ class KafkaConnection {
     }
   }
 
+  /** The client sent its last byte: answer what it asked, then close (also when half-open). */
   private onClientEnd(): void {
-    if (this.buffered > 0 && !this.stopReading && !this.closed) this.h.stats.truncatedFrames++;
-    this.close();
+    if (this.closed || this.stopReading) return;
+    if (this.buffered > 0) this.h.stats.truncatedFrames++;
+    this.closeAfterPending();
   }
 
   private onRequestFrame(frame: Buffer): void {

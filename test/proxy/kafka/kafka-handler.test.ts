@@ -346,6 +346,35 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
       assert.equal(m.code, 0, m.stderr);
     });
 
+  it('answers a client that shuts down its sending side after its requests, then closes', async () => {
+    const apiVersions = new KafkaWriter().int16(18).int16(0).int32(77).string('x', false).frame();
+    const denied = new KafkaWriter()
+      .int16(3)
+      .int16(1)
+      .int32(78)
+      .string('x', false)
+      .int32(1)
+      .string('payment-events', false)
+      .frame();
+    const sock = net.connect(proxy.port, '127.0.0.1');
+    const frames: Buffer[] = [];
+    let buf = Buffer.alloc(0);
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readInt32BE(0)) {
+        frames.push(buf.subarray(0, 4 + buf.readInt32BE(0)));
+        buf = buf.subarray(4 + buf.readInt32BE(0));
+      }
+    });
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.end(Buffer.concat([apiVersions, denied]));
+    await closed;
+    assert.deepEqual(
+      frames.map((f) => f.readInt32BE(4)),
+      [77, 78],
+    );
+  });
+
   it('counts a connection that ends in the middle of a frame as truncated', async () => {
     const before = handler.stats.truncatedFrames;
     const frame = new KafkaWriter().int16(18).int16(0).int32(1).string('x', false).frame();

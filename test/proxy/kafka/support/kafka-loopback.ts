@@ -81,7 +81,9 @@ export async function startLoopbackProxy(
       await new Promise((r) => server.close(r));
     },
   };
-  const server = net.createServer((client) => {
+  // Half-open kept, as the node proxy's listeners do: a client that shuts down its sending side
+  // still gets its answers.
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
     track(client);
     const ctx: L7ConnectionContext = {
       tuple: {
