@@ -112,6 +112,11 @@ class KafkaConnection {
   // Response side: bytes left of the frame being relayed; a frame start split across reads.
   private resRemaining = 0;
   private resHead: Buffer | undefined;
+  private resError: number | undefined;
+  /** The frame being read is an answer to an acks=0 Produce: dropped, not relayed. */
+  private isDiscarding = false;
+  /** Correlation ids of acks=0 Produce requests relayed (the newest MAX_PENDING). */
+  private readonly unansweredIds = new Set<number>();
   // What the current read produced, written when it is done (flushOut).
   private readonly toUpstream: Buffer[] = [];
   private readonly toClient: Buffer[] = [];
@@ -244,6 +249,11 @@ class KafkaConnection {
     this.h.stats.forwarded++;
     this.logRequest(req, topic, 'forwarded');
     if (req.expectsResponse) this.pending.push({ kind: 'upstream', req, startNs: process.hrtime.bigint(), topic });
+    else {
+      this.unansweredIds.add(req.correlationId);
+      if (this.unansweredIds.size > MAX_PENDING)
+        this.unansweredIds.delete(this.unansweredIds.values().next().value as number);
+    }
     this.toUpstream.push(frame);
   }
 
@@ -304,7 +314,7 @@ class KafkaConnection {
     while (off < chunk.length && !this.closed) {
       if (this.resRemaining > 0) {
         const n = Math.min(this.resRemaining, chunk.length - off);
-        this.relay(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
+        if (!this.isDiscarding) this.relay(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
         this.resRemaining -= n;
         off += n;
         if (this.resRemaining === 0) this.onResponseDone();
@@ -327,7 +337,7 @@ class KafkaConnection {
         const head = this.resHead;
         this.resHead = undefined;
         if (!this.onResponseStart(head)) return;
-        this.relay(head);
+        if (!this.isDiscarding) this.relay(head);
         this.resRemaining -= 8;
         if (this.resRemaining === 0) this.onResponseDone();
       }
@@ -340,6 +350,13 @@ class KafkaConnection {
     const corr = peek.readInt32BE(4);
     const head = this.pending[0];
     if (len < 4 || head?.kind !== 'upstream' || head.req.correlationId !== corr) {
+      if (len >= 4 && this.unansweredIds.delete(corr)) {
+        // An answer to an acks=0 Produce (librdkafka's mock broker sends one): the client expects
+        // none, so it is not relayed.
+        this.resRemaining = len + 4;
+        this.isDiscarding = true;
+        return true;
+      }
       this.h.stats.responseMismatches++;
       this.close();
       return false;
@@ -348,9 +365,12 @@ class KafkaConnection {
     this.resError = responseErrorCode(head.req, peek);
     return true;
   }
-  private resError: number | undefined;
 
   private onResponseDone(): void {
+    if (this.isDiscarding) {
+      this.isDiscarding = false;
+      return;
+    }
     const head = this.pending.shift();
     if (head?.kind === 'upstream')
       this.logResponse(head.req, head.topic, 'forwarded', this.resError, process.hrtime.bigint() - head.startNs);

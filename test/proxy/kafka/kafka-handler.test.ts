@@ -111,6 +111,42 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
     );
   });
 
+  it('waits for no response to an acks=0 produce, relayed or denied, and keeps the connection in order', async () => {
+    const producer = kafka('meta-ok').producer();
+    await producer.connect();
+    try {
+      await producer.send({
+        topic: 'orders.processed',
+        acks: 0,
+        messages: [{ key: 'acks0', value: 'fire-and-forget' }],
+      });
+      // Denied: the handler drops it; the client was told nothing would come back.
+      await producer.send({ topic: 'payment-events', acks: 0, messages: [{ value: 'dropped' }] });
+      // The same connection still pairs responses with requests.
+      await producer.send({ topic: 'orders.processed', acks: 1, messages: [{ key: 'acks1', value: 'after' }] });
+    } finally {
+      await producer.disconnect();
+    }
+    const c = await kcat([
+      '-C',
+      '-X',
+      'client.id=auditor',
+      '-t',
+      'orders.processed',
+      '-o',
+      'beginning',
+      '-e',
+      '-q',
+      '-K',
+      ':',
+    ]);
+    assert.match(c.stdout, /^acks0:fire-and-forget$/m);
+    assert.match(c.stdout, /^acks1:after$/m);
+    const zero = recordsOf((r) => r.kafka?.apiKey === 0 && r.type === 'request' && r.kafka.topic === 'payment-events');
+    assert.ok(zero.some((r) => r.verdict === 'denied'));
+    assert.equal(handler.stats.responseMismatches, 0);
+  });
+
   it('lets a kafkajs consumer group join and read an allowed topic', async () => {
     // Put a message in orders.created while a policy allows everything; the seed rules allow no produce there.
     policies = [policy([], true)];
