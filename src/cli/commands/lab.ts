@@ -20,7 +20,8 @@ export function registerLab(program: Command): void {
       .command('up')
       .description('Create the lab (idempotent)')
       .option('-f, --file <world...>', 'world manifests (Namespace, Pod); default: the demo world')
-      .option('--nodes <n>', 'number of nodes', '2'),
+      .option('--nodes <n>', 'number of nodes', '2')
+      .option('--store <kind>', 'cluster store: embedded (default) or etcd (a 3-member etcd cluster in the lab)'),
   ).action(async (o) => {
     const lab = labName(o);
     const started = Date.now();
@@ -28,6 +29,7 @@ export function registerLab(program: Command): void {
       lab,
       worldFiles: o.file ?? [demoWorldFile()],
       nodes: Number(o.nodes),
+      ...(o.store !== undefined ? { store: storeKind(o.store) } : {}),
       repoRoot: repoRoot(),
       log: (l) => process.stderr.write(`lab ${lab}: ${l}\n`),
     });
@@ -102,6 +104,11 @@ export function registerLab(program: Command): void {
   ).action(async (o) => {
     await runDemo(labName(o), o.policies);
   });
+}
+
+function storeKind(text: string): 'embedded' | 'etcd' {
+  if (text === 'embedded' || text === 'etcd') return text;
+  throw new CliError('MBR_CLI_USAGE', `--store: expected embedded or etcd, got "${text}"`, 2);
 }
 
 export function labName(o: { lab?: string }): string {
