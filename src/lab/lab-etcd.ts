@@ -5,7 +5,7 @@
 // namespace, reach each member on a unix socket in the member's directory. `lab down` stops the
 // members with every other process in the lab's namespaces and removes their data with the
 // state directory.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ClusterStore } from '../store/cluster-store.js';
 import { EtcdStore } from '../store/etcd-store.js';
@@ -88,6 +88,8 @@ export async function ensureEtcdCluster(
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
     if (pid && isAlive(pid)) continue;
     mkdirSync(m.dir, { recursive: true });
+    // A member killed earlier leaves its socket file behind, and etcd will not listen over it.
+    rmSync(join(m.dir, 'client.sock:0'), { force: true });
     const started = startPodProcess({
       netnsPath: netnsPath(m.netns),
       resolvConf: undefined,
@@ -125,6 +127,7 @@ export function etcdArgv(lab: string, m: EtcdMember, initialCluster: string, has
 export function restartEtcdMember(lab: string, m: EtcdMember, underlayPrefix: string): number {
   const all = etcdMembers(lab, underlayPrefix);
   const initialCluster = all.map((x) => `${x.name}=http://${x.ip}:${ETCD_PEER_PORT}`).join(',');
+  rmSync(join(m.dir, 'client.sock:0'), { force: true });
   const pid = startPodProcess({
     netnsPath: netnsPath(m.netns),
     resolvConf: undefined,

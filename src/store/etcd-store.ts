@@ -45,6 +45,17 @@ export interface EtcdStoreOptions {
   readonly dialTimeoutMs?: number;
 }
 
+/**
+ * How long a broken watch stream waits before it reconnects: a constant 500 ms. The client's
+ * default is an exponential backoff up to 30 s, so after a long outage the agents would follow
+ * the store again only up to half a minute after it is back.
+ */
+const WATCH_RETRY_MS = 500;
+const WATCH_RETRY = (() => {
+  const b = { duration: WATCH_RETRY_MS, next: () => b };
+  return b as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+})();
+
 export class EtcdStore implements ClusterStore {
   readonly description: string;
   readonly #client: Etcd3;
@@ -92,6 +103,7 @@ export class EtcdStore implements ClusterStore {
       hosts: [...opts.endpoints],
       dialTimeout: timeoutMs,
       ...(credentials ? { credentials } : {}),
+      faultHandling: { watchBackoff: WATCH_RETRY },
     });
     const store = new EtcdStore(client, opts, credentials, timeoutMs);
     try {
