@@ -175,62 +175,53 @@ export async function allocateIdentity(
     ({ type: 'put', key: mine, value: String(id), ...(holder.lease ? { lease: holder.lease } : {}) }) as const;
   const noHolder = { prefix, target: 'empty' } as const;
   const tried = new Set<number>();
-  let hint = known;
   for (let attempt = 0; attempt < 64; attempt++) {
-    if (hint && hint.id === undefined) {
-      // A label set the caller has not seen: most likely new, so try creating it first.
-      const id = lowestFree((n) => hint!.isUsed(n) || tried.has(n));
-      const r = await store.txn({
-        compare: [{ key: identityKey(id), target: 'createRevision', equals: 0 }, noHolder],
-        success: [{ type: 'put', key: identityKey(id), value: master }, hold(id)],
-      });
-      if (r.succeeded) return id;
-      tried.add(id);
-      hint = undefined; // the caller's view is behind: read the store from here on
-      continue;
+    // A label set the caller has not seen is most likely new: the first attempt creates it
+    // straight away; every later one (and any label set the caller knows) looks at who holds it.
+    if (!(attempt === 0 && known && known.id === undefined)) {
+      const slaves = await store.list(prefix);
+      const own = slaves.items.find((kv) => kv.key === mine);
+      if (own) return Number(own.value);
+      const held = slaves.items[0];
+      if (held) {
+        const id = Number(held.value);
+        const r = await store.txn({
+          compare: [
+            { key: held.key, target: 'createRevision', equals: held.createRevision },
+            { key: identityKey(id), target: 'value', equals: master },
+          ],
+          success: [hold(id)],
+        });
+        if (r.succeeded) return id;
+        continue;
+      }
     }
-    const slaves = await store.list(prefix);
-    const own = slaves.items.find((kv) => kv.key === mine);
-    if (own) return Number(own.value);
-    const held = slaves.items[0];
-    if (held) {
-      const id = Number(held.value);
-      const r = await store.txn({
-        compare: [
-          { key: held.key, target: 'createRevision', equals: held.createRevision },
-          { key: identityKey(id), target: 'value', equals: master },
-        ],
-        success: [hold(id)],
-      });
-      if (r.succeeded) return id;
-      continue;
-    }
-    let id = hint?.id;
-    let isUsed = hint ? (n: number) => hint!.isUsed(n) : undefined;
-    if (id === undefined || isUsed === undefined) {
-      const masters = (await store.list(IDENTITY_IDS_PREFIX)).items;
+    // Nobody holds it: its master key if one is left (within the GC's grace period), or a new id.
+    let reuse = known?.id;
+    let isUsed = known ? (n: number) => known.isUsed(n) : undefined;
+    if (!isUsed) {
       const used = new Set<number>();
-      for (const kv of masters) {
+      for (const kv of (await store.list(IDENTITY_IDS_PREFIX)).items) {
         const n = Number(kv.key.slice(IDENTITY_IDS_PREFIX.length));
         used.add(n);
-        if (kv.value === master) id = n;
+        if (kv.value === master) reuse = n;
       }
       isUsed = (n) => used.has(n);
     }
-    const reuse = id !== undefined && !tried.has(id);
-    const candidate = reuse ? id! : lowestFree((n) => isUsed!(n) || tried.has(n));
+    const isReuse = reuse !== undefined && !tried.has(reuse);
+    const id = isReuse ? reuse! : pickFreeId((n) => isUsed!(n) || tried.has(n));
     const r = await store.txn({
-      compare: reuse
-        ? [{ key: identityKey(candidate), target: 'value', equals: master }, noHolder]
-        : [{ key: identityKey(candidate), target: 'createRevision', equals: 0 }, noHolder],
-      success: reuse
-        ? [hold(candidate)]
-        : [{ type: 'put', key: identityKey(candidate), value: master }, hold(candidate)],
+      compare: [
+        isReuse
+          ? { key: identityKey(id), target: 'value', equals: master }
+          : { key: identityKey(id), target: 'createRevision', equals: 0 },
+        noHolder,
+      ],
+      success: isReuse ? [hold(id)] : [{ type: 'put', key: identityKey(id), value: master }, hold(id)],
     });
-    if (r.succeeded) return candidate;
-    tried.add(candidate);
-    hint = undefined;
-    // Lost a race for the id, the label set, or the master to the GC: look again.
+    if (r.succeeded) return id;
+    // Lost a race for the id, for the label set, or for the master key to the GC: look again.
+    tried.add(id);
   }
   throw new StoreError('MBR_IDENTITY_CONFLICT', 'identity allocation: gave up after 64 conflicting attempts');
 }
@@ -240,13 +231,19 @@ export async function releaseIdentity(store: ClusterStore, labels: readonly stri
   await store.delete(identityValuePrefix([...labels].sort()) + node);
 }
 
-function lowestFree(isUsed: (id: number) => boolean): number {
-  let id = FIRST_GLOBAL_IDENTITY;
-  while (isUsed(id)) id++;
-  if (id > MAX_GLOBAL_IDENTITY)
+/**
+ * One of the lowest free ids, at random among the first 128: agents allocating at the same moment
+ * from the same view then rarely pick the same one (Cilium's id pool picks at random too), while
+ * the numbers stay small.
+ */
+function pickFreeId(isUsed: (id: number) => boolean): number {
+  const free: number[] = [];
+  for (let id = FIRST_GLOBAL_IDENTITY; id <= MAX_GLOBAL_IDENTITY && free.length < 128; id++)
+    if (!isUsed(id)) free.push(id);
+  if (free.length === 0)
     throw new StoreError(
       'MBR_IDENTITY_EXHAUSTED',
       'identity allocation: expected a free identity in 256-65535, got none left',
     );
-  return id;
+  return free[Math.floor(Math.random() * free.length)];
 }
