@@ -129,7 +129,7 @@ export class EmbeddedStore implements ClusterStore {
 
   async health(): Promise<StoreHealth> {
     if (this.#closed) return { state: 'Failure', message: `${this.description}: closed` };
-    return { state: 'Ok', message: `${this.description}, revision ${this.revision}` };
+    return { state: 'Ok', message: this.description };
   }
 
   async currentRevision(): Promise<number> {
