@@ -36,6 +36,8 @@ export class IdentityCache implements IdentityAllocator {
   readonly #held = new Map<number, { labels: string[]; refs: number; isStored: boolean }>();
   /** Slave keys to delete once the store answers again. */
   readonly #pendingRelease = new Map<number, string[]>();
+  /** How many of the engine's pods use each global identity (acquire/release). */
+  readonly #engineRefs = new Map<number, number>();
   #serial: Promise<unknown> = Promise.resolve();
 
   constructor(store: ClusterStore, node = '') {
@@ -62,11 +64,18 @@ export class IdentityCache implements IdentityAllocator {
     return this.#serialized(() => this.#hold(labels, 1));
   }
 
-  /** The last local endpoint of an identity is gone: drop the node's slave key. */
+  /**
+   * A local endpoint of this identity is gone; with the last one (or for a hold taken only for
+   * other nodes' pods), drop the node's slave key. Other nodes' pods need no hold of ours: their
+   * own nodes hold their identities.
+   */
   unhold(id: number): Promise<void> {
     return this.#serialized(async () => {
       const h = this.#held.get(id);
-      if (!h || --h.refs > 0) return;
+      if (!h) return;
+      // Called for a local endpoint that left, or (refs already 0) for a hold no pod needs.
+      h.refs = Math.max(0, h.refs - 1);
+      if (h.refs > 0) return;
       this.#held.delete(id);
       if (!h.isStored) return;
       try {
@@ -169,6 +178,7 @@ export class IdentityCache implements IdentityAllocator {
     if (scope === 'global') {
       const id = this.#globalByKey.get(labels.key);
       if (id === undefined) throw new IdentityCacheError(labels);
+      this.#engineRefs.set(id, (this.#engineRefs.get(id) ?? 0) + 1);
       return id;
     }
     const have = this.#localByKey.get(labels.key);
@@ -184,6 +194,16 @@ export class IdentityCache implements IdentityAllocator {
 
   /** Local identities are freed with their last holder; global ones live in the store. */
   release(id: number): boolean {
+    const engineRefs = this.#engineRefs.get(id);
+    if (engineRefs !== undefined) {
+      if (engineRefs > 1) this.#engineRefs.set(id, engineRefs - 1);
+      else {
+        this.#engineRefs.delete(id);
+        // Held only for other nodes' pods (ensure), and none of them is left: let it go.
+        if (this.#held.get(id)?.refs === 0) void this.unhold(id).catch(() => undefined);
+      }
+      return false;
+    }
     const rec = this.#local.get(id);
     if (!rec || --rec.refs > 0) return false;
     this.#local.delete(id);
