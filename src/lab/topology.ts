@@ -120,7 +120,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   writeDnsFiles(o.lab, world, wired, dnsIp);
 
   const worldPid = await ensureWorldHost(o, world, previous);
-  await ensureRelay(o, nodes[0]);
+  await ensureRelay(o, nodes);
   const pods: LabPod[] = [];
   for (const w of wired) {
     const prev = previous?.pods.find((x) => x.namespace === w.p.namespace && x.name === w.p.name);
@@ -376,7 +376,7 @@ async function ensureWorldHost(o: LabUpOptions, world: World, previous: LabState
  * The flow relay, merging every node's flows; it runs in the underlay netns so `lab down` stops
  * it with everything else (it only uses unix sockets).
  */
-async function ensureRelay(o: LabUpOptions, first: LabNode): Promise<void> {
+async function ensureRelay(o: LabUpOptions, nodes: readonly LabNode[]): Promise<void> {
   const socket = relaySocket(o.lab);
   const pidFile = join(labDir(o.lab), 'relay.pid');
   const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
@@ -390,8 +390,9 @@ async function ensureRelay(o: LabUpOptions, first: LabNode): Promise<void> {
       'relay',
       '--listen-address',
       `unix://${socket}`,
+      // Every agent serves the same peers (from the store): the relay asks the next when one goes.
       '--peer-service',
-      `unix://${join(nodeDir(o.lab, first.name), 'hubble.sock')}`,
+      nodes.map((n) => `unix://${join(nodeDir(o.lab, n.name), 'hubble.sock')}`).join(','),
       '--retry-timeout',
       '1s',
     ],
