@@ -142,6 +142,8 @@ export class Agent {
     );
     const ttl = this.opts.nodeLeaseTtlSeconds ?? 30;
     await this.#register();
+    // (An endpoint recorded without its identity's labels gets its hold when it is created again.)
+    for (const ep of alive) if (ep.identityLabels.length > 0) await this.identities.hold(labelSetOf(ep.identityLabels));
     this.#keepAliveTimer = setInterval(() => this.#keepAlive(), (ttl * 1000) / 3).unref();
     if (this.opts.identityGc) {
       this.#gc = new IdentityGc({
@@ -663,10 +665,8 @@ export class Agent {
       since: this.startedAt.toISOString(),
     };
     await registerNode(store, self, this.#lease);
-    for (const ep of this.#local.endpoints) {
-      await this.identities.hold(labelSetOf(ep.identityLabels));
-      await this.#publishEndpoint(ep, ep.identity);
-    }
+    for (const ep of this.#local.endpoints) await this.#publishEndpoint(ep, ep.identity);
+    // Holds are counted once per endpoint (start, register, delete); a new lease rewrites them.
     await this.identities.syncHolds();
   }
 
