@@ -23,8 +23,10 @@ function leftovers(lab: string): string[] {
   if (existsSync(bpffsDir(lab))) out.push(`bpffs ${bpffsDir(lab)}`);
   if (existsSync(labDir(lab))) out.push(`state ${labDir(lab)}`);
   const ps = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
+  // Agents name the lab, pods' netns carry its prefix, etcd members keep their data under its dir.
   for (const line of ps.split('\n'))
-    if (line.includes(`--lab ${lab} `) || line.includes(`mbr-${lab}-`)) out.push(line.trim());
+    if (line.includes(`--lab ${lab} `) || line.includes(`mbr-${lab}-`) || line.includes(`${labDir(lab)}/`))
+      out.push(line.trim());
   return out;
 }
 
