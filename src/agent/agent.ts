@@ -665,7 +665,15 @@ export class Agent {
       since: this.startedAt.toISOString(),
     };
     await registerNode(store, self, this.#lease);
-    for (const ep of this.#local.endpoints) await this.#publishEndpoint(ep, ep.identity);
+    // Every local endpoint on the new lease, in transactions of at most 100 keys (etcd takes
+    // 128 operations per transaction): a restart pays a few writes, not one per endpoint.
+    const puts = this.#local.endpoints.map((ep) => ({
+      type: 'put' as const,
+      key: endpointKey(node, ep.id),
+      value: JSON.stringify(toClusterEndpoint(node, ep.id, ep.identity, ep)),
+      lease: this.#lease,
+    }));
+    for (let i = 0; i < puts.length; i += 100) await store.txn({ compare: [], success: puts.slice(i, i + 100) });
     // Holds are counted once per endpoint (start, register, delete); a new lease rewrites them.
     await this.identities.syncHolds();
   }
