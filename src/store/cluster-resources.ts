@@ -181,7 +181,21 @@ export async function allocateIdentity(
     if (!(attempt === 0 && known && known.id === undefined)) {
       const slaves = await store.list(prefix);
       const own = slaves.items.find((kv) => kv.key === mine);
-      if (own) return Number(own.value);
+      if (own && own.lease === holder.lease) return Number(own.value);
+      if (own) {
+        // Ours from an earlier lease (the agent restarted): move it onto the current one, or it
+        // goes when the old lease expires and the identity looks unheld.
+        const id = Number(own.value);
+        const r = await store.txn({
+          compare: [
+            { key: mine, target: 'modRevision', equals: own.modRevision },
+            { key: identityKey(id), target: 'value', equals: master },
+          ],
+          success: [hold(id)],
+        });
+        if (r.succeeded) return id;
+        continue;
+      }
       const held = slaves.items[0];
       if (held) {
         const id = Number(held.value);

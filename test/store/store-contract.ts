@@ -156,6 +156,22 @@ export const STORE_CONTRACT: readonly StoreContractCase[] = [
     },
   },
   {
+    name: "moves a node's hold onto its new lease when it allocates again after a restart",
+    async run(open) {
+      const s = await open();
+      const [old, fresh] = [await s.grantLease(30), await s.grantLease(30)];
+      const labels = ['k8s:app=web'];
+      const id = await allocateIdentity(s, labels, { node: 'n1', lease: old });
+      assert.equal(await allocateIdentity(s, labels, { node: 'n1', lease: fresh }, { isUsed: () => false }), id);
+      assert.deepEqual(
+        (await s.list(identityValuePrefix(labels))).items.map((kv) => kv.lease),
+        [fresh],
+      );
+      await s.revokeLease(old);
+      assert.equal((await s.list(identityValuePrefix(labels))).items.length, 1, 'still held after the old lease went');
+    },
+  },
+  {
     name: 'runs a transaction on a prefix holding no key, and not on one holding any',
     async run(open) {
       const s = await open();
