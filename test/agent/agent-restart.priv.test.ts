@@ -91,13 +91,17 @@ describe('membrane agent in the lab', () => {
     };
     await ask('before');
     // Steady load through the kill and the restart: new connections policy allows, one after
-    // another (bounded in count and time), none may fail.
+    // another (bounded in count and time), none may fail; and after each, a request on the
+    // established connection, which must answer throughout (it also keeps the connection from
+    // idling past the server's 5 s keep-alive while the lab restarts the agents).
     let loading = true;
     const outcomes: string[] = [];
     const load = (async () => {
       const deadline = Date.now() + 120_000;
-      while (loading && outcomes.length < 2000 && Date.now() < deadline)
+      while (loading && outcomes.length < 2000 && Date.now() < deadline) {
         outcomes.push(...(await runProbes(state, [PROBE('alpha/client')])).map((r) => r.outcome));
+        await ask(`load-${outcomes.length}`);
+      }
     })();
 
     // Kill both agents: nothing about the pods' network may change.
