@@ -16,6 +16,7 @@ import RE2 from 're2';
 import type { PolicyRef } from '../../policy/map-state-types.js';
 import type { L7Policy } from '../../policy/policy-engine.js';
 import type { HttpRule } from '../../policy/policy-rule.js';
+import { type Secret, secretMatchValue } from '../../policy/world.js';
 import type { HttpHeader } from './http1-parser.js';
 
 /** The request as rules see it. Header names are lower-case. */
@@ -51,6 +52,21 @@ export interface SecretSource {
 }
 
 export const NO_SECRETS: SecretSource = { version: 0, get: () => undefined };
+
+/** Secrets as read from manifests (policy files, lab worlds): each gives its only entry. */
+export class SecretValues implements SecretSource {
+  version = 0;
+  private readonly values = new Map<string, string | undefined>();
+  /** Replaces every Secret at once; the version moves so compiled rules see the change. */
+  set(secrets: readonly Secret[]): void {
+    this.values.clear();
+    for (const s of secrets) this.values.set(`${s.namespace}/${s.name}`, secretMatchValue(s));
+    this.version++;
+  }
+  get(namespace: string, name: string): string | undefined {
+    return this.values.get(`${namespace}/${name}`);
+  }
+}
 
 /**
  * Decides one request against the policies applying to it. Compiled rules are cached per policy
