@@ -235,8 +235,11 @@ class Http1Connection {
     this.armHeaderTimer();
   }
 
-  private onRequestHead(h: RequestHead): boolean {
+  private onRequestHead(head: RequestHead): boolean {
     this.clearHeaderTimer();
+    // An HTTP/2 upgrade would take the connection past the proxy's HTTP/1 rules: the request goes
+    // on as plain HTTP/1.1 (the server answers it as such, as RFC 9113 lets it).
+    const h = head.upgrade !== undefined && isH2cUpgrade(head.upgrade) ? withoutH2cUpgrade(head) : head;
     const startNs = process.hrtime.bigint();
     const path = originPath(h.target);
     const host = h.host ?? authorityOf(h.target);
@@ -676,6 +679,28 @@ function editFields(fields: readonly HttpHeader[], edits: readonly HeaderEdit[])
     }
   }
   return out;
+}
+
+function isH2cUpgrade(upgrade: string): boolean {
+  return upgrade.split(',').some((p) => p.trim().toLowerCase() === 'h2c');
+}
+
+function withoutH2cUpgrade(h: RequestHead): RequestHead {
+  const headers: HttpHeader[] = [];
+  for (const f of h.headers) {
+    if (f.name === 'upgrade' || f.name === 'http2-settings') continue;
+    if (f.name === 'connection') {
+      const keep = f.value
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t !== '' && !['upgrade', 'http2-settings'].includes(t.toLowerCase()));
+      if (keep.length > 0) headers.push({ name: f.name, value: keep.join(', ') });
+      continue;
+    }
+    headers.push(f);
+  }
+  const { upgrade: _dropped, ...rest } = h;
+  return { ...rest, headers, raw: rewriteHead(h, headers) };
 }
 
 function rewriteHead(h: RequestHead, fields: readonly HttpHeader[]): Buffer {
