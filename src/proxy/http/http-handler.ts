@@ -71,12 +71,20 @@ export interface Config {
   readonly nowMs: () => number;
 }
 
-/** The fields of a record common to requests and responses of one connection. */
-export function recordBase(ctx: L7ConnectionContext, isResponse: boolean, nowMs: number) {
+/** One access record of this connection: a request (client → server) or a response. */
+export function l7Record(
+  ctx: L7ConnectionContext,
+  isResponse: boolean,
+  nowMs: number,
+  verdict: L7Record['verdict'],
+  http: NonNullable<L7Record['http']>,
+  policies: readonly PolicyRef[],
+  latencyNs?: number,
+): L7Record {
   const t = ctx.tuple;
-  return {
+  const rec: { -readonly [K in keyof L7Record]: L7Record[K] } = {
     time: { seconds: Math.floor(nowMs / 1000), nanos: (nowMs % 1000) * 1e6 },
-    type: isResponse ? ('response' as const) : ('request' as const),
+    type: isResponse ? 'response' : 'request',
     endpointId: ctx.endpointId,
     direction: ctx.direction,
     srcIp: isResponse ? t.dstIp : t.srcIp,
@@ -86,7 +94,12 @@ export function recordBase(ctx: L7ConnectionContext, isResponse: boolean, nowMs:
     protocol: 6,
     srcIdentity: isResponse ? ctx.dstIdentity : ctx.srcIdentity,
     dstIdentity: isResponse ? ctx.srcIdentity : ctx.dstIdentity,
+    verdict,
+    policies,
+    http,
   };
+  if (latencyNs !== undefined) rec.latencyNs = latencyNs;
+  return rec;
 }
 
 /** Header fields for a record: values of secret-matched fields replaced. */
@@ -129,7 +142,8 @@ interface Slot {
   readonly kind: 'upstream' | 'local';
   readonly method: string;
   readonly url: string;
-  readonly startNs: bigint;
+  /** performance.now() at the request head, ms. */
+  readonly startMs: number;
   readonly policies: readonly PolicyRef[];
   readonly bytes?: Buffer;
   /** Close the connection once this slot's answer is out. */
@@ -240,7 +254,7 @@ class Http1Connection {
     // An HTTP/2 upgrade would take the connection past the proxy's HTTP/1 rules: the request goes
     // on as plain HTTP/1.1 (the server answers it as such, as RFC 9113 lets it).
     const h = head.upgrade !== undefined && isH2cUpgrade(head.upgrade) ? withoutH2cUpgrade(head) : head;
-    const startNs = process.hrtime.bigint();
+    const startMs = performance.now();
     const path = originPath(h.target);
     const host = h.host ?? authorityOf(h.target);
     const url = `http://${host}${path}`;
@@ -250,18 +264,17 @@ class Http1Connection {
       this.cfg.secrets,
     );
     const headers = decision.edits.length > 0 ? editFields(h.headers, decision.edits) : h.headers;
-    this.log({
-      ...recordBase(this.ctx, false, this.cfg.nowMs()),
-      verdict: decision.allowed ? 'forwarded' : 'denied',
-      http: {
-        ...(decision.allowed ? {} : { code: 403 }),
-        method: h.method,
-        url,
-        protocol: h.version,
-        headers: recordHeaders(headers, decision.redact),
-      },
-      policies: decision.policies,
-    });
+    const http = { method: h.method, url, protocol: h.version, headers: recordHeaders(headers, decision.redact) };
+    this.ctx.log(
+      l7Record(
+        this.ctx,
+        false,
+        this.cfg.nowMs(),
+        decision.allowed ? 'forwarded' : 'denied',
+        decision.allowed ? http : { code: 403, ...http },
+        decision.policies,
+      ),
+    );
     if (!decision.allowed) {
       // Without 100-continue the body follows and is dropped; with it the client may or may not
       // send the body, so the framing is unknowable: answer and close.
@@ -270,7 +283,7 @@ class Http1Connection {
         kind: 'local',
         method: h.method,
         url,
-        startNs,
+        startMs,
         policies: decision.policies,
         bytes: accessDenied(mustClose),
         closeAfter: mustClose,
@@ -284,7 +297,7 @@ class Http1Connection {
       kind: 'upstream',
       method: h.method,
       url,
-      startNs,
+      startMs,
       policies: decision.policies,
       closeAfter: !h.keepAlive,
       upgrade: h.upgrade !== undefined,
@@ -321,7 +334,7 @@ class Http1Connection {
       kind: 'local',
       method: '',
       url: '',
-      startNs: process.hrtime.bigint(),
+      startMs: performance.now(),
       policies: [],
       bytes: errorResponse(status),
       closeAfter: true,
@@ -354,7 +367,7 @@ class Http1Connection {
         kind: 'local',
         method: '',
         url: '',
-        startNs: process.hrtime.bigint(),
+        startMs: performance.now(),
         policies: [],
         bytes: errorResponse(408),
         closeAfter: true,
@@ -445,20 +458,9 @@ class Http1Connection {
     this.toClient.add(h.raw);
     this.lastInterim = h.isInterim;
     if (h.isInterim) return true;
-    const latencyNs = Number(process.hrtime.bigint() - slot.startNs);
-    this.log({
-      ...recordBase(this.ctx, true, this.cfg.nowMs()),
-      verdict: 'forwarded',
-      latencyNs,
-      http: {
-        code: h.status,
-        method: slot.method,
-        url: slot.url,
-        protocol: h.version,
-        headers: recordHeaders(h.headers, NO_REDACT),
-      },
-      policies: slot.policies,
-    });
+    const latencyNs = Math.round((performance.now() - slot.startMs) * 1e6);
+    const http = { code: h.status, method: slot.method, url: slot.url, protocol: h.version };
+    this.ctx.log(l7Record(this.ctx, true, this.cfg.nowMs(), 'forwarded', http, slot.policies, latencyNs));
     if (slot.upgrade) {
       const ok = slot.method === 'CONNECT' ? h.status >= 200 && h.status < 300 : h.status === 101;
       if (ok) {
@@ -589,13 +591,8 @@ class Http1Connection {
     this.client.destroy();
     this.upstream?.destroy();
   }
-
-  private log(rec: L7Record): void {
-    this.ctx.log(rec);
-  }
 }
 
-const NO_REDACT: ReadonlySet<string> = new Set();
 
 /** Collects slices to write; merges neighbours of the same Buffer so a chunk goes out whole. */
 class Batch {

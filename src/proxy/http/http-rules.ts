@@ -128,10 +128,15 @@ interface CompiledHeaderMatch {
   readonly mismatch: '' | 'LOG' | 'ADD' | 'DELETE' | 'REPLACE';
 }
 
+/** A whole-value match: RE2, or a plain comparison when the regex is a literal (or literal.*). */
+interface ValueMatcher {
+  test(value: string): boolean;
+}
+
 interface CompiledRule {
-  readonly method?: RE2;
-  readonly path?: RE2;
-  readonly host?: RE2;
+  readonly method?: ValueMatcher;
+  readonly path?: ValueMatcher;
+  readonly host?: ValueMatcher;
   /** [lower-case name, exact value or undefined for presence]. */
   readonly headers: ReadonlyArray<readonly [string, string | undefined]>;
   readonly headerMatches: readonly CompiledHeaderMatch[];
@@ -149,7 +154,7 @@ const NO_EDITS: readonly HeaderEdit[] = [];
 const NO_REDACT: ReadonlySet<string> = new Set();
 const DENY_NONE: HttpDecision = { allowed: false, policies: [], edits: NO_EDITS, redact: NO_REDACT };
 const cache = new WeakMap<L7Policy, CompiledPolicy>();
-const regexCache = new Map<string, RE2>();
+const regexCache = new Map<string, ValueMatcher>();
 
 function compilePolicy(p: L7Policy, secrets: SecretSource): CompiledPolicy {
   const hit = cache.get(p);
@@ -187,14 +192,53 @@ function compileRule(r: HttpRule): CompiledRule {
   };
 }
 
-/** Regexes are compiled once per text: rule sets of many endpoints share them. */
-function fullRegex(re: string): RE2 {
+/**
+ * Regexes are compiled once per text: rule sets of many endpoints share them. A regex that is a
+ * literal ("GET", "/api/v1/payments$") is compared with ===, and a literal followed by ".*" with
+ * startsWith: the same answers as RE2 anchored at both ends (the values never hold a newline,
+ * which "." would not match), without a call into RE2.
+ */
+function fullRegex(re: string): ValueMatcher {
   let r = regexCache.get(re);
   if (r === undefined) {
-    r = new RE2(`^(?:${re})$`);
+    const lit = literalPrefix(re);
+    if (lit !== undefined && !lit.open) {
+      const text = lit.text;
+      r = { test: (v: string) => v === text };
+    } else if (lit !== undefined) {
+      const text = lit.text;
+      r = { test: (v: string) => v.startsWith(text) };
+    } else r = new RE2(`^(?:${re})$`);
     regexCache.set(re, r);
   }
   return r;
+}
+
+/**
+ * The literal a regex stands for: `text` exactly, or (`open`) `text` then anything (a final
+ * ".*"). Leading "^" and trailing "$" are dropped (the match is anchored anyway); escaped
+ * punctuation is literal. undefined for anything else.
+ */
+function literalPrefix(re: string): { text: string; open: boolean } | undefined {
+  let src = re;
+  if (src.startsWith('^')) src = src.slice(1);
+  let open = false;
+  if (src.endsWith('.*') && !src.endsWith('\\.*')) {
+    open = true;
+    src = src.slice(0, -2);
+  } else if (src.endsWith('$') && !src.endsWith('\\$')) src = src.slice(0, -1);
+  let text = '';
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i];
+    if (c === '\\') {
+      const n = src[i + 1];
+      if (n === undefined || /[A-Za-z0-9]/.test(n)) return undefined;
+      text += n;
+      i++;
+    } else if ('.+*?()[]{}|^$'.includes(c)) return undefined;
+    else text += c;
+  }
+  return { text, open };
 }
 
 function matchesBasic(r: CompiledRule, req: HttpRequestView): boolean {

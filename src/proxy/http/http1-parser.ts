@@ -42,6 +42,7 @@ export interface ResponseHead {
   /** The exact bytes of the head. */
   readonly raw: Buffer;
   readonly version: string;
+  /** Not collected (empty): only the framing fields are read from a response. */
   readonly headers: readonly HttpHeader[];
   readonly body: BodyFraming;
   readonly keepAlive: boolean;
@@ -161,33 +162,52 @@ export function parseRequestHead(raw: Buffer, limits: Http1Limits = {}): Request
  * framing two parsers could read differently is refused (the proxy then closes both sides).
  */
 export function parseResponseHead(raw: Buffer, requestMethod: string): ResponseHead {
-  const lines = splitHeadLines(raw);
-  const statusLine = lines[0];
-  const m = /^(HTTP\/1\.[01]) (\d{3})(?: .*)?$/.exec(statusLine);
-  if (!m) throw new HttpParseError(502, 'malformed status line');
-  const version = m[1];
-  const status = Number(m[2]);
-  const headers = parseFieldLines(lines, 1);
+  const text = raw.toString('latin1');
+  let eol = text.indexOf('\r\n');
+  if (eol < 0) throw new HttpParseError(502, 'incomplete head');
+  const statusLine = text.slice(0, eol);
+  if (
+    statusLine.length < 12 ||
+    !statusLine.startsWith('HTTP/1.') ||
+    (statusLine[7] !== '0' && statusLine[7] !== '1') ||
+    statusLine[8] !== ' ' ||
+    (statusLine.length > 12 && statusLine[12] !== ' ')
+  )
+    throw new HttpParseError(502, 'malformed status line');
+  const version = statusLine.slice(0, 8);
+  const code = statusLine.slice(9, 12);
+  if (!/^\d{3}$/.test(code)) throw new HttpParseError(502, 'malformed status line');
+  const status = Number(code);
   let contentLength: number | undefined;
   let chunked = false;
+  let hasTe = false;
   let connection = '';
-  for (const h of headers) {
-    if (h.name === 'content-length') {
-      const n = parseContentLength(h.value, 502);
-      if (contentLength !== undefined && contentLength !== n)
-        throw new HttpParseError(502, 'conflicting Content-Length');
+  // Only the fields that frame the message are looked at (and only their names lower-cased).
+  const end = text.length - 4;
+  for (let at = eol + 2; at < end; at = eol + 2) {
+    eol = text.indexOf('\r\n', at);
+    if (eol < 0) eol = end;
+    const c0 = text.charCodeAt(at) | 0x20;
+    if (c0 !== 0x63 /* c */ && c0 !== 0x74 /* t */) continue;
+    const colon = text.indexOf(':', at);
+    if (colon < 0 || colon > eol) continue;
+    const name = text.slice(at, colon).toLowerCase();
+    if (name !== 'content-length' && name !== 'transfer-encoding' && name !== 'connection') continue;
+    const value = text.slice(colon + 1, eol).trim();
+    if (name === 'content-length') {
+      const n = parseContentLength(value, 502);
+      if (contentLength !== undefined && contentLength !== n) throw new HttpParseError(502, 'conflicting Content-Length');
       contentLength = n;
-    } else if (h.name === 'transfer-encoding') {
-      const codings = splitList(h.value.toLowerCase());
+    } else if (name === 'transfer-encoding') {
+      hasTe = true;
+      const codings = splitList(value.toLowerCase());
       chunked = codings[codings.length - 1] === 'chunked';
-      if (!chunked) contentLength = undefined;
-    } else if (h.name === 'connection') connection = connection ? `${connection},${h.value}` : h.value;
+    } else if (name === 'connection') connection = connection ? `${connection},${value}` : value;
   }
-  const conn = splitList(connection.toLowerCase());
+  const conn = connection === '' ? NO_TOKENS : splitList(connection.toLowerCase());
   let keepAlive = version === 'HTTP/1.1' ? !conn.includes('close') : conn.includes('keep-alive');
   const isInterim = status >= 100 && status < 200 && status !== 101;
   let body: BodyFraming;
-  const hasTe = headers.some((h) => h.name === 'transfer-encoding');
   if (
     isInterim ||
     status === 101 ||
@@ -196,17 +216,17 @@ export function parseResponseHead(raw: Buffer, requestMethod: string): ResponseH
     requestMethod === 'HEAD' ||
     (requestMethod === 'CONNECT' && status >= 200 && status < 300)
   )
-    body = { kind: 'none' };
-  else if (hasTe && chunked) body = { kind: 'chunked' };
+    body = NONE;
+  else if (hasTe && chunked) body = CHUNKED;
   else if (hasTe) {
-    body = { kind: 'close' };
+    body = CLOSE;
     keepAlive = false;
   } else if (contentLength !== undefined) body = contentLength > 0 ? { kind: 'length', length: contentLength } : NONE;
   else {
-    body = { kind: 'close' };
+    body = CLOSE;
     keepAlive = false;
   }
-  return { status, raw, version, headers, body, keepAlive, isInterim };
+  return { status, raw, version, headers: NO_HEADERS, body, keepAlive, isInterim };
 }
 
 /**
@@ -216,13 +236,14 @@ export function parseResponseHead(raw: Buffer, requestMethod: string): ResponseH
  */
 export function findHeadEnd(buf: Buffer, start: number): number {
   const i = buf.indexOf(CRLFCRLF, start);
-  const end = i < 0 ? buf.length : i + 4;
+  // A complete head is checked line by line when parsed; an incomplete one is checked here.
+  if (i >= 0) return i + 4;
   let lf = buf.indexOf(LF, start);
-  while (lf >= 0 && lf < end) {
+  while (lf >= 0) {
     if (lf === 0 || buf[lf - 1] !== CR) throw new HttpParseError(400, 'bare LF in head');
     lf = buf.indexOf(LF, lf + 1);
   }
-  return i < 0 ? -1 : i + 4;
+  return -1;
 }
 
 /**
@@ -452,6 +473,10 @@ const COLON = 58;
 const SEMI = 59;
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const NONE: BodyFraming = { kind: 'none' };
+const CHUNKED: BodyFraming = { kind: 'chunked' };
+const CLOSE: BodyFraming = { kind: 'close' };
+const NO_TOKENS: readonly string[] = [];
+const NO_HEADERS: readonly HttpHeader[] = [];
 /** 15 hex digits stay below 2^60, well inside exact doubles. */
 const MAX_CHUNK_SIZE_DIGITS = 15;
 const MAX_CHUNK_LINE = 4096;

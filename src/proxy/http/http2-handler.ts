@@ -14,7 +14,7 @@ import type { Socket } from 'node:net';
 import type { PolicyRef } from '../../policy/map-state-types.js';
 import type { L7ConnectionContext } from '../l7-handler.js';
 import { encodeHeaders, type HeaderField, HpackDecoder } from './hpack.js';
-import { type Config, recordBase, recordHeaders } from './http-handler.js';
+import { type Config, l7Record, recordHeaders } from './http-handler.js';
 import { decideHttp } from './http-rules.js';
 import type { HttpHeader } from './http1-parser.js';
 
@@ -62,7 +62,8 @@ interface Frame {
 interface StreamState {
   readonly method: string;
   readonly url: string;
-  readonly startNs: bigint;
+  /** performance.now() at the request head, ms. */
+  readonly startMs: number;
   readonly policies: readonly PolicyRef[];
   /** The server's response head was logged. */
   answered: boolean;
@@ -255,23 +256,22 @@ class Http2Connection {
         headers.push({ name: n, value: v });
       }
     }
-    const startNs = process.hrtime.bigint();
+    const startMs = performance.now();
     const decision = decideHttp(this.ctx.policies(), { method, path, host: authority, headers }, this.cfg.secrets);
     const url = `${scheme}://${authority}${path}`;
-    this.ctx.log({
-      ...recordBase(this.ctx, false, this.cfg.nowMs()),
-      verdict: decision.allowed ? 'forwarded' : 'denied',
-      http: {
-        ...(decision.allowed ? {} : { code: 403 }),
-        method,
-        url,
-        protocol: 'HTTP/2',
-        headers: recordHeaders(headers, decision.redact),
-      },
-      policies: decision.policies,
-    });
+    const http = { method, url, protocol: 'HTTP/2', headers: recordHeaders(headers, decision.redact) };
+    this.ctx.log(
+      l7Record(
+        this.ctx,
+        false,
+        this.cfg.nowMs(),
+        decision.allowed ? 'forwarded' : 'denied',
+        decision.allowed ? http : { code: 403, ...http },
+        decision.policies,
+      ),
+    );
     if (decision.allowed) {
-      this.streams.set(id, { method, url, startNs, policies: decision.policies, answered: false });
+      this.streams.set(id, { method, url, startMs, policies: decision.policies, answered: false });
       const out = decision.edits.length > 0 ? editedFields(fields, decision.edits) : fields;
       this.toServer.push(...headerFrames(id, out, endStream));
       return;
@@ -338,22 +338,13 @@ class Http2Connection {
     const status = Number(fields.find((x) => x[0] === ':status')?.[1] ?? 0);
     if (status >= 100 && status < 200) return;
     s.answered = true;
-    this.ctx.log({
-      ...recordBase(this.ctx, true, this.cfg.nowMs()),
-      verdict: 'forwarded',
-      latencyNs: Number(process.hrtime.bigint() - s.startNs),
-      http: {
-        code: status,
-        method: s.method,
-        url: s.url,
-        protocol: 'HTTP/2',
-        headers: recordHeaders(
-          fields.filter((x) => x[0].charCodeAt(0) !== 58).map(([name, value]) => ({ name, value })),
-          NO_REDACT,
-        ),
-      },
-      policies: s.policies,
-    });
+    const headers = recordHeaders(
+      fields.filter((x) => x[0].charCodeAt(0) !== 58).map(([name, value]) => ({ name, value })),
+      NO_REDACT,
+    );
+    const http = { code: status, method: s.method, url: s.url, protocol: 'HTTP/2', headers };
+    const latencyNs = Math.round((performance.now() - s.startMs) * 1e6);
+    this.ctx.log(l7Record(this.ctx, true, this.cfg.nowMs(), 'forwarded', http, s.policies, latencyNs));
   }
 
   // ---- plumbing ----

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import RE2 from 're2';
 import type { HttpRule } from '../../../src/policy/policy-rule.js';
 import { applyHeaderEdits, decideHttp, type SecretSource } from '../../../src/proxy/http/http-rules.js';
 import type { HttpHeader } from '../../../src/proxy/http/http1-parser.js';
@@ -174,5 +176,34 @@ describe('HTTP rules (Cilium semantics)', () => {
       assert.equal(decideHttp([p], req('GET', '/', { x: 'two' }), src).allowed, true);
       assert.equal(decideHttp([p], req('GET', '/', { x: 'one' }), src).allowed, false);
     });
+  });
+});
+
+describe('HTTP rule regexes without RE2 (literals)', () => {
+  it('answers as RE2 anchored at both ends, for literal, literal.* and anything else', () => {
+    const atom = fc.constantFrom('a', 'b', '/', '.', '.*', '\\.', '$', '^', '\\$', 'a|b', '[ab]', '\\\\', '*');
+    const pattern = fc.array(atom, { maxLength: 5 }).map((xs) => xs.join(''));
+    const value = fc
+      .array(fc.constantFrom('a', 'b', '/', '.', '$', '^', '\\'), { maxLength: 6 })
+      .map((xs) => xs.join(''));
+    fc.assert(
+      fc.property(pattern, value, (p, v) => {
+        // An empty regex is no constraint at all (Cilium: omitted or empty allows every path).
+        if (p === '') return true;
+        let re: RE2;
+        try {
+          re = new RE2(`^(?:${p})$`);
+        } catch {
+          return true;
+        }
+        assert.equal(
+          allows([{ path: p }], req('GET', v)),
+          re.test(v),
+          `pattern ${JSON.stringify(p)} value ${JSON.stringify(v)}`,
+        );
+        return true;
+      }),
+      { seed: 20261207, numRuns: 3000 },
+    );
   });
 });
