@@ -145,6 +145,8 @@ interface Slot {
   /** performance.now() at the request head, ms. */
   readonly startMs: number;
   readonly policies: readonly PolicyRef[];
+  /** The request's header fields as recorded (the response record carries them too, as Cilium's). */
+  readonly headers?: readonly { key: string; value: string }[];
   readonly bytes?: Buffer;
   /** Close the connection once this slot's answer is out. */
   closeAfter: boolean;
@@ -299,6 +301,7 @@ class Http1Connection {
       url,
       startMs,
       policies: decision.policies,
+      headers: http.headers,
       closeAfter: !h.keepAlive,
       upgrade: h.upgrade !== undefined,
     };
@@ -459,7 +462,13 @@ class Http1Connection {
     this.lastInterim = h.isInterim;
     if (h.isInterim) return true;
     const latencyNs = Math.round((performance.now() - slot.startMs) * 1e6);
-    const http = { code: h.status, method: slot.method, url: slot.url, protocol: h.version };
+    const http = {
+      code: h.status,
+      method: slot.method,
+      url: slot.url,
+      protocol: h.version,
+      headers: slot.headers ?? [],
+    };
     this.ctx.log(l7Record(this.ctx, true, this.cfg.nowMs(), 'forwarded', http, slot.policies, latencyNs));
     if (slot.upgrade) {
       const ok = slot.method === 'CONNECT' ? h.status >= 200 && h.status < 300 : h.status === 101;
@@ -592,7 +601,6 @@ class Http1Connection {
     this.upstream?.destroy();
   }
 }
-
 
 /** Collects slices to write; merges neighbours of the same Buffer so a chunk goes out whole. */
 class Batch {

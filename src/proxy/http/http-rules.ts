@@ -82,15 +82,12 @@ export function decideHttp(
   let needAll = false;
   for (const p of policies) {
     const c = compilePolicy(p, secrets);
-    if (c.allowAll) return { allowed: true, policies: p.derivedFrom, edits: NO_EDITS, redact: NO_REDACT };
-    if (c.rules.length === 0) return { allowed: true, policies: p.derivedFrom, edits: NO_EDITS, redact: NO_REDACT };
+    if (c.allowAll || c.rules.length === 0) return c.allowed;
     if (c.hasHeaderMatches) needAll = true;
     compiled.push(c);
   }
   if (!needAll) {
-    for (const c of compiled)
-      for (const r of c.rules)
-        if (matchesBasic(r, req)) return { allowed: true, policies: c.refs, edits: NO_EDITS, redact: NO_REDACT };
+    for (const c of compiled) for (const r of c.rules) if (matchesBasic(r, req)) return c.allowed;
     return denied(compiled);
   }
   // Header actions mutate the request as they run; later rules see the edited fields.
@@ -148,6 +145,8 @@ interface CompiledPolicy {
   readonly hasHeaderMatches: boolean;
   readonly refs: readonly PolicyRef[];
   readonly secretVersion: number;
+  /** The decision when this policy allows without header actions (one object, shared). */
+  readonly allowed: HttpDecision;
 }
 
 const NO_EDITS: readonly HeaderEdit[] = [];
@@ -166,6 +165,7 @@ function compilePolicy(p: L7Policy, secrets: SecretSource): CompiledPolicy {
     hasHeaderMatches: rules.some((r) => r.headerMatches.length > 0),
     refs: p.derivedFrom,
     secretVersion: secrets.version,
+    allowed: { allowed: true, policies: p.derivedFrom, edits: NO_EDITS, redact: NO_REDACT },
   };
   cache.set(p, c);
   return c;

@@ -125,14 +125,14 @@ export function parseRequestHead(raw: Buffer, limits: Http1Limits = {}): Request
     throw new HttpParseError(400, hostCount === 0 ? 'no Host header' : 'more than one Host header');
   if (hostCount > 1) throw new HttpParseError(400, 'more than one Host header');
   if (host !== undefined && !isHostValue(host)) throw new HttpParseError(400, 'invalid Host header');
-  let body: BodyFraming = { kind: 'none' };
+  let body: BodyFraming = NONE;
   if (te !== undefined) {
     if (contentLength !== undefined) throw new HttpParseError(400, 'Transfer-Encoding with Content-Length');
     if (version === 'HTTP/1.0') throw new HttpParseError(400, 'Transfer-Encoding in HTTP/1.0');
     checkTransferCodings(te);
-    body = { kind: 'chunked' };
+    body = CHUNKED;
   } else if (contentLength !== undefined && contentLength > 0) body = { kind: 'length', length: contentLength };
-  const conn = splitList(connection.toLowerCase());
+  const conn = connection === '' ? NO_TOKENS : splitList(connection.toLowerCase());
   const keepAlive = version === 'HTTP/1.1' ? !conn.includes('close') : conn.includes('keep-alive');
   if (expect !== undefined && expect.toLowerCase() !== '100-continue')
     throw new HttpParseError(417, 'unsupported Expect');
@@ -142,7 +142,7 @@ export function parseRequestHead(raw: Buffer, limits: Http1Limits = {}): Request
       : upgradeProto !== undefined && conn.includes('upgrade')
         ? upgradeProto
         : undefined;
-  return {
+  const head: { -readonly [K in keyof RequestHead]: RequestHead[K] } = {
     method,
     target,
     version,
@@ -151,9 +151,10 @@ export function parseRequestHead(raw: Buffer, limits: Http1Limits = {}): Request
     body,
     keepAlive,
     expectContinue: expect !== undefined && version === 'HTTP/1.1',
-    ...(upgrade !== undefined ? { upgrade } : {}),
-    ...(host !== undefined ? { host } : {}),
   };
+  if (upgrade !== undefined) head.upgrade = upgrade;
+  if (host !== undefined) head.host = host;
+  return head;
 }
 
 /**
@@ -196,7 +197,8 @@ export function parseResponseHead(raw: Buffer, requestMethod: string): ResponseH
     const value = text.slice(colon + 1, eol).trim();
     if (name === 'content-length') {
       const n = parseContentLength(value, 502);
-      if (contentLength !== undefined && contentLength !== n) throw new HttpParseError(502, 'conflicting Content-Length');
+      if (contentLength !== undefined && contentLength !== n)
+        throw new HttpParseError(502, 'conflicting Content-Length');
       contentLength = n;
     } else if (name === 'transfer-encoding') {
       hasTe = true;
@@ -260,18 +262,32 @@ export class BodyTracker {
   private sizeDigits = 0;
   private extState = 0;
   private trailerBytes = 0;
-  private readonly chunked: boolean;
-  private readonly toClose: boolean;
+  private chunked: boolean;
+  private toClose: boolean;
 
   constructor(framing: BodyFraming, maxTrailerBytes = DEFAULT_MAX_HEAD_BYTES) {
+    this.maxTrailer = maxTrailerBytes;
+    this.chunked = false;
+    this.toClose = false;
+    this.remaining = 0;
+    this.done = true;
+    this.state = ChunkState.Size;
+    this.reset(framing);
+  }
+  private readonly maxTrailer: number;
+
+  /** Starts tracking another message's body (one tracker serves a connection's messages). */
+  reset(framing: BodyFraming): void {
     this.chunked = framing.kind === 'chunked';
     this.toClose = framing.kind === 'close';
     this.remaining = framing.kind === 'length' ? framing.length : 0;
     this.done = framing.kind === 'none';
     this.state = ChunkState.Size;
-    this.maxTrailer = maxTrailerBytes;
+    this.lineLen = 0;
+    this.sizeDigits = 0;
+    this.extState = 0;
+    this.trailerBytes = 0;
   }
-  private readonly maxTrailer: number;
 
   consume(buf: Buffer, start: number): number {
     if (this.done) return start;
@@ -389,6 +405,7 @@ export class Http1Reader<H extends { readonly body: BodyFraming }> {
   private pending: Buffer[] = [];
   private pendingLen = 0;
   private body: BodyTracker | undefined;
+  private tracker: BodyTracker | undefined;
   private readonly maxHead: number;
 
   constructor(
@@ -454,7 +471,11 @@ export class Http1Reader<H extends { readonly body: BodyFraming }> {
       if (end - i > this.maxHead) throw new HttpParseError(431, 'head too large');
       const head = this.parseHead(buf.subarray(i, end));
       i = end;
-      const tracker = head.body.kind === 'none' ? undefined : new BodyTracker(head.body);
+      let tracker: BodyTracker | undefined;
+      if (head.body.kind !== 'none') {
+        tracker = this.tracker ??= new BodyTracker(head.body);
+        tracker.reset(head.body);
+      }
       this.body = tracker;
       if (!sink.onHead(head)) return buf.subarray(i);
       if (tracker === undefined && !sink.onEnd()) return buf.subarray(i);

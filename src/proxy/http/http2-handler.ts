@@ -65,6 +65,8 @@ interface StreamState {
   /** performance.now() at the request head, ms. */
   readonly startMs: number;
   readonly policies: readonly PolicyRef[];
+  /** The request's header fields as recorded (the response record carries them too, as Cilium's). */
+  readonly headers: readonly { key: string; value: string }[];
   /** The server's response head was logged. */
   answered: boolean;
 }
@@ -271,7 +273,14 @@ class Http2Connection {
       ),
     );
     if (decision.allowed) {
-      this.streams.set(id, { method, url, startMs, policies: decision.policies, answered: false });
+      this.streams.set(id, {
+        method,
+        url,
+        startMs,
+        policies: decision.policies,
+        headers: http.headers,
+        answered: false,
+      });
       const out = decision.edits.length > 0 ? editedFields(fields, decision.edits) : fields;
       this.toServer.push(...headerFrames(id, out, endStream));
       return;
@@ -338,11 +347,7 @@ class Http2Connection {
     const status = Number(fields.find((x) => x[0] === ':status')?.[1] ?? 0);
     if (status >= 100 && status < 200) return;
     s.answered = true;
-    const headers = recordHeaders(
-      fields.filter((x) => x[0].charCodeAt(0) !== 58).map(([name, value]) => ({ name, value })),
-      NO_REDACT,
-    );
-    const http = { code: status, method: s.method, url: s.url, protocol: 'HTTP/2', headers };
+    const http = { code: status, method: s.method, url: s.url, protocol: 'HTTP/2', headers: s.headers };
     const latencyNs = Math.round((performance.now() - s.startMs) * 1e6);
     this.ctx.log(l7Record(this.ctx, true, this.cfg.nowMs(), 'forwarded', http, s.policies, latencyNs));
   }
@@ -379,8 +384,6 @@ class Http2Connection {
     this.upstream?.destroy();
   }
 }
-
-const NO_REDACT: ReadonlySet<string> = new Set();
 
 function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
   const b = Buffer.allocUnsafe(9 + payload.length);

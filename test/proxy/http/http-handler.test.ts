@@ -103,6 +103,8 @@ describe('HTTP/1.1 handler', () => {
     assert.equal(res?.http?.url, `http://127.0.0.1:${proxy.port}/api/v1/payments/42`);
     assert.ok((res?.latencyNs ?? 0) > 0);
     assert.equal(res?.srcIdentity, 2000);
+    // As Cilium's access log: the response record carries the request's headers.
+    assert.ok(res?.http?.headers?.some((h) => h.key === 'user-agent' && h.value.startsWith('curl/')));
   });
 
   it('keeps pipelined responses in order with a denied request in the middle, and stays usable', async () => {
