@@ -80,32 +80,36 @@ export function decideHttp(
   if (policies.length === 0) return DENY_NONE;
   const compiled: CompiledPolicy[] = [];
   let needAll = false;
+  let allowAll: CompiledPolicy | undefined;
+  // Fields compared with a secret are redacted in every record, whichever rule decides.
+  let redact = NO_REDACT;
   for (const p of policies) {
     const c = compilePolicy(p, secrets);
-    if (c.allowAll || c.rules.length === 0) return c.allowed;
+    if (c.secretFields.length > 0) {
+      if (redact === NO_REDACT) redact = new Set();
+      for (const f of c.secretFields) (redact as Set<string>).add(f);
+    }
+    if ((c.allowAll || c.rules.length === 0) && allowAll === undefined) allowAll = c;
     if (c.hasHeaderMatches) needAll = true;
     compiled.push(c);
   }
+  if (allowAll !== undefined) return redact === NO_REDACT ? allowAll.allowed : { ...allowAll.allowed, redact };
   if (!needAll) {
     for (const c of compiled) for (const r of c.rules) if (matchesBasic(r, req)) return c.allowed;
-    return denied(compiled);
+    return denied(compiled, NO_EDITS, redact);
   }
   // Header actions mutate the request as they run; later rules see the edited fields.
   const state = new HeaderState(req.headers);
   const refs: PolicyRef[] = [];
-  const redact = new Set<string>();
   for (const c of compiled) {
     for (const r of c.rules) {
       if (!matchesBasic(r, { ...req, headers: state.fields })) continue;
       let ok = true;
-      for (const hm of r.headerMatches) {
-        if (hm.secret) redact.add(hm.name);
-        if (!runHeaderMatch(hm, state, secrets)) ok = false;
-      }
+      for (const hm of r.headerMatches) if (!runHeaderMatch(hm, state, secrets)) ok = false;
       if (ok) for (const ref of c.refs) if (!refs.includes(ref)) refs.push(ref);
     }
   }
-  if (refs.length === 0) return { ...denied(compiled), edits: state.edits, redact };
+  if (refs.length === 0) return denied(compiled, state.edits, redact);
   return { allowed: true, policies: refs, edits: state.edits, redact };
 }
 
@@ -147,6 +151,8 @@ interface CompiledPolicy {
   readonly secretVersion: number;
   /** The decision when this policy allows without header actions (one object, shared). */
   readonly allowed: HttpDecision;
+  /** Lower-case names of fields some headerMatches compares with a secret. */
+  readonly secretFields: readonly string[];
 }
 
 const NO_EDITS: readonly HeaderEdit[] = [];
@@ -166,6 +172,7 @@ function compilePolicy(p: L7Policy, secrets: SecretSource): CompiledPolicy {
     refs: p.derivedFrom,
     secretVersion: secrets.version,
     allowed: { allowed: true, policies: p.derivedFrom, edits: NO_EDITS, redact: NO_REDACT },
+    secretFields: rules.flatMap((r) => r.headerMatches.filter((m) => m.secret).map((m) => m.name)),
   };
   cache.set(p, c);
   return c;
@@ -294,10 +301,14 @@ function constantTimeEqual(a: string, b: string): boolean {
   return d === 0;
 }
 
-function denied(compiled: readonly CompiledPolicy[]): HttpDecision {
+function denied(
+  compiled: readonly CompiledPolicy[],
+  edits: readonly HeaderEdit[],
+  redact: ReadonlySet<string>,
+): HttpDecision {
   const refs: PolicyRef[] = [];
   for (const c of compiled) for (const r of c.refs) if (!refs.includes(r)) refs.push(r);
-  return { allowed: false, policies: refs, edits: NO_EDITS, redact: NO_REDACT };
+  return { allowed: false, policies: refs, edits, redact };
 }
 
 class HeaderState {

@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { createHttpHandler } from '../../../src/proxy/http/http-handler.js';
+import { SecretValues } from '../../../src/proxy/http/http-rules.js';
 import { httpPolicy, type LoopbackProxy, startLoopbackProxy } from '../../support/l7-loopback.js';
 import { until } from '../../support/until.js';
 
@@ -207,6 +208,25 @@ describe('HTTP/1.1 handler', () => {
       seen.map((s) => s.headers['x-tag']),
       ['blue', 'blue'],
     );
+  });
+
+  it('compares a header with a Secret and keeps its value out of records', async () => {
+    const secrets = new SecretValues();
+    secrets.set([{ namespace: 'shop', name: 'token', data: { value: 's3cr3t' } }]);
+    const p = await startLoopbackProxy(createHttpHandler({ secrets }), serverPort, [
+      httpPolicy([{ headerMatches: [{ name: 'Authorization', secret: { namespace: 'shop', name: 'token' } }] }]),
+    ]);
+    try {
+      const ok = await run('curl', ['-s', '-H', 'Authorization: s3cr3t', `http://127.0.0.1:${p.port}/x`]);
+      assert.equal(ok.stdout, 'GET /x 0');
+      const no = await run('curl', ['-s', '-H', 'Authorization: guess', `http://127.0.0.1:${p.port}/x`]);
+      assert.equal(no.stdout, 'Access denied\r\n');
+      const auth = p.records.flatMap((r) => r.http?.headers ?? []).filter((h) => h.key === 'authorization');
+      assert.ok(auth.length >= 2 && auth.every((h) => h.value === '[redacted]'), JSON.stringify(auth));
+      assert.ok(!JSON.stringify(p.records).includes('s3cr3t'));
+    } finally {
+      await p.close();
+    }
   });
 
   const SMUGGLING: Array<[string, string]> = [

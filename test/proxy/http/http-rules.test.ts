@@ -152,9 +152,21 @@ describe('HTTP rules (Cilium semantics)', () => {
         headerMatches: [{ name: 'Authorization', value: 'fb', secret: { namespace: 'shop', name: 'gone' } }],
       };
       assert.equal(allows([fallback], req('GET', '/', { authorization: 'fb' }), secrets), true);
-      // Secret-matched fields are redacted in records.
+      // Secret-matched fields are redacted in records, whichever rule or policy decides.
       const d = decideHttp([httpPolicy([withSecret])], req('GET', '/', { authorization: 'sekret' }), secrets);
       assert.ok(d.redact.has('authorization'));
+      const other = decideHttp(
+        [httpPolicy([], { allowAll: true }), httpPolicy([withSecret])],
+        req('GET', '/', { authorization: 'sekret' }),
+        secrets,
+      );
+      assert.ok(other.allowed && other.redact.has('authorization'));
+      const deniedOne = decideHttp(
+        [httpPolicy([{ method: 'PUT', ...withSecret }])],
+        req('GET', '/', { authorization: 'x' }),
+        secrets,
+      );
+      assert.ok(!deniedOne.allowed && deniedOne.redact.has('authorization'));
     });
     it('evaluates every rule when any has headerMatches, so every action runs', () => {
       const rules: HttpRule[] = [
