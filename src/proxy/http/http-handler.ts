@@ -259,7 +259,9 @@ class Http1Connection {
     const startMs = performance.now();
     const path = originPath(h.target);
     const host = h.host ?? authorityOf(h.target);
-    const url = `http://${host}${path}`;
+    // An HTTP/1.0 request may name no host: the record names the original destination instead.
+    const t = this.ctx.tuple;
+    const url = `http://${host !== '' ? host : t.dstIp.includes(':') ? `[${t.dstIp}]:${t.dstPort}` : `${t.dstIp}:${t.dstPort}`}${path}`;
     const decision = decideHttp(
       this.ctx.policies(),
       { method: h.method, path, host, headers: h.headers },

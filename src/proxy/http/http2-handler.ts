@@ -6,10 +6,11 @@
 // table (hpack.ts), so a denied stream's block, which never goes upstream, cannot leave the
 // server's decoder out of step. DATA of allowed streams moves as the bytes that arrived. A denied
 // stream is answered by the proxy: `:status 403` with Cilium's body, or for gRPC a trailers-only
-// response with `grpc-status: 7` (PERMISSION_DENIED); RST_STREAM (NO_ERROR) follows when the client
-// has not finished sending; its DATA is dropped and the connection window given back. Server frames
-// move unchanged; their header blocks are decoded only to follow the server's HPACK state and log
-// responses. gRPC `/package.Service/Method` is the `:path` like any other.
+// response with `grpc-status: 7` (PERMISSION_DENIED); whatever the client still sends on it is
+// dropped and its flow-control window given back (connection and stream). Server frames move
+// unchanged; their header blocks are decoded only to follow the server's HPACK state and log
+// responses. gRPC `/package.Service/Method` is the `:path` like any other. Server push is not
+// followed (clients behind the proxy are expected to disable it, as gRPC and curl do).
 import type { Socket } from 'node:net';
 import type { PolicyRef } from '../../policy/map-state-types.js';
 import type { L7ConnectionContext } from '../l7-handler.js';

@@ -191,6 +191,19 @@ describe('HTTP/1.1 handler', () => {
     s.destroy();
   });
 
+  it('takes Upgrade: h2c off a request, so HTTP/2 cannot go past the HTTP/1 rules', async () => {
+    seen.length = 0;
+    const text = await exchange(
+      proxy.port,
+      'GET /api/v1/payments/7 HTTP/1.1\r\nHost: s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n' +
+        'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+      (t) => t.includes('payments/7 0'),
+    );
+    assert.match(text, /^HTTP\/1\.1 200 OK/);
+    assert.equal(seen[0]?.headers.upgrade, undefined);
+    assert.equal(seen[0]?.headers['http2-settings'], undefined);
+  });
+
   it('refuses an upgrade the rules do not allow', async () => {
     const text = await exchange(
       proxy.port,
