@@ -151,7 +151,7 @@ async function main(): Promise<void> {
     say('');
     const n = quick ? 1000 : 4000;
     say(`Memory of ${n} idle keep-alive connections (one request answered on each), RSS growth scaled to 10k`);
-    for (const t of [targets[1], targets[3]]) {
+    for (const t of [targets[1], targets[2], targets[3]]) {
       const perTenK = await idleMemory(t, n);
       say(`  ${t.name.padEnd(10)} ${perTenK.toFixed(0)} MiB per 10k connections`);
     }
@@ -471,9 +471,9 @@ function openAndAsk(port: number): Promise<Socket> {
   });
 }
 
-/** RSS after a full GC (Node children collect on SIGUSR2; haproxy has nothing to collect). */
+/** RSS after a full GC (the Node proxies collect on SIGUSR2; haproxy has no GC). */
 async function settledRss(t: Target): Promise<number> {
-  if (t.name === 'membrane') process.kill(t.pid!, 'SIGUSR2');
+  if (t.name !== 'haproxy') process.kill(t.pid!, 'SIGUSR2');
   await new Promise((r) => setTimeout(r, 500));
   return rssMiB(t.pid!);
 }

@@ -125,8 +125,11 @@ function sniff(client: Socket, ctx: L7ConnectionContext, cfg: Config): void {
     client.off('end', onEnd);
     client.off('timeout', onTimeout);
     client.setTimeout(0);
-    if (isHttp2Preface(got)) handleHttp2(client, ctx, cfg, got);
-    else new Http1Connection(client, ctx, cfg).start(got);
+    // The closures of this scope live as long as the socket: they must not keep the first chunk.
+    const first = got;
+    got = undefined;
+    if (isHttp2Preface(first)) handleHttp2(client, ctx, cfg, first);
+    else new Http1Connection(client, ctx, cfg).start(first);
   };
   const onEnd = () => client.destroy();
   const onTimeout = () => client.destroy();

@@ -204,6 +204,17 @@ describe('HTTP/1.1 handler', () => {
     assert.equal(seen[0]?.headers['http2-settings'], undefined);
   });
 
+  it('answers a denied Expect: 100-continue upload with 403 and closes (its body may never come)', async () => {
+    const text = await exchange(
+      proxy.port,
+      'POST /nope HTTP/1.1\r\nHost: s\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n',
+      (t) => t.includes('Access denied'),
+      true,
+    );
+    assert.match(text, /^HTTP\/1\.1 403 Forbidden\r\n/);
+    assert.match(text, /\r\nconnection: close\r\n/);
+  });
+
   it('refuses an upgrade the rules do not allow', async () => {
     const text = await exchange(
       proxy.port,
