@@ -239,7 +239,6 @@ class Http1Connection {
       return;
     }
     if (this.mode === Mode.Draining) return;
-    this.client.cork();
     try {
       const rest = this.reqReader.push(chunk, this.reqSink);
       if (rest !== undefined && rest.length > 0) {
@@ -250,7 +249,7 @@ class Http1Connection {
     }
     this.flushServer();
     this.flushLocal();
-    this.client.uncork();
+    this.flushClient();
     this.armHeaderTimer();
   }
 
@@ -382,6 +381,7 @@ class Http1Connection {
         upgrade: false,
       });
       this.flushLocal();
+      this.flushClient();
     }, this.cfg.headerTimeoutMs);
   }
 
@@ -444,20 +444,17 @@ class Http1Connection {
       if (!this.client.write(chunk)) this.upstream?.pause();
       return;
     }
-    this.client.cork();
     try {
       const rest = this.resReader.push(chunk, this.resSink);
-      this.flushClient();
-      if (rest !== undefined && this.currentMode() === Mode.Tunnel && rest.length > 0) this.client.write(rest);
+      if (rest !== undefined && this.currentMode() === Mode.Tunnel && rest.length > 0) this.toClient.add(rest);
     } catch {
       // The server's framing is broken: nothing more can be matched to requests.
       this.flushClient();
-      this.client.uncork();
       this.close();
       return;
     }
     this.flushLocal();
-    this.client.uncork();
+    this.flushClient();
   }
 
   private onResponseHead(h: ResponseHead): boolean {
@@ -572,6 +569,7 @@ class Http1Connection {
     }
     this.mode = Mode.Draining;
     this.flushLocal();
+    this.flushClient();
   }
 
   private flushClient(): void {
@@ -580,12 +578,16 @@ class Http1Connection {
   }
 
   /** Writes the proxy's own answers that are next in line. */
+  /**
+   * Queues the proxy's own answers that are next in line (after whatever is already queued for the
+   * client); all of it goes out in one write.
+   */
   private flushLocal(): void {
     while (this.slots.length > 0 && this.slots[0].kind === 'local') {
       const s = this.slots.shift()!;
-      this.flushClient();
-      this.client.write(s.bytes!);
+      this.toClient.add(s.bytes!);
       if (s.closeAfter) {
+        this.flushClient();
         this.endClient();
         return;
       }
