@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { Http1Reader, HttpParseError, parseRequestHead, type RequestHead } from '../../src/proxy/http/http1-parser.js';
+import {
+  Http1Reader,
+  HttpParseError,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  type ResponseHead,
+} from '../../src/proxy/http/http1-parser.js';
 import { fuzzProperty, returnsOrThrowsTyped } from '../support/fuzz.js';
 
 const VALID = [
@@ -61,5 +68,42 @@ describe('fuzz: HTTP/1.1 request reader', () => {
         (e) => e instanceof HttpParseError,
       );
     });
+  });
+
+  it('reads server responses (any bytes, any pieces) or throws HttpParseError', () => {
+    const responses = fc
+      .tuple(
+        fc.constantFrom(
+          'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+          'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n',
+          'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n',
+          'HTTP/1.0 200 OK\r\n\r\nrest of the body',
+        ),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 6 }),
+      )
+      .map(([text, flips]) => {
+        const b = Buffer.from(text, 'latin1');
+        for (const [at, byte] of flips) b[at % b.length] = byte;
+        return b;
+      });
+    fuzzProperty(
+      fc.tuple(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 256 }).map((a) => Buffer.from(a)),
+          responses,
+        ),
+        fc.nat(32),
+      ),
+      ([bytes, step]) => {
+        const reader = new Http1Reader<ResponseHead>((raw) => parseResponseHead(raw, 'GET'), false, 1024);
+        const sink = { onHead: () => true, onBody: () => {}, onEnd: () => true };
+        returnsOrThrowsTyped(
+          () => {
+            for (let i = 0; i < bytes.length; i += step + 1) reader.push(bytes.subarray(i, i + step + 1), sink);
+          },
+          (e) => e instanceof HttpParseError,
+        );
+      },
+    );
   });
 });
