@@ -10,6 +10,7 @@ APT_PACKAGES=(
   iproute2 iptables nftables curl bind9-dnsutils dnsmasq nginx-light socat netcat-openbsd
   iperf3 wrk containernetworking-plugins iputils-ping procps prometheus etcd-server openssl
   librdkafka-dev kcat
+  nghttp2-client haproxy
 )
 
 missing=()

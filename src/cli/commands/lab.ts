@@ -1,12 +1,13 @@
 // `membrane lab`: run the embedded lab: a cluster of network namespaces.
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { checkLabName, DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
+import { etcdMembers } from '../../lab/lab-etcd.js';
+import { checkLabName, clusterDir, DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
 import { readLabState } from '../../lab/lab-state.js';
 import { podArgv } from '../../lab/pod-process.js';
 import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
 import { labDown, labNetns } from '../../lab/teardown.js';
-import { labUp } from '../../lab/topology.js';
+import { labUp, UNDERLAY_PREFIX } from '../../lab/topology.js';
 import { wantsJson } from '../agent-target.js';
 import { CliError } from '../errors.js';
 import { renderTable } from '../table.js';
@@ -20,7 +21,8 @@ export function registerLab(program: Command): void {
       .command('up')
       .description('Create the lab (idempotent)')
       .option('-f, --file <world...>', 'world manifests (Namespace, Pod); default: the demo world')
-      .option('--nodes <n>', 'number of nodes', '2'),
+      .option('--nodes <n>', 'number of nodes', '2')
+      .option('--store <kind>', 'cluster store: embedded (default) or etcd (a 3-member etcd cluster in the lab)'),
   ).action(async (o) => {
     const lab = labName(o);
     const started = Date.now();
@@ -28,6 +30,7 @@ export function registerLab(program: Command): void {
       lab,
       worldFiles: o.file ?? [demoWorldFile()],
       nodes: Number(o.nodes),
+      ...(o.store !== undefined ? { store: storeKind(o.store) } : {}),
       repoRoot: repoRoot(),
       log: (l) => process.stderr.write(`lab ${lab}: ${l}\n`),
     });
@@ -67,7 +70,14 @@ export function registerLab(program: Command): void {
         state.nodes.map((n) => [n.name, n.ip, n.podCIDR, n.metricsAddress ?? '-', n.netns]),
       ),
     );
-    process.stdout.write(`world host ${state.world.ip} (${state.world.hosts.join(', ')}), DNS ${state.dnsIp}\n\n`);
+    process.stdout.write(`world host ${state.world.ip} (${state.world.hosts.join(', ')}), DNS ${state.dnsIp}\n`);
+    process.stdout.write(
+      state.store === 'etcd'
+        ? `cluster store: etcd, members ${etcdMembers(lab, UNDERLAY_PREFIX)
+            .map((m) => `${m.name} ${m.ip} (${m.netns})`)
+            .join(', ')}\n\n`
+        : `cluster store: embedded, ${clusterDir(lab)}\n\n`,
+    );
     process.stdout.write(
       renderTable(
         ['NAMESPACE', 'POD', 'NODE', 'IPv4', 'PORTS', 'LABELS'],
@@ -102,6 +112,11 @@ export function registerLab(program: Command): void {
   ).action(async (o) => {
     await runDemo(labName(o), o.policies);
   });
+}
+
+function storeKind(text: string): 'embedded' | 'etcd' {
+  if (text === 'embedded' || text === 'etcd') return text;
+  throw new CliError('MBR_CLI_USAGE', `--store: expected embedded or etcd, got "${text}"`, 2);
 }
 
 export function labName(o: { lab?: string }): string {
