@@ -1,9 +1,9 @@
 // Kafka L7 handler benchmark: produce requests/s and p99 latency through the handler against the
 // same client going straight to the broker, in alternating rounds in one run.
 //   broker: the lab's broker (lab/kafka/build/mock-broker, librdkafka's mock cluster), own process;
-//   proxy:  KafkaHandler behind a loopback listener (test/proxy/kafka/support), in a worker thread,
-//           with seed-style rules (produce role on topic "bench"), so every request is parsed and
-//           decided;
+//   proxy:  KafkaHandler behind the node proxy's loopback stand-in (test/support/l7-loopback.ts) in
+//           a worker thread, with seed-style rules (produce role on topic "bench"), so every
+//           request is parsed and decided;
 //   pipe:   a Node byte pipe in the same worker, the floor of any user-space proxy's cost;
 //   client: one connection writing a Produce v7 (acks=1, one 100-byte record, as kafkajs encodes
 //           it) and the next when a response arrives, with 1 or 16 requests in flight.
@@ -12,10 +12,10 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { cpus, loadavg } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import type { L7Policy } from '../src/policy/policy-engine.js';
 import { KafkaHandler, type KafkaHandlerStats } from '../src/proxy/kafka/kafka-handler.js';
 import { kafkajsExchange } from '../test/proxy/kafka/kafka-fixtures.js';
-import { startLoopbackProxy, startMockBroker } from '../test/proxy/kafka/support/kafka-loopback.js';
+import { startMockBroker } from '../test/proxy/kafka/support/mock-broker.js';
+import { kafkaPolicy, startLoopbackProxy } from '../test/support/l7-loopback.js';
 
 const ROUNDS = 5;
 const ROUND_MS = 2000;
@@ -198,13 +198,9 @@ async function runClient(port: number, ms: number, depth: number, frame: Buffer)
 
 async function runProxy(data: { brokerPort: number }): Promise<void> {
   const handler = new KafkaHandler();
-  const policies = [
-    { parser: 'kafka', allowAll: false, kafka: [{ apiKeys: [0, 3, 18], topic: 'bench' }] },
-  ] as unknown as L7Policy[];
-  const proxy = await startLoopbackProxy(handler, () => policies);
-  proxy.upstreamPort = data.brokerPort;
+  const policies = [kafkaPolicy([{ apiKeys: [0, 3, 18], topic: 'bench' }])];
   // Records are built as in production; the bench keeps none of them.
-  proxy.records.push = () => 0;
+  const proxy = await startLoopbackProxy(handler, data.brokerPort, policies, { keepRecords: false });
   // The reference: a byte pipe that parses nothing (the floor of any user-space proxy's cost).
   const pipe = net.createServer((c) => {
     const u = net.connect(data.brokerPort, '127.0.0.1');

@@ -12,6 +12,7 @@
 // counted in `stats`. Nothing here throws on bad bytes.
 import type { Socket } from 'node:net';
 import type { L7Record } from '../../hubble/flow/parser.js';
+import type { PolicyRef } from '../../policy/map-state-types.js';
 import type { L7ConnectionContext, TcpL7Handler } from '../l7-handler.js';
 import { buildDenyResponse, TOPIC_AUTHORIZATION_FAILED } from './kafka-deny.js';
 import { type KafkaRequest, type KafkaRequestHeader, MIN_REQUEST_FRAME, parseKafkaRequest } from './kafka-request.js';
@@ -89,9 +90,17 @@ export class KafkaHandler implements TcpL7Handler {
 
 /** One entry per request still owed a response, in request order. */
 type Pending =
-  | { readonly kind: 'upstream'; readonly req: KafkaRequest; readonly startNs: bigint; readonly topic: string }
+  | {
+      readonly kind: 'upstream';
+      readonly req: KafkaRequest;
+      readonly startNs: bigint;
+      readonly topic: string;
+      readonly policies: readonly PolicyRef[];
+    }
   | { readonly kind: 'local'; readonly frame: Buffer }
   | { readonly kind: 'close' };
+
+const NO_POLICIES: readonly PolicyRef[] = [];
 
 /** Requests waiting for a response (relayed or made here) before the client's reads pause. */
 const MAX_PENDING = 1024;
@@ -210,29 +219,33 @@ class KafkaConnection {
     const parsed = parseKafkaRequest(frame);
     if (!parsed.ok) {
       if (parsed.reason === 'unsupported-version' && parsed.header) {
-        if (this.ctx.policies().some((p) => p.allowAll)) {
+        const policies = this.ctx.policies();
+        const allowAll = policies.find((p) => p.allowAll);
+        if (allowAll) {
           const expectsResponse = parsed.expectsResponse ?? true;
-          this.forward(frame, { ...parsed.header, topics: undefined, isFlexible: false, expectsResponse }, '');
+          const req = { ...parsed.header, topics: undefined, isFlexible: false, expectsResponse };
+          this.forward(frame, req, '', allowAll.derivedFrom);
           return;
         }
         st.unsupportedVersions++;
-        this.logRequest(parsed.header, '', 'denied', TOPIC_AUTHORIZATION_FAILED);
+        const refs = policies.flatMap((p) => p.derivedFrom);
+        this.logRequest(parsed.header, '', 'denied', refs, TOPIC_AUTHORIZATION_FAILED);
       } else {
         st.malformedFrames++;
-        if (parsed.header) this.logRequest(parsed.header, '', 'error');
+        if (parsed.header) this.logRequest(parsed.header, '', 'error', NO_POLICIES);
       }
       this.closeAfterPending();
       return;
     }
     const req = parsed.request;
     const topic = topicsText(req);
-    const verdict = decideKafkaRequest(req, this.ctx.policies());
-    if (verdict.allowed) {
-      this.forward(frame, req, topic);
+    const decision = decideKafkaRequest(req, this.ctx.policies());
+    if (decision.allowed) {
+      this.forward(frame, req, topic, decision.policies);
       return;
     }
     st.denied++;
-    this.logRequest(req, topic, 'denied', TOPIC_AUTHORIZATION_FAILED);
+    this.logRequest(req, topic, 'denied', decision.policies, TOPIC_AUTHORIZATION_FAILED);
     if (!req.expectsResponse) return; // acks=0: the client waits for nothing
     const deny = buildDenyResponse(req);
     if (deny === undefined) {
@@ -240,15 +253,16 @@ class KafkaConnection {
       this.closeAfterPending();
       return;
     }
-    this.logResponse(req, topic, 'denied', TOPIC_AUTHORIZATION_FAILED, 0n);
+    this.logResponse(req, topic, 'denied', decision.policies, TOPIC_AUTHORIZATION_FAILED, 0n);
     this.pending.push({ kind: 'local', frame: deny });
     this.flushLocal();
   }
 
-  private forward(frame: Buffer, req: KafkaRequest, topic: string): void {
+  private forward(frame: Buffer, req: KafkaRequest, topic: string, policies: readonly PolicyRef[]): void {
     this.h.stats.forwarded++;
-    this.logRequest(req, topic, 'forwarded');
-    if (req.expectsResponse) this.pending.push({ kind: 'upstream', req, startNs: process.hrtime.bigint(), topic });
+    this.logRequest(req, topic, 'forwarded', policies);
+    if (req.expectsResponse)
+      this.pending.push({ kind: 'upstream', req, startNs: process.hrtime.bigint(), topic, policies });
     else {
       this.unansweredIds.add(req.correlationId);
       if (this.unansweredIds.size > MAX_PENDING)
@@ -373,7 +387,14 @@ class KafkaConnection {
     }
     const head = this.pending.shift();
     if (head?.kind === 'upstream')
-      this.logResponse(head.req, head.topic, 'forwarded', this.resError, process.hrtime.bigint() - head.startNs);
+      this.logResponse(
+        head.req,
+        head.topic,
+        'forwarded',
+        head.policies,
+        this.resError,
+        process.hrtime.bigint() - head.startNs,
+      );
     this.flushLocal();
     if (this.isHeld && this.pending.length < MAX_PENDING / 2 && !this.closed) {
       this.isHeld = false;
@@ -429,7 +450,13 @@ class KafkaConnection {
 
   // ---- records ----
 
-  private logRequest(req: KafkaRequestHeader, topic: string, verdict: L7Record['verdict'], errorCode?: number): void {
+  private logRequest(
+    req: KafkaRequestHeader,
+    topic: string,
+    verdict: L7Record['verdict'],
+    policies: readonly PolicyRef[],
+    errorCode?: number,
+  ): void {
     const t = this.ctx.tuple;
     this.ctx.log({
       time: this.h.now(),
@@ -444,6 +471,7 @@ class KafkaConnection {
       srcIdentity: this.ctx.srcIdentity,
       dstIdentity: this.ctx.dstIdentity,
       verdict,
+      policies,
       kafka: kafkaPart(req, topic, errorCode),
     });
   }
@@ -452,6 +480,7 @@ class KafkaConnection {
     req: KafkaRequestHeader,
     topic: string,
     verdict: L7Record['verdict'],
+    policies: readonly PolicyRef[],
     errorCode: number | undefined,
     latencyNs: bigint,
   ): void {
@@ -469,7 +498,8 @@ class KafkaConnection {
       srcIdentity: this.ctx.dstIdentity,
       dstIdentity: this.ctx.srcIdentity,
       verdict,
-      ...(latencyNs > 0n ? { latencyNs: Number(latencyNs) } : {}),
+      policies,
+      latencyNs: latencyNs > 0n ? Number(latencyNs) : undefined,
       kafka: kafkaPart(req, topic, errorCode),
     });
   }

@@ -10,15 +10,10 @@ import type { L7Policy } from '../../../src/policy/policy-engine.js';
 import type { KafkaRule } from '../../../src/policy/policy-rule.js';
 import { KafkaHandler } from '../../../src/proxy/kafka/kafka-handler.js';
 import { KafkaWriter } from '../../../src/proxy/kafka/kafka-wire.js';
+import { kafkaPolicy, type LoopbackProxy, startLoopbackProxy } from '../../support/l7-loopback.js';
 import { isCi } from '../../support/privileged.js';
 import { until } from '../../support/until.js';
-import {
-  kafkaToolsGap,
-  type LoopbackProxy,
-  type MockBroker,
-  startLoopbackProxy,
-  startMockBroker,
-} from './support/kafka-loopback.js';
+import { kafkaToolsGap, type MockBroker, startMockBroker } from './support/mock-broker.js';
 
 const PRODUCE = [0, 3, 18];
 const CONSUME = [1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18];
@@ -32,8 +27,7 @@ const RULES: KafkaRule[] = [
   { apiKeys: CONSUME, topic: 'orders.processed', clientID: 'auditor' },
   { apiKeys: [3], clientID: 'meta-ok' },
 ];
-const policy = (kafka: KafkaRule[], allowAll = false) =>
-  ({ parser: 'kafka', allowAll, kafka, remoteIdentities: [0] }) as unknown as L7Policy;
+const policy = (kafka: KafkaRule[], allowAll = false) => kafkaPolicy(kafka, { allowAll });
 
 // Outside CI a machine without the broker build or kcat skips these; under CI=true they fail.
 const gap = kafkaToolsGap();
@@ -42,13 +36,15 @@ if (gap && isCi()) throw new Error(`Kafka handler tests cannot run under CI: ${g
 describe('Kafka handler with kcat and kafkajs against a real broker', { skip: gap ?? false }, () => {
   const maxFrameBytes = 1024 * 1024;
   const handler = new KafkaHandler({ maxFrameBytes });
-  let policies: L7Policy[] = [policy(RULES)];
   let proxy: LoopbackProxy;
+  const setPolicies = (p: L7Policy[]) => {
+    proxy.policies = p;
+  };
   let broker: MockBroker;
   let bootstrap = '';
 
   before(async () => {
-    proxy = await startLoopbackProxy(handler, () => policies);
+    proxy = await startLoopbackProxy(handler, 0, [policy(RULES)], { allowHalfOpen: true });
     broker = await startMockBroker(TOPICS, proxy.port);
     proxy.upstreamPort = broker.port;
     bootstrap = `127.0.0.1:${proxy.port}`;
@@ -149,14 +145,14 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
 
   it('lets a kafkajs consumer group join and read an allowed topic', async () => {
     // Put a message in orders.created while a policy allows everything; the seed rules allow no produce there.
-    policies = [policy([], true)];
+    setPolicies([policy([], true)]);
     try {
       const producer = kafka('seeder').producer();
       await producer.connect();
       await producer.send({ topic: 'orders.created', messages: [{ value: 'created-1' }] });
       await producer.disconnect();
     } finally {
-      policies = [policy(RULES)];
+      setPolicies([policy(RULES)]);
     }
     const consumer = kafka('order-processor').consumer({ groupId: 'order-processors' });
     await consumer.connect();
@@ -286,14 +282,14 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
       }
     });
     try {
-      policies = [policy([], true)];
+      setPolicies([policy([], true)]);
       sock.write(meta(1));
       await until(() => frames.length === 1, { what: 'the first Metadata response' });
-      policies = [policy(RULES)];
+      setPolicies([policy(RULES)]);
       sock.write(meta(2));
       await until(() => frames.length === 2, { what: 'the second Metadata response' });
     } finally {
-      policies = [policy(RULES)];
+      setPolicies([policy(RULES)]);
       sock.destroy();
     }
     // Metadata v1: throttle-less; brokers first. The broker's answer lists a broker, the deny none.
@@ -332,7 +328,7 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
   });
 
   it('closes the connection on a denied request of an API without a deny response', async () => {
-    policies = [policy([{ apiKeys: PRODUCE, topic: 'orders.processed' }])];
+    setPolicies([policy([{ apiKeys: PRODUCE, topic: 'orders.processed' }])]);
     try {
       const join = new KafkaWriter().int16(11).int16(5).int32(9).string('x', false).string('g', false).frame();
       const before = handler.stats.deniedClosed;
@@ -340,7 +336,7 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
       assert.equal(responses.length, 0);
       assert.equal(handler.stats.deniedClosed, before + 1);
     } finally {
-      policies = [policy(RULES)];
+      setPolicies([policy(RULES)]);
     }
   });
 
@@ -424,10 +420,15 @@ describe('Kafka handler with kcat and kafkajs against a real broker', { skip: ga
   it('logs one record per request and per response with the kafka part', () => {
     for (const r of proxy.records) {
       assert.ok(r.kafka, 'every record has a kafka part');
-      assert.equal(r.endpointId, 7);
+      assert.equal(r.endpointId, 1);
       assert.equal(r.protocol, 6);
-      if (r.type === 'response') assert.equal(r.srcPort, proxy.port);
-      else assert.equal(r.dstPort, proxy.port);
+      if (r.type === 'response') assert.equal(r.srcPort, broker.port);
+      else assert.equal(r.dstPort, broker.port);
+      if (r.verdict !== 'error')
+        assert.deepEqual(
+          r.policies?.map((p) => p.name),
+          ['kafka-order-processor'],
+        );
     }
     const forwarded = proxy.records.filter((r) => r.verdict === 'forwarded');
     const requests = forwarded.filter((r) => r.type === 'request').length;

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { L7Policy } from '../../../src/policy/policy-engine.js';
 import { parsePolicyFile } from '../../../src/policy/policy-parser.js';
 import type { KafkaRule } from '../../../src/policy/policy-rule.js';
 import type { KafkaRequest } from '../../../src/proxy/kafka/kafka-request.js';
 import { decideKafkaRequest, matchKafkaRules } from '../../../src/proxy/kafka/kafka-rules.js';
+import { kafkaPolicy } from '../../support/l7-loopback.js';
 
 const PRODUCE = [0, 3, 18];
 const CONSUME = [1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 18];
@@ -119,20 +119,41 @@ describe('Kafka rule matching (Cilium semantics)', () => {
       if (!v.allowed && c.denied) assert.deepEqual(v.deniedTopics, c.denied);
     });
 
-  const policy = (kafka: KafkaRule[], allowAll = false): L7Policy =>
-    ({ parser: 'kafka', allowAll, kafka }) as unknown as L7Policy;
+  const ref = (name: string) => ({ kind: 'CiliumNetworkPolicy' as const, namespace: 'default', name });
+  const names = (d: { policies: readonly { name: string }[] }) => d.policies.map((p) => p.name);
 
-  it('lets rules of different policies allow different topics of one request', () => {
-    const v = decideKafkaRequest(req(3, ['orders.created', 'orders.processed']), [
-      policy([SEED[0]!]),
-      policy([SEED[1]!]),
+  it('lets rules of different policies allow different topics of one request, naming both', () => {
+    const d = decideKafkaRequest(req(3, ['orders.created', 'orders.processed']), [
+      kafkaPolicy([SEED[0]!], { ref: ref('consume') }),
+      kafkaPolicy([SEED[1]!], { ref: ref('produce') }),
     ]);
-    assert.equal(v.allowed, true);
+    assert.equal(d.allowed, true);
+    assert.deepEqual(names(d), ['consume', 'produce']);
+  });
+
+  it('names the one policy that allows a request alone', () => {
+    const d = decideKafkaRequest(req(0, ['orders.processed']), [
+      kafkaPolicy([SEED[0]!], { ref: ref('consume') }),
+      kafkaPolicy([SEED[1]!], { ref: ref('produce') }),
+    ]);
+    assert.deepEqual([d.allowed, names(d)], [true, ['produce']]);
+  });
+
+  it('names every policy of the redirect when it denies', () => {
+    const d = decideKafkaRequest(req(0, ['payment-events']), [
+      kafkaPolicy([SEED[0]!], { ref: ref('consume') }),
+      kafkaPolicy([SEED[1]!], { ref: ref('produce') }),
+    ]);
+    assert.deepEqual([d.allowed, names(d)], [false, ['consume', 'produce']]);
   });
 
   it('allows everything when a policy allows the port without L7 rules, and nothing with no policy', () => {
-    assert.equal(decideKafkaRequest(req(0, ['payment-events']), [policy([]), policy([], true)]).allowed, true);
-    assert.equal(decideKafkaRequest(req(18), []).allowed, false);
+    const d = decideKafkaRequest(req(0, ['payment-events']), [
+      kafkaPolicy([], { ref: ref('rules') }),
+      kafkaPolicy([], { allowAll: true, ref: ref('l4-only') }),
+    ]);
+    assert.deepEqual([d.allowed, names(d)], [true, ['l4-only']]);
+    assert.deepEqual(decideKafkaRequest(req(18), []), { allowed: false, policies: [] });
   });
 
   it('reads the seed policy into the rules these cases use (roles expanded as Cilium does)', () => {
