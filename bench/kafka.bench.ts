@@ -65,9 +65,10 @@ async function main(): Promise<void> {
       const paths = { direct: broker.port, handler: ports.handler, pipe: ports.pipe };
       const runs: Record<keyof typeof paths, RunResult[]> = { direct: [], handler: [], pipe: [] };
       const before = await ask<KafkaHandlerStats>('stats');
-      // BENCH_ONLY=handler|pipe|direct runs one path (for profiling); nothing is written then.
-      const only = process.env.BENCH_ONLY as keyof typeof paths | undefined;
-      const order: (keyof typeof paths)[] = only ? [only] : ['direct', 'handler', 'pipe'];
+      // BENCH_ONLY=handler|pipe|direct (or several, comma-separated) runs those paths (for
+      // profiling); nothing is written then.
+      const only = process.env.BENCH_ONLY?.split(',') as (keyof typeof paths)[] | undefined;
+      const order: (keyof typeof paths)[] = only ?? ['direct', 'handler', 'pipe'];
       for (let r = 0; r < ROUNDS; r++) {
         // Rotate which path goes first, so drift in machine load hits each alike.
         for (let i = 0; i < order.length; i++) {
@@ -77,9 +78,10 @@ async function main(): Promise<void> {
       }
       const after = await ask<KafkaHandlerStats>('stats');
       if (only) {
-        log(
-          `${only} ${depth} in flight: ${runs[only].map((x) => `${fmt(x.rps)} (p99 ${x.p99Ms.toFixed(2)} ms)`).join(' ')}`,
-        );
+        for (const name of only)
+          log(
+            `${name} ${depth} in flight: ${runs[name].map((x) => `${fmt(x.rps)} (p99 ${x.p99Ms.toFixed(2)} ms)`).join(' ')}`,
+          );
         continue;
       }
       const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
