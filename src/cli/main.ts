@@ -15,6 +15,7 @@ import { registerPolicy } from './commands/policy.js';
 import { registerRelay } from './commands/relay.js';
 import { registerService } from './commands/service.js';
 import { registerStatus } from './commands/status.js';
+import { registerUi } from './commands/ui.js';
 import { registerVersion } from './commands/version.js';
 import { CliError, EXIT_USAGE } from './errors.js';
 
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
     registerFqdn,
     registerAgent,
     registerConnectivity,
+    registerUi,
     registerVersion,
   ]) {
     register(program);
