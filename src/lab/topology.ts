@@ -27,6 +27,7 @@ import {
 } from './lab-paths.js';
 import type { LabNode, LabPod, LabState } from './lab-state.js';
 import { readLabState, writeLabState } from './lab-state.js';
+import { ensureLabUi, type LabUiOptions } from './lab-ui.js';
 import { isAlive, startPodProcess } from './pod-process.js';
 import { expandVars, parseWorld, type World, type WorldPod } from './world.js';
 
@@ -37,6 +38,8 @@ export interface LabUpOptions {
   /** The repository root: bin/ for the CLI and the CNI plugin, lab/ for the demo servers. */
   readonly repoRoot: string;
   readonly log?: (line: string) => void;
+  /** Start the web UI in the host netns (`membrane lab up` does, on 127.0.0.1:12000). */
+  readonly ui?: LabUiOptions;
 }
 
 export const UNDERLAY_PREFIX = '172.30.0';
@@ -129,6 +132,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   writeLabState(state);
   log('waiting for the pods to listen on their ports');
   await waitListening(state);
+  if (o.ui) log(`UI on ${await ensureLabUi(o.lab, o.repoRoot, nodes[0].name, o.ui)}`);
   return state;
 }
 
