@@ -1,10 +1,12 @@
 // The lab's web UI: `membrane ui` in the host's network namespace (so the browser on the host
-// reaches it on 127.0.0.1), reading the lab's relay socket and asking the first node's agent for
-// policies. Its pid is kept in the lab's directory; `lab down` stops it (it is in no lab netns).
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+// reaches it on 127.0.0.1), reading the lab's relay socket and asking the agents for policies and
+// traces (the agent of the node that saw a flow). Its pid is kept in the lab's directory; `lab
+// down` stops it (it runs in no lab netns).
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { agentSocket, labDir, relaySocket } from './lab-paths.js';
-import { isAlive, startPodProcess } from './pod-process.js';
+import { isAlive } from './pod-process.js';
 
 export interface LabUiOptions {
   readonly port: number;
@@ -12,18 +14,17 @@ export interface LabUiOptions {
 }
 
 /** Starts the UI unless it already runs; resolves with its URL once it answers (10 s at most). */
-export async function ensureLabUi(lab: string, repoRoot: string, firstNode: string, ui: LabUiOptions): Promise<string> {
+export async function ensureLabUi(lab: string, repoRoot: string, ui: LabUiOptions): Promise<string> {
   const address = ui.address ?? '127.0.0.1';
   const url = `http://${address}:${ui.port}`;
   const pidFile = uiPidFile(lab);
   const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
   if (!(pid && isLabUi(pid))) {
-    const started = startPodProcess({
-      // pid 1's network namespace: the host's, where the user's browser runs.
-      netnsPath: '/proc/1/ns/net',
-      resolvConf: undefined,
-      argv: [
-        process.execPath,
+    // Started from `lab up`'s own netns, the host's, where the user's browser runs.
+    const log = openSync(join(labDir(lab), 'logs', 'ui.log'), 'a');
+    let started: number | undefined;
+    try {
+      const argv = [
         join(repoRoot, 'bin/membrane'),
         'ui',
         '--port',
@@ -33,12 +34,15 @@ export async function ensureLabUi(lab: string, repoRoot: string, firstNode: stri
         '--server',
         `unix://${relaySocket(lab)}`,
         '--agent-socket',
-        agentSocket(lab, firstNode),
-      ],
-      env: {},
-      logFile: join(labDir(lab), 'logs', 'ui.log'),
-      cwd: repoRoot,
-    });
+        agentSocket(lab, '{node}'),
+      ];
+      const child = spawn(process.execPath, argv, { detached: true, stdio: ['ignore', log, log], cwd: repoRoot });
+      child.unref();
+      started = child.pid;
+    } finally {
+      closeSync(log);
+    }
+    if (started === undefined) throw Object.assign(new Error('could not start membrane ui'), { code: 'MBR_LAB_UI' });
     writeFileSync(pidFile, String(started));
   }
   const deadline = Date.now() + 10_000;

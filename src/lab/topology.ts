@@ -132,7 +132,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   writeLabState(state);
   log('waiting for the pods to listen on their ports');
   await waitListening(state);
-  if (o.ui) log(`UI on ${await ensureLabUi(o.lab, o.repoRoot, nodes[0].name, o.ui)}`);
+  if (o.ui) log(`UI on ${await ensureLabUi(o.lab, o.repoRoot, o.ui)}`);
   return state;
 }
 

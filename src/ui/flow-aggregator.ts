@@ -4,7 +4,14 @@
 // sliding window of whole seconds. Pure: the caller passes the clock. Ingest is O(1) per flow;
 // the window's totals are kept running (a second's deltas are subtracted when it leaves the
 // window), so a snapshot costs O(edges), not O(flows).
-import { type Endpoint, type Flow, L7FlowType, RESERVED_IDENTITY_NAMES, Verdict } from '../hubble/flow/flow.js';
+import {
+  type Endpoint,
+  type Flow,
+  L7FlowType,
+  RESERVED_IDENTITY_NAMES,
+  TrafficDirection,
+  Verdict,
+} from '../hubble/flow/flow.js';
 
 export type CardKind = 'workload' | 'kube-dns' | 'world' | 'fqdn' | 'host' | 'remote-node' | 'reserved' | 'ip';
 
@@ -112,6 +119,20 @@ export class FlowAggregator {
     const src = flow.source;
     const dst = flow.destination;
     if (src === undefined && dst === undefined) return;
+    // One packet is reported where the source sends it (egress) and where the destination takes
+    // it (ingress). An edge counts the observation that decides: every drop, and a forward at the
+    // destination's ingress when the destination is a pod (which has one); else at egress. So a
+    // connection forwarded by its source and dropped by its destination is a dropped edge.
+    if (
+      !isResponse &&
+      flow.verdict !== Verdict.DROPPED &&
+      flow.traffic_direction === TrafficDirection.EGRESS &&
+      dst?.namespace !== undefined &&
+      dst.namespace !== '' &&
+      (dst.identity ?? 0) >= 256 &&
+      (dst.identity ?? 0) < 1 << 24
+    )
+      return;
     const from = isResponse ? this.cardOf(dst, flow.IP?.destination, flow.destination_names) : undefined;
     const srcCard = from ?? this.cardOf(src, flow.IP?.source, flow.source_names);
     const dstCard = isResponse

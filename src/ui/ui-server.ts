@@ -34,7 +34,11 @@ export const DEFAULT_UI_PORT = 12000;
 export interface UiServerOptions {
   /** The relay (or an agent): host:port or unix:///path. Without one, flows come from ingest(). */
   readonly server?: string;
-  /** An agent's API socket, for the policy view and traces. */
+  /**
+   * An agent's API socket, for the policy view and traces. `{node}` in it stands for a node's name:
+   * a trace asks the agent of the node that saw the flow (an agent resolves policy for its own
+   * endpoints only).
+   */
   readonly agentSocket?: string;
   /** The built web app (index.html and assets/). */
   readonly webRoot: string;
@@ -51,7 +55,7 @@ export class UiServer {
   readonly ring: FlowRing;
   private readonly http: Server;
   private readonly feed: RelayFeed | undefined;
-  private readonly agent: AgentClient | undefined;
+  private readonly agents = new Map<string, AgentClient>();
   private readonly clients = new Set<EventClient>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly nowMs: () => number;
@@ -61,7 +65,6 @@ export class UiServer {
     this.nowMs = opts.nowMs ?? Date.now;
     this.aggregator = new FlowAggregator({ windowSeconds: opts.windowSeconds ?? 60 });
     this.ring = new FlowRing(opts.ringCapacity ?? 16_384);
-    this.agent = opts.agentSocket !== undefined ? new AgentClient(opts.agentSocket, 5000) : undefined;
     if (opts.server !== undefined)
       this.feed = new RelayFeed({
         server: opts.server,
@@ -112,7 +115,7 @@ export class UiServer {
       ring: { capacity: this.ring.capacity, newestSeq: this.ring.newestSeq, oldestSeq: this.ring.oldestSeq },
       windowSeconds: this.aggregator.windowSeconds,
       clients: this.clients.size,
-      policyView: this.agent !== undefined,
+      policyView: this.opts.agentSocket !== undefined,
     };
   }
 
@@ -233,7 +236,8 @@ export class UiServer {
     const isDrop = f.verdict === 2;
     const allow = isDrop ? smallestAllowRule(f) : undefined;
     let trace: unknown;
-    if (isDrop && this.agent !== undefined) trace = await this.trace(f).catch((e: Error) => ({ error: e.message }));
+    if (isDrop && this.opts.agentSocket !== undefined)
+      trace = await this.trace(f).catch((e: Error) => ({ error: `the agent could not trace this flow: ${e.message}` }));
     sendJson(res, 200, { row, jsonpb, ...(allow ? { allowRule: allow } : {}), ...(trace ? { trace } : {}) });
   }
 
@@ -248,7 +252,20 @@ export class UiServer {
       dport: String(ports?.destination_port ?? 0),
       protocol: l4?.UDP ? 'UDP' : l4?.SCTP ? 'SCTP' : 'TCP',
     });
-    return this.agent!.get(`/v1/policy/trace?${q}`);
+    return this.agent(f.node_name).get(`/v1/policy/trace?${q}`);
+  }
+
+  /** The agent of `node` (or of the node of the newest flow) when the socket names nodes. */
+  private agent(node: string | undefined): AgentClient {
+    const template = this.opts.agentSocket!;
+    const name = node ?? this.ring.get(this.ring.newestSeq)?.node_name ?? '';
+    const path = template.replaceAll('{node}', name);
+    let c = this.agents.get(path);
+    if (c === undefined) {
+      c = new AgentClient(path, 5000);
+      this.agents.set(path, c);
+    }
+    return c;
   }
 
   private export(params: URLSearchParams, res: ServerResponse) {
@@ -281,9 +298,10 @@ export class UiServer {
     const card = this.aggregator.card(id);
     if (card === undefined)
       return sendJson(res, 404, { error: `card ${JSON.stringify(id)} has no flows in the window` });
-    if (this.agent === undefined)
+    if (this.opts.agentSocket === undefined)
       return sendJson(res, 503, { error: 'no agent to ask: start membrane ui with --agent-socket' });
-    const set = await this.agent.get<PolicySet>('/v1/policy');
+    // Policies are cluster-wide: any agent has them all.
+    const set = await this.agent(undefined).get<PolicySet>('/v1/policy');
     const labels = makeLabelSet(card.labels.map(parseLabel));
     const out: unknown[] = [];
     for (const p of set.policies) {

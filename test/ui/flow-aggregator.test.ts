@@ -64,6 +64,23 @@ describe('the service map aggregator', () => {
     );
   });
 
+  it('counts a connection forwarded by its source and dropped by its destination as dropped', () => {
+    const a = new FlowAggregator();
+    a.ingest(l4Flow({ src: FRONTEND, dst: POSTGRES, dport: 5432, direction: 2, timeMs: T0 }), T0);
+    a.ingest(l4Flow({ src: FRONTEND, dst: POSTGRES, dport: 5432, direction: 1, verdict: 2, timeMs: T0 }), T0);
+    a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, direction: 2, timeMs: T0 }), T0);
+    a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, direction: 1, timeMs: T0 }), T0);
+    a.ingest(l4Flow({ src: FRONTEND, dst: WORLD, dport: 443, direction: 2, timeMs: T0 }), T0);
+    assert.deepEqual(
+      a.snapshot(T0).edges.map((e) => [e.id, e.state, e.flows]),
+      [
+        ['shop/frontend|db/postgres|TCP|5432', 'dropped', 1],
+        ['shop/frontend|shop/backend|TCP|8080', 'forwarded', 1],
+        ['shop/frontend|world|TCP|443', 'forwarded', 1],
+      ],
+    );
+  });
+
   it('does not draw replies as edges of their own', () => {
     const a = new FlowAggregator();
     a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, timeMs: T0 }), T0);

@@ -38,7 +38,8 @@ export function l4Flow(s: FlowSpec): Flow {
     Type: 1,
     node_name: 'n1',
     event_type: { type: s.verdict === 2 ? 1 : 4 },
-    traffic_direction: s.direction ?? 2,
+    // By default, where the edge counts it: at the ingress of a pod, at egress towards anything else.
+    traffic_direction: s.direction ?? (s.dst.namespace ? 1 : 2),
     is_reply: { value: s.reply === true },
   };
   if (s.verdict === 2) f.drop_reason_desc = 133;
@@ -58,7 +59,9 @@ export function httpFlow(
     time: { seconds: Math.floor(timeMs / 1000), nanos: (timeMs % 1000) * 1e6 },
     verdict: 1,
     IP: isResponse ? { source: '10.0.0.2', destination: '10.0.0.1' } : { source: '10.0.0.1', destination: '10.0.0.2' },
-    l4: { TCP: isResponse ? { source_port: 8080, destination_port: 40000 } : { source_port: 40000, destination_port: 8080 } },
+    l4: {
+      TCP: isResponse ? { source_port: 8080, destination_port: 40000 } : { source_port: 40000, destination_port: 8080 },
+    },
     source: isResponse ? server : client,
     destination: isResponse ? client : server,
     Type: 2,

@@ -46,6 +46,12 @@ export function App() {
   pausedRef.current = paused;
 
   useEffect(() => writeHash(view), [view]);
+  // A pasted or bookmarked link, or back/forward, changes the view.
+  useEffect(() => {
+    const onHash = () => setView(readHash());
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
 
   // One EventSource per view; the browser reconnects it by itself (the server asks for 1 s).
   useEffect(() => {

@@ -13,7 +13,7 @@ export function registerUi(program: Command): void {
     .option('--port <port>', 'port to serve on', String(DEFAULT_UI_PORT))
     .option('--address <host>', 'address to serve on', '127.0.0.1')
     .option('--server <address>', 'flow server: the relay (host:port or unix:///path)', DEFAULT_RELAY_SERVER)
-    .option('--agent-socket <path>', "an agent's API socket, for the policy view and traces")
+    .option('--agent-socket <path>', "an agent's API socket, for the policy view and traces ({node}: the node's name)")
     .option('--window <seconds>', 'sliding window of the service map', '60')
     .option('--ring <flows>', 'recent flows kept for the table and export', '16384')
     .action(async (o: Record<string, string>) => {
