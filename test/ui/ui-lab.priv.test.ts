@@ -196,7 +196,7 @@ describe('the UI in a browser on the lab', () => {
     const yaml = (await page.locator('[data-testid="policy-yaml"]').first().textContent()) ?? '';
     assert.match(yaml, /name: web-only-from-other/);
     assert.match(
-      await page.locator('.details h4').first().innerText(),
+      (await page.locator('.details h4').first().textContent()) ?? '',
       /NetworkPolicy alpha\/web-only-from-other \(ingress\)/,
     );
     const chips = (await page.locator('.chip').allInnerTexts()).map((c) => c.replace(/\s*×$/, ''));
