@@ -45,15 +45,21 @@ export interface RowPage {
   readonly truncated: boolean;
 }
 
-/** `event: map` on /api/events. Cards are sent once per connection (newCards), then named by id. */
+/**
+ * `event: map` on /api/events: what changed since the last one (map-delta.ts). Cards come in full
+ * once (newCards); `cards` (every card's id and column) only when that list changed; `edges` are
+ * the new or changed ones, `removedEdges` the ids gone. `full`: the first event of a connection.
+ */
 export interface MapEvent {
   readonly atMs: number;
   readonly windowSeconds: number;
   readonly namespaces: readonly string[];
   readonly flowsInWindow: number;
+  readonly full: boolean;
   readonly newCards: readonly Card[];
-  readonly cards: ReadonlyArray<readonly [string, CardColumn]>;
+  readonly cards?: ReadonlyArray<readonly [string, CardColumn]>;
   readonly edges: readonly MapEdge[];
+  readonly removedEdges: readonly string[];
 }
 
 /** `event: rows` on /api/events: the newest matching rows since the last batch, newest first. */

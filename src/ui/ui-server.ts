@@ -2,7 +2,8 @@
 // HTTP port. Flows come in once (RelayFeed, or `ingest` for the benchmark and tests) and go to
 // the map aggregator and the table's ring; the browser gets aggregates and pages, never the
 // stream:
-//   GET /api/events?ns=..&<filters>   Server-Sent Events: `map` (cards and edges, every mapMs),
+//   GET /api/events?ns=..&<filters>   Server-Sent Events: `map` (what changed in cards and edges,
+//                                     every mapMs: see map-delta.ts),
 //                                     `rows` (newest matching rows, at most rowsPerBatch per
 //                                     rowsMs), `status` (the relay connection)
 //   GET /api/flows?before=SEQ&limit=N&<filters>   older rows, newest first
@@ -24,8 +25,9 @@ import { type Label, makeLabelSet } from '../identity/labels.js';
 import { selectorMatches } from '../policy/label-selector.js';
 import { parsePolicyObject } from '../policy/policy-parser.js';
 import { smallestAllowRule } from './allow-rule.js';
-import { type Card, FlowAggregator, type MapSnapshot } from './flow-aggregator.js';
+import { FlowAggregator, type MapSnapshot } from './flow-aggregator.js';
 import { FlowRing, type FlowRow, flowRow } from './flow-table.js';
+import { type MapView, mapDelta, newMapView } from './map-delta.js';
 import { type FeedState, RelayFeed } from './relay-feed.js';
 import { compileUiFilter, UiFilterError } from './ui-filters.js';
 
@@ -153,7 +155,7 @@ export class UiServer {
       match: filter.match,
       namespaces: filter.namespaces,
       lastSeq: this.ring.newestSeq,
-      sentCards: new Set(),
+      map: newMapView(),
       wantsRows: params.get('rows') !== '0',
     };
     this.clients.add(c);
@@ -180,23 +182,7 @@ export class UiServer {
       cached = { atMs: now, snap: this.aggregator.snapshot(now, { namespaces: c.namespaces }) };
       this.snapshots.set(key, cached);
     }
-    const s = cached.snap;
-    // Cards are sent once per connection; later maps name them by id.
-    const newCards: Card[] = [];
-    for (const card of s.cards)
-      if (!c.sentCards.has(card.id)) {
-        c.sentCards.add(card.id);
-        newCards.push(card);
-      }
-    send(c, 'map', {
-      atMs: s.atMs,
-      windowSeconds: s.windowSeconds,
-      namespaces: s.namespaces,
-      flowsInWindow: s.flowsInWindow,
-      newCards,
-      cards: s.cards.map((x) => [x.id, x.column]),
-      edges: s.edges,
-    });
+    send(c, 'map', mapDelta(c.map, cached.snap));
   }
 
   private tickRows(): void {
@@ -359,7 +345,8 @@ interface EventClient {
   readonly res: ServerResponse;
   readonly match: (f: Flow) => boolean;
   readonly namespaces: string[];
-  readonly sentCards: Set<string>;
+  /** What this browser was last sent of the map. */
+  readonly map: MapView;
   readonly wantsRows: boolean;
   lastSeq: number;
 }

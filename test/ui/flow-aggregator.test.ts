@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FlowAggregator, latencyBin, latencyBinMs, type MapSnapshot } from '../../src/ui/flow-aggregator.js';
+import { mapDelta, newMapView, roughly } from '../../src/ui/map-delta.js';
 import { HOST, httpFlow, l4Flow, pod, WORLD } from './ui-fixtures.js';
 
 const T0 = 1_800_000_000_000;
@@ -158,5 +159,47 @@ describe('the service map aggregator', () => {
       const back = latencyBinMs(latencyBin(ms * 1e6));
       assert.ok(Math.abs(back - ms) / ms < 0.1, `${ms} ms -> ${back} ms`);
     }
+  });
+});
+
+describe('the map sent to a browser', () => {
+  it('rounds counts to two significant digits', () => {
+    assert.deepEqual([0, 7, 99, 100, 1234, 1250, 98_765].map(roughly), [0, 7, 99, 100, 1200, 1300, 99_000]);
+  });
+
+  it('sends cards once, edges when they change enough to see, and removed edges by id', () => {
+    const a = new FlowAggregator({ windowSeconds: 5 });
+    const view = newMapView();
+    for (let i = 0; i < 150; i++) a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, timeMs: T0 }), T0);
+    const first = mapDelta(view, a.snapshot(T0));
+    assert.equal(first.full, true);
+    assert.deepEqual(
+      first.newCards.map((c) => c.id),
+      ['shop/backend', 'shop/frontend'],
+    );
+    a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, timeMs: T0 }), T0);
+    const same = mapDelta(view, a.snapshot(T0));
+    assert.deepEqual(
+      [same.full, same.edges, same.cards, same.newCards],
+      [false, [], undefined, []],
+      '150 -> 151 rounds the same',
+    );
+    for (let i = 0; i < 10; i++) a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, timeMs: T0 }), T0);
+    assert.deepEqual(
+      mapDelta(view, a.snapshot(T0)).edges.map((e) => e.flows),
+      [161],
+    );
+    a.ingest(l4Flow({ src: FRONTEND, dst: POSTGRES, dport: 5432, verdict: 2, timeMs: T0 + 3000 }), T0 + 3000);
+    const grown = mapDelta(view, a.snapshot(T0 + 3000));
+    assert.deepEqual(
+      [grown.newCards.map((c) => c.id), grown.cards?.length, grown.edges.map((e) => e.id)],
+      [['db/postgres'], 3, ['shop/frontend|db/postgres|TCP|5432']],
+    );
+    const later = mapDelta(view, a.snapshot(T0 + 5000));
+    assert.deepEqual(later.removedEdges, ['shop/frontend|shop/backend|TCP|8080']);
+    assert.deepEqual(later.cards, [
+      ['db/postgres', 'namespace'],
+      ['shop/frontend', 'namespace'],
+    ]);
   });
 });

@@ -106,7 +106,7 @@ describe('the UI in a browser on the lab', () => {
     const denied = edges.find((e) => e.id === DENIED_EDGE)!;
     assert.equal(denied.state, 'dropped');
     assert.ok(denied.verdicts.dropped >= 2, `${denied.verdicts.dropped} drops counted`);
-    assert.deepEqual(denied.classes, ['dropped'], 'drawn red');
+    assert.ok(denied.classes.includes('dropped'), `drawn red: ${denied.classes}`);
     const allowed = edges.find((e) => e.id === ALLOWED_EDGE)!;
     assert.equal(allowed.state, 'forwarded');
     assert.ok(allowed.verdicts.forwarded >= 3);
@@ -183,6 +183,11 @@ describe('the UI in a browser on the lab', () => {
   it('shows the policies that select a card when it is clicked, and filters by it', async (t) => {
     if (!requireRoot(t, WHY, [...LAB_TOOLS, CHROMIUM])) return;
     await page.goto(`${url}/#`);
+    // Escape closes the edge's panel left from the test before (it lies over the web card).
+    await page.keyboard.press('Escape');
+    await page.locator('.details').waitFor({ state: 'detached' });
+    // Fresh flows: the card must be in the map's window when it is clicked.
+    assert.equal(curl('other', state!.pods.find((p) => p.name === 'web')!.ip), true);
     await until(async () => (await mapEdges()).some((e) => e.id === DENIED_EDGE), { timeoutMs: 10_000, what: 'map' });
     const at = await page.evaluate(
       (id) =>
@@ -192,7 +197,13 @@ describe('the UI in a browser on the lab', () => {
       'alpha/web',
     );
     await page.mouse.click(at.x, at.y);
-    await page.locator('[data-testid="policy-yaml"]').first().waitFor({ timeout: 10_000 });
+    await page.screenshot({ path: join(shots, 'ui-card-click.png') });
+    await page.locator('[data-testid="policy-yaml"], .card-details .error').first().waitFor({ timeout: 10_000 });
+    assert.equal(
+      await page.locator('.card-details .error').count(),
+      0,
+      (await page.locator('.details').textContent()) ?? '',
+    );
     const yaml = (await page.locator('[data-testid="policy-yaml"]').first().textContent()) ?? '';
     assert.match(yaml, /name: web-only-from-other/);
     assert.match(

@@ -143,8 +143,14 @@ describe('the UI server', () => {
     await until(() => events.filter((e) => e.event === 'map').length >= 2, { what: 'two maps' });
     const maps = events.filter((e) => e.event === 'map').map((e) => e.data as MapEvent);
     assert.deepEqual(maps[0]!.newCards.map((c) => c.id).sort(), ['db/postgres', 'shop/backend', 'shop/frontend']);
-    assert.deepEqual(maps[1]!.newCards, []);
-    assert.equal(maps[1]!.edges.length, 2);
+    assert.equal(maps[0]!.full, true);
+    assert.equal(maps[0]!.edges.length, 2);
+    assert.equal(maps[0]!.cards?.length, 3);
+    // Nothing changed since: the next map says so and no more.
+    assert.deepEqual(
+      [maps[1]!.full, maps[1]!.newCards, maps[1]!.cards, maps[1]!.edges, maps[1]!.removedEdges],
+      [false, [], undefined, [], []],
+    );
     const initial = events.find((e) => e.event === 'rows')!.data as RowsEvent;
     assert.equal(initial.initial, true);
     assert.deepEqual(
@@ -158,6 +164,24 @@ describe('the UI server', () => {
     assert.deepEqual(
       live.rows.map((x) => [x.seq, x.verdict]),
       [[14, 'DROPPED']],
+    );
+    // Both edges grew by one (counts under 100 are shown exactly): both are sent again.
+    await until(
+      () =>
+        events.some((e) => e.event === 'map' && (e.data as MapEvent).edges.length > 0 && !(e.data as MapEvent).full),
+      {
+        what: 'a map with the changed edge',
+      },
+    );
+    const changed = events.find(
+      (e) => e.event === 'map' && (e.data as MapEvent).edges.length > 0 && !(e.data as MapEvent).full,
+    )!.data as MapEvent;
+    assert.deepEqual(
+      changed.edges.map((e) => [e.id, e.verdicts.dropped]),
+      [
+        ['shop/frontend|db/postgres|TCP|5432', 4],
+        ['shop/frontend|shop/backend|TCP|8080', 0],
+      ],
     );
     ac.abort();
     await pump;

@@ -23,7 +23,8 @@ import {
   writeHash,
 } from './filters.js';
 import { FlowTable } from './flow-table.js';
-import { type MapSelection, MapView } from './map-view.js';
+import { applyMapEvent, type MapSelection, MapView, newMapModel } from './map-view.js';
+import { openRawFeed, rawFeedUrl } from './raw-feed.js';
 
 /** Rows kept in the browser; older ones are paged from the server on demand. */
 const MAX_ROWS = 5000;
@@ -34,7 +35,8 @@ export function App() {
   const [view, setView] = useState<ViewState>(readHash);
   const [conn, setConn] = useState<Connection>('connecting');
   const [status, setStatus] = useState<StatusEvent | undefined>();
-  const [map, setMap] = useState<MapEvent | undefined>();
+  const model = useRef(newMapModel());
+  const [mapVersion, setMapVersion] = useState(0);
   const [rows, setRows] = useState<readonly FlowRow[]>([]);
   const [paused, setPaused] = useState(false);
   const [pending, setPending] = useState(0);
@@ -55,6 +57,20 @@ export function App() {
 
   // One EventSource per view; the browser reconnects it by itself (the server asks for 1 s).
   useEffect(() => {
+    const raw = rawFeedUrl();
+    if (raw !== undefined)
+      return openRawFeed(
+        raw,
+        (m) => {
+          for (const c of m.newCards) cards.current.set(c.id, c);
+          applyMapEvent(model.current, m);
+          setMapVersion((v) => v + 1);
+        },
+        (r) => {
+          if (!pausedRef.current) setRows(r);
+        },
+        () => setConn('connected'),
+      );
     let closed = false;
     let es: EventSource | undefined;
     let retry: number | undefined;
@@ -86,7 +102,8 @@ export function App() {
       es.addEventListener('map', (e) => {
         const m = JSON.parse((e as MessageEvent).data) as MapEvent;
         for (const c of m.newCards) cards.current.set(c.id, c);
-        setMap(m);
+        applyMapEvent(model.current, m);
+        setMapVersion((v) => v + 1);
       });
       es.addEventListener('rows', (e) => {
         const r = JSON.parse((e as MessageEvent).data) as RowsEvent;
@@ -183,7 +200,12 @@ export function App() {
 
   const relayDown = status !== undefined && !status.relay.connected;
   const query = toQuery(view);
-  const dropped = useMemo(() => map?.edges.filter((e) => e.state !== 'forwarded').length ?? 0, [map]);
+  const map = model.current;
+  const dropped = useMemo(() => {
+    let n = 0;
+    for (const e of map.edges.values()) if (e.state !== 'forwarded') n++;
+    return n;
+  }, [mapVersion]);
 
   return (
     <div class="app">
@@ -199,13 +221,13 @@ export function App() {
               : 'Disconnected from the UI server (reconnecting)'}
         </span>
         <NamespacePicker
-          all={map?.namespaces ?? []}
+          all={map.namespaces}
           selected={view.namespaces}
           onChange={(namespaces) => setView((v) => ({ ...v, namespaces }))}
         />
         <span class="counts">
-          {map
-            ? `${map.cards.length} cards · ${map.edges.length} edges (${dropped} with drops) · ${map.flowsInWindow} flows / ${map.windowSeconds}s`
+          {map.last
+            ? `${map.cards.length} cards · ${map.edges.size} edges (${dropped} with drops) · ${map.flowsInWindow} flows / ${map.windowSeconds}s`
             : ''}
         </span>
         <button type="button" onClick={togglePause} aria-pressed={paused} title="Pause or resume the table (p)">
@@ -222,7 +244,8 @@ export function App() {
       <main>
         <section class="left">
           <MapView
-            map={map}
+            model={map}
+            version={mapVersion}
             cards={cards.current}
             selection={selection}
             onSelectCard={selectCard}
@@ -247,7 +270,7 @@ export function App() {
             </div>
           </div>
         </section>
-        {(detailSeq !== undefined || selection?.kind === 'card') && (
+        {(detailSeq !== undefined || selection !== undefined) && (
           <aside class="details" aria-label="Details">
             <button
               type="button"
@@ -262,6 +285,8 @@ export function App() {
             </button>
             {detailSeq !== undefined ? (
               <FlowDetailsPanel seq={detailSeq} />
+            ) : selection?.kind === 'edge' ? (
+              <EdgePanel edge={map.edges.get(selection.id)} />
             ) : (
               <CardPanel id={selection!.id} policyView={status?.policyView === true} />
             )}
@@ -508,6 +533,45 @@ function CardPanel(p: { id: string; policyView: boolean }) {
         </>
       )}
       {!p.policyView && !error && <p>No agent connected: policies are not available.</p>}
+    </div>
+  );
+}
+
+function EdgePanel(p: { edge: MapEdge | undefined }) {
+  const e = p.edge;
+  if (e === undefined) return <p>This edge has no flows in the window any more.</p>;
+  const v = e.verdicts;
+  return (
+    <div class="edge-details">
+      <h2>
+        {e.source} → {e.target}
+      </h2>
+      <dl>
+        <dt>Port</dt>
+        <dd>{`${e.port}/${e.protocol}`}</dd>
+        <dt>Flows</dt>
+        <dd>{e.flows}</dd>
+        <dt>Verdicts</dt>
+        <dd>
+          {`forwarded ${v.forwarded}, dropped ${v.dropped}`}
+          {v.audit ? `, audit ${v.audit}` : ''}
+          {v.redirected ? `, redirected ${v.redirected}` : ''}
+          {v.error ? `, error ${v.error}` : ''}
+        </dd>
+        {e.http && (
+          <>
+            <dt>HTTP</dt>
+            <dd>{`${e.http.requestsPerSecond.toFixed(1)} req/s, ${(e.http.errorRate * 100).toFixed(1)}% errors`}</dd>
+            <dt>Latency</dt>
+            <dd>
+              {e.http.p50Ms !== undefined
+                ? `p50 ${e.http.p50Ms.toFixed(1)} ms, p95 ${e.http.p95Ms!.toFixed(1)} ms`
+                : '—'}
+            </dd>
+          </>
+        )}
+      </dl>
+      <p>The table below shows this edge's flows.</p>
     </div>
   );
 }

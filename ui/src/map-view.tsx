@@ -11,8 +11,37 @@ export interface MapSelection {
   readonly id: string;
 }
 
+/** The browser's copy of the map, brought up to date by each map event (applyMapEvent). */
+export interface MapModel {
+  cards: ReadonlyArray<readonly [string, CardColumn]>;
+  readonly edges: Map<string, MapEdge>;
+  namespaces: readonly string[];
+  flowsInWindow: number;
+  windowSeconds: number;
+  last: MapEvent | undefined;
+}
+
+export function newMapModel(): MapModel {
+  return { cards: [], edges: new Map(), namespaces: [], flowsInWindow: 0, windowSeconds: 0, last: undefined };
+}
+
+export function applyMapEvent(m: MapModel, e: MapEvent): void {
+  if (e.full) m.edges.clear();
+  for (const x of e.edges) m.edges.set(x.id, x);
+  for (const id of e.removedEdges) m.edges.delete(id);
+  if (e.cards !== undefined) m.cards = e.cards;
+  m.namespaces = e.namespaces;
+  m.flowsInWindow = e.flowsInWindow;
+  m.windowSeconds = e.windowSeconds;
+  m.last = e;
+}
+
+/** Above this many edges, labels show only on the selected edge and edges are drawn straight. */
+const LARGE_EDGES = 800;
+
 interface Props {
-  readonly map: MapEvent | undefined;
+  readonly model: MapModel;
+  readonly version: number;
   readonly cards: ReadonlyMap<string, Card>;
   readonly selection: MapSelection | undefined;
   readonly onSelectCard: (id: string) => void;
@@ -32,6 +61,7 @@ export function MapView(p: Props) {
   const edges = useRef(new Map<string, MapEdge>());
   const order = useRef<string[]>([]);
   const focused = useRef(-1);
+  const wasLarge = useRef(false);
   const handlers = useRef(p);
   handlers.current = p;
 
@@ -47,6 +77,10 @@ export function MapView(p: Props) {
       hideEdgesOnViewport: true,
       boxSelectionEnabled: false,
       autoungrabify: true,
+      // ?renderer=webgl: cytoscape's WebGL renderer (a preview in 3.31+), measured in bench/ui.bench.ts.
+      ...(new URLSearchParams(location.search).get('renderer') === 'webgl'
+        ? ({ renderer: { name: 'canvas', webgl: true } } as Record<string, unknown>)
+        : {}),
     });
     c.on('tap', 'node', (e) => handlers.current.onSelectCard(e.target.id()));
     c.on('tap', 'edge', (e) => {
@@ -79,63 +113,87 @@ export function MapView(p: Props) {
 
   useEffect(() => {
     const c = cy.current;
-    if (c === undefined || p.map === undefined) return;
+    const m = p.model;
+    const ev = m.last;
+    if (c === undefined || ev === undefined) return;
     const isFirst = c.nodes().length === 0;
-    const pos = layout(p.map.cards, p.map.edges);
-    const wantNodes = new Set(p.map.cards.map(([id]) => id));
-    const wantEdges = new Map(p.map.edges.map((e) => [e.id, e]));
+    const isLarge = m.edges.size > LARGE_EDGES;
     const add: ElementDefinition[] = [];
     c.batch(() => {
-      c.nodes().forEach((n) => {
-        if (!wantNodes.has(n.id())) c.remove(n);
-      });
-      c.edges().forEach((e) => {
-        if (!wantEdges.has(e.id())) c.remove(e);
-      });
-      for (const [id] of p.map!.cards) {
-        const at = pos.get(id)!;
-        const n = c.getElementById(id);
-        if (n.empty()) {
-          const card = p.cards.get(id);
-          add.push({
-            group: 'nodes',
-            data: { id, label: cardLabel(card, id) },
-            position: at,
-            classes: card?.kind ?? 'workload',
-          });
-        } else {
-          const old = n.position();
-          if (old.x !== at.x || old.y !== at.y) n.position(at);
+      if (ev.full || ev.cards !== undefined) {
+        const pos = layout(m.cards, [...m.edges.values()]);
+        c.nodes().forEach((n) => {
+          if (!pos.has(n.id())) c.remove(n);
+        });
+        for (const [id] of m.cards) {
+          const at = pos.get(id)!;
+          const n = c.getElementById(id);
+          if (n.empty()) {
+            const card = p.cards.get(id);
+            add.push({
+              group: 'nodes',
+              data: { id, label: cardLabel(card, id) },
+              position: at,
+              classes: card?.kind ?? 'workload',
+            });
+          } else {
+            const old = n.position();
+            if (old.x !== at.x || old.y !== at.y) n.position(at);
+          }
         }
+        // Nodes first: an edge needs both ends.
+        if (add.length > 0) c.add(add.splice(0));
       }
-      for (const e of p.map!.edges) {
+      if (ev.full)
+        c.edges().forEach((e) => {
+          if (!m.edges.has(e.id())) c.remove(e);
+        });
+      else for (const id of ev.removedEdges) c.getElementById(id).remove();
+      if (isLarge !== wasLarge.current) {
+        wasLarge.current = isLarge;
+        c.edges().forEach((e) => {
+          const edge = m.edges.get(e.id());
+          e.classes(edgeClasses(edge?.state ?? 'forwarded', isLarge));
+        });
+      }
+      for (const e of ev.edges) {
         const label = edgeLabel(e);
-        const cls = e.state;
+        const cls = edgeClasses(e.state, isLarge);
         const el = c.getElementById(e.id);
-        if (el.empty())
+        if (el.empty()) {
+          if (c.getElementById(e.source).empty() || c.getElementById(e.target).empty()) continue;
           add.push({
             group: 'edges',
             data: { id: e.id, source: e.source, target: e.target, label, w: width(e) },
             classes: cls,
           });
-        else {
-          if (el.data('label') !== label) el.data({ label, w: width(e) });
-          if (!el.hasClass(cls)) el.classes(cls);
+        } else {
+          // A large map draws edges at fixed widths without labels: only a change of state (the
+          // colour) is worth a restyle there, which keeps a second's update cheap at 6,000 edges.
+          if (!isLarge) {
+            const w = width(e);
+            if (el.data('label') !== label || el.data('w') !== w) el.data({ label, w });
+          }
+          if (!el.hasClass(e.state)) el.classes(cls);
         }
       }
       if (add.length > 0) c.add(add);
     });
-    edges.current = wantEdges;
-    order.current = p.map.cards.map(([id]) => id);
+    edges.current = m.edges;
+    order.current = m.cards.map(([id]) => id);
     if (isFirst && c.nodes().length > 0) c.fit(undefined, 30);
-  }, [p.map]);
+  }, [p.version]);
 
   useEffect(() => {
     const c = cy.current;
     if (c === undefined) return;
     c.elements('.selected').removeClass('selected');
-    if (p.selection !== undefined) c.getElementById(p.selection.id).addClass('selected');
-  }, [p.selection, p.map]);
+    if (p.selection === undefined) return;
+    const el = c.getElementById(p.selection.id);
+    el.addClass('selected');
+    const edge = p.selection.kind === 'edge' ? edges.current.get(p.selection.id) : undefined;
+    if (edge !== undefined) el.data('label', edgeLabel(edge));
+  }, [p.selection, p.version]);
 
   const onKey = (e: KeyboardEvent) => {
     const c = cy.current;
@@ -223,6 +281,11 @@ function layout(
 
 const MAX_DEPTH = 6;
 
+/** A large map draws edges straight and labels only the selected one. */
+function edgeClasses(state: string, isLarge: boolean): string {
+  return isLarge ? `${state} straight` : `${state} labelled`;
+}
+
 function cardLabel(card: Card | undefined, id: string): string {
   if (card === undefined) return id;
   return card.namespace !== undefined ? `${card.name}\n${card.namespace}` : card.name;
@@ -242,8 +305,10 @@ function fmtMs(ms: number): string {
   return ms < 10 ? `${ms.toFixed(1)}ms` : `${Math.round(ms)}ms`;
 }
 
+/** In half pixels, so small count changes do not restyle the edge. */
 function width(e: MapEdge): number {
-  return Math.min(8, 1.5 + Math.log10(1 + e.flows)) + (e.verdicts.dropped > 0 ? 1.5 : 0);
+  const w = Math.min(8, 1.5 + Math.log10(1 + e.flows)) + (e.verdicts.dropped > 0 ? 1.5 : 0);
+  return Math.round(w * 2) / 2;
 }
 
 const STYLE: cytoscape.StylesheetJson = [
@@ -283,7 +348,6 @@ const STYLE: cytoscape.StylesheetJson = [
       'target-arrow-shape': 'triangle',
       'line-color': '#69db7c',
       'target-arrow-color': '#69db7c',
-      label: 'data(label)',
       'text-wrap': 'wrap',
       'font-size': 10,
       'text-background-color': '#ffffff',
@@ -293,6 +357,9 @@ const STYLE: cytoscape.StylesheetJson = [
       'min-zoomed-font-size': 9,
     },
   },
+  { selector: 'edge.labelled, edge.selected', style: { label: 'data(label)' } },
+  { selector: 'edge.straight', style: { 'curve-style': 'straight', width: 1.5, 'arrow-scale': 0.8 } },
+  { selector: 'edge.straight.dropped, edge.straight.mixed', style: { width: 3 } },
   { selector: 'edge.dropped', style: { 'line-color': '#e03131', 'target-arrow-color': '#e03131' } },
   {
     selector: 'edge.mixed',
