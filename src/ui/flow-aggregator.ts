@@ -97,8 +97,11 @@ export class FlowAggregator {
   private readonly edges = new Map<string, EdgeState>();
   private readonly cards = new Map<string, Card>();
   private readonly podCards = new Map<number, Card>();
-  /** One entry per second still in the window: the deltas it added, to subtract when it leaves. */
-  private readonly seconds = new Map<number, Map<EdgeState, Delta>>();
+  /** One entry per second still in the window: the counts it added, to subtract when it leaves. */
+  private readonly seconds = new Map<number, SecondCounts>();
+  /** Edges by their index in a second's rows; freed indexes are reused. */
+  private readonly byIndex: (EdgeState | undefined)[] = [];
+  private readonly freeIndexes: number[] = [];
   private newestSecond = 0;
   private inWindow = 0;
 
@@ -142,45 +145,44 @@ export class FlowAggregator {
     const key = `${srcCard.id}|${dstCard.id}|${protocol}|${port}`;
     let edge = this.edges.get(key);
     if (edge === undefined) {
-      edge = newEdge(key, srcCard.id, dstCard.id, protocol, port);
+      const index = this.freeIndexes.pop() ?? this.byIndex.length;
+      edge = newEdge(key, srcCard.id, dstCard.id, protocol, port, index);
       this.edges.set(key, edge);
+      this.byIndex[index] = edge;
     }
     let bucket = this.seconds.get(flowSecond);
     if (bucket === undefined) {
-      bucket = new Map();
+      bucket = new SecondCounts(this.byIndex.length);
       this.seconds.set(flowSecond, bucket);
     }
-    let delta = bucket.get(edge);
-    if (delta === undefined) {
-      delta = newDelta();
-      bucket.set(edge, delta);
-    }
+    const row = bucket.row(edge.index);
+    const counts = bucket.counts;
     const http = flow.l7?.http;
     if (http !== undefined) {
       if (isResponse) {
-        const isError = (http.code ?? 0) >= 500;
-        delta.responses++;
+        counts[row + RESPONSES]!++;
         edge.responses++;
-        if (isError) {
-          delta.errors++;
+        if ((http.code ?? 0) >= 500) {
+          counts[row + ERRORS]!++;
           edge.errors++;
         }
         const latencyNs = flow.l7?.latency_ns ?? 0;
         if (latencyNs > 0) {
           const bin = latencyBin(latencyNs);
-          delta.latency ??= new Map();
-          delta.latency.set(bin, (delta.latency.get(bin) ?? 0) + 1);
+          const k = edge.index * LATENCY_BINS + bin;
+          bucket.latency ??= new Map();
+          bucket.latency.set(k, (bucket.latency.get(k) ?? 0) + 1);
           edge.latency[bin]!++;
         }
         return;
       }
       if (flow.l7?.type === L7FlowType.REQUEST) {
-        delta.requests++;
+        counts[row + REQUESTS]!++;
         edge.requests++;
       }
     }
     const v = verdictSlot(flow.verdict ?? 0);
-    delta.verdicts[v]!++;
+    counts[row + v]!++;
     edge.verdicts[v]!++;
     edge.flows++;
     this.inWindow++;
@@ -233,25 +235,38 @@ export class FlowAggregator {
     let removed = false;
     for (const [second, bucket] of this.seconds) {
       if (second > oldest) continue;
-      for (const [edge, d] of bucket) {
-        for (let i = 0; i < d.verdicts.length; i++) {
-          edge.verdicts[i]! -= d.verdicts[i]!;
-          edge.flows -= d.verdicts[i]!;
-          this.inWindow -= d.verdicts[i]!;
+      const c = bucket.counts;
+      for (const index of bucket.touched) {
+        // An edge is forgotten only once its totals are zero, so its rows in live seconds are
+        // zero too; a reused index's row holds the new edge's counts alone.
+        const edge = this.byIndex[index];
+        if (edge === undefined) continue;
+        const row = index * ROW;
+        for (let i = 0; i < SLOTS; i++) {
+          edge.verdicts[i]! -= c[row + i]!;
+          edge.flows -= c[row + i]!;
+          this.inWindow -= c[row + i]!;
         }
-        edge.requests -= d.requests;
-        edge.responses -= d.responses;
-        edge.errors -= d.errors;
-        if (d.latency !== undefined) for (const [bin, n] of d.latency) edge.latency[bin]! -= n;
+        edge.requests -= c[row + REQUESTS]!;
+        edge.responses -= c[row + RESPONSES]!;
+        edge.errors -= c[row + ERRORS]!;
       }
+      if (bucket.latency !== undefined)
+        for (const [k, n] of bucket.latency) {
+          const edge = this.byIndex[Math.floor(k / LATENCY_BINS)];
+          if (edge !== undefined) edge.latency[k % LATENCY_BINS]! -= n;
+        }
       this.seconds.delete(second);
       removed = true;
     }
     if (!removed) return;
     const live = new Set<string>();
     for (const [key, e] of this.edges) {
-      if (e.flows === 0 && e.requests === 0 && e.responses === 0) this.edges.delete(key);
-      else {
+      if (e.flows === 0 && e.requests === 0 && e.responses === 0) {
+        this.edges.delete(key);
+        this.byIndex[e.index] = undefined;
+        this.freeIndexes.push(e.index);
+      } else {
         live.add(e.source);
         live.add(e.target);
       }
@@ -369,6 +384,8 @@ function otherCard(
 
 interface EdgeState {
   readonly id: string;
+  /** Its row in each second's counts. */
+  readonly index: number;
   readonly source: string;
   readonly target: string;
   readonly protocol: string;
@@ -381,16 +398,49 @@ interface EdgeState {
   readonly latency: Int32Array;
 }
 
-interface Delta {
-  readonly verdicts: Int32Array;
-  requests: number;
-  responses: number;
-  errors: number;
-  latency?: Map<number, number>;
-}
-
-// Verdict slots: forwarded, dropped, audit, redirected, error, other.
+// Verdict slots: forwarded, dropped, audit, redirected, error, other; then a second's row adds
+// requests, responses and errors.
 const SLOTS = 6;
+const REQUESTS = SLOTS;
+const RESPONSES = SLOTS + 1;
+const ERRORS = SLOTS + 2;
+const ROW = SLOTS + 3;
+
+/**
+ * One second's counts: a row of ROW integers per edge index (typed arrays, not an object per edge
+ * and second: at 6,000 edges and 60 seconds that is 360,000 objects), the indexes it touched, and
+ * latency bins by index * LATENCY_BINS + bin.
+ */
+class SecondCounts {
+  counts: Int32Array;
+  private seen: Uint8Array;
+  readonly touched: number[] = [];
+  latency: Map<number, number> | undefined;
+
+  constructor(edges: number) {
+    const capacity = Math.max(64, edges);
+    this.counts = new Int32Array(capacity * ROW);
+    this.seen = new Uint8Array(capacity);
+  }
+
+  /** The offset of `index`'s row, grown into when needed. */
+  row(index: number): number {
+    if (index >= this.seen.length) {
+      const capacity = Math.max(index + 1, this.seen.length * 2);
+      const counts = new Int32Array(capacity * ROW);
+      counts.set(this.counts);
+      this.counts = counts;
+      const seen = new Uint8Array(capacity);
+      seen.set(this.seen);
+      this.seen = seen;
+    }
+    if (this.seen[index] === 0) {
+      this.seen[index] = 1;
+      this.touched.push(index);
+    }
+    return index * ROW;
+  }
+}
 function verdictSlot(v: number): number {
   switch (v) {
     case Verdict.FORWARDED:
@@ -423,9 +473,10 @@ export function latencyBinMs(bin: number): number {
   return 2 ** (MIN_LOG2 + (bin + 0.5) / BINS_PER_DOUBLING) / 1e6;
 }
 
-function newEdge(id: string, source: string, target: string, protocol: string, port: number): EdgeState {
+function newEdge(id: string, source: string, target: string, protocol: string, port: number, index: number): EdgeState {
   return {
     id,
+    index,
     source,
     target,
     protocol,
@@ -437,10 +488,6 @@ function newEdge(id: string, source: string, target: string, protocol: string, p
     errors: 0,
     latency: new Int32Array(LATENCY_BINS),
   };
-}
-
-function newDelta(): Delta {
-  return { verdicts: new Int32Array(SLOTS), requests: 0, responses: 0, errors: 0 };
 }
 
 function l4Of(flow: Flow, isResponse: boolean): { protocol: string; port: number } {

@@ -126,6 +126,25 @@ describe('the service map aggregator', () => {
     assert.deepEqual([empty.edges.length, empty.cards.length, empty.flowsInWindow], [0, 0, 0]);
   });
 
+  it('keeps counts right when a new edge takes the row of a forgotten one', () => {
+    const a = new FlowAggregator({ windowSeconds: 2 });
+    a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, timeMs: T0 }), T0);
+    a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, timeMs: T0 + 1000 }), T0 + 1000);
+    assert.equal(a.snapshot(T0 + 2000).flowsInWindow, 1);
+    assert.equal(a.snapshot(T0 + 3000).edges.length, 0, 'frontend -> backend forgotten');
+    a.ingest(l4Flow({ src: FRONTEND, dst: POSTGRES, dport: 5432, timeMs: T0 + 3000 }), T0 + 3000);
+    a.ingest(l4Flow({ src: FRONTEND, dst: POSTGRES, dport: 5432, timeMs: T0 + 4000 }), T0 + 4000);
+    assert.deepEqual(
+      a.snapshot(T0 + 4000).edges.map((e) => [e.id, e.flows]),
+      [['shop/frontend|db/postgres|TCP|5432', 2]],
+    );
+    assert.deepEqual(
+      a.snapshot(T0 + 5000).edges.map((e) => [e.id, e.flows]),
+      [['shop/frontend|db/postgres|TCP|5432', 1]],
+    );
+    assert.equal(a.snapshot(T0 + 6000).flowsInWindow, 0);
+  });
+
   it('ignores flows older than the window and counts late ones at their own second', () => {
     const a = new FlowAggregator({ windowSeconds: 5 });
     a.ingest(l4Flow({ src: FRONTEND, dst: BACKEND, timeMs: T0 }), T0 + 10_000);

@@ -11,7 +11,11 @@ export interface MapSelection {
   readonly id: string;
 }
 
-/** The browser's copy of the map, brought up to date by each map event (applyMapEvent). */
+/**
+ * The browser's copy of the map, brought up to date by each map event (applyMapEvent), and what
+ * changed since the map view last drew it: several events may arrive between two renders, and
+ * each carries only its own changes.
+ */
 export interface MapModel {
   cards: ReadonlyArray<readonly [string, CardColumn]>;
   readonly edges: Map<string, MapEdge>;
@@ -19,17 +23,45 @@ export interface MapModel {
   flowsInWindow: number;
   windowSeconds: number;
   last: MapEvent | undefined;
+  /** Redraw everything (a full event arrived). */
+  isAllDirty: boolean;
+  isCardsDirty: boolean;
+  /** Edges added, changed or removed since the last draw. */
+  readonly dirtyEdges: Set<string>;
 }
 
 export function newMapModel(): MapModel {
-  return { cards: [], edges: new Map(), namespaces: [], flowsInWindow: 0, windowSeconds: 0, last: undefined };
+  return {
+    cards: [],
+    edges: new Map(),
+    namespaces: [],
+    flowsInWindow: 0,
+    windowSeconds: 0,
+    last: undefined,
+    isAllDirty: false,
+    isCardsDirty: false,
+    dirtyEdges: new Set(),
+  };
 }
 
 export function applyMapEvent(m: MapModel, e: MapEvent): void {
-  if (e.full) m.edges.clear();
-  for (const x of e.edges) m.edges.set(x.id, x);
-  for (const id of e.removedEdges) m.edges.delete(id);
-  if (e.cards !== undefined) m.cards = e.cards;
+  if (e.full) {
+    m.edges.clear();
+    m.dirtyEdges.clear();
+    m.isAllDirty = true;
+  }
+  for (const x of e.edges) {
+    m.edges.set(x.id, x);
+    if (!m.isAllDirty) m.dirtyEdges.add(x.id);
+  }
+  for (const id of e.removedEdges) {
+    m.edges.delete(id);
+    if (!m.isAllDirty) m.dirtyEdges.add(id);
+  }
+  if (e.cards !== undefined) {
+    m.cards = e.cards;
+    m.isCardsDirty = true;
+  }
   m.namespaces = e.namespaces;
   m.flowsInWindow = e.flowsInWindow;
   m.windowSeconds = e.windowSeconds;
@@ -114,13 +146,13 @@ export function MapView(p: Props) {
   useEffect(() => {
     const c = cy.current;
     const m = p.model;
-    const ev = m.last;
-    if (c === undefined || ev === undefined) return;
+    if (c === undefined || m.last === undefined) return;
     const isFirst = c.nodes().length === 0;
     const isLarge = m.edges.size > LARGE_EDGES;
+    const isAll = m.isAllDirty;
     const add: ElementDefinition[] = [];
     c.batch(() => {
-      if (ev.full || ev.cards !== undefined) {
+      if (isAll || m.isCardsDirty) {
         const pos = layout(m.cards, [...m.edges.values()]);
         c.nodes().forEach((n) => {
           if (!pos.has(n.id())) c.remove(n);
@@ -144,11 +176,10 @@ export function MapView(p: Props) {
         // Nodes first: an edge needs both ends.
         if (add.length > 0) c.add(add.splice(0));
       }
-      if (ev.full)
+      if (isAll)
         c.edges().forEach((e) => {
           if (!m.edges.has(e.id())) c.remove(e);
         });
-      else for (const id of ev.removedEdges) c.getElementById(id).remove();
       if (isLarge !== wasLarge.current) {
         wasLarge.current = isLarge;
         c.edges().forEach((e) => {
@@ -156,15 +187,21 @@ export function MapView(p: Props) {
           e.classes(edgeClasses(edge?.state ?? 'forwarded', isLarge));
         });
       }
-      for (const e of ev.edges) {
+      const changed = isAll ? m.edges.keys() : m.dirtyEdges.values();
+      for (const id of changed) {
+        const e = m.edges.get(id);
+        const el = c.getElementById(id);
+        if (e === undefined) {
+          el.remove();
+          continue;
+        }
         const label = edgeLabel(e);
         const cls = edgeClasses(e.state, isLarge);
-        const el = c.getElementById(e.id);
         if (el.empty()) {
           if (c.getElementById(e.source).empty() || c.getElementById(e.target).empty()) continue;
           add.push({
             group: 'edges',
-            data: { id: e.id, source: e.source, target: e.target, label, w: width(e) },
+            data: { id, source: e.source, target: e.target, label, w: width(e) },
             classes: cls,
           });
         } else {
@@ -179,6 +216,9 @@ export function MapView(p: Props) {
       }
       if (add.length > 0) c.add(add);
     });
+    m.isAllDirty = false;
+    m.isCardsDirty = false;
+    m.dirtyEdges.clear();
     edges.current = m.edges;
     order.current = m.cards.map(([id]) => id);
     if (isFirst && c.nodes().length > 0) c.fit(undefined, 30);
