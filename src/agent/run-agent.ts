@@ -9,8 +9,8 @@ import { StaticPeers } from '../hubble/observer/peer-source.js';
 import type { DatapathEvent } from '../monitor/event-types.js';
 import { NODES_PREFIX } from '../store/cluster-resources.js';
 import type { ClusterStore } from '../store/cluster-store.js';
-import { EmbeddedStore } from '../store/embedded-store.js';
-import { Agent } from './agent.js';
+import { openClusterStore, type StoreSpec } from '../store/open-store.js';
+import { Agent, type AgentOptions } from './agent.js';
 import { serveAgentApi } from './api-server.js';
 import { AgentFlowEnrichment } from './flow-enrichment.js';
 import { pipelineTraceFromEnv } from './pipeline-trace.js';
@@ -21,7 +21,10 @@ export interface AgentRunOptions {
   readonly lab: string;
   readonly node: string;
   readonly stateDir: string;
-  readonly clusterDir: string;
+  /** The cluster store (`--kvstore`, `--kvstore-opt`; the embedded one in the lab's directory by default). */
+  readonly store: StoreSpec;
+  /** Lease TTL, cluster pool and identity GC settings (`--node-lease-ttl`, `--cluster-pool-*`, `--identity-gc-*`). */
+  readonly cluster?: Pick<AgentOptions, 'nodeLeaseTtlSeconds' | 'podCidrPool' | 'identityGc'>;
   readonly socket: string;
   readonly podCIDR: string;
   readonly nodeIp: string;
@@ -39,7 +42,7 @@ const LOST_POLL_MS = 1000;
 
 export async function runAgent(o: AgentRunOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true });
-  const store = EmbeddedStore.open(o.clusterDir);
+  const store = await openClusterStore(o.store);
   const datapath = await loadDatapathPort({ lab: o.lab, node: o.node, pinDir: o.bpffs });
   const agent = new Agent({
     lab: o.lab,
@@ -50,6 +53,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     store,
     datapath,
     trace: pipelineTraceFromEnv(),
+    ...o.cluster,
   });
   // The node's flow pipeline, built the one way tests build it too: datapath events become
   // flows (enriched from the agent) in a ring, served by the Observer API on a unix socket next

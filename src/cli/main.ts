@@ -10,6 +10,7 @@ import { registerFqdn } from './commands/fqdn.js';
 import { registerIdentity } from './commands/identity.js';
 import { registerLab } from './commands/lab.js';
 import { registerMonitor } from './commands/monitor.js';
+import { registerNode } from './commands/node.js';
 import { registerObserve } from './commands/observe.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerRelay } from './commands/relay.js';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
     registerStatus,
     registerEndpoint,
     registerIdentity,
+    registerNode,
     registerBpf,
     registerMonitor,
     registerObserve,

@@ -1,12 +1,13 @@
 // `membrane lab`: run the embedded lab: a cluster of network namespaces.
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { checkLabName, DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
+import { etcdMembers } from '../../lab/lab-etcd.js';
+import { checkLabName, clusterDir, DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
 import { readLabState } from '../../lab/lab-state.js';
 import { podArgv } from '../../lab/pod-process.js';
 import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
 import { labDown, labNetns } from '../../lab/teardown.js';
-import { labUp } from '../../lab/topology.js';
+import { labUp, UNDERLAY_PREFIX } from '../../lab/topology.js';
 import { wantsJson } from '../agent-target.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 import { renderTable } from '../table.js';
@@ -21,6 +22,7 @@ export function registerLab(program: Command): void {
       .description('Create the lab (idempotent)')
       .option('-f, --file <world...>', 'world manifests (Namespace, Pod); default: the demo world')
       .option('--nodes <n>', 'number of nodes', '2')
+      .option('--store <kind>', 'cluster store: embedded (default) or etcd (a 3-member etcd cluster in the lab)')
       .option('--ui-port <port>', 'port of the web UI on 127.0.0.1', '12000')
       .option('--no-ui', 'do not start the web UI'),
   ).action(async (o) => {
@@ -30,6 +32,7 @@ export function registerLab(program: Command): void {
       lab,
       worldFiles: o.file ?? [demoWorldFile()],
       nodes: Number(o.nodes),
+      ...(o.store !== undefined ? { store: storeKind(o.store) } : {}),
       repoRoot: repoRoot(),
       log: (l) => process.stderr.write(`lab ${lab}: ${l}\n`),
       ui: o.ui ? { port: uiPort(o.uiPort) } : undefined,
@@ -71,7 +74,14 @@ export function registerLab(program: Command): void {
         state.nodes.map((n) => [n.name, n.ip, n.podCIDR, n.metricsAddress ?? '-', n.netns]),
       ),
     );
-    process.stdout.write(`world host ${state.world.ip} (${state.world.hosts.join(', ')}), DNS ${state.dnsIp}\n\n`);
+    process.stdout.write(`world host ${state.world.ip} (${state.world.hosts.join(', ')}), DNS ${state.dnsIp}\n`);
+    process.stdout.write(
+      state.store === 'etcd'
+        ? `cluster store: etcd, members ${etcdMembers(lab, UNDERLAY_PREFIX)
+            .map((m) => `${m.name} ${m.ip} (${m.netns})`)
+            .join(', ')}\n\n`
+        : `cluster store: embedded, ${clusterDir(lab)}\n\n`,
+    );
     process.stdout.write(
       renderTable(
         ['NAMESPACE', 'POD', 'NODE', 'IPv4', 'PORTS', 'LABELS'],
@@ -106,6 +116,11 @@ export function registerLab(program: Command): void {
   ).action(async (o) => {
     await runDemo(labName(o), o.policies);
   });
+}
+
+function storeKind(text: string): 'embedded' | 'etcd' {
+  if (text === 'embedded' || text === 'etcd') return text;
+  throw new CliError('MBR_CLI_USAGE', `--store: expected embedded or etcd, got "${text}"`, 2);
 }
 
 export function labName(o: { lab?: string }): string {
