@@ -20,7 +20,7 @@ export const MAP_NAMES = [
   'mbr_events',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
-export const PROGRAM_NAMES = ['mbr_from_pod', 'mbr_to_pod', 'mbr_pass'] as const;
+export const PROGRAM_NAMES = ['mbr_from_pod', 'mbr_to_pod', 'mbr_from_net', 'mbr_pass'] as const;
 export type ProgramName = (typeof PROGRAM_NAMES)[number];
 
 /** Sizes used only when the maps are first created (pinned maps keep theirs). */

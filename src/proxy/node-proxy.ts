@@ -1,0 +1,181 @@
+// The node's L7 proxy framework: a transparent listener per TCP proxy port, and for each
+// connection the datapath hands it (bpf/lib/proxy.h) the original tuple (getsockname), the
+// endpoint and identities (DatapathView over the pinned maps), the redirect's L7 policies
+// (L7Rules, pushed by the agent) and the handler of the redirect's parser. No handler, an
+// unknown endpoint or no policy: the connection is reset (fail closed) and counted as a denial.
+// Upstream connections carry the from-proxy mark; towards another node they bind to the client's
+// address so the remote node's ipcache gives the client's identity.
+//
+//   const proxy = await NodeProxy.start({ pinDir, rules, handlers, log });
+//   proxy.stats(); await proxy.close();
+import type { Server, Socket } from 'node:net';
+import type { L7Record } from '../hubble/flow/parser.js';
+import type { TrafficDirection } from '../policy/map-state-types.js';
+import { defaultProxyPort } from '../policy/policy-engine.js';
+import type { L7Parser } from '../policy/policy-rule.js';
+import { DatapathView } from './datapath-view.js';
+import { HandlerRegistry } from './handlers.js';
+import type { L7ConnectionContext, OriginalTuple, TcpL7Handler } from './l7-handler.js';
+import type { L7Rules } from './l7-rules.js';
+import { fromProxyMark } from './proxy-marks.js';
+import { connectMarked, listenTransparent } from './proxy-sockets.js';
+
+export interface ProxyPort {
+  readonly port: number;
+  readonly parser: L7Parser;
+  readonly direction: TrafficDirection;
+}
+
+/** The TCP proxy ports the policy engine hands out (defaultProxyPort). */
+export function tcpProxyPorts(): ProxyPort[] {
+  return (['http', 'kafka'] as const).flatMap((parser) =>
+    (['ingress', 'egress'] as const).map((direction) => ({
+      port: defaultProxyPort(parser, direction),
+      parser,
+      direction,
+    })),
+  );
+}
+
+export interface NodeProxyOptions {
+  /** The network namespace the listeners and upstream sockets live in ('' = this process's). */
+  readonly netns?: string;
+  /** The node's datapath pin directory (its maps give identities). */
+  readonly pinDir: string;
+  readonly rules: L7Rules;
+  readonly handlers: readonly TcpL7Handler[];
+  readonly ports?: readonly ProxyPort[];
+  /** Access records (L7 flows). */
+  readonly log?: (rec: L7Record) => void;
+  readonly upstreamTimeoutMs?: number;
+}
+
+export interface ProxyStats {
+  /** Connections accepted since start. */
+  readonly connections: number;
+  readonly activeConnections: number;
+  /** Connections refused whole (no policy, handler or endpoint) and requests a handler denied. */
+  readonly denials: number;
+  readonly upstreamFailures: number;
+  readonly ports: readonly number[];
+}
+
+export class NodeProxy {
+  #o: NodeProxyOptions;
+  #view: DatapathView;
+  #registry: HandlerRegistry;
+  #servers: Server[] = [];
+  #clients = new Set<Socket>();
+  #upstreams = new Set<Socket>();
+  #connections = 0;
+  #denials = 0;
+  #upstreamFailures = 0;
+  #ports: readonly ProxyPort[];
+
+  private constructor(o: NodeProxyOptions, view: DatapathView) {
+    this.#o = o;
+    this.#view = view;
+    this.#registry = new HandlerRegistry(o.handlers);
+    this.#ports = o.ports ?? tcpProxyPorts();
+  }
+
+  static async start(o: NodeProxyOptions): Promise<NodeProxy> {
+    const proxy = new NodeProxy(o, DatapathView.open(o.pinDir));
+    try {
+      for (const p of proxy.#ports)
+        proxy.#servers.push(await listenTransparent({ netns: o.netns, port: p.port }, (s) => proxy.#accept(s, p)));
+    } catch (err) {
+      await proxy.close();
+      throw err;
+    }
+    return proxy;
+  }
+
+  stats(): ProxyStats {
+    return {
+      connections: this.#connections,
+      activeConnections: this.#clients.size,
+      denials: this.#denials,
+      upstreamFailures: this.#upstreamFailures,
+      ports: this.#ports.map((p) => p.port),
+    };
+  }
+
+  /** Counts a denial a handler decided (a request refused by L7 policy). */
+  countDenial(): void {
+    this.#denials++;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.#servers = [];
+    for (const s of [...this.#clients, ...this.#upstreams]) s.destroy();
+    this.#view.close();
+  }
+
+  #accept(client: Socket, p: ProxyPort): void {
+    this.#connections++;
+    this.#clients.add(client);
+    client.once('close', () => this.#clients.delete(client));
+    client.on('error', () => client.destroy());
+    const tuple: OriginalTuple = {
+      srcIp: client.remoteAddress ?? '',
+      srcPort: client.remotePort ?? 0,
+      dstIp: client.localAddress ?? '',
+      dstPort: client.localPort ?? 0,
+    };
+    const handler = this.#registry.tcp(p.parser);
+    const ids = this.#view.resolve(tuple, p.direction);
+    if (!handler || !ids) {
+      this.#deny(client);
+      return;
+    }
+    const remote = p.direction === 'egress' ? ids.dstIdentity : ids.srcIdentity;
+    const policies = () => this.#o.rules.policiesFor(ids.endpointId, p.direction, 6, tuple.dstPort, remote);
+    if (policies().length === 0) {
+      this.#deny(client);
+      return;
+    }
+    const ctx: L7ConnectionContext = {
+      tuple,
+      endpointId: ids.endpointId,
+      direction: p.direction,
+      srcIdentity: ids.srcIdentity,
+      dstIdentity: ids.dstIdentity,
+      policies,
+      connectUpstream: () => this.#connectUpstream(tuple, p.direction, ids.srcIdentity),
+      log: (rec) => {
+        if (rec.verdict === 'denied' && rec.type === 'request') this.#denials++;
+        this.#o.log?.(rec);
+      },
+    };
+    handler.handle(client, ctx);
+  }
+
+  #deny(client: Socket): void {
+    this.#denials++;
+    client.resetAndDestroy();
+  }
+
+  async #connectUpstream(t: OriginalTuple, direction: TrafficDirection, srcIdentity: number): Promise<Socket> {
+    // Off-node destinations see the client's own address (their ipcache gives its identity);
+    // endpoints of this node get the node's address and the identity in the mark.
+    const transparent = direction === 'egress' && !this.#view.isLocalEndpoint(t.dstIp);
+    try {
+      const s = await connectMarked({
+        netns: this.#o.netns,
+        dstIp: t.dstIp,
+        dstPort: t.dstPort,
+        ...(transparent ? { srcIp: t.srcIp } : {}),
+        mark: fromProxyMark(direction, srcIdentity),
+        timeoutMs: this.#o.upstreamTimeoutMs,
+      });
+      this.#upstreams.add(s);
+      s.once('close', () => this.#upstreams.delete(s));
+      return s;
+    } catch (err) {
+      this.#upstreamFailures++;
+      throw err;
+    }
+  }
+}
