@@ -39,7 +39,14 @@ import {
 import type { ClusterStore, KeyValue, Watch, WatchEvent } from '../store/cluster-store.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 import { VERSION } from '../version.js';
-import type { AgentStatus, Endpoint, EndpointRegistration, IdentityRecord, PolicySet } from './api-types.js';
+import type {
+  AgentStatus,
+  Endpoint,
+  EndpointRegistration,
+  IdentityRecord,
+  PolicySet,
+  ProxyStatus,
+} from './api-types.js';
 import { IdentityCache } from './identity-cache.js';
 import { diffIpcache, diffPolicy, ipv4Change, mergeDiffs } from './map-reconcilers.js';
 import type { PipelineTrace } from './pipeline-trace.js';
@@ -100,6 +107,8 @@ export class Agent {
   #stats = { storeEvents: 0, policyEntriesWritten: 0, ipcacheEntriesWritten: 0, failures: 0 };
   #lastError: { message: string; at: string } | undefined;
   #stopped = false;
+  #realizedListeners = new Set<() => void>();
+  #proxy: { status(): ProxyStatus } | undefined;
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -307,6 +316,7 @@ export class Agent {
         ...this.#stats,
         ...(this.#lastError ? { lastError: this.#lastError } : {}),
       },
+      ...(this.#proxy ? { proxy: this.#proxy.status() } : {}),
     };
   }
 
@@ -535,6 +545,18 @@ export class Agent {
     const ready = this.#waiters.filter((w) => w.revision <= this.#realizedRevision);
     this.#waiters = this.#waiters.filter((w) => w.revision > this.#realizedRevision);
     for (const w of ready) w.resolve();
+    for (const l of this.#realizedListeners) l();
+  }
+
+  /** The node proxy's status source (run-agent wires it): shown by `membrane status`. */
+  attachProxy(source: { status(): ProxyStatus }): void {
+    this.#proxy = source;
+  }
+
+  /** Calls `listener` after each store change is realized (the node proxy's rules follow it). */
+  onRealized(listener: () => void): () => void {
+    this.#realizedListeners.add(listener);
+    return () => this.#realizedListeners.delete(listener);
   }
 
   /** Resolves once every store change up to `revision` is in the datapath (or the agent stops). */

@@ -54,6 +54,10 @@ export class BpfDatapathPort implements DatapathPort {
     });
   }
 
+  async attachUnderlay(ifname: string): Promise<void> {
+    this.#dp.attachNetworkDevice('', ifname);
+  }
+
   async detachEndpoint(ep: Endpoint): Promise<void> {
     this.#dp.detachEndpoint(ep.id);
   }

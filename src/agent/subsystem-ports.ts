@@ -39,5 +39,7 @@ export interface DatapathPort {
   onEvent(listener: (event: unknown) => void): () => void;
   /** Events the datapath could not hand over (ring buffer full), counted since its maps were made. */
   lostEvents(): number;
+  /** Attaches the underlay program (L7 redirects of traffic from other nodes) to this device. */
+  attachUnderlay?(ifname: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -12,6 +12,7 @@ import { registerLab } from './commands/lab.js';
 import { registerMonitor } from './commands/monitor.js';
 import { registerObserve } from './commands/observe.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerProxy } from './commands/proxy.js';
 import { registerRelay } from './commands/relay.js';
 import { registerService } from './commands/service.js';
 import { registerStatus } from './commands/status.js';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
     registerService,
     registerFqdn,
     registerAgent,
+    registerProxy,
     registerConnectivity,
     registerVersion,
   ]) {

@@ -28,7 +28,8 @@ export async function listenTransparent(o: ListenOptions, onConnection: (socket:
   const server = createServer({ noDelay: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ fd }, () => {
+    // exclusive: in a cluster worker the fd is this process's own, never the primary's.
+    server.listen({ fd, exclusive: true }, () => {
       server.off('error', reject);
       resolve();
     });
