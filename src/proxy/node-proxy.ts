@@ -106,10 +106,12 @@ export class NodeProxy {
     this.#denials++;
   }
 
+  /** Stops listening and cuts every proxied connection (server.close waits for them otherwise). */
   async close(): Promise<void> {
-    await Promise.all(this.#servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    const closed = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     this.#servers = [];
     for (const s of [...this.#clients, ...this.#upstreams]) s.destroy();
+    await Promise.all(closed);
     this.#view.close();
   }
 

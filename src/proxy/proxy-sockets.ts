@@ -25,11 +25,11 @@ export async function listenTransparent(o: ListenOptions, onConnection: (socket:
   const fd = nativeCall(`listen on ${o.ip ?? '0.0.0.0'}:${o.port}`, () =>
     nativeBpf().tcpListen(o.netns ?? '', o.ip ?? '', o.port, o.backlog ?? 1024, true),
   );
-  const server = createServer({ noDelay: true }, onConnection);
+  // Half-open kept: a client that shuts down its sending side still gets the answer.
+  const server = createServer({ noDelay: true, allowHalfOpen: true }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    // exclusive: in a cluster worker the fd is this process's own, never the primary's.
-    server.listen({ fd, exclusive: true }, () => {
+    server.listen({ fd }, () => {
       server.off('error', reject);
       resolve();
     });
@@ -62,7 +62,7 @@ export function connectMarked(o: ConnectOptions): Promise<Socket> {
           reject(socketError(what, errno));
           return;
         }
-        const s = new Socket({ fd, readable: true, writable: true });
+        const s = new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
         s.setNoDelay(true);
         resolve(s);
       });

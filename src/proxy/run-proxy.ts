@@ -1,10 +1,10 @@
 // `membrane proxy run`: the node's L7 proxy process, in the node's network namespace, its own
 // process (an agent restart does not cut proxied connections). The primary installs the policy
-// routing and keeps one worker per core running (node:cluster; each worker binds its own
-// SO_REUSEPORT listeners, the kernel spreads connections). Each worker takes its rules from the
+// routing and keeps one worker process per core running (each binds its own SO_REUSEPORT
+// listeners, the kernel spreads connections; a worker exits when its primary goes). Each worker takes its rules from the
 // agent's proxy socket, keeps the last set in the state directory (a restarted proxy enforces it
 // before the agent is back) and sends the agent its access records and counters.
-import cluster from 'node:cluster';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -26,30 +26,43 @@ export interface ProxyRunOptions {
   readonly workers?: number;
 }
 
+/** Set in a worker's environment by the primary. */
+const WORKER_ENV = 'MEMBRANE_PROXY_WORKER';
 const STATS_INTERVAL_MS = 1000;
 const RECONNECT_MS = 500;
 /** Records kept while the agent is away; older ones are dropped first. */
 const MAX_PENDING_RECORDS = 10_000;
 
 export async function runProxy(o: ProxyRunOptions): Promise<void> {
-  const workers = o.workers ?? availableParallelism();
-  if (!cluster.isPrimary || workers <= 1) {
-    if (cluster.isPrimary) await primarySetup(o);
+  if (process.env[WORKER_ENV] === '1') {
+    // A worker lives as long as its primary: the primary holds our stdin open.
+    process.stdin.on('close', () => process.kill(process.pid, 'SIGTERM'));
+    process.stdin.resume();
     await runWorker(o);
-    if (cluster.isPrimary) rmSync(join(o.stateDir, 'proxy.pid'), { force: true });
-    return;
+    process.exit(0);
   }
+  const workers = o.workers ?? availableParallelism();
   await primarySetup(o);
   let stopping = false;
-  cluster.on('exit', (w, code, signal) => {
-    if (stopping) return;
-    process.stderr.write(`membrane proxy: worker ${w.process.pid} exited (${signal ?? code}); starting another\n`);
-    setTimeout(() => cluster.fork(), 200).unref();
-  });
-  for (let i = 0; i < workers; i++) cluster.fork();
+  const children = new Set<ChildProcess>();
+  const fork = () => {
+    const c = spawn(process.execPath, process.argv.slice(1), {
+      env: { ...process.env, [WORKER_ENV]: '1' },
+      stdio: ['pipe', 'inherit', 'inherit'],
+    });
+    children.add(c);
+    c.on('error', () => undefined);
+    c.on('exit', (code, signal) => {
+      children.delete(c);
+      if (stopping) return;
+      process.stderr.write(`membrane proxy: worker ${c.pid} exited (${signal ?? code}); starting another\n`);
+      setTimeout(fork, 200).unref();
+    });
+  };
+  for (let i = 0; i < workers; i++) fork();
   await untilSignal();
   stopping = true;
-  for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+  for (const c of children) c.kill('SIGTERM');
   rmSync(join(o.stateDir, 'proxy.pid'), { force: true });
 }
 
