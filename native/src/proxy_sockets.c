@@ -6,10 +6,12 @@
 //       srcIp a transparent bind to it (the original client's address); the connect completes on
 //       the libuv loop (uv_poll) and cb gets the connected fd for new net.Socket({ fd }).
 //   tcpConnectCancel(handle)   closes a connect that has not completed (cb is not called).
-//   udpOpen(netns, ip, port, cb(data, srcIp, srcPort, dstIp, dstPort)) -> handle   a transparent
-//       UDP socket with IP_RECVORIGDSTADDR: every datagram with its original destination.
+//   udpOpen(netns, ip, port, transparent, mark, cb(data, srcIp, srcPort, dstIp, dstPort)) -> handle
+//       a UDP socket with IP_RECVORIGDSTADDR (every datagram with its original destination);
+//       transparent: IP_TRANSPARENT + SO_REUSEADDR/PORT (the proxy port's listener); mark: SO_MARK.
 //   udpSend(handle, data, fromIp, fromPort, toIp, toPort, mark)   sends from any source address
 //       (a transparent socket bound to it for the one datagram).
+//   udpSendTo(handle, data, toIp, toPort)   sends from the socket itself (an upstream query).
 //   udpClose(handle)
 // netns: '' for the calling thread's own, else a path (/run/netns/X) the socket is created in;
 // sockets stay in their namespace whatever thread uses them later.
@@ -322,14 +324,16 @@ static void udp_finalize(napi_env env, void *data, void *hint)
 
 static napi_value udp_open(napi_env env, napi_callback_info info)
 {
-	ARGS(4);
+	ARGS(6);
 	char netns[256], ip[64];
-	int64_t port;
+	int64_t port, mark;
+	bool transparent = false;
 	if (!arg_str(env, argv[0], netns, sizeof(netns)) || !arg_str(env, argv[1], ip, sizeof(ip)) ||
-	    !arg_i64(env, argv[2], &port))
-		return throw_type(env, "udpOpen(netns, ip, port, cb)");
+	    !arg_i64(env, argv[2], &port) || napi_get_value_bool(env, argv[3], &transparent) != napi_ok ||
+	    !arg_i64(env, argv[4], &mark))
+		return throw_type(env, "udpOpen(netns, ip, port, transparent, mark, cb)");
 	napi_valuetype t;
-	napi_typeof(env, argv[3], &t);
+	napi_typeof(env, argv[5], &t);
 	if (t != napi_function)
 		return throw_type(env, "udpOpen: cb must be a function");
 	struct sockaddr_in sa;
@@ -338,8 +342,10 @@ static napi_value udp_open(napi_env env, napi_callback_info info)
 	int fd = socket_in(netns, SOCK_DGRAM);
 	if (fd < 0)
 		return fail_close(env, -1, "udpOpen socket");
-	if (set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) < 0 || set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) < 0 ||
-	    set_int(fd, IPPROTO_IP, IP_TRANSPARENT, 1) < 0 || set_int(fd, IPPROTO_IP, IP_RECVORIGDSTADDR, 1) < 0)
+	if (transparent && (set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1) < 0 || set_int(fd, SOL_SOCKET, SO_REUSEPORT, 1) < 0 ||
+			    set_int(fd, IPPROTO_IP, IP_TRANSPARENT, 1) < 0))
+		return fail_close(env, fd, "udpOpen IP_TRANSPARENT");
+	if (set_int(fd, IPPROTO_IP, IP_RECVORIGDSTADDR, 1) < 0 || (mark && set_int(fd, SOL_SOCKET, SO_MARK, (int)mark) < 0))
 		return fail_close(env, fd, "udpOpen setsockopt");
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return fail_close(env, fd, "udpOpen bind");
@@ -373,7 +379,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info)
 	napi_value handle, name;
 	CHECK(napi_create_object(env, &handle));
 	CHECK(napi_wrap(env, handle, u, udp_finalize, NULL, NULL));
-	CHECK(napi_create_reference(env, argv[3], 1, &u->cb));
+	CHECK(napi_create_reference(env, argv[5], 1, &u->cb));
 	CHECK(napi_create_reference(env, handle, 1, &u->resource));
 	CHECK(napi_create_string_utf8(env, "membrane:udp", NAPI_AUTO_LENGTH, &name));
 	CHECK(napi_async_init(env, handle, name, &u->actx));
@@ -431,6 +437,25 @@ static napi_value udp_send(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+static napi_value udp_send_to(napi_env env, napi_callback_info info)
+{
+	ARGS(4);
+	struct udp *u = udp_arg(env, argv[0]);
+	void *data;
+	size_t len;
+	char tip[64];
+	int64_t tport;
+	if (!u || u->closing || !arg_buf(env, argv[1], &data, &len) || !arg_str(env, argv[2], tip, sizeof(tip)) ||
+	    !arg_i64(env, argv[3], &tport))
+		return throw_type(env, "udpSendTo(handle, data, toIp, toPort)");
+	struct sockaddr_in to;
+	if (!parse_addr(tip, tport, &to) || !*tip)
+		return throw_type(env, "udpSendTo: toIp must be IPv4 and toPort 0..65535");
+	if (sendto(u->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof(to)) < 0)
+		return throw_errno(env, "udpSendTo sendto", errno, NULL);
+	return NULL;
+}
+
 static napi_value udp_close(napi_env env, napi_callback_info info)
 {
 	ARGS(1);
@@ -458,6 +483,7 @@ napi_value register_proxy_sockets(napi_env env, napi_value exports)
 		FN("tcpConnectCancel", tcp_connect_cancel),
 		FN("udpOpen", udp_open),
 		FN("udpSend", udp_send),
+		FN("udpSendTo", udp_send_to),
 		FN("udpClose", udp_close),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));

@@ -102,8 +102,11 @@ export interface NativeBpf {
     netns: string,
     ip: string,
     port: number,
+    transparent: boolean,
+    mark: number,
     cb: (data: Buffer, srcIp: string, srcPort: number, dstIp: string, dstPort: number) => void,
   ): object;
+  udpSendTo(handle: object, data: Uint8Array, toIp: string, toPort: number): void;
   udpSend(
     handle: object,
     data: Uint8Array,

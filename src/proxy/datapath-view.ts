@@ -64,7 +64,7 @@ export class DatapathView {
    * The endpoint a redirected connection belongs to (the client's for egress, the server's for
    * ingress) and both identities; undefined when that address is no endpoint of this node.
    */
-  resolve(t: OriginalTuple, direction: TrafficDirection): ConnectionIdentity | undefined {
+  resolve(t: OriginalTuple, direction: TrafficDirection, protocol = 6): ConnectionIdentity | undefined {
     const egress = direction === 'egress';
     const local = this.#ipcacheLookup(egress ? t.srcIp : t.dstIp);
     if (!local?.localEndpoint) return undefined;
@@ -73,7 +73,7 @@ export class DatapathView {
     const ep = decodeEndpointInfo(ev);
     const remoteIp = egress ? t.dstIp : t.srcIp;
     encodeCtKey(
-      { saddr: t.srcIp, daddr: t.dstIp, sport: t.srcPort, dport: t.dstPort, protocol: 6, direction },
+      { saddr: t.srcIp, daddr: t.dstIp, sport: t.srcPort, dport: t.dstPort, protocol, direction },
       this.#ctKey,
     );
     const cv = this.#ct.lookup(this.#ctKey);

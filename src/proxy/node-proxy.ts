@@ -15,15 +15,31 @@ import { defaultProxyPort } from '../policy/policy-engine.js';
 import type { L7Parser } from '../policy/policy-rule.js';
 import { DatapathView } from './datapath-view.js';
 import { HandlerRegistry } from './handlers.js';
-import type { L7ConnectionContext, OriginalTuple, TcpL7Handler } from './l7-handler.js';
+import type {
+  L7ConnectionContext,
+  L7DatagramContext,
+  OriginalTuple,
+  TcpL7Handler,
+  TransparentUdp,
+  UdpL7Server,
+} from './l7-handler.js';
 import type { L7Rules } from './l7-rules.js';
 import { fromProxyMark } from './proxy-marks.js';
-import { connectMarked, listenTransparent } from './proxy-sockets.js';
+import { connectMarked, listenTransparent, openMarkedUdp, openTransparentUdp } from './proxy-sockets.js';
 
 export interface ProxyPort {
   readonly port: number;
   readonly parser: L7Parser;
   readonly direction: TrafficDirection;
+}
+
+/** The UDP proxy ports (DNS) the policy engine hands out (defaultProxyPort). */
+export function udpProxyPorts(): ProxyPort[] {
+  return (['ingress', 'egress'] as const).map((direction) => ({
+    port: defaultProxyPort('dns', direction),
+    parser: 'dns',
+    direction,
+  }));
 }
 
 /** The TCP proxy ports the policy engine hands out (defaultProxyPort). */
@@ -44,7 +60,10 @@ export interface NodeProxyOptions {
   readonly pinDir: string;
   readonly rules: L7Rules;
   readonly handlers: readonly TcpL7Handler[];
+  /** UDP servers (DNS); each gets the transparent socket of its parser's proxy ports. */
+  readonly udpServers?: readonly UdpL7Server[];
   readonly ports?: readonly ProxyPort[];
+  readonly udpPorts?: readonly ProxyPort[];
   /** Access records (L7 flows). */
   readonly log?: (rec: L7Record) => void;
   readonly upstreamTimeoutMs?: number;
@@ -65,6 +84,7 @@ export class NodeProxy {
   #view: DatapathView;
   #registry: HandlerRegistry;
   #servers: Server[] = [];
+  #udp: TransparentUdp[] = [];
   #clients = new Set<Socket>();
   #upstreams = new Set<Socket>();
   #connections = 0;
@@ -75,7 +95,7 @@ export class NodeProxy {
   private constructor(o: NodeProxyOptions, view: DatapathView) {
     this.#o = o;
     this.#view = view;
-    this.#registry = new HandlerRegistry(o.handlers);
+    this.#registry = new HandlerRegistry(o.handlers, o.udpServers ?? []);
     this.#ports = o.ports ?? tcpProxyPorts();
   }
 
@@ -84,6 +104,13 @@ export class NodeProxy {
     try {
       for (const p of proxy.#ports)
         proxy.#servers.push(await listenTransparent({ netns: o.netns, port: p.port }, (s) => proxy.#accept(s, p)));
+      for (const p of o.udpPorts ?? udpProxyPorts()) {
+        const server = proxy.#registry.udp(p.parser);
+        if (!server) continue;
+        const udp = openTransparentUdp({ netns: o.netns, port: p.port });
+        proxy.#udp.push(udp);
+        server.start(udp, proxy.#datagramContext(p));
+      }
     } catch (err) {
       await proxy.close();
       throw err;
@@ -111,6 +138,8 @@ export class NodeProxy {
     const closed = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     this.#servers = [];
     for (const s of [...this.#clients, ...this.#upstreams]) s.destroy();
+    for (const u of this.#udp) u.close();
+    this.#udp = [];
     await Promise.all(closed);
     this.#view.close();
   }
@@ -152,6 +181,27 @@ export class NodeProxy {
       },
     };
     handler.handle(client, ctx);
+  }
+
+  #datagramContext(p: ProxyPort): L7DatagramContext {
+    return {
+      direction: p.direction,
+      resolve: (src, dst) => {
+        const ids = this.#view.resolve(
+          { srcIp: src.ip, srcPort: src.port, dstIp: dst.ip, dstPort: dst.port },
+          p.direction,
+          17,
+        );
+        if (!ids) return undefined;
+        const remote = p.direction === 'egress' ? ids.dstIdentity : ids.srcIdentity;
+        return { ...ids, policies: () => this.#o.rules.policiesFor(ids.endpointId, p.direction, 17, dst.port, remote) };
+      },
+      upstream: (srcIdentity) => openMarkedUdp({ netns: this.#o.netns, mark: fromProxyMark(p.direction, srcIdentity) }),
+      log: (rec) => {
+        if (rec.verdict === 'denied' && rec.type === 'request') this.#denials++;
+        this.#o.log?.(rec);
+      },
+    };
   }
 
   #deny(client: Socket): void {

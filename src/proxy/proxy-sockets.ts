@@ -6,7 +6,7 @@
 import { createServer, type Server, Socket } from 'node:net';
 import { DatapathError } from '../datapath/datapath-error.js';
 import { nativeBpf } from '../datapath/native.js';
-import type { TransparentUdp, UdpAddress } from './l7-handler.js';
+import type { MarkedUdp, TransparentUdp, UdpAddress } from './l7-handler.js';
 
 export interface ListenOptions {
   readonly netns?: string;
@@ -90,7 +90,7 @@ export function openTransparentUdp(o: UdpOptions): TransparentUdp {
   const n = nativeBpf();
   const listeners: Array<(data: Buffer, src: UdpAddress, originalDst: UdpAddress) => void> = [];
   const handle = nativeCall(`open UDP ${o.ip ?? '0.0.0.0'}:${o.port}`, () =>
-    n.udpOpen(o.netns ?? '', o.ip ?? '', o.port, (data, srcIp, srcPort, dstIp, dstPort) => {
+    n.udpOpen(o.netns ?? '', o.ip ?? '', o.port, true, 0, (data, srcIp, srcPort, dstIp, dstPort) => {
       for (const cb of listeners) cb(data, { ip: srcIp, port: srcPort }, { ip: dstIp, port: dstPort });
     }),
   );
@@ -104,6 +104,38 @@ export function openTransparentUdp(o: UdpOptions): TransparentUdp {
       nativeCall(`send UDP ${from.ip}:${from.port} -> ${to.ip}:${to.port}`, () =>
         n.udpSend(handle, data, from.ip, from.port, to.ip, to.port, o.mark ?? 0),
       );
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      n.udpClose(handle);
+    },
+  };
+}
+
+export interface MarkedUdpOptions {
+  readonly netns?: string;
+  /** SO_MARK (proxy-marks.ts fromProxyMark). */
+  readonly mark: number;
+}
+
+/** An upstream UDP socket of the proxy: the node's address, an ephemeral port, the from-proxy mark. */
+export function openMarkedUdp(o: MarkedUdpOptions): MarkedUdp {
+  const n = nativeBpf();
+  const listeners: Array<(data: Buffer, src: UdpAddress) => void> = [];
+  const handle = nativeCall('open upstream UDP socket', () =>
+    n.udpOpen(o.netns ?? '', '', 0, false, o.mark, (data, srcIp, srcPort) => {
+      for (const cb of listeners) cb(data, { ip: srcIp, port: srcPort });
+    }),
+  );
+  let closed = false;
+  return {
+    onMessage(cb) {
+      listeners.push(cb);
+    },
+    async send(data, to) {
+      if (closed) throw new Error('upstream UDP socket is closed');
+      nativeCall(`send UDP to ${to.ip}:${to.port}`, () => n.udpSendTo(handle, data, to.ip, to.port));
     },
     close() {
       if (closed) return;

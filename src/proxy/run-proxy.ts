@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { L7Record } from '../hubble/flow/parser.js';
-import { builtinTcpHandlers } from './handlers.js';
+import { builtinTcpHandlers, builtinUdpServers } from './handlers.js';
 import { L7Rules, type L7RulesUpdate } from './l7-rules.js';
 import { NodeProxy, type ProxyStats } from './node-proxy.js';
 import { encodeLine, lineReader } from './proxy-protocol.js';
@@ -84,6 +84,7 @@ async function runWorker(o: ProxyRunOptions): Promise<void> {
     pinDir: o.pinDir,
     rules,
     handlers: builtinTcpHandlers(),
+    udpServers: builtinUdpServers(),
     log: (rec) => link.record(rec),
   });
   const timer = setInterval(() => link.stats(proxy.stats()), STATS_INTERVAL_MS);

@@ -13,7 +13,7 @@ import { Datapath } from '../../src/datapath/datapath.js';
 import { type DatapathEvent, EventKind } from '../../src/monitor/event-types.js';
 import type { PolicyEntry, PolicyKey, TrafficDirection } from '../../src/policy/map-state-types.js';
 import type { L7Policy } from '../../src/policy/policy-engine.js';
-import type { L7ConnectionContext, TcpL7Handler } from '../../src/proxy/l7-handler.js';
+import type { L7ConnectionContext, TcpL7Handler, UdpL7Server } from '../../src/proxy/l7-handler.js';
 import { L7Rules } from '../../src/proxy/l7-rules.js';
 import { NodeProxy } from '../../src/proxy/node-proxy.js';
 import { pipeHandler } from '../../src/proxy/pipe-handler.js';
@@ -29,17 +29,21 @@ const A_ID = 1001;
 const B_ID = 1002;
 const EGRESS_PROXY = 10002;
 const INGRESS_PROXY = 10001;
+const DNS_EGRESS_PROXY = 10006;
 
-/** A server that greets each connection with the peer address it sees, then echoes. */
+/** A server that greets each connection with the peer address it sees, then echoes; UDP 53 answers likewise. */
 const SERVER = `
 const net = require('node:net');
 for (const p of process.argv.slice(1).map(Number))
   net.createServer((s) => { console.log('conn ' + p); s.on('error', () => {}); s.write('peer ' + s.remoteAddress + '\\n'); s.pipe(s); })
     .listen(p, '0.0.0.0', () => console.log('listening ' + p));
+const u = require('node:dgram').createSocket('udp4');
+u.on('message', (m, r) => u.send('answer to ' + r.address + ': ' + m, r.port, r.address));
+u.bind(53, () => console.log('listening 53'));
 `;
 
-function entry(identity: number, direction: TrafficDirection, port: number, proxyPort = 0) {
-  const key: PolicyKey = { identity, direction, protocol: 6, port, portPrefixLen: 16 };
+function entry(identity: number, direction: TrafficDirection, port: number, proxyPort = 0, protocol = 6) {
+  const key: PolicyKey = { identity, direction, protocol, port, portPrefixLen: 16 };
   const value: PolicyEntry = { isDeny: false, proxyPort, authType: 0, derivedFrom: [] };
   return [key, value] as const;
 }
@@ -87,18 +91,28 @@ async function node(t: TestContext) {
   // a: egress to b on 8080 through its egress proxy, 8081 plain, 8082 plain (b's ingress proxy).
   dp.applyPolicy({
     endpointId: 1,
-    adds: [entry(B_ID, 'egress', 8080, EGRESS_PROXY), entry(B_ID, 'egress', 8081), entry(B_ID, 'egress', 8082)],
+    adds: [
+      entry(B_ID, 'egress', 8080, EGRESS_PROXY),
+      entry(B_ID, 'egress', 8081),
+      entry(B_ID, 'egress', 8082),
+      entry(B_ID, 'egress', 53, DNS_EGRESS_PROXY, 17),
+    ],
     deletes: [],
   });
   dp.applyPolicy({
     endpointId: 2,
-    adds: [entry(A_ID, 'ingress', 8080), entry(A_ID, 'ingress', 8081), entry(A_ID, 'ingress', 8082, INGRESS_PROXY)],
+    adds: [
+      entry(A_ID, 'ingress', 8080),
+      entry(A_ID, 'ingress', 8081),
+      entry(A_ID, 'ingress', 8082, INGRESS_PROXY),
+      entry(A_ID, 'ingress', 53, 0, 17),
+    ],
     deletes: [],
   });
   await ensureProxyRouting(topo.nodePath);
   const server = topo.spawnIn(topo.pod('b').netns, process.execPath, ['-e', SERVER, '8080', '8081', '8082']);
   const out = collect(server);
-  await until(() => (out.text.match(/listening/g) ?? []).length === 3, { timeoutMs: 5000, what: 'server in b' });
+  await until(() => (out.text.match(/listening/g) ?? []).length === 4, { timeoutMs: 5000, what: 'server in b' });
 
   const rules = new L7Rules();
   rules.apply({
@@ -106,6 +120,7 @@ async function node(t: TestContext) {
     set: [
       { ...pick(l7(1, 'egress', 8080, EGRESS_PROXY, B_ID)), policies: [l7(1, 'egress', 8080, EGRESS_PROXY, B_ID)] },
       { ...pick(l7(2, 'ingress', 8082, INGRESS_PROXY, A_ID)), policies: [l7(2, 'ingress', 8082, INGRESS_PROXY, A_ID)] },
+      { ...pick(dnsPolicy), policies: [dnsPolicy] },
     ],
     deleted: [],
   });
@@ -118,13 +133,42 @@ async function node(t: TestContext) {
       pipe.handle(c, ctx);
     },
   };
+  const datagrams: string[] = [];
+  // A stand-in DNS server: forwards each redirected datagram upstream (the node's address, the
+  // client's identity in the mark) and answers the client from the address it asked.
+  const forwarder: UdpL7Server = {
+    parser: 'dns',
+    start(udp, ctx) {
+      udp.onMessage((data, src, dst) => {
+        const flow = ctx.resolve(src, dst);
+        datagrams.push(
+          `${src.ip} -> ${dst.ip}:${dst.port} ep ${flow?.endpointId} ${flow?.srcIdentity}->${flow?.dstIdentity}`,
+        );
+        if (!flow || flow.policies().length === 0) return;
+        const up = ctx.upstream(flow.srcIdentity);
+        up.onMessage((reply) => {
+          void udp.send(reply, dst, src);
+          up.close();
+        });
+        void up.send(data, dst);
+      });
+    },
+  };
   const startProxy = async () => {
-    const p = await NodeProxy.start({ netns: topo.nodePath, pinDir, rules, handlers: [recording] });
+    const p = await NodeProxy.start({
+      netns: topo.nodePath,
+      pinDir,
+      rules,
+      handlers: [recording],
+      udpServers: [forwarder],
+    });
     proxies.push(p);
     return p;
   };
-  return { topo, dp: dp as Datapath, events, out, seen, startProxy };
+  return { topo, dp: dp as Datapath, events, out, seen, datagrams, startProxy };
 }
+
+const dnsPolicy: L7Policy = { ...l7(1, 'egress', 53, DNS_EGRESS_PROXY, B_ID), protocol: 17, parser: 'dns' };
 
 function pick(p: L7Policy) {
   return {
@@ -219,6 +263,24 @@ describe('L7 redirect to the node proxy', () => {
     assert.ok(
       !events.some((e) => e.kind === EventKind.drop && e.dstPort === 8082),
       "the upstream's mark skips a second ingress verdict and the reply path is clean",
+    );
+  });
+
+  it('hands redirected UDP to the transparent socket with its original destination, and the answer back', async (t) => {
+    if (!requireBpf(t, 'loads BPF programs and proxies traffic between netns', ['nsenter', 'ip', 'socat'])) return;
+    const { topo, datagrams, startProxy } = await node(t);
+    await startProxy();
+    // Asynchronous: the proxy runs on this process's event loop.
+    const client = topo.spawnIn(topo.pod('a').netns, 'socat', ['-T3', '-', `UDP:${B_IP}:53`]);
+    const r = collect(client);
+    client.stdin?.write('query\n');
+    await until(() => /answer/.test(r.text), { timeoutMs: 5000, what: 'the answer' });
+    assert.deepEqual(datagrams[0]?.split(' ').slice(1, 6), ['->', `${B_IP}:53`, 'ep', '1', `${A_ID}->${B_ID}`]);
+    assert.match(r.text, /answer to \S+: query/, "the server's answer, sent back from the address the client asked");
+    assert.doesNotMatch(
+      r.text,
+      new RegExp(`answer to ${A_IP}`),
+      "upstream from the node's address (the mark says whose)",
     );
   });
 });
