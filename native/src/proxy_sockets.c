@@ -13,6 +13,7 @@
 //       (a transparent socket bound to it for the one datagram).
 //   udpSendTo(handle, data, toIp, toPort)   sends from the socket itself (an upstream query).
 //   udpClose(handle)
+//   socketPair() -> [fd, fd]   a connected AF_UNIX stream pair.
 // netns: '' for the calling thread's own, else a path (/run/netns/X) the socket is created in;
 // sockets stay in their namespace whatever thread uses them later.
 #define _GNU_SOURCE
@@ -473,6 +474,20 @@ static napi_value udp_close(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+// socketPair() -> [fd, fd]: a connected AF_UNIX stream pair (non-blocking), two net.Sockets that
+// chain one handler's upstream to another handler's client inside the proxy.
+static napi_value socket_pair(napi_env env, napi_callback_info info)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+		return throw_errno(env, "socketPair", errno, NULL);
+	napi_value arr;
+	CHECK(napi_create_array_with_length(env, 2, &arr));
+	CHECK(napi_set_element(env, arr, 0, mk_i64(env, sv[0])));
+	CHECK(napi_set_element(env, arr, 1, mk_i64(env, sv[1])));
+	return arr;
+}
+
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
 
 napi_value register_proxy_sockets(napi_env env, napi_value exports)
@@ -485,6 +500,7 @@ napi_value register_proxy_sockets(napi_env env, napi_value exports)
 		FN("udpSend", udp_send),
 		FN("udpSendTo", udp_send_to),
 		FN("udpClose", udp_close),
+		FN("socketPair", socket_pair),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));
 	return exports;

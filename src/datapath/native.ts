@@ -117,6 +117,7 @@ export interface NativeBpf {
     mark: number,
   ): void;
   udpClose(handle: object): void;
+  socketPair(): [number, number];
 }
 
 /** The package root (where bpf/ and native/ live), from dist/src/datapath/. */

@@ -13,7 +13,7 @@ import type { L7Record } from '../hubble/flow/parser.js';
 import type { TrafficDirection } from '../policy/map-state-types.js';
 import { defaultProxyPort } from '../policy/policy-engine.js';
 import type { L7Parser } from '../policy/policy-rule.js';
-import { DatapathView } from './datapath-view.js';
+import { type ConnectionIdentity, DatapathView } from './datapath-view.js';
 import { HandlerRegistry } from './handlers.js';
 import type {
   L7ConnectionContext,
@@ -25,7 +25,7 @@ import type {
 } from './l7-handler.js';
 import type { L7Rules } from './l7-rules.js';
 import { fromProxyMark } from './proxy-marks.js';
-import { connectMarked, listenTransparent, openMarkedUdp, openTransparentUdp } from './proxy-sockets.js';
+import { connectMarked, listenTransparent, openMarkedUdp, openTransparentUdp, socketPair } from './proxy-sockets.js';
 
 export interface ProxyPort {
   readonly port: number;
@@ -145,36 +145,55 @@ export class NodeProxy {
   }
 
   #accept(client: Socket, p: ProxyPort): void {
-    this.#connections++;
-    this.#clients.add(client);
-    client.once('close', () => this.#clients.delete(client));
-    client.on('error', () => client.destroy());
+    this.#track(client);
     const tuple: OriginalTuple = {
       srcIp: client.remoteAddress ?? '',
       srcPort: client.remotePort ?? 0,
       dstIp: client.localAddress ?? '',
       dstPort: client.localPort ?? 0,
     };
-    const handler = this.#registry.tcp(p.parser);
     const ids = this.#view.resolve(tuple, p.direction);
-    if (!handler || !ids) {
+    if (!ids) {
       this.#deny(client);
       return;
     }
-    const remote = p.direction === 'egress' ? ids.dstIdentity : ids.srcIdentity;
-    const policies = () => this.#o.rules.policiesFor(ids.endpointId, p.direction, 6, tuple.dstPort, remote);
-    if (policies().length === 0) {
+    this.#dispatch(client, tuple, p.direction, ids);
+  }
+
+  #track(client: Socket): void {
+    this.#connections++;
+    this.#clients.add(client);
+    client.once('close', () => this.#clients.delete(client));
+    client.on('error', () => client.destroy());
+  }
+
+  /**
+   * Hands a connection to the handler of its redirect's parser; no policy or handler: deny.
+   * `upstreamMark`: which proxy's mark its upstream carries (the direction, but for a chained one).
+   */
+  #dispatch(
+    client: Socket,
+    tuple: OriginalTuple,
+    direction: TrafficDirection,
+    ids: ConnectionIdentity,
+    upstreamMark: TrafficDirection = direction,
+  ): void {
+    const remote = direction === 'egress' ? ids.dstIdentity : ids.srcIdentity;
+    const policies = () => this.#o.rules.policiesFor(ids.endpointId, direction, 6, tuple.dstPort, remote);
+    const first = policies()[0];
+    const handler = first && this.#registry.tcp(first.parser);
+    if (!handler) {
       this.#deny(client);
       return;
     }
     const ctx: L7ConnectionContext = {
       tuple,
       endpointId: ids.endpointId,
-      direction: p.direction,
+      direction,
       srcIdentity: ids.srcIdentity,
       dstIdentity: ids.dstIdentity,
       policies,
-      connectUpstream: () => this.#connectUpstream(tuple, p.direction, ids.srcIdentity),
+      connectUpstream: () => this.#connectUpstream(tuple, direction, ids.srcIdentity, upstreamMark),
       log: (rec) => {
         if (rec.verdict === 'denied' && rec.type === 'request') this.#denials++;
         this.#o.log?.(rec);
@@ -209,17 +228,37 @@ export class NodeProxy {
     client.resetAndDestroy();
   }
 
-  async #connectUpstream(t: OriginalTuple, direction: TrafficDirection, srcIdentity: number): Promise<Socket> {
+  async #connectUpstream(
+    t: OriginalTuple,
+    direction: TrafficDirection,
+    srcIdentity: number,
+    markDirection: TrafficDirection = direction,
+  ): Promise<Socket> {
+    const local = this.#view.isLocalEndpoint(t.dstIp);
+    if (direction === 'egress' && local) {
+      // A pod of this node with ingress L7 rules for this client: the proxy's upstream never
+      // passes a hook that could redirect it, so the server's ingress handler takes it here,
+      // over an in-process socket pair, before its own upstream goes out.
+      const ids = this.#view.resolve(t, 'ingress');
+      if (ids && this.#o.rules.policiesFor(ids.endpointId, 'ingress', 6, t.dstPort, srcIdentity).length > 0) {
+        const [mine, theirs] = socketPair();
+        this.#track(theirs);
+        // Its upstream carries the egress mark: mbr_to_pod still applies the server's L3/L4
+        // ingress verdict, which no hook applied yet on this path.
+        this.#dispatch(theirs, t, 'ingress', ids, 'egress');
+        return mine;
+      }
+    }
     // Off-node destinations see the client's own address (their ipcache gives its identity);
     // endpoints of this node get the node's address and the identity in the mark.
-    const transparent = direction === 'egress' && !this.#view.isLocalEndpoint(t.dstIp);
+    const transparent = direction === 'egress' && !local;
     try {
       const s = await connectMarked({
         netns: this.#o.netns,
         dstIp: t.dstIp,
         dstPort: t.dstPort,
         ...(transparent ? { srcIp: t.srcIp } : {}),
-        mark: fromProxyMark(direction, srcIdentity),
+        mark: fromProxyMark(markDirection, srcIdentity),
         timeoutMs: this.#o.upstreamTimeoutMs,
       });
       this.#upstreams.add(s);

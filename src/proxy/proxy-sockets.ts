@@ -77,6 +77,13 @@ export function connectMarked(o: ConnectOptions): Promise<Socket> {
   });
 }
 
+/** Two connected stream sockets in this process (AF_UNIX), for chaining handlers. */
+export function socketPair(): [Socket, Socket] {
+  const [a, b] = nativeCall('socketpair', () => nativeBpf().socketPair());
+  const wrap = (fd: number) => new Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+  return [wrap(a), wrap(b)];
+}
+
 export interface UdpOptions {
   readonly netns?: string;
   readonly ip?: string;

@@ -96,6 +96,7 @@ async function node(t: TestContext) {
       entry(B_ID, 'egress', 8081),
       entry(B_ID, 'egress', 8082),
       entry(B_ID, 'egress', 53, DNS_EGRESS_PROXY, 17),
+      entry(B_ID, 'egress', 8083, EGRESS_PROXY),
     ],
     deletes: [],
   });
@@ -106,13 +107,14 @@ async function node(t: TestContext) {
       entry(A_ID, 'ingress', 8081),
       entry(A_ID, 'ingress', 8082, INGRESS_PROXY),
       entry(A_ID, 'ingress', 53, 0, 17),
+      entry(A_ID, 'ingress', 8083, INGRESS_PROXY),
     ],
     deletes: [],
   });
   await ensureProxyRouting(topo.nodePath);
-  const server = topo.spawnIn(topo.pod('b').netns, process.execPath, ['-e', SERVER, '8080', '8081', '8082']);
+  const server = topo.spawnIn(topo.pod('b').netns, process.execPath, ['-e', SERVER, '8080', '8081', '8082', '8083']);
   const out = collect(server);
-  await until(() => (out.text.match(/listening/g) ?? []).length === 4, { timeoutMs: 5000, what: 'server in b' });
+  await until(() => (out.text.match(/listening/g) ?? []).length === 5, { timeoutMs: 5000, what: 'server in b' });
 
   const rules = new L7Rules();
   rules.apply({
@@ -121,6 +123,8 @@ async function node(t: TestContext) {
       { ...pick(l7(1, 'egress', 8080, EGRESS_PROXY, B_ID)), policies: [l7(1, 'egress', 8080, EGRESS_PROXY, B_ID)] },
       { ...pick(l7(2, 'ingress', 8082, INGRESS_PROXY, A_ID)), policies: [l7(2, 'ingress', 8082, INGRESS_PROXY, A_ID)] },
       { ...pick(dnsPolicy), policies: [dnsPolicy] },
+      { ...pick(l7(1, 'egress', 8083, EGRESS_PROXY, B_ID)), policies: [l7(1, 'egress', 8083, EGRESS_PROXY, B_ID)] },
+      { ...pick(l7(2, 'ingress', 8083, INGRESS_PROXY, A_ID)), policies: [l7(2, 'ingress', 8083, INGRESS_PROXY, A_ID)] },
     ],
     deleted: [],
   });
@@ -282,5 +286,21 @@ describe('L7 redirect to the node proxy', () => {
       new RegExp(`answer to ${A_IP}`),
       "upstream from the node's address (the mark says whose)",
     );
+  });
+
+  it("chains the client's egress handler into the server's ingress handler on one node", async (t) => {
+    if (!requireBpf(t, 'loads BPF programs and proxies traffic between netns', ['nsenter', 'ip'])) return;
+    const { topo, seen, startProxy } = await node(t);
+    const proxy = await startProxy();
+    assert.match(await exchange(topo, 8083), /hello/);
+    assert.deepEqual(
+      seen.map((c) => [c.endpointId, c.direction, c.srcIdentity, c.dstIdentity, c.tuple.dstPort]),
+      [
+        [1, 'egress', A_ID, B_ID, 8083],
+        [2, 'ingress', A_ID, B_ID, 8083],
+      ],
+      "both endpoints' L7 rules see the connection",
+    );
+    assert.equal(proxy.stats().connections, 2);
   });
 });
