@@ -2,19 +2,23 @@
 // redirect's rules: TCP handlers per connection, UDP servers (DNS) per proxy port. A protocol plugs
 // in with one line here.
 import type { TcpL7Handler, UdpL7Server } from './l7-handler.js';
-import { pipeHandler } from './pipe-handler.js';
+import { pipeHandler, udpPipeServer } from './pipe-handler.js';
 
 export function builtinTcpHandlers(): TcpL7Handler[] {
   return [
-    // src/proxy/http/ replaces this line with its handler; until then allowed HTTP connections
-    // are piped unparsed (the L3/L4 verdict still holds).
+    // src/proxy/http/ and src/proxy/kafka/ replace these lines with their handlers; until then
+    // connections a policy allows are piped unparsed (the L3/L4 verdict still holds).
     pipeHandler('http'),
+    pipeHandler('kafka'),
   ];
 }
 
-/** UDP servers (DNS): src/proxy/dns/ adds its server here. */
+/** UDP servers (DNS). */
 export function builtinUdpServers(): UdpL7Server[] {
-  return [];
+  return [
+    // src/proxy/dns/ replaces this line with its server; until then allowed queries are relayed.
+    udpPipeServer('dns'),
+  ];
 }
 
 export class HandlerRegistry {
