@@ -118,6 +118,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
 `,
     );
     topo.spawnIn(topo.pod('s').netns, 'taskset', ['-c', '1', 'nginx', '-c', conf, '-p', `${state}/`]);
+    if (!args.includes('--no-sk-lookup')) dp.attachProxyLookup(topo.nodePath);
 
     // The proxy process with its rules on disk (no agent): the client's egress to port 80.
     const policy: L7Policy = {

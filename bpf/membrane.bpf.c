@@ -5,6 +5,8 @@
  *   mbr_to_pod    tcx egress of the host-side veth: packets entering the pod, its ingress policy
  *   mbr_from_net  tcx ingress of the node's underlay device: L7 ingress redirects of traffic from
  *                 other nodes, replies to the egress proxy's transparent upstream sockets
+ *   mbr_proxy_lookup  sk_lookup of the node's netns: the proxy's listener for redirected flows
+ *                 the stack looks a listener up for (bpf/lib/proxy.h)
  *   mbr_pass      returns TCX_NEXT and nothing else: the benchmark's hook-cost floor
  * Per packet: endpoint lookup (by ifindex), one conntrack lookup; only new flows (and established
  * flows whose endpoint policy changed since they were last checked) take the ipcache LPM lookup of
@@ -903,6 +905,47 @@ int mbr_from_net(struct __sk_buff *skb)
 		return TCX_NEXT;
 	int rc = commit(skb, &p, &in, now, trace_level());
 	return rc == TCX_NEXT ? TCX_PASS : rc;
+}
+
+/* The proxy's listening sockets by proxy port, added by each proxy worker (a reuseport group
+ * picks among the workers' listeners); a socket leaves the map when it closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} mbr_proxy_socks SEC(".maps");
+
+/*
+ * sk_lookup in the node's netns: when the stack looks up a listener for a packet of a flow whose
+ * conntrack entry (at the client's endpoint for egress, at the server's for ingress) carries a
+ * proxy port, the proxy's listener on that port answers. mbr_from_pod / mbr_from_net assign
+ * sockets themselves; this covers what they leave to the stack (a SYN on a tuple in TIME_WAIT).
+ */
+SEC("sk_lookup")
+int mbr_proxy_lookup(struct bpf_sk_lookup *ctx)
+{
+	if (ctx->family != 2 /* AF_INET */ || (ctx->protocol != IPPROTO_TCP_ && ctx->protocol != IPPROTO_UDP_))
+		return SK_PASS;
+	__u16 rport = bpf_ntohs(ctx->remote_port);
+	__u16 lport = ctx->local_port;
+	struct mbr_ct_key k = { .protocol = ctx->protocol };
+	ct_key_of(&k, ctx->remote_ip4, ctx->local_ip4, rport, lport, ctx->protocol, 1);
+	struct mbr_ct_entry *ct = bpf_map_lookup_elem(&mbr_ct4, &k);
+	__u32 port = ct && ct->dir == MBR_DIR_EGRESS ? ct->proxy_port : 0;
+	if (!port) {
+		ct_key_of(&k, ctx->remote_ip4, ctx->local_ip4, rport, lport, ctx->protocol, 0);
+		ct = bpf_map_lookup_elem(&mbr_ct4, &k);
+		port = ct && ct->dir == MBR_DIR_INGRESS ? ct->proxy_port : 0;
+	}
+	if (!port)
+		return SK_PASS;
+	struct bpf_sock *sk = bpf_map_lookup_elem(&mbr_proxy_socks, &port);
+	if (!sk)
+		return SK_PASS;
+	bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	return SK_PASS;
 }
 
 SEC("tc")

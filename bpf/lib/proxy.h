@@ -7,6 +7,9 @@
  *
  *   proxy_assign()       the proxy's established socket of the flow, else its listener on the
  *                        proxy port (TCP); the listener (UDP). Only at tc ingress.
+ *   mbr_proxy_lookup     (membrane.bpf.c, sk_lookup in the node's netns) the proxy's listener for a
+ *                        redirected flow the stack looks a listener up for itself (a SYN on a
+ *                        tuple the proxy holds in TIME_WAIT).
  *   proxy_upstream_sk()  a reply arriving from the network for an upstream connection of the
  *                        proxy bound to a pod's address (cross-node egress): the socket, if any.
  *   proxy_mark_*()       the marks of packets the proxy sends (SO_MARK on its upstream sockets):
@@ -57,15 +60,21 @@ static __always_inline __u32 mark_identity(__u32 mark)
 	return (mark >> 16) | ((mark & 0xFF) << 16) | ((mark & 0x1000) << 12);
 }
 
-/* Assigns a TCP packet to sk if sk is usable: established lookups skip TIME_WAIT and listeners
- * (a listener of the node on the original port is not the proxy). 0, or a drop reason. */
+/* Not a drop: the flow's tuple is in TIME_WAIT at the proxy, the stack must see the packet itself. */
+#define PROXY_TIME_WAIT 1
+
+/* Assigns a TCP packet to sk if sk is usable: established lookups skip listeners (a listener of
+ * the node on the original port is not the proxy) and report TIME_WAIT (PROXY_TIME_WAIT). 0, or a
+ * drop reason. */
 static __always_inline int assign_tcp(struct __sk_buff *skb, struct bpf_sock_tuple *t, int established)
 {
 	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, t, sizeof(t->ipv4), BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return DROP_PROXY_LOOKUP_FAILED;
 	int rc = 0;
-	if (established && (sk->state == BPF_TCP_TIME_WAIT_ || sk->state == BPF_TCP_LISTEN_))
+	if (established && sk->state == BPF_TCP_TIME_WAIT_)
+		rc = PROXY_TIME_WAIT;
+	else if (established && sk->state == BPF_TCP_LISTEN_)
 		rc = DROP_PROXY_LOOKUP_FAILED;
 	else if (bpf_sk_assign(skb, sk, 0) < 0)
 		rc = DROP_PROXY_SET_FAILED;
@@ -101,7 +110,13 @@ __attribute__((noinline)) int proxy_assign(struct __sk_buff *skb, __u32 saddr, _
 	int rc;
 	if (protocol == IPPROTO_TCP_) {
 		rc = assign_tcp(skb, &t, 1);
-		if (rc) {
+		/* The proxy closed this tuple first and holds it in TIME_WAIT; a listener assigned a new
+		 * SYN here could not insert its request (the kernel sees the duplicate tuple and drops
+		 * it). Routed to the stack unassigned, the SYN takes the TIME_WAIT path, whose listener
+		 * lookup mbr_proxy_lookup (sk_lookup) answers with the proxy's listener. */
+		if (rc == PROXY_TIME_WAIT)
+			rc = 0;
+		else if (rc) {
 			t.ipv4.daddr = 0;
 			t.ipv4.dport = bpf_htons(proxy_port);
 			rc = assign_tcp(skb, &t, 0);

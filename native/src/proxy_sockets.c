@@ -14,6 +14,7 @@
 //   udpSendTo(handle, data, toIp, toPort)   sends from the socket itself (an upstream query).
 //   udpClose(handle)
 //   socketPair() -> [fd, fd]   a connected AF_UNIX stream pair.
+//   netnsAttach(progFd, netns) -> linkFd   the sk_lookup program on a network namespace.
 // netns: '' for the calling thread's own, else a path (/run/netns/X) the socket is created in;
 // sockets stay in their namespace whatever thread uses them later.
 #define _GNU_SOURCE
@@ -27,6 +28,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include <bpf/bpf.h>
 
 #include "addon.h"
 
@@ -474,6 +477,26 @@ static napi_value udp_close(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+// netnsAttach(progFd, netns) -> linkFd: an sk_lookup program attached to a network namespace
+// ('' = the calling thread's) with a BPF link (pin it to keep it past the process).
+static napi_value netns_attach(napi_env env, napi_callback_info info)
+{
+	ARGS(2);
+	int64_t prog;
+	char ns[4096];
+	if (!arg_i64(env, argv[0], &prog) || !arg_str(env, argv[1], ns, sizeof(ns)))
+		return throw_type(env, "netnsAttach(progFd, netns)");
+	int nsfd = open(*ns ? ns : "/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0)
+		return throw_errno(env, "netnsAttach open netns", errno, NULL);
+	int fd = bpf_link_create((int)prog, nsfd, BPF_SK_LOOKUP, NULL);
+	int e = errno;
+	close(nsfd);
+	if (fd < 0)
+		return throw_errno(env, "netnsAttach sk_lookup link", e, NULL);
+	return mk_i64(env, fd);
+}
+
 // socketPair() -> [fd, fd]: a connected AF_UNIX stream pair (non-blocking), two net.Sockets that
 // chain one handler's upstream to another handler's client inside the proxy.
 static napi_value socket_pair(napi_env env, napi_callback_info info)
@@ -501,6 +524,7 @@ napi_value register_proxy_sockets(napi_env env, napi_value exports)
 		FN("udpSendTo", udp_send_to),
 		FN("udpClose", udp_close),
 		FN("socketPair", socket_pair),
+		FN("netnsAttach", netns_attach),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));
 	return exports;

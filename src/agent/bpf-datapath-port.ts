@@ -58,6 +58,10 @@ export class BpfDatapathPort implements DatapathPort {
     this.#dp.attachNetworkDevice('', ifname);
   }
 
+  async attachProxyLookup(): Promise<void> {
+    this.#dp.attachProxyLookup('');
+  }
+
   async detachEndpoint(ep: Endpoint): Promise<void> {
     this.#dp.detachEndpoint(ep.id);
   }

@@ -88,7 +88,17 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   // (and adopted across agent restarts), the underlay program for redirects from other nodes.
   const proxyLink = await ProxyLink.serve(agent, proxySocket(o.socket), (rec) => hubble.observer.ingestL7(rec));
   const underlay = deviceWithAddress(o.nodeIp);
-  if (underlay) await datapath.attachUnderlay?.(underlay);
+  // Without them L7 redirects of other nodes' traffic, or of a SYN on a tuple in TIME_WAIT, fail
+  // closed; everything else works: an agent that cannot attach them still runs.
+  const attachL7 = async (what: string, attach: () => Promise<void> | undefined) => {
+    try {
+      await attach();
+    } catch (err) {
+      process.stderr.write(`membrane agent: ${what}: ${(err as Error).message}\n`);
+    }
+  };
+  if (underlay) await attachL7(`underlay program on ${underlay}`, () => datapath.attachUnderlay?.(underlay));
+  await attachL7('proxy listener lookup (sk_lookup)', () => datapath.attachProxyLookup?.());
   const proxy =
     o.proxy === false
       ? undefined

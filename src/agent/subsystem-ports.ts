@@ -41,5 +41,7 @@ export interface DatapathPort {
   lostEvents(): number;
   /** Attaches the underlay program (L7 redirects of traffic from other nodes) to this device. */
   attachUnderlay?(ifname: string): Promise<void>;
+  /** Attaches the node proxy's listener lookup (sk_lookup) to this network namespace. */
+  attachProxyLookup?(): Promise<void>;
   close(): Promise<void>;
 }

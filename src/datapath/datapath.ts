@@ -205,6 +205,22 @@ export class Datapath {
     n.closeFd(link.linkFd);
   }
 
+  /**
+   * Attaches mbr_proxy_lookup (sk_lookup) to the node's network namespace ('' = this thread's):
+   * the proxy's listener for redirected flows the stack looks a listener up for. Pinned, kept
+   * when already there.
+   */
+  attachProxyLookup(netnsPath: string): void {
+    const pin = `${this.pinDir}/links/netns-sk-lookup`;
+    if (existsSync(pin)) return;
+    const n = nativeBpf();
+    const fd = sys('attach mbr_proxy_lookup (sk_lookup)', () =>
+      n.netnsAttach(this.programFd('mbr_proxy_lookup'), netnsPath),
+    );
+    sys(`pin link ${pin}`, () => n.objPin(fd, pin));
+    n.closeFd(fd);
+  }
+
   detachNetworkDevice(ifname: string): void {
     detachPinnedLink(`${this.pinDir}/links/net-${ifname}-ingress`);
   }

@@ -118,6 +118,7 @@ export interface NativeBpf {
   ): void;
   udpClose(handle: object): void;
   socketPair(): [number, number];
+  netnsAttach(progFd: number, netns: string): number;
 }
 
 /** The package root (where bpf/ and native/ live), from dist/src/datapath/. */

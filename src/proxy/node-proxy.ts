@@ -9,6 +9,7 @@
 //   const proxy = await NodeProxy.start({ pinDir, rules, handlers, log });
 //   proxy.stats(); await proxy.close();
 import type { Server, Socket } from 'node:net';
+import { openPinnedMap } from '../datapath/bpf-object.js';
 import type { L7Record } from '../hubble/flow/parser.js';
 import type { TrafficDirection } from '../policy/map-state-types.js';
 import { defaultProxyPort } from '../policy/policy-engine.js';
@@ -102,8 +103,22 @@ export class NodeProxy {
   static async start(o: NodeProxyOptions): Promise<NodeProxy> {
     const proxy = new NodeProxy(o, DatapathView.open(o.pinDir));
     try {
-      for (const p of proxy.#ports)
-        proxy.#servers.push(await listenTransparent({ netns: o.netns, port: p.port }, (s) => proxy.#accept(s, p)));
+      // The listeners go into the datapath's socket map too (mbr_proxy_lookup answers with them
+      // when the stack looks a listener up itself); a closed socket leaves the map on its own.
+      const socks = openPinnedMap(o.pinDir, 'mbr_proxy_socks');
+      try {
+        for (const p of proxy.#ports) {
+          const { server, fd } = await listenTransparent({ netns: o.netns, port: p.port }, (s) => proxy.#accept(s, p));
+          proxy.#servers.push(server);
+          const key = Buffer.alloc(4);
+          key.writeUInt32LE(p.port);
+          const value = Buffer.alloc(8);
+          value.writeBigUInt64LE(BigInt(fd));
+          socks.update(key, value);
+        }
+      } finally {
+        socks.close();
+      }
       for (const p of o.udpPorts ?? udpProxyPorts()) {
         const server = proxy.#registry.udp(p.parser);
         if (!server) continue;

@@ -21,7 +21,10 @@ export interface ListenOptions {
  * binds its own) taken by a net.Server. Its accepted sockets own the original destination:
  * `socket.localAddress`/`localPort` are the address the client connected to.
  */
-export async function listenTransparent(o: ListenOptions, onConnection: (socket: Socket) => void): Promise<Server> {
+export async function listenTransparent(
+  o: ListenOptions,
+  onConnection: (socket: Socket) => void,
+): Promise<{ server: Server; fd: number }> {
   const fd = nativeCall(`listen on ${o.ip ?? '0.0.0.0'}:${o.port}`, () =>
     nativeBpf().tcpListen(o.netns ?? '', o.ip ?? '', o.port, o.backlog ?? 1024, true),
   );
@@ -34,7 +37,7 @@ export async function listenTransparent(o: ListenOptions, onConnection: (socket:
       resolve();
     });
   });
-  return server;
+  return { server, fd };
 }
 
 export interface ConnectOptions {

@@ -40,6 +40,7 @@ for (const p of process.argv.slice(1).map(Number))
 const u = require('node:dgram').createSocket('udp4');
 u.on('message', (m, r) => u.send('answer to ' + r.address + ': ' + m, r.port, r.address));
 u.bind(53, () => console.log('listening 53'));
+net.createServer((s) => { s.on('error', () => {}); s.end('bye\\n'); }).listen(8084, '0.0.0.0', () => console.log('listening 8084'));
 `;
 
 function entry(identity: number, direction: TrafficDirection, port: number, proxyPort = 0, protocol = 6) {
@@ -97,6 +98,7 @@ async function node(t: TestContext) {
       entry(B_ID, 'egress', 8082),
       entry(B_ID, 'egress', 53, DNS_EGRESS_PROXY, 17),
       entry(B_ID, 'egress', 8083, EGRESS_PROXY),
+      entry(B_ID, 'egress', 8084, EGRESS_PROXY),
     ],
     deletes: [],
   });
@@ -108,13 +110,15 @@ async function node(t: TestContext) {
       entry(A_ID, 'ingress', 8082, INGRESS_PROXY),
       entry(A_ID, 'ingress', 53, 0, 17),
       entry(A_ID, 'ingress', 8083, INGRESS_PROXY),
+      entry(A_ID, 'ingress', 8084),
     ],
     deletes: [],
   });
   await ensureProxyRouting(topo.nodePath);
+  dp.attachProxyLookup(topo.nodePath);
   const server = topo.spawnIn(topo.pod('b').netns, process.execPath, ['-e', SERVER, '8080', '8081', '8082', '8083']);
   const out = collect(server);
-  await until(() => (out.text.match(/listening/g) ?? []).length === 5, { timeoutMs: 5000, what: 'server in b' });
+  await until(() => (out.text.match(/listening/g) ?? []).length === 6, { timeoutMs: 5000, what: 'server in b' });
 
   const rules = new L7Rules();
   rules.apply({
@@ -125,6 +129,7 @@ async function node(t: TestContext) {
       { ...pick(dnsPolicy), policies: [dnsPolicy] },
       { ...pick(l7(1, 'egress', 8083, EGRESS_PROXY, B_ID)), policies: [l7(1, 'egress', 8083, EGRESS_PROXY, B_ID)] },
       { ...pick(l7(2, 'ingress', 8083, INGRESS_PROXY, A_ID)), policies: [l7(2, 'ingress', 8083, INGRESS_PROXY, A_ID)] },
+      { ...pick(l7(1, 'egress', 8084, EGRESS_PROXY, B_ID)), policies: [l7(1, 'egress', 8084, EGRESS_PROXY, B_ID)] },
     ],
     deleted: [],
   });
@@ -301,6 +306,33 @@ describe('L7 redirect to the node proxy', () => {
       ],
       "both endpoints' L7 rules see the connection",
     );
+    assert.equal(proxy.stats().connections, 2);
+  });
+
+  it('takes a new connection on a tuple the proxy still holds in TIME_WAIT at once', async (t) => {
+    if (!requireBpf(t, 'loads BPF programs and proxies traffic between netns', ['nsenter', 'ip', 'socat'])) return;
+    const { topo, startProxy } = await node(t);
+    const proxy = await startProxy();
+    // The server closes first, so the proxy closes the client side first: its accepted socket
+    // (B:8084 <- A:40123) stays in TIME_WAIT, and the client may reuse its port at once.
+    const once = async () => {
+      const c = topo.spawnIn(topo.pod('a').netns, 'socat', ['-T3', '-', `TCP:${B_IP}:8084,sourceport=40123,reuseaddr`]);
+      const o = collect(c);
+      const t0 = Date.now();
+      await until(() => o.text.includes('bye'), { timeoutMs: 5000, what: 'bye' });
+      await new Promise<void>((r) => (c.exitCode === null ? c.once('exit', () => r()) : r()));
+      return Date.now() - t0;
+    };
+    await once();
+    await until(
+      () => topo.run(topo.node, 'ss', ['-tanH', 'state', 'time-wait', 'sport', '=', ':8084']).out.includes('40123'),
+      {
+        timeoutMs: 3000,
+        what: "the proxy's TIME_WAIT",
+      },
+    );
+    const again = await once();
+    assert.ok(again < 800, `the second connection took ${again} ms (a dropped or refused SYN costs a 1 s retransmit)`);
     assert.equal(proxy.stats().connections, 2);
   });
 });
