@@ -179,11 +179,28 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
         );
     if (args.includes('--no-tw')) topo.run(topo.node, 'sysctl', ['-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
     if (args.includes('--diag')) {
-      for (let i = 0; i < 3; i++) {
-        const cps = await wrk(topo, 80, true);
+      for (let i = 0; i < Number(arg('--diag-runs') ?? 3); i++) {
+        const cps = await wrk(topo, Number(arg('--diag-port') ?? 80), true);
         const drops = dp.metrics().filter((m) => m.reason !== 0);
         const tw = topo.run(topo.node, 'ss', ['-tanH', 'state', 'time-wait']).out.split('\n').filter(Boolean).length;
         const syn = topo.run(topo.node, 'ss', ['-tanH', 'state', 'syn-recv']).out.split('\n').filter(Boolean).length;
+        const cl = topo.run(topo.pod('c').netns, 'nstat', [
+          '-a',
+          'TcpExtTCPSynRetrans',
+          'TcpRetransSegs',
+          'TcpAttemptFails',
+          'TcpExtTCPTimeouts',
+        ]).out;
+        const sv = topo.run(topo.pod('s').netns, 'nstat', [
+          '-a',
+          'TcpExtTCPSynRetrans',
+          'TcpRetransSegs',
+          'TcpExtTW',
+          'TcpExtTWRecycled',
+          'TcpExtPAWSEstabRejected',
+          'TcpExtTCPTimeouts',
+        ]).out;
+        process.stderr.write(`client ${cl.replace(/\s+/g, ' ')}\nserver ${sv.replace(/\s+/g, ' ')}\n`);
         const nst = topo.run(topo.node, 'nstat', [
           '-az',
           'TcpExtListenOverflows',
