@@ -184,6 +184,12 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
         const drops = dp.metrics().filter((m) => m.reason !== 0);
         const tw = topo.run(topo.node, 'ss', ['-tanH', 'state', 'time-wait']).out.split('\n').filter(Boolean).length;
         const syn = topo.run(topo.node, 'ss', ['-tanH', 'state', 'syn-recv']).out.split('\n').filter(Boolean).length;
+        const states = new Map<string, number>();
+        for (const l of topo.run(topo.node, 'ss', ['-tanH']).out.split('\n').filter(Boolean)) {
+          const st = l.split(/\s+/)[0];
+          states.set(st, (states.get(st) ?? 0) + 1);
+        }
+        process.stderr.write(`node sockets ${JSON.stringify(Object.fromEntries(states))}\n`);
         const cl = topo.run(topo.pod('c').netns, 'nstat', [
           '-a',
           'TcpExtTCPSynRetrans',
