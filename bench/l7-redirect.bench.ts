@@ -8,7 +8,7 @@
 // and iperf3-free bulk: one 64 MiB transfer's throughput with curl.
 // Usage (root): node dist/bench/l7-redirect.bench.js [--rounds R] [--secs S] [--out bench/results/l7-redirect.md]
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -179,8 +179,32 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
         );
     if (args.includes('--no-tw')) topo.run(topo.node, 'sysctl', ['-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
     if (args.includes('--diag')) {
+      const proxyTicks = () => {
+        let sum = 0;
+        for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+          try {
+            const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+            if (Number(pid) === proxy?.pid || Number(f[1]) === proxy?.pid) sum += Number(f[11]) + Number(f[12]);
+          } catch {
+            // gone
+          }
+        }
+        return sum;
+      };
       for (let i = 0; i < Number(arg('--diag-runs') ?? 3); i++) {
+        const t0 = proxyTicks();
+        const last = i === Number(arg('--diag-runs') ?? 3) - 1;
+        const dump =
+          last && args.includes('--diag-tcpdump')
+            ? execFileAsync(
+                'nsenter',
+                [`--net=${topo.nodePath}`, 'timeout', '1', 'tcpdump', '-nn', '-i', 'any', '-c', '120', 'tcp port 80'],
+                { timeout: 5000 },
+              ).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))
+            : undefined;
         const cps = await wrk(topo, Number(arg('--diag-port') ?? 80), true);
+        if (dump) process.stderr.write(`${(await dump).stdout}\n`);
+        process.stderr.write(`proxy cpu ${((proxyTicks() - t0) / 100 / SECS).toFixed(2)} cores\n`);
         const drops = dp.metrics().filter((m) => m.reason !== 0);
         const tw = topo.run(topo.node, 'ss', ['-tanH', 'state', 'time-wait']).out.split('\n').filter(Boolean).length;
         const syn = topo.run(topo.node, 'ss', ['-tanH', 'state', 'syn-recv']).out.split('\n').filter(Boolean).length;
