@@ -13,6 +13,7 @@ import { registerMonitor } from './commands/monitor.js';
 import { registerNode } from './commands/node.js';
 import { registerObserve } from './commands/observe.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerProxy } from './commands/proxy.js';
 import { registerRelay } from './commands/relay.js';
 import { registerService } from './commands/service.js';
 import { registerStatus } from './commands/status.js';
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
     registerService,
     registerFqdn,
     registerAgent,
+    registerProxy,
     registerConnectivity,
     registerUi,
     registerVersion,
