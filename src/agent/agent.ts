@@ -40,7 +40,14 @@ import { IdentityGc } from '../store/identity-gc.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 import { claimPodCIDR, listNodes, type PodCidrPool, registerNode } from '../store/node-registry.js';
 import { VERSION } from '../version.js';
-import type { AgentStatus, Endpoint, EndpointRegistration, IdentityRecord, PolicySet } from './api-types.js';
+import type {
+  AgentStatus,
+  Endpoint,
+  EndpointRegistration,
+  IdentityRecord,
+  PolicySet,
+  ProxyStatus,
+} from './api-types.js';
 import { IdentityCache, labelSetOf } from './identity-cache.js';
 import { diffIpcache, diffPolicy, ipv4Change, mergeDiffs } from './map-reconcilers.js';
 import type { PipelineTrace } from './pipeline-trace.js';
@@ -110,6 +117,8 @@ export class Agent {
   readonly #pendingPublish = new Set<number>();
   readonly #pendingDelete = new Set<string>();
   #flushTimer: NodeJS.Timeout | undefined;
+  #realizedListeners = new Set<() => void>();
+  #proxy: { status(): ProxyStatus } | undefined;
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
@@ -360,6 +369,7 @@ export class Agent {
         ...this.#stats,
         ...(this.#lastError ? { lastError: this.#lastError } : {}),
       },
+      ...(this.#proxy ? { proxy: this.#proxy.status() } : {}),
     };
   }
 
@@ -588,6 +598,18 @@ export class Agent {
     const ready = this.#waiters.filter((w) => w.revision <= this.#realizedRevision);
     this.#waiters = this.#waiters.filter((w) => w.revision > this.#realizedRevision);
     for (const w of ready) w.resolve();
+    for (const l of this.#realizedListeners) l();
+  }
+
+  /** The node proxy's status source (run-agent wires it): shown by `membrane status`. */
+  attachProxy(source: { status(): ProxyStatus }): void {
+    this.#proxy = source;
+  }
+
+  /** Calls `listener` after each store change is realized (the node proxy's rules follow it). */
+  onRealized(listener: () => void): () => void {
+    this.#realizedListeners.add(listener);
+    return () => this.#realizedListeners.delete(listener);
   }
 
   /** Resolves once every store change up to `revision` is in the datapath (or the agent stops). */

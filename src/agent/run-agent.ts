@@ -15,6 +15,8 @@ import { serveAgentApi } from './api-server.js';
 import { AgentFlowEnrichment } from './flow-enrichment.js';
 import { pipelineTraceFromEnv } from './pipeline-trace.js';
 import { loadDatapathPort } from './port-loader.js';
+import { ProxyLink } from './proxy-link.js';
+import { deviceWithAddress, ProxySupervisor, proxySocket } from './proxy-supervisor.js';
 import type { DatapathPort } from './subsystem-ports.js';
 
 export interface AgentRunOptions {
@@ -35,6 +37,8 @@ export interface AgentRunOptions {
   readonly hubbleMetricsServer: string;
   /** `--hubble-export-file-*`; undefined when no file path is set. */
   readonly hubbleExport?: HubbleNodeOptions['export'];
+  /** false: no node proxy is started (L7-redirected flows then fail closed). Default true. */
+  readonly proxy?: boolean;
 }
 
 /** How often the datapath's lost-event counter is read. */
@@ -84,6 +88,33 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     await hubble.stop();
     throw err;
   }
+  // The node's L7 proxy: its rules and access records over proxy.sock, the process kept running
+  // (and adopted across agent restarts), the underlay program for redirects from other nodes.
+  const proxyLink = await ProxyLink.serve(agent, proxySocket(o.socket), (rec) => hubble.observer.ingestL7(rec));
+  const underlay = deviceWithAddress(o.nodeIp);
+  // Without them L7 redirects of other nodes' traffic, or of a SYN on a tuple in TIME_WAIT, fail
+  // closed; everything else works: an agent that cannot attach them still runs.
+  const attachL7 = async (what: string, attach: () => Promise<void> | undefined) => {
+    try {
+      await attach();
+    } catch (err) {
+      process.stderr.write(`membrane agent: ${what}: ${(err as Error).message}\n`);
+    }
+  };
+  if (underlay) await attachL7(`underlay program on ${underlay}`, () => datapath.attachUnderlay?.(underlay));
+  await attachL7('proxy listener lookup (sk_lookup)', () => datapath.attachProxyLookup?.());
+  const proxy =
+    o.proxy === false
+      ? undefined
+      : new ProxySupervisor({
+          lab: o.lab,
+          node: o.node,
+          stateDir: join(o.stateDir, 'proxy'),
+          agentSocket: proxySocket(o.socket),
+          pinDir: o.bpffs,
+          bin: process.argv[1],
+        });
+  agent.attachProxy({ status: () => ({ ...proxyLink.status(), ...(proxy ? { process: proxy.status() } : {}) }) });
   const server = await serveAgentApi(agent, o.socket);
   const peerWatch = await watchPeers(
     store,
@@ -100,6 +131,8 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     process.once('SIGINT', stop);
   });
   server.close();
+  proxy?.stop();
+  proxyLink.close();
   peerWatch.close();
   stopLost();
   offEvents();

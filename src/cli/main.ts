@@ -13,9 +13,11 @@ import { registerMonitor } from './commands/monitor.js';
 import { registerNode } from './commands/node.js';
 import { registerObserve } from './commands/observe.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerProxy } from './commands/proxy.js';
 import { registerRelay } from './commands/relay.js';
 import { registerService } from './commands/service.js';
 import { registerStatus } from './commands/status.js';
+import { registerUi } from './commands/ui.js';
 import { registerVersion } from './commands/version.js';
 import { CliError, EXIT_USAGE } from './errors.js';
 
@@ -40,7 +42,9 @@ export function buildProgram(): Command {
     registerService,
     registerFqdn,
     registerAgent,
+    registerProxy,
     registerConnectivity,
+    registerUi,
     registerVersion,
   ]) {
     register(program);

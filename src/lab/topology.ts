@@ -26,6 +26,7 @@ import {
 } from './lab-paths.js';
 import type { LabNode, LabPod, LabState } from './lab-state.js';
 import { readLabState, writeLabState } from './lab-state.js';
+import { ensureLabUi, type LabUiOptions } from './lab-ui.js';
 import { isAlive, startPodProcess } from './pod-process.js';
 import { expandVars, parseWorld, type World, type WorldPod } from './world.js';
 
@@ -40,6 +41,8 @@ export interface LabUpOptions {
   readonly store?: LabStoreKind;
   /** More `agent run` flags for every node (tests shorten leases and the identity GC this way). */
   readonly agentArgs?: readonly string[];
+  /** Start the web UI in the host netns (`membrane lab up` does, on 127.0.0.1:12000). */
+  readonly ui?: LabUiOptions;
 }
 
 /** Every node's pod CIDR is a block of this pool, claimed through the store. */
@@ -149,6 +152,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   writeLabState(state);
   log('waiting for the pods to listen on their ports');
   await waitListening(state);
+  if (o.ui) log(`UI on ${await ensureLabUi(o.lab, o.repoRoot, o.ui)}`);
   return state;
 }
 

@@ -9,7 +9,7 @@ import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
 import { labDown, labNetns } from '../../lab/teardown.js';
 import { labUp, UNDERLAY_PREFIX } from '../../lab/topology.js';
 import { wantsJson } from '../agent-target.js';
-import { CliError } from '../errors.js';
+import { CliError, EXIT_USAGE } from '../errors.js';
 import { renderTable } from '../table.js';
 import { runDemo } from './lab-demo.js';
 
@@ -22,7 +22,9 @@ export function registerLab(program: Command): void {
       .description('Create the lab (idempotent)')
       .option('-f, --file <world...>', 'world manifests (Namespace, Pod); default: the demo world')
       .option('--nodes <n>', 'number of nodes', '2')
-      .option('--store <kind>', 'cluster store: embedded (default) or etcd (a 3-member etcd cluster in the lab)'),
+      .option('--store <kind>', 'cluster store: embedded (default) or etcd (a 3-member etcd cluster in the lab)')
+      .option('--ui-port <port>', 'port of the web UI on 127.0.0.1', '12000')
+      .option('--no-ui', 'do not start the web UI'),
   ).action(async (o) => {
     const lab = labName(o);
     const started = Date.now();
@@ -33,10 +35,12 @@ export function registerLab(program: Command): void {
       ...(o.store !== undefined ? { store: storeKind(o.store) } : {}),
       repoRoot: repoRoot(),
       log: (l) => process.stderr.write(`lab ${lab}: ${l}\n`),
+      ui: o.ui ? { port: uiPort(o.uiPort) } : undefined,
     });
     process.stdout.write(
       `lab ${lab} is up: ${state.nodes.length} nodes, ${state.pods.length} pods (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
     );
+    if (o.ui) process.stdout.write(`UI: http://127.0.0.1:${uiPort(o.uiPort)}\n`);
   });
   labOpt(group.command('down').description('Remove the lab and everything it created')).action(async (o) => {
     const lab = labName(o);
@@ -142,4 +146,11 @@ export async function labExec(lab: string, pod: string, argv: readonly string[])
   const full = podArgv(netnsPath(netns), resolv, argv);
   const child = spawn(full[0], full.slice(1), { stdio: 'inherit' });
   return await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1))));
+}
+
+function uiPort(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new CliError('MBR_CLI_USAGE', `--ui-port: expected a port 1-65535, got ${JSON.stringify(text)}`, EXIT_USAGE);
+  return port;
 }

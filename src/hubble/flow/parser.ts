@@ -58,7 +58,11 @@ export interface L7Record {
   readonly dstIdentity: number;
   /** forwarded: allowed and passed on; denied: refused by L7 policy; error: the proxy failed. */
   readonly verdict: 'forwarded' | 'denied' | 'error';
-  /** The policies that decided (allowed or denied) this message, for `*_allowed_by` / `*_denied_by`. */
+  /**
+   * The policies whose L7 rules decided: for an allowed message the ones with a matching rule,
+   * for a denied one every policy of the redirect (none matched). They become the flow's
+   * `*_allowed_by` / `*_denied_by`; absent: attributed from the L3/L4 policy as for any flow.
+   */
   readonly policies?: readonly PolicyRef[];
   readonly latencyNs?: number;
   readonly http?: {
@@ -178,8 +182,9 @@ export function parseL7Record(rec: L7Record, ctx: FlowParserContext): Flow {
   const remoteIdentity = rec.direction === 'ingress' ? rec.srcIdentity : rec.dstIdentity;
   const port = isResponse ? rec.srcPort : rec.dstPort;
   const outcome: PolicyOutcome = rec.verdict === 'denied' ? 'denied' : 'allowed';
-  // The proxy names the policies whose L7 rules decided; otherwise the L3/L4 entry's are used.
-  if (rec.verdict !== 'error' && (rec.policies === undefined || rec.policies.length === 0))
+  if (rec.verdict !== 'error' && rec.policies !== undefined && rec.policies.length > 0)
+    setAttribution(flow, rec.direction, outcome, rec.policies.map(toPolicy));
+  else if (rec.verdict !== 'error')
     attribute(flow, en, rec.endpointId, rec.direction, remoteIdentity, rec.protocol, port, outcome);
   return flow;
 }
@@ -501,7 +506,10 @@ function attribute(
 ): void {
   const refs = en.policyAttribution({ endpointId, direction, remoteIdentity, protocol, port, outcome });
   if (refs.length === 0) return;
-  const policies = refs.map(toPolicy);
+  setAttribution(flow, direction, outcome, refs.map(toPolicy));
+}
+
+function setAttribution(flow: Flow, direction: PolicyDirection, outcome: PolicyOutcome, policies: Policy[]): void {
   if (outcome === 'allowed') {
     if (direction === 'ingress') flow.ingress_allowed_by = policies;
     else flow.egress_allowed_by = policies;
