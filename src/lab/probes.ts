@@ -1,12 +1,13 @@
-// Probes: one connection attempt between lab peers with a real client (curl, dig, nc), classified
-// by what arrived: "forwarded" when the server's bytes came back, "dropped" when nothing did
-// within the timeout (a policy drop sends no RST), "refused"/"error" otherwise.
+// Probes: one connection attempt between lab peers with a real client (curl, dig, nc, kcat),
+// classified by what arrived: "forwarded" when the server's bytes came back, "dropped" when nothing
+// did within the timeout (a policy drop sends no RST) or the L7 proxy refused the request (Kafka's
+// authorization error), "refused"/"error" otherwise.
 import { execFile } from 'node:child_process';
 import { labDir, netnsPath } from './lab-paths.js';
 import type { LabState } from './lab-state.js';
 import { podArgv } from './pod-process.js';
 
-export type ProbeKind = 'http' | 'dns' | 'tcp';
+export type ProbeKind = 'http' | 'dns' | 'tcp' | 'kafka';
 export type Outcome = 'forwarded' | 'dropped' | 'refused' | 'error';
 
 export interface Probe {
@@ -16,10 +17,11 @@ export interface Probe {
   readonly to: string;
   readonly port: number;
   readonly kind: ProbeKind;
-  /** http: method and path; dns: the name to resolve. */
+  /** http: method and path; dns: the name to resolve; kafka: the topic produced to. */
   readonly method?: string;
   readonly path?: string;
   readonly name?: string;
+  readonly topic?: string;
 }
 
 export interface ProbeResult {
@@ -33,9 +35,18 @@ export interface ProbeResult {
 }
 
 export const PROBE_TIMEOUT_S = 2;
+/** What a kafka probe produces (one message). */
+const KAFKA_PROBE_MESSAGE = 'probe';
 
 export function describeProbe(p: Probe): string {
-  const what = p.kind === 'http' ? `${p.method ?? 'GET'} ${p.path ?? '/'}` : p.kind === 'dns' ? `dns ${p.name}` : 'tcp';
+  const what =
+    p.kind === 'http'
+      ? `${p.method ?? 'GET'} ${p.path ?? '/'}`
+      : p.kind === 'dns'
+        ? `dns ${p.name}`
+        : p.kind === 'kafka'
+          ? `kafka produce ${p.topic}`
+          : 'tcp';
   return `${p.from} -> ${p.to}:${p.port} (${what})`;
 }
 
@@ -73,6 +84,14 @@ export async function runProbe(state: LabState, p: Probe): Promise<ProbeResult> 
     if (r.code === 0 && answer !== '') return { ...base, outcome: 'forwarded', bytes: answer.length, detail: answer };
     if (r.code === 9) return { ...base, outcome: 'dropped', bytes: 0, detail: `no answer in ${PROBE_TIMEOUT_S} s` };
     return { ...base, outcome: 'error', bytes: 0, detail: `dig exit ${r.code}: ${(r.stderr || r.stdout).trim()}` };
+  }
+  if (p.kind === 'kafka') {
+    // kcat exits 0 once the broker acknowledged the message.
+    if (r.code === 0) return { ...base, outcome: 'forwarded', bytes: KAFKA_PROBE_MESSAGE.length, detail: 'produced' };
+    if (/authorization failed/i.test(r.stderr))
+      return { ...base, outcome: 'dropped', bytes: 0, detail: 'Kafka: Topic authorization failed' };
+    if (/refused/i.test(r.stderr)) return { ...base, outcome: 'refused', bytes: 0, detail: 'connection refused' };
+    return { ...base, outcome: 'dropped', bytes: 0, detail: `not delivered in ${PROBE_TIMEOUT_S} s` };
   }
   if (r.stdout.length > 0)
     return { ...base, outcome: 'forwarded', bytes: r.stdout.length, detail: r.stdout.split('\n')[0] };
@@ -122,6 +141,11 @@ function clientArgv(p: Probe, dstIp: string): string[] {
       return ['dig', '+short', `+time=${t}`, '+tries=1', '-p', String(p.port), `@${dstIp}`, p.name ?? 'kubernetes'];
     case 'tcp':
       return ['sh', '-c', `echo ping | nc -w ${t} -q 1 ${dstIp} ${p.port}`];
+    case 'kafka': {
+      const ms = PROBE_TIMEOUT_S * 1000;
+      const kcat = `kcat -b ${dstIp}:${p.port} -P -t ${p.topic ?? 'probe'} -m ${t} -X message.timeout.ms=${ms}`;
+      return ['sh', '-c', `echo ${KAFKA_PROBE_MESSAGE} | ${kcat}`];
+    }
   }
 }
 
