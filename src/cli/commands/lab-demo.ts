@@ -165,7 +165,9 @@ function formatStage(results: readonly ProbeResult[], traces: ReadonlyArray<Trac
 function describePolicy(r: ProbeResult, t: TraceAnswer | undefined): string {
   const traced = describeTrace(t);
   if (r.probe.kind !== 'kafka' || !r.detail.startsWith('Kafka:') || t?.verdict === 'DENIED') return traced;
-  return traced.replace(/^allowed by/, 'L7 kafka denied by');
+  return traced.startsWith('allowed by')
+    ? traced.replace(/^allowed by/, 'L7 kafka denied by')
+    : 'L7 kafka denied: topic authorization failed';
 }
 
 /** A Cilium policy whose ingress/egress sections are all empty lists (`ingress: []`) enforces nothing. */
