@@ -40,6 +40,7 @@ import type { ClusterStore, KeyValue, Watch, WatchEvent } from '../store/cluster
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 import { VERSION } from '../version.js';
 import type { AgentStatus, Endpoint, EndpointRegistration, IdentityRecord, PolicySet } from './api-types.js';
+import type { FqdnManager } from './fqdn-manager.js';
 import { IdentityCache } from './identity-cache.js';
 import { diffIpcache, diffPolicy, ipv4Change, mergeDiffs } from './map-reconcilers.js';
 import type { PipelineTrace } from './pipeline-trace.js';
@@ -57,6 +58,8 @@ export interface AgentOptions {
   readonly trace?: PipelineTrace;
   /** The node key's lease: other nodes forget this node this long after the agent stops. */
   readonly nodeLeaseTtlSeconds?: number;
+  /** toFQDNs state: its names are in the engine before the first map write. */
+  readonly fqdn?: FqdnManager;
 }
 
 export class AgentError extends Error {
@@ -135,6 +138,10 @@ export class Agent {
     await this.#load(listed.items);
     this.#realizedRevision = listed.revision;
     this.#realizedPolicyRevision = this.#policyRevision;
+    // FQDN IPs learned before the restart stay in the ipcache: the engine gets them before the
+    // first comparison with the pinned maps.
+    for (const [name, ips] of this.opts.fqdn?.selectedNames(this.engine.fqdnSelectors()) ?? [])
+      this.engine.updateFqdn(name, ips);
     await this.#realizeByDiff('start');
     for (const ep of alive) await this.opts.datapath.attachEndpoint(ep);
     this.#watch = store.watch(STATE_PREFIX, listed.revision, {
@@ -321,6 +328,28 @@ export class Agent {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * toFQDNs (from the DNS proxy through fqdn-manager.ts): each name's current IPs into the
+   * engine, its diffs into the ipcache and policy maps, in the pipeline's order. Resolves once
+   * the maps hold them.
+   */
+  applyFqdnNames(names: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#enqueue(async () => {
+        try {
+          if (this.#stopped) return resolve();
+          const diffs: MapStateDiff[] = [];
+          for (const [name, ips] of names) diffs.push(...this.engine.updateFqdn(name, ips));
+          await this.#write(this.#realizedRevision, diffs, ipv4Change(this.engine.takeIpcacheDiff()));
+          resolve();
+        } catch (err) {
+          reject(err as Error);
+          throw err;
+        }
+      });
+    });
   }
 
   // ---- the pipeline ----

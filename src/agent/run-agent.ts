@@ -13,6 +13,7 @@ import { EmbeddedStore } from '../store/embedded-store.js';
 import { Agent } from './agent.js';
 import { serveAgentApi } from './api-server.js';
 import { AgentFlowEnrichment } from './flow-enrichment.js';
+import { createAgentFqdn } from './fqdn-manager.js';
 import { pipelineTraceFromEnv } from './pipeline-trace.js';
 import { loadDatapathPort } from './port-loader.js';
 import type { DatapathPort } from './subsystem-ports.js';
@@ -41,7 +42,11 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true });
   const store = EmbeddedStore.open(o.clusterDir);
   const datapath = await loadDatapathPort({ lab: o.lab, node: o.node, pinDir: o.bpffs });
+  // toFQDNs: the FQDN cache, persisted next to the endpoints; the DNS proxy's FqdnSink.
+  let self: Agent | undefined;
+  const fqdn = createAgentFqdn({ stateDir: o.stateDir, dumpCt: () => datapath.dumpCt(), owner: () => self });
   const agent = new Agent({
+    fqdn,
     lab: o.lab,
     node: o.node,
     stateDir: o.stateDir,
@@ -51,6 +56,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     datapath,
     trace: pipelineTraceFromEnv(),
   });
+  self = agent;
   // The node's flow pipeline, built the one way tests build it too: datapath events become
   // flows (enriched from the agent) in a ring, served by the Observer API on a unix socket next
   // to the agent's, counted by the metrics endpoint and written by the exporter. Peers are every
@@ -80,6 +86,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     await hubble.stop();
     throw err;
   }
+  fqdn.start();
   const server = await serveAgentApi(agent, o.socket);
   const peerWatch = await watchPeers(
     store,
@@ -100,6 +107,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   stopLost();
   offEvents();
   await hubble.stop();
+  await fqdn.stop();
   await agent.stop();
   await store.close();
   rmSync(o.socket, { force: true });

@@ -1,0 +1,420 @@
+// The node's DNS proxy: UDP over the framework's TransparentUdp and TCP (2-byte length framing,
+// RFC 1035 4.2.2) as a TcpL7Handler. For each query of a redirected endpoint:
+//
+//   decode (malformed: dropped, counted) ─► rules.dns of the redirect ─► refused: REFUSED
+//   └► allowed: forwarded to the server the pod asked (originalDst), from a marked socket
+//      ─► the answer's names and addresses go to the FqdnSink (the agent puts them into the
+//         ipcache), and the answer is released to the pod when that is done, or after
+//         responseMaxDelayMs (Cilium's tofqdns-proxy-response-max-delay, 100 ms; counted)
+//
+// Each query and answer is an L7 access record (a DNS flow). The answer's bytes go back as the
+// server sent them; only REFUSED and SERVFAIL are made here.
+import type { Socket as UdpSocket } from 'node:dgram';
+import type { Socket } from 'node:net';
+import type { FqdnSink } from '../../fqdn/fqdn-sink.js';
+import type { L7Record } from '../../hubble/flow/parser.js';
+import type { L7Policy } from '../../policy/policy-engine.js';
+import type { L7ConnectionContext, TcpL7Handler, TransparentUdp, UdpAddress } from '../l7-handler.js';
+import {
+  type DnsAnswer,
+  type DnsQuery,
+  decodeAnswer,
+  decodeQuery,
+  encodeStatusResponse,
+  messageId,
+  RCODE_REFUSED,
+  RCODE_SERVFAIL,
+} from './dns-message.js';
+import { decideDnsQuery } from './dns-policy.js';
+
+/** Cilium's tofqdns-proxy-response-max-delay default. */
+export const DEFAULT_RESPONSE_MAX_DELAY_MS = 100;
+/** How long the proxy waits for the upstream server (Cilium's forward timeout). */
+export const DEFAULT_FORWARD_TIMEOUT_MS = 10_000;
+/** Largest DNS message over TCP (the 2-byte length). */
+const MAX_TCP_MESSAGE = 65_535;
+
+/** What the proxy needs to know about one query's redirect (a subset of L7ConnectionContext). */
+export interface DnsQueryContext {
+  readonly endpointId: number;
+  readonly srcIdentity: number;
+  readonly dstIdentity: number;
+  /** The redirect's L7 policies that apply to this server, current at each call. Empty = refuse. */
+  policies(): readonly L7Policy[];
+  log(rec: L7Record): void;
+}
+
+/** The framework's side for UDP: which endpoint and rules a datagram is for. */
+export interface DnsUdpContextSource {
+  /** undefined: the source is no local endpoint with a DNS redirect (the query is dropped). */
+  udpContext(src: UdpAddress, originalDst: UdpAddress): DnsQueryContext | undefined;
+  /** A UDP socket to the original server, marked so the datapath does not redirect it again. */
+  connectUpstreamUdp(server: UdpAddress, ctx: DnsQueryContext): Promise<UdpSocket>;
+}
+
+export interface DnsProxyOptions {
+  readonly sink: FqdnSink;
+  readonly udp?: DnsUdpContextSource;
+  readonly responseMaxDelayMs?: number;
+  readonly forwardTimeoutMs?: number;
+  /** Wall clock in ms, for access records. */
+  readonly now?: () => number;
+}
+
+export interface DnsProxyStats {
+  queries: number;
+  allowed: number;
+  refused: number;
+  /** Datagrams or frames that are no DNS query: dropped. */
+  malformed: number;
+  /** Queries from a source with no DNS redirect: dropped. */
+  noContext: number;
+  /** Upstream timeouts and socket errors: answered SERVFAIL. */
+  upstreamErrors: number;
+  /** Answers that are no DNS response: passed on, nothing learned. */
+  malformedAnswers: number;
+  /** Answers released before the ipcache held their IPs (response-max-delay passed). */
+  responseDelayExceeded: number;
+  sinkErrors: number;
+}
+
+export class DnsProxy implements TcpL7Handler {
+  readonly parser = 'dns' as const;
+  readonly stats: DnsProxyStats = {
+    queries: 0,
+    allowed: 0,
+    refused: 0,
+    malformed: 0,
+    noContext: 0,
+    upstreamErrors: 0,
+    malformedAnswers: 0,
+    responseDelayExceeded: 0,
+    sinkErrors: 0,
+  };
+  readonly #opts: DnsProxyOptions;
+  readonly #maxDelayMs: number;
+  readonly #forwardTimeoutMs: number;
+  readonly #now: () => number;
+  readonly #open = new Set<{ close(): void }>();
+  #closed = false;
+
+  constructor(opts: DnsProxyOptions) {
+    this.#opts = opts;
+    this.#maxDelayMs = opts.responseMaxDelayMs ?? DEFAULT_RESPONSE_MAX_DELAY_MS;
+    this.#forwardTimeoutMs = opts.forwardTimeoutMs ?? DEFAULT_FORWARD_TIMEOUT_MS;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  /** Serves UDP queries arriving on the transparent socket. */
+  serveUdp(sock: TransparentUdp): void {
+    const udp = this.#opts.udp;
+    if (!udp) throw new Error('DnsProxy.serveUdp: no DnsUdpContextSource given');
+    this.#open.add(sock);
+    sock.onMessage((data, src, originalDst) => {
+      void this.#onUdp(sock, udp, data, src, originalDst).catch(() => {
+        // A failure to send a reply leaves the client to retry; the proxy keeps serving.
+        this.stats.upstreamErrors++;
+      });
+    });
+  }
+
+  /** A redirected TCP connection: queries framed with a 2-byte length, answered in any order. */
+  handle(client: Socket, ctx: L7ConnectionContext): void {
+    if (this.#closed) {
+      client.destroy();
+      return;
+    }
+    const handle = { close: () => client.destroy() };
+    this.#open.add(handle);
+    client.on('close', () => this.#open.delete(handle));
+    client.on('error', () => client.destroy());
+    const src = { ip: ctx.tuple.srcIp, port: ctx.tuple.srcPort };
+    const dst = { ip: ctx.tuple.dstIp, port: ctx.tuple.dstPort };
+    let upstream: Promise<Socket> | undefined;
+    const pending = new Map<number, { q: DnsQuery; sentAt: bigint }>();
+    const upstreamSocket = (): Promise<Socket> => {
+      upstream ??= ctx.connectUpstream().then((s) => {
+        s.on('error', () => client.destroy());
+        s.on('close', () => client.end());
+        readFrames(s, MAX_TCP_MESSAGE, (frame) => {
+          const id = messageId(frame);
+          const p = id === undefined ? undefined : pending.get(id);
+          if (!p) return;
+          pending.delete(id!);
+          void this.#onAnswer(ctx, 6, src, dst, p.q, frame, p.sentAt).then((out) => writeFrame(client, out));
+        });
+        return s;
+      });
+      return upstream;
+    };
+    readFrames(
+      client,
+      MAX_TCP_MESSAGE,
+      (frame) => {
+        const q = this.#query(frame);
+        if (!q) return;
+        if (!this.#decide(ctx, 6, src, dst, q)) {
+          writeFrame(client, encodeStatusResponse(q, RCODE_REFUSED));
+          return;
+        }
+        pending.set(q.id, { q, sentAt: process.hrtime.bigint() });
+        upstreamSocket().then(
+          (s) => writeFrame(s, frame),
+          () => {
+            this.stats.upstreamErrors++;
+            pending.delete(q.id);
+            writeFrame(client, encodeStatusResponse(q, RCODE_SERVFAIL));
+          },
+        );
+      },
+      () => {
+        this.stats.malformed++;
+        client.destroy();
+      },
+    );
+    client.on(
+      'close',
+      () =>
+        void upstream?.then(
+          (s) => s.destroy(),
+          () => {},
+        ),
+    );
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const s of this.#open) s.close();
+    this.#open.clear();
+  }
+
+  // ---- internals ----
+
+  async #onUdp(
+    sock: TransparentUdp,
+    udp: DnsUdpContextSource,
+    data: Buffer,
+    src: UdpAddress,
+    originalDst: UdpAddress,
+  ): Promise<void> {
+    const q = this.#query(data);
+    if (!q) return;
+    const ctx = udp.udpContext(src, originalDst);
+    if (!ctx) {
+      this.stats.noContext++;
+      return;
+    }
+    if (!this.#decide(ctx, 17, src, originalDst, q)) {
+      await sock.send(encodeStatusResponse(q, RCODE_REFUSED), originalDst, src);
+      return;
+    }
+    const sentAt = process.hrtime.bigint();
+    let answer: Buffer;
+    try {
+      answer = await this.#forwardUdp(udp, ctx, originalDst, data, q.id);
+    } catch {
+      this.stats.upstreamErrors++;
+      this.#log(ctx, 17, originalDst, src, 'error', q, undefined, sentAt);
+      await sock.send(encodeStatusResponse(q, RCODE_SERVFAIL), originalDst, src);
+      return;
+    }
+    const out = await this.#onAnswer(ctx, 17, src, originalDst, q, answer, sentAt);
+    if (!this.#closed) await sock.send(out, originalDst, src);
+  }
+
+  #query(data: Buffer): DnsQuery | undefined {
+    const q = decodeQuery(data);
+    if (!q) this.stats.malformed++;
+    else this.stats.queries++;
+    return q;
+  }
+
+  /** Decides and logs the request record; true when the query may go upstream. */
+  #decide(ctx: DnsQueryContext, protocol: number, src: UdpAddress, dst: UdpAddress, q: DnsQuery): boolean {
+    const v = decideDnsQuery(
+      ctx.policies(),
+      q.questions.map((x) => x.name),
+    );
+    if (v.isAllowed) this.stats.allowed++;
+    else this.stats.refused++;
+    this.#log(ctx, protocol, src, dst, v.isAllowed ? 'forwarded' : 'denied', q);
+    if (!v.isAllowed)
+      this.#log(ctx, protocol, dst, src, 'denied', q, {
+        rcode: RCODE_REFUSED,
+        ips: [],
+        ttl: 0,
+        cnames: [],
+        rrtypes: [],
+      });
+    return v.isAllowed;
+  }
+
+  /** Learns the answer (bounded wait for the ipcache), logs it, returns the bytes for the pod. */
+  async #onAnswer(
+    ctx: DnsQueryContext,
+    protocol: number,
+    client: UdpAddress,
+    server: UdpAddress,
+    q: DnsQuery,
+    answer: Buffer,
+    sentAt: bigint,
+  ): Promise<Buffer> {
+    const a = decodeAnswer(answer);
+    if (!a) {
+      this.stats.malformedAnswers++;
+      this.#log(ctx, protocol, server, client, 'error', q, undefined, sentAt);
+      return answer;
+    }
+    if (a.ips.length > 0) await this.#learn(ctx.endpointId, a);
+    this.#log(
+      ctx,
+      protocol,
+      server,
+      client,
+      'forwarded',
+      q,
+      {
+        rcode: a.rcode,
+        ips: a.ips,
+        ttl: a.ttlSeconds,
+        cnames: a.cnames,
+        rrtypes: a.rrtypes,
+      },
+      sentAt,
+    );
+    return answer;
+  }
+
+  async #learn(endpointId: number, a: DnsAnswer): Promise<void> {
+    const names = a.names.map((name) => ({ name, ips: a.ips, ttlSeconds: a.ttlSeconds }));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), this.#maxDelayMs);
+    });
+    try {
+      const r = await Promise.race([this.#opts.sink.observe({ endpointId, names }).then(() => 'done' as const), late]);
+      if (r === 'late') this.stats.responseDelayExceeded++;
+    } catch {
+      this.stats.sinkErrors++;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #forwardUdp(
+    udp: DnsUdpContextSource,
+    ctx: DnsQueryContext,
+    server: UdpAddress,
+    data: Buffer,
+    id: number,
+  ): Promise<Buffer> {
+    return udp.connectUpstreamUdp(server, ctx).then(
+      (s) =>
+        new Promise<Buffer>((resolve, reject) => {
+          const handle = { close: () => finish(new Error('DNS proxy closed')) };
+          this.#open.add(handle);
+          const timer = setTimeout(() => finish(new Error('upstream timeout')), this.#forwardTimeoutMs);
+          const finish = (err: Error | undefined, msg?: Buffer) => {
+            clearTimeout(timer);
+            this.#open.delete(handle);
+            s.removeAllListeners('message');
+            try {
+              s.close();
+            } catch {
+              // closed already
+            }
+            if (err) reject(err);
+            else resolve(msg!);
+          };
+          s.on('error', (err) => finish(err));
+          // A reply with another ID (a late answer to a retry, a spoof) is not the answer.
+          s.on('message', (msg) => {
+            if (messageId(msg) === id) finish(undefined, msg);
+          });
+          s.send(data, server.port, server.ip, (err) => {
+            if (err) finish(err);
+          });
+        }),
+    );
+  }
+
+  #log(
+    ctx: DnsQueryContext,
+    protocol: number,
+    from: UdpAddress,
+    to: UdpAddress,
+    verdict: L7Record['verdict'],
+    q: DnsQuery,
+    response?: {
+      rcode: number;
+      ips: readonly string[];
+      ttl: number;
+      cnames: readonly string[];
+      rrtypes: readonly string[];
+    },
+    sentAt?: bigint,
+  ): void {
+    const ms = this.#now();
+    const isResponse = response !== undefined || sentAt !== undefined;
+    const rec: L7Record = {
+      time: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 },
+      type: isResponse ? 'response' : 'request',
+      endpointId: ctx.endpointId,
+      direction: 'egress',
+      srcIp: from.ip,
+      dstIp: to.ip,
+      srcPort: from.port,
+      dstPort: to.port,
+      protocol,
+      srcIdentity: isResponse ? ctx.dstIdentity : ctx.srcIdentity,
+      dstIdentity: isResponse ? ctx.srcIdentity : ctx.dstIdentity,
+      verdict,
+      ...(sentAt !== undefined ? { latencyNs: Number(process.hrtime.bigint() - sentAt) } : {}),
+      dns: {
+        query: q.questions[0]?.name ?? '.',
+        qtypes: q.questions.map((x) => x.type),
+        ...(response
+          ? {
+              rcode: response.rcode,
+              ips: response.ips,
+              ttl: response.ttl,
+              cnames: response.cnames,
+              rrtypes: response.rrtypes,
+            }
+          : {}),
+        observationSource: 'proxy',
+      },
+    };
+    ctx.log(rec);
+  }
+}
+
+/**
+ * Calls onFrame for each 2-byte-length-prefixed message of a stream; onBad (then nothing more)
+ * for a zero length. Frames are at most maxLen by construction of the 16-bit length.
+ */
+export function readFrames(s: Socket, _maxLen: number, onFrame: (frame: Buffer) => void, onBad?: () => void): void {
+  let buf: Buffer = Buffer.alloc(0);
+  s.on('data', (chunk: Buffer) => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+    while (buf.length >= 2) {
+      const len = buf.readUInt16BE(0);
+      if (len === 0) {
+        onBad?.();
+        buf = Buffer.alloc(0);
+        return;
+      }
+      if (buf.length < 2 + len) break;
+      const frame = buf.subarray(2, 2 + len);
+      buf = buf.subarray(2 + len);
+      onFrame(frame);
+    }
+  });
+}
+
+export function writeFrame(s: Socket, msg: Buffer): void {
+  if (s.destroyed) return;
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(msg.length);
+  s.write(Buffer.concat([len, msg]));
+}
