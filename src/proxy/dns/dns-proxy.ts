@@ -237,15 +237,9 @@ export class DnsProxy implements TcpL7Handler {
     );
     if (v.isAllowed) this.stats.allowed++;
     else this.stats.refused++;
+    // A refused query is one record (the request, verdict denied), as Cilium's proxy logs it;
+    // the REFUSED answer the pod gets is not logged again.
     this.#log(ctx, protocol, src, dst, v.isAllowed ? 'forwarded' : 'denied', q);
-    if (!v.isAllowed)
-      this.#log(ctx, protocol, dst, src, 'denied', q, {
-        rcode: RCODE_REFUSED,
-        ips: [],
-        ttl: 0,
-        cnames: [],
-        rrtypes: [],
-      });
     return v.isAllowed;
   }
 
