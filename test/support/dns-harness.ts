@@ -85,7 +85,16 @@ export interface Dnsmasq {
 export async function startDnsmasq(dir: string, o: DnsmasqOptions): Promise<Dnsmasq> {
   const hostsFile = join(dir, 'hosts');
   writeFileSync(hostsFile, `${o.hosts.join('\n')}\n`);
-  const port = await freeUdpPort();
+  // The port is free for UDP when picked, but another process may hold it for TCP (or take it
+  // meanwhile): dnsmasq then exits at once, and the next port is tried.
+  for (let attempt = 0; ; attempt++) {
+    const started = await spawnDnsmasq(hostsFile, await freeUdpPort(), o);
+    if (started !== 'port in use') return started;
+    if (attempt === 9) throw new Error('dnsmasq: no free port after 10 attempts');
+  }
+}
+
+async function spawnDnsmasq(hostsFile: string, port: number, o: DnsmasqOptions): Promise<Dnsmasq | 'port in use'> {
   const args = [
     '--keep-in-foreground',
     '--conf-file=/dev/null',
@@ -109,18 +118,25 @@ export async function startDnsmasq(dir: string, o: DnsmasqOptions): Promise<Dnsm
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const probe = o.hosts[0]!.split(/\s+/)[1]!;
-  try {
-    await until(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`dnsmasq exited: ${stderr}`);
-        const { stdout } = await run('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', probe]);
-        return stdout.trim() !== '';
-      },
-      { timeoutMs: 10_000, what: 'dnsmasq answers' },
+  const answers = async (): Promise<boolean> => {
+    const r = await run('dig', ['+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', probe]).catch(
+      () => ({ stdout: '' }),
     );
+    return r.stdout.trim() !== '';
+  };
+  try {
+    await until(async () => child.exitCode !== null || (await answers()), {
+      timeoutMs: 10_000,
+      what: 'dnsmasq answers',
+    });
   } catch (err) {
     child.kill('SIGKILL');
+    await exited;
     throw err;
+  }
+  if (child.exitCode !== null) {
+    if (/Address already in use/.test(stderr)) return 'port in use';
+    throw new Error(`dnsmasq exited with ${child.exitCode}: ${stderr}`);
   }
   return {
     server: { ip: '127.0.0.1', port },
