@@ -89,7 +89,9 @@ export function lintPolicies(docs: readonly LintDocument[], world?: LintWorld): 
     const specs = Array.isArray(d.value.specs) ? (d.value.specs as Record<string, unknown>[]) : [];
     const raws: Array<{ path: string; raw: Record<string, unknown> }> = [];
     if (spec && typeof spec === 'object') raws.push({ path: 'spec', raw: spec });
-    specs.forEach((s, i) => raws.push({ path: `specs[${i}]`, raw: s }));
+    specs.forEach((s, i) => {
+      raws.push({ path: `specs[${i}]`, raw: s });
+    });
     const meta = (d.value.metadata ?? {}) as Record<string, unknown>;
     const namespace = kind === 'CiliumClusterwideNetworkPolicy' ? undefined : String(meta.namespace ?? 'default');
     parsed.forEach((rule, i) => {
