@@ -2,25 +2,36 @@
 // DNS proxy sends each answer here (FqdnSink); names some toFQDNs selector matches go into the
 // policy engine (engine.updateFqdn through Agent.applyFqdnNames) and the resulting ipcache and
 // policy-map diffs are written before observe() resolves, so the proxy can release the answer.
+// Answers that arrive while a write is in flight are written together in the next one.
 //
 // Every gcIntervalMs: expired IPs that no connection tracked by the datapath uses leave the
-// cache and the ipcache (Cilium's deferred delete), and the engine is brought up to date with
-// the current selectors (a toFQDNs selector added after a lookup learns the cached names here).
-// The cache is persisted to statePath (debounced; flushed on stop) and restored on start, so an
-// agent restart keeps every learned IP in the ipcache (Agent feeds selectedNames() to the engine
-// before its first map comparison).
+// cache and the ipcache (Cilium's deferred delete); when the toFQDNs selectors changed since the
+// last pass, every cached name is matched again (a selector added after a lookup learns the
+// cached names here, one removed lets its names go).
+//
+// Persistence (an agent restart keeps every learned IP in the ipcache: Agent feeds
+// selectedNames() to the engine before its first map comparison): a snapshot at statePath and a
+// journal next to it (`.journal`, one JSON line per answer or clean, appended as they happen);
+// the journal is folded into a new snapshot when it outgrows the cache, and on stop. Cost per
+// answer: one appended line, never a rewrite of the whole cache.
+import { appendFileSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { FqdnCache, type FqdnCacheEntry, FqdnCacheError, type FqdnCacheSnapshot } from '../fqdn/dns-cache.js';
+import {
+  FqdnCache,
+  type FqdnCacheEntry,
+  FqdnCacheError,
+  type FqdnCacheSnapshot,
+  type FqdnLookup,
+} from '../fqdn/dns-cache.js';
 import type { DnsObservation, FqdnSink } from '../fqdn/fqdn-sink.js';
 import { compileFqdnSelector, type FqdnSelectorSpec, formatFqdnSelector } from '../policy/fqdn-pattern.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 
 export const DEFAULT_FQDN_GC_INTERVAL_MS = 5000;
-const PERSIST_DEBOUNCE_MS = 100;
 
 export interface FqdnManagerOptions {
   readonly cache: FqdnCache;
-  /** Where the cache is persisted; none: in memory only. */
+  /** Where the cache is persisted (and `${statePath}.journal`); none: in memory only. */
   readonly statePath?: string;
   /** Agent.applyFqdnNames: resolves when the maps hold the names' IPs. */
   readonly apply: (names: ReadonlyMap<string, readonly string[]>) => Promise<void>;
@@ -39,26 +50,23 @@ export interface FqdnSelectorNames {
 
 export class FqdnManager implements FqdnSink {
   readonly cache: FqdnCache;
-  readonly stats = { observations: 0, namesApplied: 0, gcRuns: 0, gcDeleted: 0, persistErrors: 0 };
+  readonly stats = { observations: 0, namesApplied: 0, applies: 0, gcRuns: 0, gcDeleted: 0, persistErrors: 0 };
   readonly #o: FqdnManagerOptions;
   #timer: NodeJS.Timeout | undefined;
-  #persistTimer: NodeJS.Timeout | undefined;
   #gcRunning: Promise<void> | undefined;
+  /** Names waiting for the next write, and the callers waiting for it. */
+  #pending = new Map<string, readonly string[]>();
+  #pendingWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
+  #writing = false;
+  #journalLines: string[] = [];
+  #journalCount = 0;
+  #journalFlush: NodeJS.Immediate | undefined;
+  #selectorsSig = '';
 
   constructor(o: FqdnManagerOptions) {
     this.#o = o;
     this.cache = o.cache;
-    if (o.statePath) {
-      const snap = readJsonFile<FqdnCacheSnapshot>(o.statePath);
-      if (snap !== undefined) {
-        try {
-          o.cache.restore(snap);
-        } catch (err) {
-          if (!(err instanceof FqdnCacheError)) throw err;
-          throw new FqdnCacheError(`${o.statePath}: ${err.message}`);
-        }
-      }
-    }
+    if (o.statePath) this.#restore(o.statePath);
   }
 
   start(): void {
@@ -73,10 +81,14 @@ export class FqdnManager implements FqdnSink {
 
   async observe(obs: DnsObservation): Promise<void> {
     this.stats.observations++;
-    const changed = this.cache.update(
-      obs.names.map((n) => ({ endpointId: obs.endpointId, name: n.name, ips: n.ips, ttlSeconds: n.ttlSeconds })),
-    );
-    this.#dirty();
+    const lookups: FqdnLookup[] = obs.names.map((n) => ({
+      endpointId: obs.endpointId,
+      name: n.name,
+      ips: n.ips,
+      ttlSeconds: n.ttlSeconds,
+    }));
+    const changed = this.cache.update(lookups);
+    this.#journal({ t: this.cache.now(), l: lookups });
     if (changed.length === 0) return;
     const selected = this.#selectedSubset(changed);
     if (selected.size > 0) await this.#apply(selected);
@@ -90,8 +102,8 @@ export class FqdnManager implements FqdnSink {
   }
 
   /**
-   * Deletes expired IPs nobody uses and brings the engine to the cache's state for every
-   * selected name (a name no selector matches any more is emptied).
+   * Deletes expired IPs nobody uses (their names get their remaining IPs in the engine); when the
+   * selectors changed, brings the engine to the cache's state for every cached name.
    */
   gc(): Promise<void> {
     this.#gcRunning ??= (async () => {
@@ -100,10 +112,18 @@ export class FqdnManager implements FqdnSink {
         const changed = this.cache.gc((ip) => inUse.has(ip));
         this.stats.gcRuns++;
         this.stats.gcDeleted += changed.length;
-        if (changed.length > 0) this.#dirty();
-        const names = this.selectedNames(this.#o.selectors());
-        for (const n of changed) if (!names.has(n)) names.set(n, []);
+        const selectors = this.#o.selectors();
+        const sig = JSON.stringify(selectors);
+        const names = new Map<string, readonly string[]>();
+        if (sig !== this.#selectorsSig) {
+          // A name no selector matches any more is emptied in the engine (a no-op when unknown).
+          const ms = selectors.map(compileFqdnSelector);
+          for (const [name, ips] of this.cache.namesIps()) names.set(name, ms.some((m) => m(name)) ? ips : []);
+          this.#selectorsSig = sig;
+        }
+        for (const n of changed) names.set(n, this.#selectedSubset([n]).get(n) ?? []);
         if (names.size > 0) await this.#apply(names);
+        if (this.#journalCount > Math.max(1000, this.cache.entryCount())) this.flush();
       } finally {
         this.#gcRunning = undefined;
       }
@@ -118,7 +138,7 @@ export class FqdnManager implements FqdnSink {
   /** `fqdn cache clean`: forgets entries and drops their IPs from the ipcache now. */
   async clean(filter: { endpointId?: number; matchPattern?: string } = {}): Promise<number> {
     const changed = this.cache.clean(toFilter(filter));
-    this.#dirty();
+    this.#journal({ t: this.cache.now(), clean: filter });
     if (changed.length > 0) await this.#apply(new Map(changed.map((n) => [n, this.cache.ipsOf(n)])));
     return changed.length;
   }
@@ -138,21 +158,65 @@ export class FqdnManager implements FqdnSink {
     return this.cache.namesOf(ip);
   }
 
-  /** Writes the cache now (also on stop). */
+  /** Writes a snapshot of the cache now and starts an empty journal (also on stop). */
   flush(): void {
-    if (this.#persistTimer) clearTimeout(this.#persistTimer);
-    this.#persistTimer = undefined;
-    if (!this.#o.statePath) return;
+    if (this.#journalFlush) clearImmediate(this.#journalFlush);
+    this.#journalFlush = undefined;
+    this.#journalLines = [];
+    const path = this.#o.statePath;
+    if (!path) return;
     try {
-      writeJsonFile(this.#o.statePath, this.cache.snapshot());
+      writeJsonFile(path, this.cache.snapshot());
+      rmSync(`${path}.journal`, { force: true });
+      this.#journalCount = 0;
     } catch {
       this.stats.persistErrors++;
     }
   }
 
-  #dirty(): void {
-    if (!this.#o.statePath || this.#persistTimer) return;
-    this.#persistTimer = setTimeout(() => this.flush(), PERSIST_DEBOUNCE_MS);
+  #restore(path: string): void {
+    const snap = readJsonFile<FqdnCacheSnapshot>(path);
+    try {
+      if (snap !== undefined) this.cache.restore(snap);
+    } catch (err) {
+      if (!(err instanceof FqdnCacheError)) throw err;
+      throw new FqdnCacheError(`${path}: ${err.message}`);
+    }
+    let text = '';
+    try {
+      text = readFileSync(`${path}.journal`, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    // A torn last line (a crash mid-append) is skipped; every whole line is replayed in order.
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      let j: JournalLine;
+      try {
+        j = JSON.parse(line) as JournalLine;
+      } catch {
+        continue;
+      }
+      if (Array.isArray(j.l)) this.cache.update(j.l, j.t);
+      else if (j.clean) this.cache.clean(toFilter(j.clean));
+      this.#journalCount++;
+    }
+  }
+
+  #journal(line: JournalLine): void {
+    if (!this.#o.statePath) return;
+    this.#journalLines.push(JSON.stringify(line));
+    this.#journalCount++;
+    this.#journalFlush ??= setImmediate(() => {
+      this.#journalFlush = undefined;
+      const lines = this.#journalLines;
+      this.#journalLines = [];
+      try {
+        appendFileSync(`${this.#o.statePath}.journal`, `${lines.join('\n')}\n`);
+      } catch {
+        this.stats.persistErrors++;
+      }
+    });
   }
 
   #selectedSubset(names: readonly string[]): Map<string, string[]> {
@@ -162,10 +226,38 @@ export class FqdnManager implements FqdnSink {
     return out;
   }
 
-  async #apply(names: ReadonlyMap<string, readonly string[]>): Promise<void> {
-    this.stats.namesApplied += names.size;
-    await this.#o.apply(names);
+  /** Writes the names with whatever else is pending; resolves when a write that holds them is done. */
+  #apply(names: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    for (const [n, ips] of names) this.#pending.set(n, ips);
+    const done = new Promise<void>((resolve, reject) => this.#pendingWaiters.push({ resolve, reject }));
+    if (!this.#writing) void this.#drain();
+    return done;
   }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    while (this.#pending.size > 0) {
+      const batch = this.#pending;
+      const waiters = this.#pendingWaiters;
+      this.#pending = new Map();
+      this.#pendingWaiters = [];
+      this.stats.applies++;
+      this.stats.namesApplied += batch.size;
+      try {
+        await this.#o.apply(batch);
+        for (const w of waiters) w.resolve();
+      } catch (err) {
+        for (const w of waiters) w.reject(err as Error);
+      }
+    }
+    this.#writing = false;
+  }
+}
+
+interface JournalLine {
+  readonly t: number;
+  readonly l?: FqdnLookup[];
+  readonly clean?: { endpointId?: number; matchPattern?: string };
 }
 
 /** The addresses of the datapath's CT entries (DatapathPort.dumpCt: {key: {saddr, daddr}}). */
@@ -177,16 +269,6 @@ export function ctAddresses(entries: readonly unknown[]): Set<string> {
     if (typeof k?.daddr === 'string') out.add(k.daddr);
   }
   return out;
-}
-
-function toFilter(f: { endpointId?: number; matchPattern?: string }): {
-  endpointId?: number;
-  matches?: (name: string) => boolean;
-} {
-  return {
-    ...(f.endpointId !== undefined ? { endpointId: f.endpointId } : {}),
-    ...(f.matchPattern ? { matches: compileFqdnSelector({ matchPattern: f.matchPattern }) } : {}),
-  };
 }
 
 /** The part of the Agent the FQDN state talks to (structural: no import of agent.ts). */
@@ -224,4 +306,14 @@ export function createAgentFqdn(o: {
     ipsInUse: async () => ctAddresses(await o.dumpCt()),
     ...(o.gcIntervalMs !== undefined ? { gcIntervalMs: o.gcIntervalMs } : {}),
   });
+}
+
+function toFilter(f: { endpointId?: number; matchPattern?: string }): {
+  endpointId?: number;
+  matches?: (name: string) => boolean;
+} {
+  return {
+    ...(f.endpointId !== undefined ? { endpointId: f.endpointId } : {}),
+    ...(f.matchPattern ? { matches: compileFqdnSelector({ matchPattern: f.matchPattern }) } : {}),
+  };
 }

@@ -63,7 +63,8 @@ export class FqdnCacheError extends Error {
 export class FqdnCache {
   readonly minTtlSeconds: number;
   readonly maxIpsPerName: number;
-  readonly #now: () => number;
+  /** The cache's clock (wall-clock ms). */
+  readonly now: () => number;
   /** endpoint -> name -> ip -> record */
   readonly #byEp = new Map<number, Map<string, Map<string, IpRecord>>>();
   /** name -> ip -> how many endpoints hold it (the union the ipcache needs). */
@@ -71,7 +72,7 @@ export class FqdnCache {
   readonly #namesByIp = new Map<string, Set<string>>();
 
   constructor(opts: FqdnCacheOptions) {
-    this.#now = opts.now;
+    this.now = opts.now;
     this.minTtlSeconds = opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS;
     this.maxIpsPerName = opts.maxIpsPerName ?? DEFAULT_MAX_IPS_PER_NAME;
   }
@@ -80,8 +81,9 @@ export class FqdnCache {
    * Records what an answer said. Returns the names whose union of IPs changed (a new IP for the
    * name): those the ipcache must learn before the answer is released.
    */
-  update(lookups: readonly FqdnLookup[]): string[] {
-    const now = this.#now();
+  update(lookups: readonly FqdnLookup[], atMs?: number): string[] {
+    // atMs: the time of the answer when it is replayed from a journal (persistence).
+    const now = atMs ?? this.now();
     const changed = new Set<string>();
     for (const l of lookups) {
       const name = normalizeFqdn(l.name);
@@ -109,7 +111,7 @@ export class FqdnCache {
    * shrank (the ipcache drops those IPs).
    */
   gc(isIpInUse: (ip: string) => boolean): string[] {
-    const now = this.#now();
+    const now = this.now();
     const changed = new Set<string>();
     for (const [ep, names] of this.#byEp) {
       for (const [name, ips] of names) {
@@ -143,6 +145,13 @@ export class FqdnCache {
     return [...changed];
   }
 
+  /** How many (endpoint, name, IP) entries the cache holds. */
+  entryCount(): number {
+    let n = 0;
+    for (const names of this.#byEp.values()) for (const ips of names.values()) n += ips.size;
+    return n;
+  }
+
   /** Every IP some endpoint holds for the name (normalised), expired-but-in-use ones included. */
   ipsOf(name: string): string[] {
     return [...(this.#union.get(normalizeFqdn(name))?.keys() ?? [])].sort();
@@ -163,7 +172,7 @@ export class FqdnCache {
 
   /** The rows of `fqdn cache list`: one per (endpoint, name, source), ordered. */
   list(filter: { endpointId?: number; matches?: (name: string) => boolean } = {}): FqdnCacheEntry[] {
-    const now = this.#now();
+    const now = this.now();
     const out: FqdnCacheEntry[] = [];
     for (const [ep, names] of [...this.#byEp].sort((a, b) => a[0] - b[0])) {
       if (filter.endpointId !== undefined && ep !== filter.endpointId) continue;
