@@ -295,11 +295,15 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
   });
   await agent.applyPolicies([dnsPolicy(o.dnsPatterns, o.fqdnPatterns)], 'client-dns.yaml');
 
+  // The framework pushes each redirect's rules when they change; the policies are fixed here, so
+  // they are read once (engine.l7Policies walks every partition of the endpoint's map state,
+  // which grows with each toFQDNs address).
+  const dnsPolicies = agent.engine.l7Policies(ep.id).filter((p) => p.parser === 'dns' && p.direction === 'egress');
   const ctx = (): DnsQueryContext => ({
     endpointId: ep.id,
     srcIdentity: ep.identity,
     dstIdentity: 2,
-    policies: () => agent.engine.l7Policies(ep.id).filter((p) => p.parser === 'dns' && p.direction === 'egress'),
+    policies: () => dnsPolicies,
     log: (rec) => {
       if (!o.noRecords) records.push(rec);
     },

@@ -31,6 +31,8 @@ import { decideDnsQuery } from './dns-policy.js';
 export const DEFAULT_RESPONSE_MAX_DELAY_MS = 100;
 /** How long the proxy waits for the upstream server (Cilium's forward timeout). */
 export const DEFAULT_FORWARD_TIMEOUT_MS = 10_000;
+/** Idle upstream UDP sockets kept per endpoint and server. */
+const MAX_IDLE_UPSTREAM = 64;
 /** Largest DNS message over TCP (the 2-byte length). */
 const MAX_TCP_MESSAGE = 65_535;
 
@@ -96,6 +98,8 @@ export class DnsProxy implements TcpL7Handler {
   readonly #forwardTimeoutMs: number;
   readonly #now: () => number;
   readonly #open = new Set<{ close(): void }>();
+  /** Idle upstream UDP sockets by endpoint and server. */
+  readonly #idle = new Map<string, UdpSocket[]>();
   #closed = false;
 
   constructor(opts: DnsProxyOptions) {
@@ -186,6 +190,8 @@ export class DnsProxy implements TcpL7Handler {
     this.#closed = true;
     for (const s of this.#open) s.close();
     this.#open.clear();
+    for (const idle of this.#idle.values()) for (const s of idle) closeQuietly(s);
+    this.#idle.clear();
   }
 
   // ---- internals ----
@@ -295,41 +301,46 @@ export class DnsProxy implements TcpL7Handler {
     }
   }
 
-  #forwardUdp(
+  /**
+   * Sends the query from an upstream socket of this endpoint and server (one in flight per
+   * socket; idle ones are kept for the next query: creating, binding and marking a socket per
+   * query costs more than the query) and resolves with the reply that carries its ID.
+   */
+  async #forwardUdp(
     udp: DnsUdpContextSource,
     ctx: DnsQueryContext,
     server: UdpAddress,
     data: Buffer,
     id: number,
   ): Promise<Buffer> {
-    return udp.connectUpstreamUdp(server, ctx).then(
-      (s) =>
-        new Promise<Buffer>((resolve, reject) => {
-          const handle = { close: () => finish(new Error('DNS proxy closed')) };
-          this.#open.add(handle);
-          const timer = setTimeout(() => finish(new Error('upstream timeout')), this.#forwardTimeoutMs);
-          const finish = (err: Error | undefined, msg?: Buffer) => {
-            clearTimeout(timer);
-            this.#open.delete(handle);
-            s.removeAllListeners('message');
-            try {
-              s.close();
-            } catch {
-              // closed already
-            }
-            if (err) reject(err);
-            else resolve(msg!);
-          };
-          s.on('error', (err) => finish(err));
-          // A reply with another ID (a late answer to a retry, a spoof) is not the answer.
-          s.on('message', (msg) => {
-            if (messageId(msg) === id) finish(undefined, msg);
-          });
-          s.send(data, server.port, server.ip, (err) => {
-            if (err) finish(err);
-          });
-        }),
-    );
+    const key = `${ctx.endpointId}|${server.ip}|${server.port}`;
+    const s = this.#idle.get(key)?.pop() ?? (await udp.connectUpstreamUdp(server, ctx));
+    return new Promise<Buffer>((resolve, reject) => {
+      const handle = { close: () => finish(new Error('DNS proxy closed')) };
+      this.#open.add(handle);
+      const timer = setTimeout(() => finish(new Error('upstream timeout')), this.#forwardTimeoutMs);
+      const finish = (err: Error | undefined, msg?: Buffer) => {
+        clearTimeout(timer);
+        this.#open.delete(handle);
+        s.removeAllListeners('message');
+        s.removeAllListeners('error');
+        const idle = this.#idle.get(key) ?? [];
+        if (!err && !this.#closed && idle.length < MAX_IDLE_UPSTREAM) {
+          idle.push(s);
+          this.#idle.set(key, idle);
+        } else closeQuietly(s);
+        if (err) reject(err);
+        else resolve(msg!);
+      };
+      s.on('error', (err) => finish(err));
+      // A reply with another ID (a late answer to an earlier query, a spoof) is not the answer.
+      s.on('message', (msg) => {
+        if (messageId(msg) === id) finish(undefined, msg);
+      });
+      s.send(data, server.port, server.ip, (err) => {
+        if (err) finish(err);
+      });
+    });
   }
 
   #log(
@@ -404,6 +415,14 @@ export function readFrames(s: Socket, _maxLen: number, onFrame: (frame: Buffer) 
       onFrame(frame);
     }
   });
+}
+
+function closeQuietly(s: UdpSocket): void {
+  try {
+    s.close();
+  } catch {
+    // closed already
+  }
 }
 
 export function writeFrame(s: Socket, msg: Buffer): void {
