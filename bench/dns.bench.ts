@@ -180,6 +180,12 @@ async function main(): Promise<void> {
       '',
       ...summary,
       '',
+      "How to read it: dnsperf, dnsmasq and the proxy share the machine's cores with whatever else runs",
+      '(the load average is above). The direct p99 shows how much of a p99 is scheduling; the proxy is',
+      'one Node process, so a pause of its event loop (GC, a burst of ipcache writes) delays every answer',
+      'in flight. "new IPs" pays the policy engine\'s cost per new address (a CIDR identity, the',
+      "selector cache, the endpoint's map state) inside the agent's pipeline before each answer.",
+      '',
     ].join('\n');
     console.log(md);
     if (QUICK) console.log('--quick: results not written');
