@@ -86,16 +86,27 @@ export function decodeAnswer(buf: Buffer): DnsAnswer | undefined {
   };
 }
 
-/** The response that answers a query with only a status (REFUSED, SERVFAIL): ID, RD and questions kept. */
+/**
+ * The response that answers a query with only a status (REFUSED, SERVFAIL): ID, RD and questions
+ * kept. Never throws: a question that does not encode again gives a header-only response.
+ */
 export function encodeStatusResponse(q: DnsQuery, rcode: number): Buffer {
   const RD = 0x0100;
   const RA = 0x0080;
-  return dnsPacket.encode({
-    type: 'response',
-    id: q.id,
-    flags: (q.flags & RD) | RA | (rcode & 0xf),
-    questions: q.questions.map((x) => ({ name: x.name.slice(0, -1) || '.', type: x.type, class: x.class })),
-  } as dnsPacket.Packet);
+  const flags = (q.flags & RD) | RA | (rcode & 0xf);
+  try {
+    return dnsPacket.encode({
+      type: 'response',
+      id: q.id,
+      flags,
+      questions: q.questions.map((x) => ({ name: x.name.slice(0, -1) || '.', type: x.type, class: x.class })),
+    } as dnsPacket.Packet);
+  } catch {
+    const b = Buffer.alloc(12);
+    b.writeUInt16BE(q.id & 0xffff, 0);
+    b.writeUInt16BE(0x8000 | flags, 2);
+    return b;
+  }
 }
 
 /** The DNS ID of a message (its first two bytes), or undefined when it is too short. */
