@@ -145,7 +145,14 @@ export class DnsProxy implements TcpL7Handler {
           const p = id === undefined ? undefined : pending.get(id);
           if (!p) return;
           pending.delete(id!);
-          void this.#onAnswer(ctx, 6, src, dst, p.q, frame, p.sentAt).then((out) => writeFrame(client, out));
+          this.#onAnswer(ctx, 6, src, dst, p.q, frame, p.sentAt).then(
+            (out) => writeFrame(client, out),
+            () => {
+              // The framework's log failed: the connection goes, the proxy stays.
+              this.stats.upstreamErrors++;
+              client.destroy();
+            },
+          );
         });
         return s;
       });
