@@ -301,6 +301,7 @@ export class Agent {
               message: `${this.engine.policyRefs().length} policies, ${this.engine.identityList().length} identities selected against`,
             },
         this.opts.datapath.health(),
+        ...(this.opts.fqdn ? [this.opts.fqdn.health()] : []),
         ok
           ? {
               name: 'reconciler',

@@ -154,6 +154,19 @@ export class FqdnManager implements FqdnSink {
     });
   }
 
+  /** The `fqdn` line of `membrane status`. */
+  health(): { name: string; state: 'Ok' | 'Degraded'; message: string } {
+    const names = this.cache.namesIps().size;
+    const message = `${names} names, ${this.cache.entryCount()} cached IPs, ${this.stats.observations} answers learned`;
+    return this.stats.persistErrors > 0
+      ? {
+          name: 'fqdn',
+          state: 'Degraded',
+          message: `${message}; ${this.stats.persistErrors} failed writes of the cache`,
+        }
+      : { name: 'fqdn', state: 'Ok', message };
+  }
+
   namesOf(ip: string): readonly string[] | undefined {
     return this.cache.namesOf(ip);
   }
