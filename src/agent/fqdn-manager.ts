@@ -24,7 +24,12 @@ import {
   type FqdnLookup,
 } from '../fqdn/dns-cache.js';
 import type { DnsObservation, FqdnSink } from '../fqdn/fqdn-sink.js';
-import { compileFqdnSelector, type FqdnSelectorSpec, formatFqdnSelector } from '../policy/fqdn-pattern.js';
+import {
+  compileFqdnSelector,
+  type FqdnSelectorSpec,
+  formatFqdnSelector,
+  normalizeFqdn,
+} from '../policy/fqdn-pattern.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
 
 export const DEFAULT_FQDN_GC_INTERVAL_MS = 5000;
@@ -58,6 +63,8 @@ export class FqdnManager implements FqdnSink {
   #pending = new Map<string, readonly string[]>();
   #pendingWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
   #writing = false;
+  /** Each name's latest write not yet done: later answers for the name wait for it. */
+  readonly #writes = new Map<string, Promise<void>>();
   #journalLines: string[] = [];
   #journalCount = 0;
   #journalFlush: NodeJS.Immediate | undefined;
@@ -89,9 +96,15 @@ export class FqdnManager implements FqdnSink {
     }));
     const changed = this.cache.update(lookups);
     this.#journal({ t: this.cache.now(), l: lookups });
-    if (changed.length === 0) return;
-    const selected = this.#selectedSubset(changed);
-    if (selected.size > 0) await this.#apply(selected);
+    // An answer whose addresses an earlier answer is still writing waits for that write too.
+    const earlier = new Set<Promise<void>>();
+    for (const l of lookups) {
+      const w = this.#writes.get(normalizeFqdn(l.name));
+      if (w) earlier.add(w);
+    }
+    const selected = changed.length > 0 ? this.#selectedSubset(changed) : new Map<string, string[]>();
+    if (selected.size > 0) earlier.add(this.#apply(selected));
+    if (earlier.size > 0) await Promise.all(earlier);
   }
 
   selectedNames(selectors: readonly FqdnSelectorSpec[]): Map<string, string[]> {
@@ -243,6 +256,11 @@ export class FqdnManager implements FqdnSink {
   #apply(names: ReadonlyMap<string, readonly string[]>): Promise<void> {
     for (const [n, ips] of names) this.#pending.set(n, ips);
     const done = new Promise<void>((resolve, reject) => this.#pendingWaiters.push({ resolve, reject }));
+    for (const n of names.keys()) this.#writes.set(n, done);
+    const forget = () => {
+      for (const n of names.keys()) if (this.#writes.get(n) === done) this.#writes.delete(n);
+    };
+    done.then(forget, forget);
     if (!this.#writing) void this.#drain();
     return done;
   }

@@ -50,6 +50,28 @@ describe('FqdnManager', () => {
     );
   });
 
+  it('makes a second answer for a name wait for the write the first one started', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const m = new FqdnManager({
+      cache: new FqdnCache({ now: () => 0 }),
+      apply: () => gate,
+      selectors: () => [{ matchPattern: '*.stripe.com' }],
+      ipsInUse: async () => new Set(),
+    });
+    const done: string[] = [];
+    const first = m.observe(obs('api.stripe.com', ['10.0.0.1'])).then(() => done.push('first'));
+    const second = m.observe(obs('API.stripe.com', ['10.0.0.1'])).then(() => done.push('second'));
+    const other = m.observe(obs('api.github.com', ['10.0.0.9'])).then(() => done.push('other'));
+    await other;
+    assert.deepEqual(done, ['other']);
+    release();
+    await Promise.all([first, second]);
+    assert.deepEqual(done.sort(), ['first', 'other', 'second']);
+  });
+
   it('drops an expired IP only once no connection uses it', async (t) => {
     const s = setup(t);
     await s.m.observe(obs('api.stripe.com', ['10.0.0.1'], 5));
