@@ -22,7 +22,13 @@ import type {
 import type { FqdnSink } from '../../src/fqdn/fqdn-sink.js';
 import type { L7Record } from '../../src/hubble/flow/parser.js';
 import type { MapStateDiff } from '../../src/policy/map-state-types.js';
-import { DnsProxy, type DnsProxyOptions, type DnsQueryContext } from '../../src/proxy/dns/dns-proxy.js';
+import {
+  type DnsDatagramContext,
+  DnsProxy,
+  type DnsProxyOptions,
+  type DnsQueryContext,
+  type DnsUpstreamUdp,
+} from '../../src/proxy/dns/dns-proxy.js';
 import type { L7ConnectionContext, TransparentUdp, UdpAddress } from '../../src/proxy/l7-handler.js';
 import { EmbeddedStore } from '../../src/store/embedded-store.js';
 import { until } from './until.js';
@@ -183,6 +189,26 @@ export class LoopbackUdp implements TransparentUdp {
   }
 }
 
+/** An upstream socket on loopback (the framework's is marked; nothing here reads marks). */
+class LoopbackUpstream implements DnsUpstreamUdp {
+  readonly #sock = createSocket('udp4');
+  onMessage(cb: (data: Buffer, src: UdpAddress) => void): void {
+    this.#sock.on('message', (msg, r) => cb(msg, { ip: r.address, port: r.port }));
+  }
+  send(data: Buffer, to: UdpAddress): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.#sock.send(data, to.port, to.ip, (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  close(): void {
+    try {
+      this.#sock.close();
+    } catch {
+      // closed already
+    }
+  }
+}
+
 /** The world the harness runs: one client endpoint whose egress DNS is policed. */
 export const CLIENT = { name: 'client', ip: '10.201.1.10', labels: { app: 'client' } };
 
@@ -309,24 +335,24 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
     },
   });
   const sink: FqdnSink = { observe: (obs) => fqdn.observe(obs) };
-  const makeProxy = () =>
-    new DnsProxy({
-      sink: o.wrapSink ? o.wrapSink(sink) : sink,
-      udp: {
-        udpContext: () => ctx(),
-        connectUpstreamUdp: async () => {
-          const s = createSocket('udp4');
-          await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-          return s;
-        },
-      },
-      ...o.proxy,
-    });
+  const makeProxy = () => new DnsProxy({ sink: o.wrapSink ? o.wrapSink(sink) : sink, ...o.proxy });
+  // The framework's datagram context: every datagram is the client endpoint's, upstream sockets
+  // are plain loopback sockets (no mark needed without a datapath).
+  const datagrams: DnsDatagramContext = {
+    resolve: () => {
+      const { log: _log, ...flow } = ctx();
+      return flow;
+    },
+    upstream: () => new LoopbackUpstream(),
+    log: (rec) => {
+      if (!o.noRecords) records.push(rec);
+    },
+  };
 
   let proxy = makeProxy();
   let udp = await LoopbackUdp.bind(0, dns.server);
   const udpPort = udp.port;
-  proxy.serveUdp(udp);
+  proxy.start(udp, datagrams);
   const sockets = new Set<Socket>();
   const tcpServer: Server = createServer((client) => {
     sockets.add(client);
@@ -373,7 +399,7 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
       proxy = makeProxy();
       h.proxy = proxy;
       udp = await LoopbackUdp.bind(udpPort, dns.server);
-      proxy.serveUdp(udp);
+      proxy.start(udp, datagrams);
     },
     async restartAgent() {
       await fqdn.stop();

@@ -9,7 +9,6 @@
 //
 // Each query and answer is an L7 access record (a DNS flow). The answer's bytes go back as the
 // server sent them; only REFUSED and SERVFAIL are made here.
-import type { Socket as UdpSocket } from 'node:dgram';
 import type { Socket } from 'node:net';
 import type { FqdnSink } from '../../fqdn/fqdn-sink.js';
 import type { L7Record } from '../../hubble/flow/parser.js';
@@ -31,7 +30,7 @@ import { decideDnsQuery } from './dns-policy.js';
 export const DEFAULT_RESPONSE_MAX_DELAY_MS = 100;
 /** How long the proxy waits for the upstream server (Cilium's forward timeout). */
 export const DEFAULT_FORWARD_TIMEOUT_MS = 10_000;
-/** Idle upstream UDP sockets kept per endpoint and server. */
+/** Idle upstream UDP sockets kept per source identity and server. */
 const MAX_IDLE_UPSTREAM = 64;
 /** Largest DNS message over TCP (the 2-byte length). */
 const MAX_TCP_MESSAGE = 65_535;
@@ -46,17 +45,28 @@ export interface DnsQueryContext {
   log(rec: L7Record): void;
 }
 
-/** The framework's side for UDP: which endpoint and rules a datagram is for. */
-export interface DnsUdpContextSource {
+/** An upstream UDP socket, marked with the client's identity so the datapath lets it through once. */
+export interface DnsUpstreamUdp {
+  onMessage(cb: (data: Buffer, src: UdpAddress) => void): void;
+  send(data: Buffer, to: UdpAddress): Promise<void>;
+  close(): void;
+}
+
+/**
+ * What the framework gives a UDP server for its proxy port (the shape of the node proxy's
+ * L7DatagramContext): which endpoint, identities and rules a datagram is for, marked upstream
+ * sockets, the access log.
+ */
+export interface DnsDatagramContext {
   /** undefined: the source is no local endpoint with a DNS redirect (the query is dropped). */
-  udpContext(src: UdpAddress, originalDst: UdpAddress): DnsQueryContext | undefined;
-  /** A UDP socket to the original server, marked so the datapath does not redirect it again. */
-  connectUpstreamUdp(server: UdpAddress, ctx: DnsQueryContext): Promise<UdpSocket>;
+  resolve(src: UdpAddress, originalDst: UdpAddress): Omit<DnsQueryContext, 'log'> | undefined;
+  /** A new upstream socket whose datagrams carry this source identity in their mark. */
+  upstream(srcIdentity: number): DnsUpstreamUdp;
+  log(rec: L7Record): void;
 }
 
 export interface DnsProxyOptions {
   readonly sink: FqdnSink;
-  readonly udp?: DnsUdpContextSource;
   readonly responseMaxDelayMs?: number;
   readonly forwardTimeoutMs?: number;
   /** Wall clock in ms, for access records. */
@@ -98,8 +108,8 @@ export class DnsProxy implements TcpL7Handler {
   readonly #forwardTimeoutMs: number;
   readonly #now: () => number;
   readonly #open = new Set<{ close(): void }>();
-  /** Idle upstream UDP sockets by endpoint and server. */
-  readonly #idle = new Map<string, UdpSocket[]>();
+  /** Idle upstream UDP sockets by source identity and server. */
+  readonly #idle = new Map<string, Upstream[]>();
   #closed = false;
 
   constructor(opts: DnsProxyOptions) {
@@ -109,13 +119,11 @@ export class DnsProxy implements TcpL7Handler {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** Serves UDP queries arriving on the transparent socket. */
-  serveUdp(sock: TransparentUdp): void {
-    const udp = this.#opts.udp;
-    if (!udp) throw new Error('DnsProxy.serveUdp: no DnsUdpContextSource given');
-    this.#open.add(sock);
-    sock.onMessage((data, src, originalDst) => {
-      void this.#onUdp(sock, udp, data, src, originalDst).catch(() => {
+  /** Serves the UDP queries arriving on a proxy port's transparent socket (a UdpL7Server). */
+  start(udp: TransparentUdp, ctx: DnsDatagramContext): void {
+    this.#open.add(udp);
+    udp.onMessage((data, src, originalDst) => {
+      void this.#onUdp(udp, ctx, data, src, originalDst).catch(() => {
         // A failure to send a reply leaves the client to retry; the proxy keeps serving.
         this.stats.upstreamErrors++;
       });
@@ -197,7 +205,7 @@ export class DnsProxy implements TcpL7Handler {
     this.#closed = true;
     for (const s of this.#open) s.close();
     this.#open.clear();
-    for (const idle of this.#idle.values()) for (const s of idle) closeQuietly(s);
+    for (const idle of this.#idle.values()) for (const u of idle) closeQuietly(u.sock);
     this.#idle.clear();
   }
 
@@ -205,18 +213,25 @@ export class DnsProxy implements TcpL7Handler {
 
   async #onUdp(
     sock: TransparentUdp,
-    udp: DnsUdpContextSource,
+    dctx: DnsDatagramContext,
     data: Buffer,
     src: UdpAddress,
     originalDst: UdpAddress,
   ): Promise<void> {
     const q = this.#query(data);
     if (!q) return;
-    const ctx = udp.udpContext(src, originalDst);
-    if (!ctx) {
+    const flow = dctx.resolve(src, originalDst);
+    if (!flow) {
       this.stats.noContext++;
       return;
     }
+    const ctx: DnsQueryContext = {
+      endpointId: flow.endpointId,
+      srcIdentity: flow.srcIdentity,
+      dstIdentity: flow.dstIdentity,
+      policies: () => flow.policies(),
+      log: (rec) => dctx.log(rec),
+    };
     if (!this.#decide(ctx, 17, src, originalDst, q)) {
       await sock.send(encodeStatusResponse(q, RCODE_REFUSED), originalDst, src);
       return;
@@ -224,7 +239,7 @@ export class DnsProxy implements TcpL7Handler {
     const sentAt = process.hrtime.bigint();
     let answer: Buffer;
     try {
-      answer = await this.#forwardUdp(udp, ctx, originalDst, data, q.id);
+      answer = await this.#forwardUdp(dctx, ctx.srcIdentity, originalDst, data, q.id);
     } catch {
       this.stats.upstreamErrors++;
       this.#log(ctx, 17, originalDst, src, 'error', q, undefined, sentAt);
@@ -309,44 +324,48 @@ export class DnsProxy implements TcpL7Handler {
   }
 
   /**
-   * Sends the query from an upstream socket of this endpoint and server (one in flight per
-   * socket; idle ones are kept for the next query: creating, binding and marking a socket per
-   * query costs more than the query) and resolves with the reply that carries its ID.
+   * Sends the query from an upstream socket of this identity and server (one query in flight per
+   * socket; idle ones are kept for the next query: opening and marking a socket per query costs
+   * more than the query) and resolves with the reply that carries its ID.
    */
-  async #forwardUdp(
-    udp: DnsUdpContextSource,
-    ctx: DnsQueryContext,
+  #forwardUdp(
+    dctx: DnsDatagramContext,
+    srcIdentity: number,
     server: UdpAddress,
     data: Buffer,
     id: number,
   ): Promise<Buffer> {
-    const key = `${ctx.endpointId}|${server.ip}|${server.port}`;
-    const s = this.#idle.get(key)?.pop() ?? (await udp.connectUpstreamUdp(server, ctx));
+    const key = `${srcIdentity}|${server.ip}|${server.port}`;
+    let up = this.#idle.get(key)?.pop();
+    if (!up) {
+      const sock = dctx.upstream(srcIdentity);
+      const fresh: Upstream = { sock, onAnswer: undefined };
+      sock.onMessage((msg) => fresh.onAnswer?.(msg));
+      up = fresh;
+    }
+    const u = up;
     return new Promise<Buffer>((resolve, reject) => {
       const handle = { close: () => finish(new Error('DNS proxy closed')) };
       this.#open.add(handle);
       const timer = setTimeout(() => finish(new Error('upstream timeout')), this.#forwardTimeoutMs);
       const finish = (err: Error | undefined, msg?: Buffer) => {
+        if (u.onAnswer === undefined) return;
+        u.onAnswer = undefined;
         clearTimeout(timer);
         this.#open.delete(handle);
-        s.removeAllListeners('message');
-        s.removeAllListeners('error');
         const idle = this.#idle.get(key) ?? [];
         if (!err && !this.#closed && idle.length < MAX_IDLE_UPSTREAM) {
-          idle.push(s);
+          idle.push(u);
           this.#idle.set(key, idle);
-        } else closeQuietly(s);
+        } else closeQuietly(u.sock);
         if (err) reject(err);
         else resolve(msg!);
       };
-      s.on('error', (err) => finish(err));
       // A reply with another ID (a late answer to an earlier query, a spoof) is not the answer.
-      s.on('message', (msg) => {
+      u.onAnswer = (msg) => {
         if (messageId(msg) === id) finish(undefined, msg);
-      });
-      s.send(data, server.port, server.ip, (err) => {
-        if (err) finish(err);
-      });
+      };
+      u.sock.send(data, server).catch((err: Error) => finish(err));
     });
   }
 
@@ -424,7 +443,13 @@ export function readFrames(s: Socket, _maxLen: number, onFrame: (frame: Buffer) 
   });
 }
 
-function closeQuietly(s: UdpSocket): void {
+/** An upstream socket and the handler of the query in flight on it (none when idle). */
+interface Upstream {
+  readonly sock: DnsUpstreamUdp;
+  onAnswer: ((msg: Buffer) => void) | undefined;
+}
+
+function closeQuietly(s: { close(): void }): void {
   try {
     s.close();
   } catch {
