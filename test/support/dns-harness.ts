@@ -245,7 +245,10 @@ export function dnsPolicy(dnsPatterns: readonly string[], fqdnPatterns: readonly
 export interface DnsHarness {
   readonly dir: string;
   readonly agent: Agent;
+  /** The in-memory maps (unused when a datapath was given). */
   readonly dp: MemoryDatapath;
+  /** The datapath the agent writes: the given one, or dp. */
+  readonly datapath: DatapathPort;
   readonly fqdn: FqdnManager;
   readonly endpointId: number;
   readonly dns: Dnsmasq;
@@ -267,6 +270,8 @@ export interface DnsHarnessOptions extends DnsmasqOptions {
   readonly dnsPatterns: readonly string[];
   readonly fqdnPatterns: readonly string[];
   readonly minTtlSeconds?: number;
+  /** A real datapath (the BPF maps) instead of the in-memory one. */
+  readonly datapath?: DatapathPort;
   readonly proxy?: Partial<DnsProxyOptions>;
   /** Wraps the agent's sink (to time it in the bench). */
   readonly wrapSink?: (sink: FqdnSink) => FqdnSink;
@@ -279,6 +284,7 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
   const stores: EmbeddedStore[] = [];
   const dns = await startDnsmasq(dir, o);
   const dp = new MemoryDatapath();
+  const datapath: DatapathPort = o.datapath ?? dp;
   const records: L7Record[] = [];
 
   const makeAgent = async (): Promise<{ agent: Agent; fqdn: FqdnManager }> => {
@@ -287,7 +293,7 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
     let self: Agent | undefined;
     const fqdn = createAgentFqdn({
       stateDir: join(dir, 'node'),
-      dumpCt: () => dp.dumpCt(),
+      dumpCt: () => datapath.dumpCt(),
       owner: () => self,
       ...(o.minTtlSeconds !== undefined ? { minTtlSeconds: o.minTtlSeconds } : {}),
     });
@@ -298,7 +304,7 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
       podCIDR: '10.201.1.0/24',
       nodeIp: '172.30.0.11',
       store,
-      datapath: dp,
+      datapath,
       fqdn,
     });
     self = agent;
@@ -384,6 +390,7 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
       return agent;
     },
     dp,
+    datapath,
     get fqdn() {
       return fqdn;
     },
