@@ -1,8 +1,8 @@
 // bench/dns: queries through the DNS proxy against the same queries straight to the server,
 // paired and interleaved in one run, with dnsperf (Debian) as the client and dnsmasq as the
 // server, on loopback (test/support/dns-harness.ts: the agent's FQDN state and policy engine are
-// real; the datapath's maps are in memory, so "ipcache updated" is the agent's pipeline up to
-// the map write).
+// real; as root the agent writes the real BPF maps (mbr_ipcache, the endpoint's policy map),
+// otherwise maps in memory).
 //   npx tsc -p . && node dist/bench/dns.bench.js [--quick]
 // Workloads: "allowed" (one allowed name, its IPs known: no ipcache change) and "new IPs" (a fresh
 // allowed name per query, each with its own address: every answer waits for an ipcache write).
@@ -13,8 +13,9 @@ import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { ensureBpffs, removePinDir } from '../src/datapath/bpffs.js';
 import type { FqdnSink } from '../src/fqdn/fqdn-sink.js';
-import { type DnsHarness, startDnsHarness } from '../test/support/dns-harness.js';
+import { bpfPortWithoutAttach, type DnsHarness, startDnsHarness } from '../test/support/dns-harness.js';
 
 const run = promisify(execFile);
 const QUICK = process.argv.includes('--quick');
@@ -68,7 +69,12 @@ async function main(): Promise<void> {
     ip: `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`,
   }));
   const sinkMs: number[] = [];
+  // As root, the agent writes the real BPF maps (pinned under a directory of this run).
+  const isRoot = process.getuid?.() === 0;
+  const pinRoot = `/sys/fs/bpf/membrane/mbr-bench-dns-${process.pid}`;
+  if (isRoot) ensureBpffs();
   const h: DnsHarness = await startDnsHarness({
+    ...(isRoot ? { datapath: bpfPortWithoutAttach(`${pinRoot}/n1`) } : {}),
     hosts: ['10.200.0.1 api.stripe.com', '10.200.0.2 api.stripe.com', ...fresh.map((f) => `${f.ip} ${f.name}`)],
     ttlSeconds: 300,
     dnsPatterns: ['*.stripe.com', '**.stripe.com'],
@@ -174,7 +180,7 @@ async function main(): Promise<void> {
       `per round, ${ROUNDS} rounds of ${SECONDS} s per measure. Latency at a fixed ${RATE} q/s; throughput with`,
       '100 queries in flight. "new IPs": every query is a name never asked before with its own address,',
       'so every answer waits for the agent to put the address into the ipcache (engine.updateFqdn, the',
-      'ipcache diff, the map write; the maps are in memory here) before it is released.',
+      `ipcache diff, the map write${isRoot ? ' into the pinned BPF maps' : '; maps in memory in this run'}) before it is released.`,
       '',
       ...lines,
       '',
@@ -192,6 +198,7 @@ async function main(): Promise<void> {
     else writeFileSync(new URL('../../bench/results/dns.md', import.meta.url), md);
   } finally {
     await h.stop();
+    if (isRoot) removePinDir(pinRoot);
   }
 }
 

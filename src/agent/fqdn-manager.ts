@@ -261,12 +261,16 @@ export class FqdnManager implements FqdnSink {
       for (const n of names.keys()) if (this.#writes.get(n) === done) this.#writes.delete(n);
     };
     done.then(forget, forget);
-    if (!this.#writing) void this.#drain();
+    // The write starts after the answers already received are handled (one turn of the event
+    // loop): they join this write instead of paying a map write each.
+    if (!this.#writing) {
+      this.#writing = true;
+      setImmediate(() => void this.#drain());
+    }
     return done;
   }
 
   async #drain(): Promise<void> {
-    this.#writing = true;
     while (this.#pending.size > 0) {
       const batch = this.#pending;
       const waiters = this.#pendingWaiters;

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Agent } from '../../src/agent/agent.js';
 import type { Endpoint, SubsystemHealth } from '../../src/agent/api-types.js';
+import { BpfDatapathPort } from '../../src/agent/bpf-datapath-port.js';
 import { createAgentFqdn, type FqdnManager } from '../../src/agent/fqdn-manager.js';
 import type {
   DatapathPort,
@@ -72,6 +73,24 @@ export class MemoryDatapath implements DatapathPort {
     return 0;
   }
   async close(): Promise<void> {}
+}
+
+/** The real BPF datapath at pinDir; attach is skipped (the harness's endpoint has no veth). */
+export function bpfPortWithoutAttach(pinDir: string): DatapathPort {
+  const p = new BpfDatapathPort(pinDir);
+  return {
+    health: () => p.health(),
+    attachEndpoint: async (_ep: Endpoint) => undefined,
+    detachEndpoint: async (_ep: Endpoint) => undefined,
+    updateIpcache: (c) => p.updateIpcache(c),
+    applyPolicies: (d) => p.applyPolicies(d),
+    dumpPolicy: (id) => p.dumpPolicy(id),
+    dumpIpcache: () => p.dumpIpcache(),
+    dumpCt: () => p.dumpCt(),
+    onEvent: (l) => p.onEvent(l),
+    lostEvents: () => p.lostEvents(),
+    close: () => p.close(),
+  };
 }
 
 export interface DnsmasqOptions {

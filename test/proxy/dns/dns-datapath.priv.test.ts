@@ -5,36 +5,15 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import type { Endpoint } from '../../../src/agent/api-types.js';
-import { BpfDatapathPort } from '../../../src/agent/bpf-datapath-port.js';
-import type { DatapathPort } from '../../../src/agent/subsystem-ports.js';
 import { openPinnedMap } from '../../../src/datapath/bpf-object.js';
 import { ensureBpffs, removePinDir } from '../../../src/datapath/bpffs.js';
 import { monotonicSeconds } from '../../../src/datapath/ct-gc.js';
 import { encodeCtEntry, encodeCtKey } from '../../../src/datapath/maps/ct-map.js';
 import { requireBpf } from '../../datapath/support/require-bpf.js';
-import { startDnsHarness } from '../../support/dns-harness.js';
+import { bpfPortWithoutAttach, startDnsHarness } from '../../support/dns-harness.js';
 import { until } from '../../support/until.js';
 
 const run = promisify(execFile);
-
-/** The real datapath; attach is skipped (the endpoint has no veth here). */
-function bpfPort(pinDir: string): DatapathPort {
-  const p = new BpfDatapathPort(pinDir);
-  return {
-    health: () => p.health(),
-    attachEndpoint: async (_ep: Endpoint) => undefined,
-    detachEndpoint: async (_ep: Endpoint) => undefined,
-    updateIpcache: (c) => p.updateIpcache(c),
-    applyPolicies: (d) => p.applyPolicies(d),
-    dumpPolicy: (id) => p.dumpPolicy(id),
-    dumpIpcache: () => p.dumpIpcache(),
-    dumpCt: () => p.dumpCt(),
-    onEvent: (l) => p.onEvent(l),
-    lostEvents: () => p.lostEvents(),
-    close: () => p.close(),
-  };
-}
 
 describe('DNS proxy over the BPF maps', () => {
   it('releases answers after mbr_ipcache has them and deletes expired ones only without a connection', async (t) => {
@@ -47,7 +26,7 @@ describe('DNS proxy over the BPF maps', () => {
       ttlSeconds: 1,
       dnsPatterns: ['*.stripe.com'],
       fqdnPatterns: ['*.stripe.com'],
-      datapath: bpfPort(pinDir),
+      datapath: bpfPortWithoutAttach(pinDir),
     });
     t.after(async () => {
       await h.stop();
