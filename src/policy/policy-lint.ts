@@ -9,7 +9,8 @@
 //   MBR_LINT_FQDN_NOT_IN_DNS_RULES    error    a toFQDNs name the pods' DNS rules refuse: it can
 //                                              never resolve
 //   MBR_LINT_DEFAULT_DENY_WITHOUT_DNS error    egress default-deny with no allow of UDP 53
-//   MBR_LINT_L7_PORT_NOT_SERVED       warning  an ingress L7 rule on a port no selected pod serves
+//   MBR_LINT_L7_PORT_NOT_SERVED       warning  an L7 rule on a port no pod serves (ingress: the
+//                                              selected pods; egress: the toEndpoints pods)
 //   MBR_LINT_SELECTOR_MATCHES_NOTHING warning  a selector that matches no pod of the world
 //   MBR_LINT_EMPTY_RULE_LIST          warning  `ingress: []` (Cilium): no rule and no enforcement;
 //                                              `ingress: [{}]` is the deny-all idiom
@@ -196,26 +197,42 @@ export function lintPolicies(docs: readonly LintDocument[], world?: LintWorld): 
         });
       });
     }
-    items(r.raw.ingress).forEach((e, i) => {
-      items(e.toPorts).forEach((tp, j) => {
-        const l7 = tp.rules as Record<string, unknown> | undefined;
-        if (!l7 || !['http', 'kafka'].some((k) => Array.isArray(l7[k]))) return;
-        items(tp.ports).forEach((p, k) => {
-          const port = String(p.port ?? '');
-          const served = r.pods!.some((pod) =>
-            pod.ports.some((cp) => String(cp.containerPort) === port || (cp.name !== undefined && cp.name === port)),
-          );
-          if (!served)
-            at(
-              `ingress[${i}].toPorts[${j}].ports[${k}].port`,
-              'warning',
-              'MBR_LINT_L7_PORT_NOT_SERVED',
-              `no selected pod serves port ${port}: this L7 rule never sees a request`,
-              'use the port the pods listen on (their containerPorts)',
+    // L7 rules on a port nobody serves: ingress, the selected pods' ports; egress, the ports of
+    // the pods toEndpoints selects.
+    for (const dir of ['ingress', 'egress'] as const) {
+      items(r.raw[dir]).forEach((e, i) => {
+        const servers =
+          dir === 'ingress'
+            ? r.pods!
+            : items(e.toEndpoints).flatMap((sel) => {
+                const ns = peerNamespace(sel, r.namespace);
+                return podLabels
+                  .filter(
+                    ({ pod }) => (ns === undefined || pod.namespace === ns) && rawSelectorMatches(sel, pod, nsByName),
+                  )
+                  .map(({ pod }) => pod);
+              });
+        if (servers.length === 0) return;
+        items(e.toPorts).forEach((tp, j) => {
+          const l7 = tp.rules as Record<string, unknown> | undefined;
+          if (!l7 || !['http', 'kafka'].some((k) => Array.isArray(l7[k]))) return;
+          items(tp.ports).forEach((p, k) => {
+            const port = String(p.port ?? '');
+            const served = servers.some((pod) =>
+              pod.ports.some((cp) => String(cp.containerPort) === port || (cp.name !== undefined && cp.name === port)),
             );
+            if (!served)
+              at(
+                `${dir}[${i}].toPorts[${j}].ports[${k}].port`,
+                'warning',
+                'MBR_LINT_L7_PORT_NOT_SERVED',
+                `no ${dir === 'ingress' ? 'selected' : 'destination'} pod serves port ${port}: this L7 rule never sees a request`,
+                'use the port the pods listen on (their containerPorts)',
+              );
+          });
         });
       });
-    });
+    }
   }
   return out;
 }

@@ -41,7 +41,10 @@ const CASES: Array<{ finding: string; expect: Array<[code: string, document: num
   },
   {
     finding: 'l7-port-not-served',
-    expect: [['MBR_LINT_L7_PORT_NOT_SERVED', 1, 'spec.ingress[0].toPorts[0].ports[0].port']],
+    expect: [
+      ['MBR_LINT_L7_PORT_NOT_SERVED', 1, 'spec.ingress[0].toPorts[0].ports[0].port'],
+      ['MBR_LINT_L7_PORT_NOT_SERVED', 2, 'spec.egress[0].toPorts[0].ports[0].port'],
+    ],
   },
   {
     finding: 'selector-matches-nothing',
