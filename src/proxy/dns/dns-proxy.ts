@@ -32,8 +32,6 @@ export const DEFAULT_RESPONSE_MAX_DELAY_MS = 100;
 export const DEFAULT_FORWARD_TIMEOUT_MS = 10_000;
 /** Idle upstream UDP sockets kept per source identity and server. */
 const MAX_IDLE_UPSTREAM = 64;
-/** Largest DNS message over TCP (the 2-byte length). */
-const MAX_TCP_MESSAGE = 65_535;
 
 /** What the proxy needs to know about one query's redirect (a subset of L7ConnectionContext). */
 export interface DnsQueryContext {
@@ -148,7 +146,7 @@ export class DnsProxy implements TcpL7Handler {
       upstream ??= ctx.connectUpstream().then((s) => {
         s.on('error', () => client.destroy());
         s.on('close', () => client.end());
-        readFrames(s, MAX_TCP_MESSAGE, (frame) => {
+        readFrames(s, (frame) => {
           const id = messageId(frame);
           const p = id === undefined ? undefined : pending.get(id);
           if (!p) return;
@@ -168,7 +166,6 @@ export class DnsProxy implements TcpL7Handler {
     };
     readFrames(
       client,
-      MAX_TCP_MESSAGE,
       (frame) => {
         const q = this.#query(frame);
         if (!q) return;
@@ -421,10 +418,10 @@ export class DnsProxy implements TcpL7Handler {
 }
 
 /**
- * Calls onFrame for each 2-byte-length-prefixed message of a stream; onBad (then nothing more)
- * for a zero length. Frames are at most maxLen by construction of the 16-bit length.
+ * Calls onFrame for each 2-byte-length-prefixed message of a stream (at most 65,535 bytes by
+ * construction); onBad, then nothing more, for a zero length.
  */
-export function readFrames(s: Socket, _maxLen: number, onFrame: (frame: Buffer) => void, onBad?: () => void): void {
+export function readFrames(s: Socket, onFrame: (frame: Buffer) => void, onBad?: () => void): void {
   let buf: Buffer = Buffer.alloc(0);
   s.on('data', (chunk: Buffer) => {
     buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
