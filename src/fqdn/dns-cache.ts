@@ -7,7 +7,8 @@
 // - at most maxIpsPerName IPs per (endpoint, name) (tofqdns-endpoint-max-ip-per-hostname, 1000):
 //   past it, those that expire first are evicted: they expire now;
 // - an expired IP is deleted by gc() only when no tracked connection uses it (deferred delete);
-//   until then `fqdn cache list` shows it with source "connection";
+//   until then `fqdn cache list` shows it with source "connection"; at most maxDeferredDeletes
+//   such IPs per endpoint (tofqdns-max-deferred-connection-deletes, 10,000), the oldest go first;
 // - a name nobody queried has no IPs: a matchName for it selects nothing.
 // The agent needs, per name, the union over endpoints (namesIps / ipsOf): that is what
 // engine.updateFqdn takes.
@@ -15,12 +16,15 @@ import { normalizeFqdn } from '../policy/fqdn-pattern.js';
 
 export const DEFAULT_MIN_TTL_SECONDS = 0;
 export const DEFAULT_MAX_IPS_PER_NAME = 1000;
+/** Cilium's tofqdns-max-deferred-connection-deletes: expired IPs kept for connections, per endpoint. */
+export const DEFAULT_MAX_DEFERRED_DELETES = 10_000;
 
 export interface FqdnCacheOptions {
   /** Wall-clock milliseconds (persisted expiries survive restarts). */
   readonly now: () => number;
   readonly minTtlSeconds?: number;
   readonly maxIpsPerName?: number;
+  readonly maxDeferredDeletes?: number;
 }
 
 /** One DNS answer's names for one endpoint: each with the addresses and TTL it resolved to. */
@@ -63,6 +67,7 @@ export class FqdnCacheError extends Error {
 export class FqdnCache {
   readonly minTtlSeconds: number;
   readonly maxIpsPerName: number;
+  readonly maxDeferredDeletes: number;
   /** The cache's clock (wall-clock ms). */
   readonly now: () => number;
   /** endpoint -> name -> ip -> record */
@@ -75,6 +80,7 @@ export class FqdnCache {
     this.now = opts.now;
     this.minTtlSeconds = opts.minTtlSeconds ?? DEFAULT_MIN_TTL_SECONDS;
     this.maxIpsPerName = opts.maxIpsPerName ?? DEFAULT_MAX_IPS_PER_NAME;
+    this.maxDeferredDeletes = opts.maxDeferredDeletes ?? DEFAULT_MAX_DEFERRED_DELETES;
   }
 
   /**
@@ -113,15 +119,25 @@ export class FqdnCache {
   gc(isIpInUse: (ip: string) => boolean): string[] {
     const now = this.now();
     const changed = new Set<string>();
+    const drop = (names: Map<string, Map<string, IpRecord>>, name: string, ip: string) => {
+      names.get(name)?.delete(ip);
+      if (this.#dropUnion(name, ip)) changed.add(name);
+    };
     for (const [ep, names] of this.#byEp) {
-      for (const [name, ips] of names) {
+      // Expired IPs a connection still uses wait (Cilium's zombies), at most maxDeferredDeletes
+      // per endpoint: past it, those that expired first go anyway.
+      const kept: Array<{ name: string; ip: string; expiresAtMs: number }> = [];
+      for (const [name, ips] of names)
         for (const [ip, r] of ips)
-          if (r.expiresAtMs <= now && !isIpInUse(ip)) {
-            ips.delete(ip);
-            if (this.#dropUnion(name, ip)) changed.add(name);
+          if (r.expiresAtMs <= now) {
+            if (isIpInUse(ip)) kept.push({ name, ip, expiresAtMs: r.expiresAtMs });
+            else drop(names, name, ip);
           }
-        if (ips.size === 0) names.delete(name);
+      if (kept.length > this.maxDeferredDeletes) {
+        kept.sort((a, b) => a.expiresAtMs - b.expiresAtMs);
+        for (const k of kept.slice(0, kept.length - this.maxDeferredDeletes)) drop(names, k.name, k.ip);
       }
+      for (const [name, ips] of names) if (ips.size === 0) names.delete(name);
       if (names.size === 0) this.#byEp.delete(ep);
     }
     return [...changed];

@@ -43,6 +43,20 @@ describe('FqdnCache', () => {
     assert.deepEqual(cache.gc(NOBODY_USES), ['a.com.']);
   });
 
+  it('keeps at most maxDeferredDeletes expired IPs in use per endpoint, dropping those that expired first', () => {
+    const c = clock();
+    const cache = new FqdnCache({ now: c.now, maxDeferredDeletes: 2 });
+    cache.update([{ endpointId: 1, name: 'a.com', ips: ['1.1.1.1'], ttlSeconds: 1 }]);
+    cache.update([{ endpointId: 1, name: 'b.com', ips: ['2.2.2.2'], ttlSeconds: 2 }]);
+    cache.update([{ endpointId: 1, name: 'c.com', ips: ['3.3.3.3'], ttlSeconds: 3 }]);
+    c.advance(10);
+    assert.deepEqual(
+      cache.gc(() => true),
+      ['a.com.'],
+    );
+    assert.deepEqual([...cache.namesIps().keys()].sort(), ['b.com.', 'c.com.']);
+  });
+
   it('applies the minimum TTL to short answers', () => {
     const c = clock();
     const cache = new FqdnCache({ now: c.now, minTtlSeconds: 60 });
