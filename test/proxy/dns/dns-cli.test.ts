@@ -78,6 +78,22 @@ describe('membrane fqdn', () => {
     assert.match(r.out, /matchPattern: \*\.stripe\.com\s+api\.stripe\.com\.\s+10\.200\.0\.1/);
   });
 
+  it('lints the running cluster: its policies, its pods as the world', async () => {
+    const live = await runMembrane(['policy', 'lint', '--live', '-H', sock]);
+    assert.equal(live.code, 0, live.out + live.err);
+    assert.match(live.out, /^1 documents: 0 errors, 0 warnings$/m);
+    const fixture = new URL('../../../../test/fixtures/lint/fqdn-without-dns-rule.triggers.yaml', import.meta.url)
+      .pathname;
+    const withFile = await runMembrane(['policy', 'lint', '--live', '-H', sock, '-f', fixture, '-o', 'json']);
+    assert.equal(withFile.code, 1);
+    const codes = (JSON.parse(withFile.out) as Array<{ code: string; path: string }>).map((f) => `${f.code} ${f.path}`);
+    // The fixture's backend pod does not run in this cluster: its selector matches nothing.
+    assert.deepEqual(codes, [
+      'MBR_LINT_FQDN_WITHOUT_DNS_RULE spec.egress[0].toFQDNs',
+      'MBR_LINT_SELECTOR_MATCHES_NOTHING spec.endpointSelector',
+    ]);
+  });
+
   it('cleans names from the cache and their IPs from the ipcache', async () => {
     assert.ok(h.ipcache('10.200.0.5') !== undefined);
     const r = await runMembrane(['fqdn', 'cache', 'clean', '-H', sock, '-p', 'www.stripe.com']);
