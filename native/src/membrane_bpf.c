@@ -20,17 +20,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "addon.h"
+
 // Debian 12's 6.1 uapi headers predate tcx.
 #define MBR_BPF_TCX_INGRESS 46
 #define MBR_BPF_TCX_EGRESS 47
-
-#define CHECK(call)                                                                                   \
-	do {                                                                                          \
-		if ((call) != napi_ok) {                                                              \
-			napi_throw_error(env, NULL, "membrane addon: N-API call failed: " #call);    \
-			return NULL;                                                                  \
-		}                                                                                     \
-	} while (0)
 
 // ---- libbpf log capture: the last load's messages go into the thrown error ----
 static char g_log[65536];
@@ -77,7 +71,7 @@ static const char *errno_code(int e)
 	}
 }
 
-static napi_value throw_errno(napi_env env, const char *what, int e, const char *log)
+napi_value throw_errno(napi_env env, const char *what, int e, const char *log)
 {
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s: %s (errno %d)", what, strerror(e), e);
@@ -97,19 +91,19 @@ static napi_value throw_errno(napi_env env, const char *what, int e, const char 
 	return NULL;
 }
 
-static napi_value throw_type(napi_env env, const char *msg)
+napi_value throw_type(napi_env env, const char *msg)
 {
 	napi_throw_type_error(env, "MBR_ADDON_ARG", msg);
 	return NULL;
 }
 
 // ---- argument helpers ----
-static int arg_i64(napi_env env, napi_value v, int64_t *out)
+int arg_i64(napi_env env, napi_value v, int64_t *out)
 {
 	return napi_get_value_int64(env, v, out) == napi_ok;
 }
 
-static int arg_buf(napi_env env, napi_value v, void **data, size_t *len)
+int arg_buf(napi_env env, napi_value v, void **data, size_t *len)
 {
 	bool is;
 	if (napi_is_buffer(env, v, &is) == napi_ok && is)
@@ -128,13 +122,13 @@ static int arg_buf(napi_env env, napi_value v, void **data, size_t *len)
 	return 0;
 }
 
-static int arg_str(napi_env env, napi_value v, char *buf, size_t cap)
+int arg_str(napi_env env, napi_value v, char *buf, size_t cap)
 {
 	size_t n;
 	return napi_get_value_string_utf8(env, v, buf, cap, &n) == napi_ok;
 }
 
-static napi_value mk_i64(napi_env env, int64_t n)
+napi_value mk_i64(napi_env env, int64_t n)
 {
 	napi_value v;
 	napi_create_int64(env, n, &v);
@@ -148,7 +142,7 @@ static napi_value mk_bool(napi_env env, bool b)
 	return v;
 }
 
-static napi_value mk_str(napi_env env, const char *s)
+napi_value mk_str(napi_env env, const char *s)
 {
 	napi_value v;
 	napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
@@ -160,14 +154,9 @@ static void set_i64(napi_env env, napi_value o, const char *k, int64_t n)
 	napi_set_named_property(env, o, k, mk_i64(env, n));
 }
 
-#define ARGS(n)                                                                                       \
-	size_t argc = n;                                                                              \
-	napi_value argv[n];                                                                           \
-	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-
 // ---- network namespace switching for the JS thread ----
 // Enters nspath (if not NULL/empty); returns the fd of the previous netns, or -1 with errno.
-static int netns_enter(const char *nspath)
+int netns_enter(const char *nspath)
 {
 	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (self < 0)
@@ -190,7 +179,7 @@ static int netns_enter(const char *nspath)
 	return self;
 }
 
-static void netns_leave(int self)
+void netns_leave(int self)
 {
 	if (setns(self, CLONE_NEWNET) < 0)
 		abort(); // continuing in the wrong netns would attach to the wrong devices
@@ -992,7 +981,7 @@ static napi_value init(napi_env env, napi_value exports)
 		FN("ringClose", ring_close),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));
-	return exports;
+	return register_proxy_sockets(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

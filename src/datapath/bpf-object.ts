@@ -18,9 +18,10 @@ export const MAP_NAMES = [
   'mbr_lost',
   'mbr_config',
   'mbr_events',
+  'mbr_proxy_socks',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
-export const PROGRAM_NAMES = ['mbr_from_pod', 'mbr_to_pod', 'mbr_pass'] as const;
+export const PROGRAM_NAMES = ['mbr_from_pod', 'mbr_to_pod', 'mbr_from_net', 'mbr_proxy_lookup', 'mbr_pass'] as const;
 export type ProgramName = (typeof PROGRAM_NAMES)[number];
 
 /** Sizes used only when the maps are first created (pinned maps keep theirs). */

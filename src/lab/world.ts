@@ -4,6 +4,8 @@
 // reader (policy/manifest-reader.ts); errors name the file, the document (1-based) and the field.
 import { readManifest } from '../policy/manifest-reader.js';
 import { showKey, showValue } from '../policy/policy-error.js';
+import { parsePolicyObject } from '../policy/policy-parser.js';
+import type { Secret } from '../policy/world.js';
 
 export interface WorldPod {
   readonly namespace: string;
@@ -21,6 +23,8 @@ export interface World {
   readonly pods: readonly WorldPod[];
   /** DNS names the outside host answers for. */
   readonly externalHosts: readonly string[];
+  /** `v1` Secrets (values for L7 headerMatches), read by the policy parser's Secret reader. */
+  readonly secrets: readonly Secret[];
 }
 
 /** A world manifest that reads as YAML but is not a world: `FILE: document N: PATH: expected X, got Y`. */
@@ -38,6 +42,7 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
   const namespaces = new Map<string, Record<string, string>>();
   const pods: WorldPod[] = [];
   const hosts: string[] = [];
+  const secrets: Secret[] = [];
   for (const { file, text } of files) {
     for (const { document, value: d } of readManifest(text, file)) {
       const at = `${file}: document ${document}`;
@@ -59,8 +64,12 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
           hosts.push(...(data.externalHosts ?? '').split(/[\s,]+/).filter((h) => h !== ''));
           break;
         }
+        case 'Secret':
+          // Errors (PolicyError) name the file, the document and the field, never a value.
+          secrets.push(...(parsePolicyObject(d, file, document).secrets ?? []));
+          break;
         default:
-          throw new WorldError(at, 'kind', 'Namespace, Pod or ConfigMap', d.kind);
+          throw new WorldError(at, 'kind', 'Namespace, Pod, ConfigMap or Secret', d.kind);
       }
     }
   }
@@ -77,6 +86,7 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
     namespaces: [...namespaces].map(([n, l]) => ({ name: n, labels: l })),
     pods,
     externalHosts: hosts,
+    secrets,
   };
 }
 
