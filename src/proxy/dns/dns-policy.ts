@@ -16,7 +16,7 @@ export function decideDnsQuery(policies: readonly L7Policy[], names: readonly st
   const by: PolicyRef[] = [];
   for (const p of policies) {
     const ok = p.allowAll || names.every((n) => (p.dns ?? []).some((r) => fqdnSelectorMatches(r, n)));
-    if (ok) by.push(...p.derivedFrom);
+    if (ok) for (const r of p.derivedFrom) if (!by.includes(r)) by.push(r);
   }
-  return { isAllowed: by.length > 0, derivedFrom: by };
+  return { isAllowed: by.length > 0 || policies.some((p) => p.allowAll), derivedFrom: by };
 }

@@ -12,7 +12,9 @@
 import type { Socket } from 'node:net';
 import type { FqdnSink } from '../../fqdn/fqdn-sink.js';
 import type { L7Record } from '../../hubble/flow/parser.js';
+import type { PolicyRef } from '../../policy/map-state-types.js';
 import type { L7Policy } from '../../policy/policy-engine.js';
+import { policyRefKey } from '../../policy/policy-rule.js';
 import type { L7ConnectionContext, TcpL7Handler, TransparentUdp, UdpAddress } from '../l7-handler.js';
 import {
   type DnsAnswer,
@@ -383,6 +385,14 @@ export class DnsProxy implements TcpL7Handler {
     sentAt?: bigint,
   ): void {
     const ms = this.#now();
+    // The policies that decided (the flow's *_allowed_by / *_denied_by): those whose rules allowed
+    // the query, or, for a refused one, every policy of the redirect (none allowed it).
+    const all = ctx.policies();
+    const v = decideDnsQuery(
+      all,
+      q.questions.map((x) => x.name),
+    );
+    const policies = v.isAllowed ? v.derivedFrom : uniqueRefs(all.flatMap((p) => p.derivedFrom));
     const isResponse = response !== undefined || sentAt !== undefined;
     const rec: L7Record = {
       time: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 },
@@ -397,6 +407,7 @@ export class DnsProxy implements TcpL7Handler {
       srcIdentity: isResponse ? ctx.dstIdentity : ctx.srcIdentity,
       dstIdentity: isResponse ? ctx.srcIdentity : ctx.dstIdentity,
       verdict,
+      ...(policies.length > 0 ? { policies } : {}),
       ...(sentAt !== undefined ? { latencyNs: Number(process.hrtime.bigint() - sentAt) } : {}),
       dns: {
         query: q.questions[0]?.name ?? '.',
@@ -438,6 +449,12 @@ export function readFrames(s: Socket, onFrame: (frame: Buffer) => void, onBad?: 
       onFrame(frame);
     }
   });
+}
+
+function uniqueRefs(refs: readonly PolicyRef[]): PolicyRef[] {
+  const seen = new Map<string, PolicyRef>();
+  for (const r of refs) seen.set(policyRefKey(r), r);
+  return [...seen.values()];
 }
 
 /** An upstream socket and the handler of the query in flight on it (none when idle). */

@@ -52,6 +52,10 @@ describe('DNS flows', () => {
     // The harness's clients ask from 127.0.0.1; the identity is the endpoint's.
     assert.equal(f.destination?.identity, h.agent.endpoint(h.endpointId)!.identity);
     assert.ok(f.l7?.latency_ns !== undefined && f.l7.latency_ns > 0);
+    assert.deepEqual(
+      f.egress_allowed_by?.map((p) => p.name),
+      ['client-dns'],
+    );
   });
 
   it('turns a refused query into a DROPPED L7 DNS request flow', () => {
@@ -60,6 +64,10 @@ describe('DNS flows', () => {
     const f = parseL7Record(recs[0]!, ctx);
     assert.equal(f.verdict, 2, 'DROPPED');
     assert.equal(f.Summary, 'DNS Query api.github.com. A');
+    assert.deepEqual(
+      f.egress_denied_by?.map((p) => p.name),
+      ['client-dns'],
+    );
     assert.equal(f.source?.identity, h.agent.endpoint(h.endpointId)!.identity);
   });
 
