@@ -13,7 +13,11 @@ export type Outcome = 'forwarded' | 'dropped' | 'refused' | 'error';
 export interface Probe {
   /** "NS/POD", "node:NAME" (the node itself, identity host) or "world" (the outside host). */
   readonly from: string;
-  /** "NS/POD" or "world" (by IP); for dns, the DNS pod. */
+  /**
+   * "NS/POD", "world" (by IP) or "name:DNS-NAME" (the outside host by a name it answers for,
+   * resolved in the pod: through the lab DNS, and the DNS proxy when a policy sends it there);
+   * for dns, the DNS pod.
+   */
   readonly to: string;
   readonly port: number;
   readonly kind: ProbeKind;
@@ -51,7 +55,7 @@ export function describeProbe(p: Probe): string {
 }
 
 export function peerIp(state: LabState, peer: string): string {
-  if (peer === 'world') return state.world.ip;
+  if (peer === 'world' || peer.startsWith('name:')) return state.world.ip;
   if (peer.startsWith('node:')) {
     const n = state.nodes.find((x) => x.name === peer.slice(5));
     if (!n) throw new Error(`probe: no node ${peer.slice(5)} in lab ${state.lab}`);
@@ -66,7 +70,7 @@ export function peerIp(state: LabState, peer: string): string {
 export async function runProbe(state: LabState, p: Probe): Promise<ProbeResult> {
   const srcIp = peerIp(state, p.from);
   const dstIp = peerIp(state, p.to);
-  const argv = clientArgv(p, dstIp);
+  const argv = clientArgv(p, p.to.startsWith('name:') ? p.to.slice(5) : dstIp);
   const wrapped = podArgv(netnsPath(fromNetns(state, p.from)), `${labDir(state.lab)}/resolv.conf`, argv);
   const r = await run(wrapped, (PROBE_TIMEOUT_S + 3) * 1000);
   const base = { probe: p, srcIp, dstIp };
@@ -77,6 +81,8 @@ export async function runProbe(state: LabState, p: Probe): Promise<ProbeResult> 
     }
     if (r.code === 28) return { ...base, outcome: 'dropped', bytes: 0, detail: `no answer in ${PROBE_TIMEOUT_S} s` };
     if (r.code === 7) return { ...base, outcome: 'refused', bytes: 0, detail: 'connection refused' };
+    // The name did not resolve (the DNS proxy refused it): no connection was made.
+    if (r.code === 6) return { ...base, outcome: 'dropped', bytes: 0, detail: 'name not resolved' };
     return { ...base, outcome: 'error', bytes: 0, detail: `curl exit ${r.code}: ${r.stderr.trim()}` };
   }
   if (p.kind === 'dns') {

@@ -101,7 +101,13 @@ export const SEED_CASES: readonly SeedCase[] = [
     file: '15-cnp-shop.yaml',
     // The file's `default-deny` has empty ingress and egress lists, which in Cilium apply in
     // neither direction; backend's egress is enforced by egress-stripe (DNS + toFQDNs only).
-    allowed: [dns('shop/backend', 'api.stripe.com'), http('shop/frontend', 'shop/backend')],
-    denied: [kafka('shop/backend', 'orders')],
+    // By name on 443: api.stripe.com resolves through the DNS proxy, which puts its address in
+    // the ipcache before the answer, so the connection is allowed; api.github.com is refused.
+    allowed: [
+      dns('shop/backend', 'api.stripe.com'),
+      http('shop/frontend', 'shop/backend'),
+      http('shop/backend', 'name:api.stripe.com', 443),
+    ],
+    denied: [kafka('shop/backend', 'orders'), http('shop/backend', 'name:api.github.com', 443)],
   },
 ];

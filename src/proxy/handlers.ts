@@ -2,25 +2,25 @@
 // redirect's rules: TCP handlers per connection, UDP servers (DNS) per proxy port. A protocol plugs
 // in with one line here.
 
+import type { DnsProxy } from './dns/dns-proxy.js';
 import { KafkaHandler } from './kafka/kafka-handler.js';
 import type { TcpL7Handler, UdpL7Server } from './l7-handler.js';
 import { pipeHandler, udpPipeServer } from './pipe-handler.js';
 
-export function builtinTcpHandlers(): TcpL7Handler[] {
+export function builtinTcpHandlers(dns?: DnsProxy): TcpL7Handler[] {
   return [
     // src/proxy/http/ replaces this line with its handler; until then connections a policy allows
     // are piped unparsed (the L3/L4 verdict still holds).
     pipeHandler('http'),
     new KafkaHandler(),
+    // DNS over TCP (2-byte framing): the DNS proxy when the process has one (it needs the FQDN sink).
+    ...(dns ? [dns] : []),
   ];
 }
 
-/** UDP servers (DNS). */
-export function builtinUdpServers(): UdpL7Server[] {
-  return [
-    // src/proxy/dns/ replaces this line with its server; until then allowed queries are relayed.
-    udpPipeServer('dns'),
-  ];
+/** UDP servers (DNS): the DNS proxy, or (without one) allowed queries relayed unparsed. */
+export function builtinUdpServers(dns?: DnsProxy): UdpL7Server[] {
+  return [dns ?? udpPipeServer('dns')];
 }
 
 export class HandlerRegistry {

@@ -2,14 +2,17 @@
 // next to the agent's API socket: JSON lines. The agent sends the L7 rules (the full set when a
 // proxy worker connects, then diffs per redirect); each proxy worker sends its access records
 // (they become L7 flows) and its counters. A line that does not parse is dropped, never thrown.
+import type { FqdnAckMessage, FqdnObserveMessage } from '../fqdn/fqdn-sink-link.js';
 import type { L7Record } from '../hubble/flow/parser.js';
 import type { L7RulesUpdate } from './l7-rules.js';
 import type { ProxyStats } from './node-proxy.js';
 
-export type AgentToProxy = { readonly t: 'rules'; readonly u: L7RulesUpdate };
+export type AgentToProxy = { readonly t: 'rules'; readonly u: L7RulesUpdate } | FqdnAckMessage;
 export type ProxyToAgent =
   | { readonly t: 'record'; readonly r: L7Record }
-  | { readonly t: 'stats'; readonly pid: number; readonly s: ProxyStats };
+  | { readonly t: 'stats'; readonly pid: number; readonly s: ProxyStats }
+  // The DNS proxy's answers for the FQDN cache, each acked once the ipcache holds its addresses.
+  | FqdnObserveMessage;
 
 /** At most this many bytes in one line: a longer one is a broken peer. */
 export const MAX_LINE = 64 * 1024 * 1024;

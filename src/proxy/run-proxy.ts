@@ -9,7 +9,9 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { type FqdnAckMessage, LinkedFqdnSink } from '../fqdn/fqdn-sink-link.js';
 import type { L7Record } from '../hubble/flow/parser.js';
+import { DnsProxy } from './dns/dns-proxy.js';
 import { builtinTcpHandlers, builtinUdpServers } from './handlers.js';
 import { L7Rules, type L7RulesUpdate } from './l7-rules.js';
 import { NodeProxy, type ProxyStats } from './node-proxy.js';
@@ -80,11 +82,14 @@ async function runWorker(o: ProxyRunOptions): Promise<void> {
     rules.apply(u);
     rules.save(rulesFile);
   });
+  // The DNS proxy: each answer's names and addresses go to the agent (the ipcache owner) over
+  // the same connection; the answer is released on the agent's ack or after response-max-delay.
+  const dns = new DnsProxy({ sink: link.fqdnSink });
   const proxy = await NodeProxy.start({
     pinDir: o.pinDir,
     rules,
-    handlers: builtinTcpHandlers(),
-    udpServers: builtinUdpServers(),
+    handlers: builtinTcpHandlers(dns),
+    udpServers: builtinUdpServers(dns),
     log: (rec) => link.record(rec),
   });
   const timer = setInterval(() => link.stats(proxy.stats()), STATS_INTERVAL_MS);
@@ -109,6 +114,13 @@ class AgentConnection {
   #pending: string[] = [];
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
+  /** The FqdnSink over this connection (fails at once while the agent is away). */
+  readonly fqdnSink = new LinkedFqdnSink((m) => {
+    const s = this.#socket;
+    if (!s || s.connecting || s.destroyed) return false;
+    s.write(encodeLine(m));
+    return true;
+  });
 
   constructor(path: string, onRules: (u: L7RulesUpdate) => void) {
     this.#path = path;
@@ -151,6 +163,7 @@ class AgentConnection {
       lineReader(
         (m) => {
           if (m.t === 'rules' && typeof m.u === 'object' && m.u !== null) this.#onRules(m.u as L7RulesUpdate);
+          else if (m.t === 'fqdn-ack' && typeof m.id === 'number') this.fqdnSink.onAck(m as unknown as FqdnAckMessage);
         },
         () => s.destroy(),
       ),
@@ -158,6 +171,7 @@ class AgentConnection {
     s.on('error', () => undefined);
     s.on('close', () => {
       if (this.#socket === s) this.#socket = undefined;
+      this.fqdnSink.disconnected();
       if (!this.#closed) this.#timer = setTimeout(() => this.#connect(), RECONNECT_MS);
     });
   }
