@@ -70,7 +70,7 @@ describe('seed policies on real traffic', () => {
         ...c.denied.map((p) => `${describeProbe(p)}: dropped`),
       ];
       assert.deepEqual(got, want);
-      if (c.file === '10-cnp-kafka-order-processor.yaml') await assertKafkaFlows(lab);
+      if (c.file === '10-cnp-kafka-order-processor.yaml') await assertKafkaFlows(lab, state!);
     });
   }
 });
@@ -79,7 +79,7 @@ describe('seed policies on real traffic', () => {
  * The Kafka handler's records reach the relay as L7 flows: the produce to orders.processed
  * forwarded, the request for payment-events dropped with error 29 and the deciding policy.
  */
-async function assertKafkaFlows(lab: string): Promise<void> {
+async function assertKafkaFlows(lab: string, state: LabState): Promise<void> {
   interface KafkaFlow {
     verdict?: string;
     source?: { pod_name?: string };
@@ -135,5 +135,26 @@ async function assertKafkaFlows(lab: string): Promise<void> {
   assert.deepEqual(
     seen.ingress_denied_by?.map((p) => p.name),
     ['kafka-order-processor'],
+  );
+  // Hubble's kafka metric counts the refused request where it was decided, scraped from the agents.
+  const refused = (text: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith('hubble_kafka_requests_total{') && l.includes('topic="payment-events"'))
+      .filter((l) => l.includes('error_code="29"') && l.includes('reporter="server"'))
+      .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  await until(
+    () => {
+      const total = state.nodes.reduce((n, node) => {
+        const r = spawnSync(
+          'ip',
+          ['netns', 'exec', node.netns, 'curl', '-s', '--max-time', '5', `http://${node.metricsAddress}/metrics`],
+          { encoding: 'utf8', timeout: 10_000 },
+        );
+        return n + refused(r.stdout ?? '');
+      }, 0);
+      return total >= 1 ? total : undefined;
+    },
+    { timeoutMs: 10_000, intervalMs: 500, what: 'hubble_kafka_requests_total with error_code 29 on an agent' },
   );
 }
