@@ -763,12 +763,20 @@ static __always_inline int begin(struct __sk_buff *skb, struct pkt *p, struct ha
 	return parse_or_drop(skb, p, h);
 }
 
+/* ---- service load balancing (lib/lb.h: maps, NodePort and socket-LB programs) ---- */
+#include "lib/lb.h"
+/* ---- end of service load balancing ---- */
+
 SEC("tc")
 int mbr_from_pod(struct __sk_buff *skb)
 {
 	struct pkt p = {};
 	struct half out = {};
-	int rc = begin(skb, &p, &out, MBR_DIR_EGRESS);
+	/* Service LB first: the egress policy below sees the backend, as Cilium's. */
+	int rc = mbr_lb4_from_pod(skb);
+	if (rc != GO_ON)
+		return rc;
+	rc = begin(skb, &p, &out, MBR_DIR_EGRESS);
 	if (rc != GO_ON)
 		return rc;
 	struct mbr_endpoint_info *ep = out.ep;
@@ -797,6 +805,7 @@ int mbr_from_pod(struct __sk_buff *skb)
 	rc = commit(skb, &p, &in, now, level);
 	if (rc != TCX_NEXT)
 		return rc;
+	mbr_lb4_rev_xlate(skb); /* service LB: a reply's backend address becomes the frontend */
 	if (rewrite_for_peer(skb, &p, dst) < 0)
 		return drop(skb, &p, dst, MBR_DIR_INGRESS, in.remote, DROP_INVALID, in.state, peer);
 	return bpf_redirect_peer(peer, 0);
@@ -812,7 +821,10 @@ int mbr_to_pod(struct __sk_buff *skb)
 		return rc;
 	__u32 now = now_seconds();
 	decide(&p, &in, now, 0, 0);
-	return commit(skb, &p, &in, now, trace_level());
+	rc = commit(skb, &p, &in, now, trace_level());
+	if (rc == TCX_NEXT)
+		mbr_lb4_rev_xlate(skb); /* service LB: a reply's backend address becomes the frontend */
+	return rc;
 }
 
 SEC("tc")

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
@@ -956,6 +957,59 @@ static napi_value ring_close(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+// ---- cgroup (socket LB) ----
+// cgroupAttach(progFd, cgroupDir, attachType) -> linkFd. attachType: 'connect4' | 'sendmsg4' |
+// 'recvmsg4' | 'getpeername4'. A bpf_link: it coexists with other programs on the cgroup, detaches
+// when its last fd or pin goes.
+static napi_value cgroup_attach(napi_env env, napi_callback_info info)
+{
+	ARGS(3);
+	int64_t prog;
+	char dir[4096], type[32];
+	if (!arg_i64(env, argv[0], &prog) || !arg_str(env, argv[1], dir, sizeof(dir)) ||
+	    !arg_str(env, argv[2], type, sizeof(type)))
+		return throw_type(env, "cgroupAttach(progFd, cgroupDir, attachType)");
+	enum bpf_attach_type at;
+	if (strcmp(type, "connect4") == 0)
+		at = BPF_CGROUP_INET4_CONNECT;
+	else if (strcmp(type, "sendmsg4") == 0)
+		at = BPF_CGROUP_UDP4_SENDMSG;
+	else if (strcmp(type, "recvmsg4") == 0)
+		at = BPF_CGROUP_UDP4_RECVMSG;
+	else if (strcmp(type, "getpeername4") == 0)
+		at = BPF_CGROUP_INET4_GETPEERNAME;
+	else
+		return throw_type(env, "cgroupAttach: attachType must be connect4, sendmsg4, recvmsg4 or getpeername4");
+	int cg = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg < 0)
+		return throw_errno(env, "open cgroup", errno, NULL);
+	int fd = bpf_link_create((int)prog, cg, at, NULL);
+	int e = errno;
+	close(cg);
+	if (fd < 0)
+		return throw_errno(env, "cgroup attach", e, NULL);
+	return mk_i64(env, fd);
+}
+
+// netnsCookie() -> the cookie of the calling thread's network namespace (SO_NETNS_COOKIE, 5.14+).
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+static napi_value netns_cookie(napi_env env, napi_callback_info info)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return throw_errno(env, "socket", errno, NULL);
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int rc = getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+	int e = errno;
+	close(s);
+	if (rc < 0)
+		return throw_errno(env, "getsockopt SO_NETNS_COOKIE", e, NULL);
+	return mk_i64(env, (int64_t)cookie);
+}
+
 // ---- module ----
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
 
@@ -990,6 +1044,8 @@ static napi_value init(napi_env env, napi_value exports)
 		FN("ringDrain", ring_drain_now),
 		FN("ringStats", ring_stats),
 		FN("ringClose", ring_close),
+		FN("cgroupAttach", cgroup_attach),
+		FN("netnsCookie", netns_cookie),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));
 	return exports;

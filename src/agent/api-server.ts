@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { DatapathError } from '../datapath/datapath-error.js';
+import { ServiceError } from '../lb/service.js';
 import { PolicyEngineError } from '../policy/policy-engine.js';
 import { PolicyError } from '../policy/policy-error.js';
 import { tracePolicy } from '../policy/policy-trace.js';
@@ -93,6 +94,21 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     if (method === 'DELETE') return send(res, 200, await agent.deletePolicies(b.docs, b.source));
   }
 
+  // Services (load balancing): `membrane service list/get`, `bpf lb list`, `bpf lb maglev list`.
+  if (path === '/v1/service') {
+    if (method === 'GET') return send(res, 200, agent.serviceList());
+    const b = (await body(req)) as { docs: Record<string, unknown>[]; source: string };
+    if (method === 'PUT') return send(res, 200, await agent.applyServices(b.docs, b.source));
+    if (method === 'DELETE') return send(res, 200, await agent.deleteServices(b.docs, b.source));
+  }
+  if (method === 'GET' && path === '/v1/bpf/lb') return send(res, 200, await agent.opts.datapath.dumpLb());
+  const maglev = /^\/v1\/bpf\/lb\/maglev\/(\d+)$/.exec(path);
+  if (method === 'GET' && maglev) {
+    const table = await agent.opts.datapath.lbMaglevTable(Number(maglev[1]));
+    if (!table) throw notFound(`service ${maglev[1]} has no Maglev table`);
+    return send(res, 200, { id: Number(maglev[1]), size: table.length, table });
+  }
+
   const bpfPolicy = /^\/v1\/bpf\/policy\/(\d+)$/.exec(path);
   if (method === 'GET' && bpfPolicy) return send(res, 200, await agent.opts.datapath.dumpPolicy(Number(bpfPolicy[1])));
   if (method === 'GET' && path === '/v1/bpf/ipcache') return send(res, 200, await agent.opts.datapath.dumpIpcache());
@@ -111,7 +127,7 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
 /** The HTTP status and body of an error: typed errors keep their code, anything else is a 500. */
 function errorReply(err: Error): [number, ApiErrorBody] {
   if (err instanceof AgentError) return [err.status, { code: err.code, message: err.message }];
-  if (err instanceof PolicyError || err instanceof PolicyEngineError)
+  if (err instanceof PolicyError || err instanceof PolicyEngineError || err instanceof ServiceError)
     return [400, { code: err.code, message: err.message }];
   if (err instanceof StoreError || err instanceof DatapathError) return [503, { code: err.code, message: err.message }];
   return [500, { code: 'MBR_AGENT_ERROR', message: err.message }];

@@ -50,6 +50,8 @@ import {
 import { EndpointPolicy, type RealizedEntry, type StagedPolicy, u32Key } from './endpoint-policy.js';
 import { type EventListener, EventRing } from './event-ring.js';
 import { ipv4ToNetworkU32 } from './layout.js';
+import { attachNetdev, attachSocketLb } from './lb-attach.js';
+import { LbRealizer } from './lb-realizer.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
 import { encodeConfig, TraceLevel } from './maps/config-map.js';
 import type { CtEntry, CtKey } from './maps/ct-map.js';
@@ -98,6 +100,8 @@ export class Datapath {
   #localDelivery: boolean;
   /** Where legacy-tc endpoints are (their filters are not pinned objects). */
   #legacyAt = new Map<number, TcLocation>();
+  /** The service load balancer's maps (lb-realizer.ts). */
+  readonly lb: LbRealizer;
 
   private constructor(pinDir: string, maps: Map<MapName, BpfMap>, progs: Map<ProgramName, number>, o: DatapathOptions) {
     this.pinDir = pinDir;
@@ -112,6 +116,7 @@ export class Datapath {
       this.#health,
     );
     this.#ring = new EventRing(() => this.map('mbr_events').fd, o.drainIntervalMs ?? 5);
+    this.lb = new LbRealizer((name) => this.map(name));
   }
 
   /** Mounts bpffs if needed, then loads the object (reusing pinned maps) or re-opens the pins. */
@@ -379,6 +384,21 @@ export class Datapath {
   /** Deletes entries whose lifetime passed (LRU eviction covers pressure; this covers time). */
   ctGc(nowMonoSeconds: number = monotonicSeconds()): number {
     return collectCtGarbage(this.map('mbr_ct4'), nowMonoSeconds);
+  }
+
+  // ---- services: NodePort and socket-LB hooks (maps: this.lb) ----
+
+  /** mbr_from_netdev / mbr_to_netdev on the node's underlay device (NodePort), pinned tcx links. */
+  attachNetdev(ifname: string): void {
+    attachNetdev(this.pinDir, ifname, {
+      ingress: this.programFd('mbr_from_netdev'),
+      egress: this.programFd('mbr_to_netdev'),
+    });
+  }
+
+  /** The socket-LB programs on a cgroup v2 directory; they act only in the netns mbr_lb_config names. */
+  attachSocketLb(cgroupDir: string): void {
+    attachSocketLb(this.pinDir, cgroupDir, (p) => this.programFd(p as ProgramName));
   }
 
   // ---- events, metrics, status ----

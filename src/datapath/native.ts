@@ -87,6 +87,14 @@ export interface NativeBpf {
   ringDrain(handle: object): void;
   ringStats(handle: object): { delivered: number; batches: number };
   ringClose(handle: object): void;
+  /** A bpf_link of a cgroup sock_addr program; returns the link fd. */
+  cgroupAttach(
+    progFd: number,
+    cgroupDir: string,
+    attachType: 'connect4' | 'sendmsg4' | 'recvmsg4' | 'getpeername4',
+  ): number;
+  /** The calling thread's network namespace cookie (SO_NETNS_COOKIE). */
+  netnsCookie(): number;
 }
 
 /** The package root (where bpf/ and native/ live), from dist/src/datapath/. */

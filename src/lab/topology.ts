@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { AgentClient } from '../agent/api-client.js';
 import { readManifestText } from '../cli/manifest-files.js';
 import { CniExecutor, type ConfList } from '../cni/cni-executor.js';
-import { namespaceKey } from '../store/cluster-resources.js';
+import { namespaceKey, serviceKey } from '../store/cluster-resources.js';
 import { EmbeddedStore } from '../store/embedded-store.js';
 import { inNetns, sh, shIdempotent } from './host-commands.js';
 import {
@@ -68,7 +68,19 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   try {
     await store.txn({
       compare: [],
-      success: world.namespaces.map((ns) => ({ type: 'put', key: namespaceKey(ns.name), value: JSON.stringify(ns) })),
+      success: [
+        ...world.namespaces.map((ns) => ({
+          type: 'put' as const,
+          key: namespaceKey(ns.name),
+          value: JSON.stringify(ns),
+        })),
+        // The world's Services, stored as `membrane apply` stores them (ClusterService).
+        ...world.services.map((s) => ({
+          type: 'put' as const,
+          key: serviceKey(s.spec),
+          value: JSON.stringify({ namespace: s.spec.namespace, name: s.spec.name, source: s.source, doc: s.doc }),
+        })),
+      ],
     });
   } finally {
     await store.close();

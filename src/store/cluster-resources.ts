@@ -9,6 +9,7 @@
 //   membrane/state/identities/v1/id/<id>                      identity master key: its labels
 //   membrane/state/identities/v1/value/<sha256 of labels>     the id of a label set
 //   membrane/state/nodes/v1/<name>                            ClusterNode, under the node's lease
+//   membrane/state/services/v1/<namespace>/<name>             ClusterService (the v1 Service YAML)
 //
 // Identity allocation is a transaction, as in Cilium's kvstore allocator: it creates the master
 // key and the value key together only if neither exists, so agents racing for one label set
@@ -23,6 +24,7 @@ export const POLICIES_PREFIX = `${STATE_PREFIX}policies/v1/`;
 export const IDENTITY_IDS_PREFIX = `${STATE_PREFIX}identities/v1/id/`;
 export const IDENTITY_VALUES_PREFIX = `${STATE_PREFIX}identities/v1/value/`;
 export const NODES_PREFIX = `${STATE_PREFIX}nodes/v1/`;
+export const SERVICES_PREFIX = `${STATE_PREFIX}services/v1/`;
 
 /** First identity id for label-based (global) identities, as in Cilium. */
 export const FIRST_GLOBAL_IDENTITY = 256;
@@ -50,6 +52,8 @@ export interface ClusterEndpoint {
   readonly podName: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly ports: readonly ClusterContainerPort[];
+  /** Being deleted: services give it no new connections while its existing ones drain. */
+  readonly terminating?: boolean;
 }
 
 export interface ClusterNode {
@@ -62,6 +66,14 @@ export interface ClusterNode {
 export interface ClusterPolicy {
   readonly kind: string;
   /** '' for cluster-wide policies. */
+  readonly namespace: string;
+  readonly name: string;
+  readonly source: string;
+  readonly doc: Readonly<Record<string, unknown>>;
+}
+
+/** A Service document as stored: the parsed YAML object and where it came from. */
+export interface ClusterService {
   readonly namespace: string;
   readonly name: string;
   readonly source: string;
@@ -84,6 +96,10 @@ export function endpointKey(node: string, id: number): string {
 
 export function policyKey(p: { kind: string; namespace: string; name: string }): string {
   return `${POLICIES_PREFIX}${p.kind}/${p.namespace}/${p.name}`;
+}
+
+export function serviceKey(s: { namespace: string; name: string }): string {
+  return `${SERVICES_PREFIX}${s.namespace}/${s.name}`;
 }
 
 export function nodeKey(name: string): string {

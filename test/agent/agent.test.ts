@@ -13,6 +13,7 @@ import type {
   IpcacheEntry,
   RealizedPolicyEntry,
 } from '../../src/agent/subsystem-ports.js';
+import type { LbBackend, LbDiff, LbServiceKey, LbServiceValue, RealizedLb } from '../../src/lb/lb-table.js';
 import { mapStateKey } from '../../src/policy/map-state.js';
 import type { MapStateDiff } from '../../src/policy/map-state-types.js';
 import { namespaceKey } from '../../src/store/cluster-resources.js';
@@ -65,6 +66,34 @@ class MemoryDatapath implements DatapathPort {
   }
   async dumpCt(): Promise<unknown[]> {
     return [];
+  }
+  /** LB maps as key text -> value, and every LB write. */
+  readonly lbServices = new Map<string, [LbServiceKey, LbServiceValue]>();
+  readonly lbBackends = new Map<number, LbBackend>();
+  readonly lbRevNat = new Map<number, { address: string; port: number }>();
+  readonly lbMaglev = new Map<number, Uint32Array>();
+  lbWrites: LbDiff[] = [];
+  async enableServices(): Promise<string> {
+    return 'memory';
+  }
+  async applyLb(d: LbDiff): Promise<void> {
+    this.lbWrites.push(d);
+    const k = (x: LbServiceKey) => `${x.address}:${x.port}/${x.protocol}#${x.slot}`;
+    for (const [id, b] of d.backends.upserts) this.lbBackends.set(id, b);
+    for (const [id, f] of d.revNat.upserts) this.lbRevNat.set(id, { address: f.address, port: f.port });
+    for (const [id, t] of d.maglev.upserts) this.lbMaglev.set(id, t);
+    for (const [key, v] of d.services.upserts) this.lbServices.set(k(key), [key, v]);
+    for (const key of d.services.deletes) this.lbServices.delete(k(key));
+    for (const id of d.maglev.deletes) this.lbMaglev.delete(id);
+    for (const id of d.revNat.deletes) this.lbRevNat.delete(id);
+    for (const id of d.backends.deletes) this.lbBackends.delete(id);
+  }
+  async dumpLb(): Promise<RealizedLb> {
+    return { services: [...this.lbServices.values()], backends: [...this.lbBackends], revNat: [...this.lbRevNat] };
+  }
+  async lbMaglevTable(id: number): Promise<number[] | undefined> {
+    const t = this.lbMaglev.get(id);
+    return t && [...t];
   }
   onEvent(): () => void {
     return () => undefined;
