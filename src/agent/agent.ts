@@ -304,16 +304,9 @@ export class Agent {
     return this.#lb?.frontends() ?? [];
   }
 
-  /** The service a frontend address belongs to (flows' destination_service). */
-  serviceOfFrontend(address: string, port: number, protocol: number): { namespace: string; name: string } | undefined {
-    return this.#lb?.serviceOfFrontend(address, port, protocol);
-  }
-
-  /** The service whose backend an address and port is (flows to a translated address). */
-  serviceOfBackend(address: string, port: number): { namespace: string; name: string } | undefined {
-    for (const f of this.#lb?.frontends() ?? [])
-      if (f.backends.some((b) => b.address === address && b.port === port)) return f.service;
-    return undefined;
+  /** The service of a frontend or of a backend it translates to (flows' destination_service). */
+  serviceOfAddress(address: string, port: number): { namespace: string; name: string } | undefined {
+    return this.#lb?.serviceOfAddress(address, port);
   }
 
   /** Validates every Service document first; a file valid as a whole is written in one transaction. */

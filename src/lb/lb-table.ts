@@ -250,10 +250,21 @@ export class LbTable {
       .sort((a, b) => a.id - b.id);
   }
 
-  /** The service a backend address and port belongs to (flows' destination_service). */
-  serviceOfFrontend(address: string, port: number, protocol: number): { namespace: string; name: string } | undefined {
-    const f = this.#frontends.get(frontendName({ address, port, protocol }));
-    return f && { namespace: f.namespace, name: f.name };
+  /**
+   * The service a flow's destination belongs to (flows' destination_service): a frontend, or the
+   * backend a frontend was translated to (the datapath reports translated addresses). O(1).
+   */
+  serviceOfAddress(address: string, port: number): { namespace: string; name: string } | undefined {
+    for (const protocol of [6, 17]) {
+      const f = this.#frontends.get(frontendName({ address, port, protocol }));
+      if (f) return { namespace: f.namespace, name: f.name };
+      const users = this.#backendUse.get(`${address}:${port}/${protocolName(protocol)}`);
+      for (const fname of users ?? []) {
+        const g = this.#frontends.get(fname);
+        if (g) return { namespace: g.namespace, name: g.name };
+      }
+    }
+    return undefined;
   }
 
   // ---- recompute ----
