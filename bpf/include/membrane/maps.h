@@ -231,7 +231,7 @@ struct mbr_lb4_key {
 	__u8 pad[3];
 };
 
-#define MBR_LB_F_NODEPORT 0x01 /* the frontend is a NodePort on this node's address */
+#define MBR_LB_F_NODE_PORT 0x01 /* the frontend is a NodePort on this node's address */
 #define MBR_LB_F_AFFINITY 0x02 /* sessionAffinity: ClientIP */
 
 #define MBR_LB_ALG_RANDOM 1
