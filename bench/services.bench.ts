@@ -286,6 +286,12 @@ async function main(): Promise<void> {
   const started = Date.now();
   const say = (l: string) => process.stderr.write(`${l}\n`);
   const b = new Bench();
+  // Interrupted: remove the netns, pins and nginx before exiting.
+  for (const sig of ['SIGINT', 'SIGTERM'] as const)
+    process.once(sig, () => {
+      b.remove();
+      process.exit(130);
+    });
   const rows: string[] = [];
   const loads: string[] = [];
   try {

@@ -380,8 +380,21 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *skb, struct lb4_pkt *
 {
 	struct mbr_lb4_key fk = { .address = l->daddr, .dport = l->dport, .proto = l->proto };
 	struct mbr_lb4_service *svc = bpf_map_lookup_elem(&mbr_lb4_services, &fk);
-	if (!svc)
+	if (!svc) {
+		/* A flow opened straight to an address a service flow from the same client port went
+		 * to before: that flow's reverse entry must not rewrite this one's replies. TCP SYNs and
+		 * UDP only: an established TCP flow never shares its 4-tuple with a service flow. */
+		if (from == LB_FROM_POD &&
+		    (l->proto == IPPROTO_UDP_ || (l->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)) {
+			struct mbr_ct_key rk = { .local_addr = l->saddr, .remote_addr = l->daddr,
+						 .local_port = l->sport, .remote_port = l->dport,
+						 .protocol = l->proto };
+			struct mbr_lb4_ct_entry *stale = bpf_map_lookup_elem(&mbr_lb4_ct, &rk);
+			if (stale && (stale->flags & MBR_LB_CT_F_REVERSE))
+				bpf_map_delete_elem(&mbr_lb4_ct, &rk);
+		}
 		return GO_ON;
+	}
 	struct mbr_ct_key ck = { .local_addr = l->saddr, .remote_addr = l->daddr, .local_port = l->sport,
 				 .remote_port = l->dport, .protocol = l->proto };
 	struct mbr_lb4_backend *be = 0;
@@ -423,11 +436,16 @@ static __always_inline int lb4_xlate_fwd(struct __sk_buff *skb, struct lb4_pkt *
 			node_addr = cfg->node_addr;
 		}
 	}
+	struct mbr_ct_key rk = { .local_addr = snat ? node_addr : l->saddr, .remote_addr = be_addr,
+				 .local_port = l->sport, .remote_port = be_port, .protocol = l->proto };
+	/* A SYN (a new connection on a reused client port) and a UDP datagram whose reverse entry went
+	 * (a direct flow on the same 4-tuple removed it) write the entries again. */
+	if (!is_new && ((l->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN ||
+			(l->proto == IPPROTO_UDP_ && !bpf_map_lookup_elem(&mbr_lb4_ct, &rk))))
+		is_new = 1;
 	if (is_new) {
 		struct mbr_lb4_ct_entry fwd = { .backend_id = id, .rev_nat_index = rev };
 		bpf_map_update_elem(&mbr_lb4_ct, &ck, &fwd, BPF_ANY);
-		struct mbr_ct_key rk = { .local_addr = snat ? node_addr : l->saddr, .remote_addr = be_addr,
-					 .local_port = l->sport, .remote_port = be_port, .protocol = l->proto };
 		struct mbr_lb4_ct_entry re = { .backend_id = id, .rev_nat_index = rev, .flags = MBR_LB_CT_F_REVERSE };
 		if (snat) {
 			re.flags |= MBR_LB_CT_F_SNAT;

@@ -331,9 +331,12 @@ function writeDnsFiles(lab: string, world: World, wired: readonly WiredPod[], dn
   for (const w of wired)
     lines.push(`${w.ip} ${w.p.name}.${w.p.namespace}.pod.cluster.local ${w.p.name}.${w.p.namespace}`);
   writeFileSync(join(labDir(lab), 'dns-hosts'), `${lines.join('\n')}\n`);
+  // Pods resolve through the kube-dns ClusterIP when the world defines it (load-balanced to the DNS pod).
+  const kubeDns = world.services.find((s) => s.spec.namespace === 'kube-system' && s.spec.name === 'kube-dns');
+  const resolver = kubeDns?.spec.clusterIP ?? dnsIp;
   writeFileSync(
     join(labDir(lab), 'resolv.conf'),
-    dnsIp ? `nameserver ${dnsIp}\nsearch pod.cluster.local\noptions timeout:1 attempts:2\n` : '',
+    dnsIp ? `nameserver ${resolver}\nsearch pod.cluster.local\noptions timeout:1 attempts:2\n` : '',
   );
 }
 

@@ -311,9 +311,10 @@ export class LbTable {
         this.#backendUse.set(bn, users);
         users.add(fname);
       }
-      const activeNames = [...n.backends].filter(([, b]) => !b.isTerminating).map(([bn]) => bn);
+      const activeNames: string[] = [];
+      const terminating: string[] = [];
+      for (const [bn, b] of n.backends) (b.isTerminating ? terminating : activeNames).push(bn);
       const active = stableOrder(old?.active ?? [], activeNames);
-      const terminating = [...n.backends].filter(([, b]) => b.isTerminating).map(([bn]) => bn);
       const f: FrontendState = { ...n, id, active, terminating };
       if (!old) d.revNat.upserts.push([id, f.key]);
       // Slots that changed, then slots beyond the new count.
@@ -543,6 +544,8 @@ function sameList(a: readonly string[], b: readonly string[]): boolean {
  * the last survivor, newcomers are appended.
  */
 function stableOrder(old: readonly string[], next: readonly string[]): string[] {
+  if (old.length === 0) return [...next].sort();
+  if (sameList(old, next)) return [...old];
   const want = new Set(next);
   const out = old.filter((x) => want.has(x));
   if (out.length < old.length) {
