@@ -3,7 +3,8 @@
 //   netdev-<ifname>-ingress / -egress   mbr_from_netdev / mbr_to_netdev on the node's underlay
 //                                        device (NodePort), tcx
 //   sock-<connect4|sendmsg4|recvmsg4|getpeername4>   the socket-LB programs on a cgroup v2
-// Attaching again replaces a link without a gap (new link first, then the old pin is detached).
+// A hook whose link is pinned already is left as it is (a restarted agent of the same build: the
+// programs never stopped; the kernel refuses the same program twice on one hook, EEXIST).
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { nativeBpf, sys } from './native.js';
 
@@ -18,6 +19,7 @@ export function attachNetdev(pinDir: string, ifname: string, progs: { ingress: n
   const n = nativeBpf();
   for (const dir of ['ingress', 'egress'] as const) {
     const pin = `${pinDir}/links/netdev-${ifname}-${dir}`;
+    if (existsSync(pin)) continue;
     const link = sys(`attach NodePort: tcx ${dir} on ${ifname}`, () => n.tcxAttach(progs[dir], '', ifname, dir));
     replacePin(pin, link.linkFd);
   }
@@ -27,6 +29,7 @@ export function attachSocketLb(pinDir: string, cgroupDir: string, progFd: (prog:
   const n = nativeBpf();
   for (const [type, prog] of SOCK_HOOKS) {
     const pin = `${pinDir}/links/sock-${type}`;
+    if (existsSync(pin)) continue;
     const fd = sys(`attach socket LB: ${type} on cgroup ${cgroupDir}`, () =>
       n.cgroupAttach(progFd(prog), cgroupDir, type),
     );

@@ -60,7 +60,7 @@ export function serviceKeyOf(s: { namespace: string; name: string }): string {
 
 /** Parses one `v1 Service` document; `where` is "FILE: document N". */
 export function parseServiceObject(d: Record<string, unknown>, where: string): ServiceSpec {
-  if (!isServiceDocument(d)) throw new ServiceError(where, 'kind', 'a v1 Service', `${d.apiVersion}/${d.kind}`);
+  if (!isServiceDocument(d)) throw new ServiceError(where, 'apiVersion', 'v1 (a v1 Service)', d.apiVersion);
   const meta = mapping(d.metadata ?? {}, where, 'metadata');
   const name = meta.name;
   if (typeof name !== 'string' || !DNS_LABEL.test(name))
