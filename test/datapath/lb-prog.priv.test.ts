@@ -102,14 +102,13 @@ function realize(dp: ReturnType<typeof openTestDatapath>['dp'], specs: Record<st
     nodeName: 'n1',
   };
   const table = new LbTable({ node: 'n1', nodeIp: '', pods: () => [backend], maglevTableSize: 251 });
-  specs.forEach((spec, i) =>
+  for (const [i, spec] of specs.entries())
     table.upsertService(
       parseServiceObject(
         { apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'alpha' }, spec },
         'test',
       ),
-    ),
-  );
+    );
   dp.lb.setConfig({ netnsCookie: 0, nodeAddr: '', maglevSize: 251 });
   dp.lb.apply(table.takeDiff(), 251);
 }
