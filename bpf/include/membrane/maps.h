@@ -280,11 +280,11 @@ struct mbr_lb4_affinity_value {
 /*
  * mbr_lb4_ct: LRU hash keyed by struct mbr_ct_key (here with ports in network order) as the client
  * sees its flow (its own address and port first). Two entries per load-balanced flow: the forward
- * one (remote = the frontend) names the backend the flow was given, so established connections never move while that backend exists; the
- * reverse one (remote = the backend, MBR_LB_CT_F_REVERSE) names the service whose frontend replies
- * are rewritten to. A NodePort flow to another node's backend is also source-translated to this
- * node's address (MBR_LB_CT_F_SNAT): its reverse entry is keyed as this node sees the reply and
- * holds the client's address and port.
+ * one (remote = the frontend) names the backend the flow was given, so established connections
+ * never move while that backend exists; the reverse one (remote = the backend,
+ * MBR_LB_CT_F_REVERSE) names the service whose frontend replies are rewritten to. A NodePort flow
+ * to another node's backend is also source-translated to this node's address (MBR_LB_CT_F_SNAT):
+ * its reverse entry is keyed as this node sees the reply and holds the client's address and port.
  */
 #define MBR_LB_CT_F_REVERSE 0x01
 #define MBR_LB_CT_F_SNAT 0x02
