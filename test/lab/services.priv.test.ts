@@ -273,26 +273,29 @@ describe('services in the lab', () => {
     t.after(() => membrane('delete', '-f', policy));
     const got = hits(podNs('client'), 'http://10.96.0.50/', 4);
     assert.deepEqual(got, ['', '', '', ''], 'every connection through the service is dropped at the backend');
-    // web-1 is on n1 with the client: its drop is seen there, with the service named.
+    // The drop is seen on the chosen backend's node (web-1 on n1, web-2/3 on n2), the service named.
     const flows = await until(
       () => {
-        const r = membrane(
-          'observe',
-          '--server',
-          `unix://${join(nodeDir(lab, 'n1'), 'hubble.sock')}`,
-          '--last',
-          '500',
-          '--to-service',
-          'alpha/web',
-          '--verdict',
-          'DROPPED',
-          '-o',
-          'json',
+        const lines = ['n1', 'n2'].flatMap((node) =>
+          membrane(
+            'observe',
+            '--server',
+            `unix://${join(nodeDir(lab, node), 'hubble.sock')}`,
+            '--last',
+            '500',
+            '--to-service',
+            'alpha/web',
+            '--verdict',
+            'DROPPED',
+            '-o',
+            'json',
+          )
+            .out.split('\n')
+            .filter((l) => l !== ''),
         );
-        const lines = r.out.split('\n').filter((l) => l !== '');
         return lines.length > 0 ? lines : undefined;
       },
-      { timeoutMs: 10_000, intervalMs: 250, what: 'a DROPPED flow to service alpha/web on n1' },
+      { timeoutMs: 10_000, intervalMs: 250, what: 'a DROPPED flow to service alpha/web on a backend node' },
     );
     const f = (JSON.parse(flows[0]) as { flow: { destination_service?: unknown; IP?: { destination: string } } }).flow;
     assert.deepEqual(f.destination_service, { name: 'web', namespace: 'alpha' });
