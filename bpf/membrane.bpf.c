@@ -3,6 +3,10 @@
  * The Membrane per-endpoint datapath: two tc programs for each pod's host-side veth (tcx links).
  *   mbr_from_pod  tcx ingress of the host-side veth: packets leaving the pod, the pod's egress policy
  *   mbr_to_pod    tcx egress of the host-side veth: packets entering the pod, its ingress policy
+ *   mbr_from_net  tcx ingress of the node's underlay device: L7 ingress redirects of traffic from
+ *                 other nodes, replies to the egress proxy's transparent upstream sockets
+ *   mbr_proxy_lookup  sk_lookup of the node's netns: the proxy's listener for redirected flows
+ *                 the stack looks a listener up for (bpf/lib/proxy.h)
  *   mbr_pass      returns TCX_NEXT and nothing else: the benchmark's hook-cost floor
  * Per packet: endpoint lookup (by ifindex), one conntrack lookup; only new flows (and established
  * flows whose endpoint policy changed since they were last checked) take the ipcache LPM lookup of
@@ -61,6 +65,7 @@
 
 /* Trace observation points. */
 #define TRACE_TO_ENDPOINT 0
+#define TRACE_TO_PROXY 1
 #define TRACE_TO_STACK 3
 #define TRACE_FROM_ENDPOINT 5
 
@@ -75,6 +80,9 @@
 
 /* Cilium's mark for "to proxy": magic 0x0200 in the low half, the proxy port in the high half. */
 #define MARK_MAGIC_TO_PROXY 0x0200
+#define TCX_PASS 0
+
+#include "lib/proxy.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -448,7 +456,8 @@ struct half {
 	__u8 drop;	    /* the decision's drop reason, 0 = pass */
 	__u8 verdict_event; /* a policy-verdict event is due */
 	__u8 audit;	    /* the verdict denies, the endpoint is in audit mode: reported, let through */
-	__u8 pad;
+	__u8 from_proxy;    /* FROM_PROXY_*: the node's proxy sent the packet (its SO_MARK) */
+	__u32 proxy_identity; /* from_proxy: the identity of the connection's source, from the mark */
 };
 
 /* The remote end's identity from the ipcache (world when no prefix matches), whether it is an
@@ -548,7 +557,11 @@ static __always_inline void decide(struct pkt *p, struct half *h, __u32 now, str
 	/* Packets of a tracked flow that need no policy decision take the remote identity the flow was
 	 * admitted with (for events only) and skip the ipcache lookup. */
 	if (h->check || !ct) {
-		if (src_ep) {
+		if (h->from_proxy && h->proxy_identity) {
+			/* The proxy's upstream connection: its source is the node, the mark says whose
+			 * connection it carries. */
+			h->remote = h->proxy_identity;
+		} else if (src_ep) {
 			h->remote = src_ep->identity;
 			h->remote_local = 1;
 			h->peer_ifindex = src_ifindex;
@@ -561,6 +574,9 @@ static __always_inline void decide(struct pkt *p, struct half *h, __u32 now, str
 		h->peer_ifindex = ct->peer_ifindex;
 	}
 	int enforced = !(ep->flags & (dir == MBR_DIR_EGRESS ? MBR_EP_F_NO_ENFORCE_EGRESS : MBR_EP_F_NO_ENFORCE_INGRESS));
+	/* The ingress proxy took this connection after the endpoint's ingress verdict: no second one. */
+	if (h->from_proxy == FROM_PROXY_INGRESS && dir == MBR_DIR_INGRESS)
+		h->check = 0;
 	if (h->check && enforced) {
 		policy_lookup(ep, h->remote, dir, p, &h->v);
 		h->audit = h->v.verdict < 0 && (ep->flags & MBR_EP_F_AUDIT);
@@ -673,7 +689,9 @@ static __always_inline int commit(struct __sk_buff *skb, struct pkt *p, struct h
 	} else if (trace_level == MBR_TRACE_CONNECTIONS && report) {
 		/* Leaving the pod towards another endpoint of this node: that endpoint's ingress half
 		 * reports the packet as to-endpoint; one report per packet, as Cilium's. */
-		if (dir == MBR_DIR_INGRESS)
+		if (h->v.proxy_port && state != CT_REPLY)
+			emit(p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_PROXY, ev_flags, 0, state, h->ifindex);
+		else if (dir == MBR_DIR_INGRESS)
 			emit(p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_ENDPOINT, ev_flags, 0, state, h->ifindex);
 		else if (!h->remote_local)
 			emit(p, ep, dir, remote, MBR_EVENT_TRACE, TRACE_TO_STACK, ev_flags, 0, state, h->ifindex);
@@ -767,6 +785,23 @@ static __always_inline int begin(struct __sk_buff *skb, struct pkt *p, struct ha
 #include "lib/lb.h"
 /* ---- end of service load balancing ---- */
 
+/* ---- L7 proxy redirect (lib/proxy.h) ---- */
+
+/* Whether the half's decision hands the packet to the node's proxy: a pass with a proxy port,
+ * not a reply (replies of a proxied flow come from the proxy's own socket). Assigns the proxy's
+ * socket; when none takes it, the half drops instead (the proxy is down: fail closed) and this
+ * returns 1 all the same, so the caller commits the drop. */
+static __always_inline int redirect_to_proxy(struct __sk_buff *skb, struct pkt *p, struct half *h)
+{
+	if (h->drop || !h->v.proxy_port || h->state == CT_REPLY || p->is_icmp_error)
+		return 0;
+	int err = proxy_assign(skb, p->saddr, p->daddr, ((__u32)p->sport << 16) | p->dport,
+			       ((__u32)p->protocol << 16) | h->v.proxy_port);
+	if (err)
+		h->drop = err;
+	return 1;
+}
+
 SEC("tc")
 int mbr_from_pod(struct __sk_buff *skb)
 {
@@ -784,27 +819,40 @@ int mbr_from_pod(struct __sk_buff *skb)
 	__u32 level = trace_level();
 	decide(&p, &out, now, 0, 0);
 
-	/* Local delivery: to another endpoint of this node, unless a proxy takes the flow or the TTL
-	 * runs out (the node's stack answers with the ICMP error). */
+	/* The endpoint's egress L7 proxy takes the flow (lib/proxy.h); no socket: fail closed. */
+	int out_proxy = redirect_to_proxy(skb, &p, &out);
+
+	/* The receiver when it is an endpoint of this node: its ingress L7 proxy takes the flow here
+	 * (the only tc ingress it passes), or local delivery hands it over unless the TTL runs out
+	 * (the node's stack answers with the ICMP error). */
 	__u32 peer = out.peer_ifindex;
 	struct mbr_endpoint_info *dst = 0;
-	if (!out.drop && !out.v.proxy_port && out.remote_local && peer && p.ttl > 1 &&
-	    (ep->flags & MBR_EP_F_LOCAL_DELIVERY)) {
-		dst = bpf_map_lookup_elem(&mbr_endpoints, &peer);
-		if (dst && (!(dst->flags & MBR_EP_F_LOCAL_DELIVERY) || dst->ipv4 != p.daddr))
-			dst = 0;
+	int deliver = 0;
+	if (!out_proxy && !out.drop && out.remote_local && peer) {
+		struct mbr_endpoint_info *d = bpf_map_lookup_elem(&mbr_endpoints, &peer);
+		if (d && d->ipv4 == p.daddr) {
+			dst = d;
+			deliver = p.ttl > 1 && (ep->flags & MBR_EP_F_LOCAL_DELIVERY) && (d->flags & MBR_EP_F_LOCAL_DELIVERY);
+		}
+	}
+	struct half in = { .ep = dst, .ifindex = peer, .dir = MBR_DIR_INGRESS };
+	int in_proxy = 0;
+	if (dst) {
+		decide(&p, &in, now, ep, out.ifindex);
+		in_proxy = redirect_to_proxy(skb, &p, &in);
 	}
 	rc = commit(skb, &p, &out, now, level);
+	if (out_proxy)
+		return rc == TCX_NEXT ? TCX_PASS : rc;
 	if (rc != TCX_NEXT || !dst)
 		return rc;
-
-	struct half in = { .ep = dst, .ifindex = peer, .dir = MBR_DIR_INGRESS };
-	decide(&p, &in, now, ep, out.ifindex);
-	if (!in.drop && in.v.proxy_port)
-		return TCX_NEXT; /* the receiver's proxy: through the stack; mbr_to_pod enforces there */
+	if (!in_proxy && !deliver)
+		return TCX_NEXT; /* through the node's stack: mbr_to_pod enforces the receiver's half */
 	rc = commit(skb, &p, &in, now, level);
 	if (rc != TCX_NEXT)
 		return rc;
+	if (in_proxy)
+		return TCX_PASS; /* up the node's stack to the proxy's socket (never a reply) */
 	mbr_lb4_rev_xlate(skb); /* service LB: a reply's backend address becomes the frontend */
 	if (rewrite_for_peer(skb, &p, dst) < 0)
 		return drop(skb, &p, dst, MBR_DIR_INGRESS, in.remote, DROP_INVALID, in.state, peer);
@@ -820,11 +868,96 @@ int mbr_to_pod(struct __sk_buff *skb)
 	if (rc != GO_ON)
 		return rc;
 	__u32 now = now_seconds();
+	/* The node's proxy connecting to this endpoint: the source identity is in the mark. */
+	__u32 mark = skb->mark;
+	in.from_proxy = mark_from_proxy(mark);
+	if (in.from_proxy)
+		in.proxy_identity = mark_identity(mark);
 	decide(&p, &in, now, 0, 0);
 	rc = commit(skb, &p, &in, now, trace_level());
 	if (rc == TCX_NEXT)
 		mbr_lb4_rev_xlate(skb); /* service LB: a reply's backend address becomes the frontend */
 	return rc;
+}
+
+/*
+ * tcx ingress of the node's underlay device: packets from other nodes and the outside. Only those
+ * for an endpoint of this node are looked at, for two things the endpoint's own hooks cannot do
+ * (sk_assign works only at tc ingress, and mbr_to_pod is tc egress):
+ *   - a reply to an upstream connection of the node's egress proxy bound to a pod's address goes
+ *     to that socket, not into the pod;
+ *   - a flow the endpoint's ingress L7 policy redirects goes to the ingress proxy, after the
+ *     endpoint's ingress verdict (committed here; mbr_to_pod never sees these packets).
+ * Everything else goes on untouched (TCX_NEXT), conntrack and policy left to mbr_to_pod.
+ */
+SEC("tc")
+int mbr_from_net(struct __sk_buff *skb)
+{
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return TCX_NEXT;
+	struct pkt p = {};
+	if (parse(skb, &p))
+		return TCX_NEXT;
+	if (p.protocol != IPPROTO_TCP_ && p.protocol != IPPROTO_UDP_)
+		return TCX_NEXT;
+	struct mbr_ipcache_key ik = { .prefixlen = 32, .addr = p.daddr };
+	struct mbr_ipcache_value *iv = bpf_map_lookup_elem(&mbr_ipcache, &ik);
+	if (!iv || !(iv->flags & MBR_IPCACHE_F_LOCAL_ENDPOINT))
+		return TCX_NEXT;
+	if (p.protocol == IPPROTO_TCP_ && proxy_upstream_reply(skb, p.saddr, p.daddr, p.sport, p.dport))
+		return TCX_PASS;
+	__u32 ifindex = iv->ifindex;
+	struct half in = { .ifindex = ifindex, .dir = MBR_DIR_INGRESS };
+	in.ep = bpf_map_lookup_elem(&mbr_endpoints, &ifindex);
+	if (!in.ep || in.ep->ipv4 != p.daddr)
+		return TCX_NEXT;
+	__u32 now = now_seconds();
+	decide(&p, &in, now, 0, 0);
+	if (!redirect_to_proxy(skb, &p, &in))
+		return TCX_NEXT;
+	int rc = commit(skb, &p, &in, now, trace_level());
+	return rc == TCX_NEXT ? TCX_PASS : rc;
+}
+
+/* The proxy's listening sockets by proxy port, added by each proxy worker (a reuseport group
+ * picks among the workers' listeners); a socket leaves the map when it closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u64);
+} mbr_proxy_socks SEC(".maps");
+
+/*
+ * sk_lookup in the node's netns: when the stack looks up a listener for a packet of a flow whose
+ * conntrack entry (at the client's endpoint for egress, at the server's for ingress) carries a
+ * proxy port, the proxy's listener on that port answers. mbr_from_pod / mbr_from_net assign
+ * sockets themselves; this covers what they leave to the stack (a SYN on a tuple in TIME_WAIT).
+ */
+SEC("sk_lookup")
+int mbr_proxy_lookup(struct bpf_sk_lookup *ctx)
+{
+	if (ctx->family != 2 /* AF_INET */ || (ctx->protocol != IPPROTO_TCP_ && ctx->protocol != IPPROTO_UDP_))
+		return SK_PASS;
+	__u16 rport = bpf_ntohs(ctx->remote_port);
+	__u16 lport = ctx->local_port;
+	struct mbr_ct_key k = { .protocol = ctx->protocol };
+	ct_key_of(&k, ctx->remote_ip4, ctx->local_ip4, rport, lport, ctx->protocol, 1);
+	struct mbr_ct_entry *ct = bpf_map_lookup_elem(&mbr_ct4, &k);
+	__u32 port = ct && ct->dir == MBR_DIR_EGRESS ? ct->proxy_port : 0;
+	if (!port) {
+		ct_key_of(&k, ctx->remote_ip4, ctx->local_ip4, rport, lport, ctx->protocol, 0);
+		ct = bpf_map_lookup_elem(&mbr_ct4, &k);
+		port = ct && ct->dir == MBR_DIR_INGRESS ? ct->proxy_port : 0;
+	}
+	if (!port)
+		return SK_PASS;
+	struct bpf_sock *sk = bpf_map_lookup_elem(&mbr_proxy_socks, &port);
+	if (!sk)
+		return SK_PASS;
+	bpf_sk_assign(ctx, sk, 0);
+	bpf_sk_release(sk);
+	return SK_PASS;
 }
 
 SEC("tc")

@@ -4,11 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build tools for the BPF objects and the addon, and the real peers the lab and tests use.
+# Build tools for the BPF objects and the addon, the real peers the lab and tests use, and the
+# headless chromium the UI tests and benchmark drive (through playwright-core: no browser download).
 APT_PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool linux-libc-dev make g++ python3
   iproute2 iptables nftables curl bind9-dnsutils dnsmasq nginx-light socat netcat-openbsd
   iperf3 wrk containernetworking-plugins iputils-ping procps prometheus etcd-server openssl
+  nghttp2-client haproxy
+  chromium fonts-dejavu-core
 )
 
 missing=()

@@ -21,17 +21,11 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "addon.h"
+
 // Debian 12's 6.1 uapi headers predate tcx.
 #define MBR_BPF_TCX_INGRESS 46
 #define MBR_BPF_TCX_EGRESS 47
-
-#define CHECK(call)                                                                                   \
-	do {                                                                                          \
-		if ((call) != napi_ok) {                                                              \
-			napi_throw_error(env, NULL, "membrane addon: N-API call failed: " #call);    \
-			return NULL;                                                                  \
-		}                                                                                     \
-	} while (0)
 
 // ---- libbpf log capture: the last load's messages go into the thrown error ----
 static char g_log[65536];
@@ -78,7 +72,7 @@ static const char *errno_code(int e)
 	}
 }
 
-static napi_value throw_errno(napi_env env, const char *what, int e, const char *log)
+napi_value throw_errno(napi_env env, const char *what, int e, const char *log)
 {
 	char msg[512];
 	snprintf(msg, sizeof(msg), "%s: %s (errno %d)", what, strerror(e), e);
@@ -98,19 +92,19 @@ static napi_value throw_errno(napi_env env, const char *what, int e, const char 
 	return NULL;
 }
 
-static napi_value throw_type(napi_env env, const char *msg)
+napi_value throw_type(napi_env env, const char *msg)
 {
 	napi_throw_type_error(env, "MBR_ADDON_ARG", msg);
 	return NULL;
 }
 
 // ---- argument helpers ----
-static int arg_i64(napi_env env, napi_value v, int64_t *out)
+int arg_i64(napi_env env, napi_value v, int64_t *out)
 {
 	return napi_get_value_int64(env, v, out) == napi_ok;
 }
 
-static int arg_buf(napi_env env, napi_value v, void **data, size_t *len)
+int arg_buf(napi_env env, napi_value v, void **data, size_t *len)
 {
 	bool is;
 	if (napi_is_buffer(env, v, &is) == napi_ok && is)
@@ -129,13 +123,13 @@ static int arg_buf(napi_env env, napi_value v, void **data, size_t *len)
 	return 0;
 }
 
-static int arg_str(napi_env env, napi_value v, char *buf, size_t cap)
+int arg_str(napi_env env, napi_value v, char *buf, size_t cap)
 {
 	size_t n;
 	return napi_get_value_string_utf8(env, v, buf, cap, &n) == napi_ok;
 }
 
-static napi_value mk_i64(napi_env env, int64_t n)
+napi_value mk_i64(napi_env env, int64_t n)
 {
 	napi_value v;
 	napi_create_int64(env, n, &v);
@@ -149,7 +143,7 @@ static napi_value mk_bool(napi_env env, bool b)
 	return v;
 }
 
-static napi_value mk_str(napi_env env, const char *s)
+napi_value mk_str(napi_env env, const char *s)
 {
 	napi_value v;
 	napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
@@ -161,14 +155,9 @@ static void set_i64(napi_env env, napi_value o, const char *k, int64_t n)
 	napi_set_named_property(env, o, k, mk_i64(env, n));
 }
 
-#define ARGS(n)                                                                                       \
-	size_t argc = n;                                                                              \
-	napi_value argv[n];                                                                           \
-	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-
 // ---- network namespace switching for the JS thread ----
 // Enters nspath (if not NULL/empty); returns the fd of the previous netns, or -1 with errno.
-static int netns_enter(const char *nspath)
+int netns_enter(const char *nspath)
 {
 	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (self < 0)
@@ -191,7 +180,7 @@ static int netns_enter(const char *nspath)
 	return self;
 }
 
-static void netns_leave(int self)
+void netns_leave(int self)
 {
 	if (setns(self, CLONE_NEWNET) < 0)
 		abort(); // continuing in the wrong netns would attach to the wrong devices
@@ -577,16 +566,22 @@ static napi_value if_index(napi_env env, napi_callback_info info)
 	return mk_i64(env, idx);
 }
 
-// tcxAttach(progFd, netns | '', ifname, 'ingress'|'egress') -> { linkFd, ifindex }
+// tcxAttach(progFd, netns | '', ifname, 'ingress'|'egress', position?: 'first'|'last') -> { linkFd, ifindex }
 // Raw BPF_LINK_CREATE: libbpf 1.1 has no tcx fields. The tcx part of the attr starts at offset 16.
+// Without a position the kernel appends (the same as 'last'); 'first' goes ahead of every program
+// attached so far (BPF_F_BEFORE with no relative program), 'last' behind them (BPF_F_AFTER).
+#define MBR_BPF_F_BEFORE (1U << 3)
+#define MBR_BPF_F_AFTER (1U << 4)
 static napi_value tcx_attach(napi_env env, napi_callback_info info)
 {
-	ARGS(4);
+	ARGS(5);
 	int64_t prog;
-	char ns[4096], ifname[IF_NAMESIZE + 1], dir[16];
+	char ns[4096], ifname[IF_NAMESIZE + 1], dir[16], pos[16] = "";
 	if (!arg_i64(env, argv[0], &prog) || !arg_str(env, argv[1], ns, sizeof(ns)) ||
-	    !arg_str(env, argv[2], ifname, sizeof(ifname)) || !arg_str(env, argv[3], dir, sizeof(dir)))
-		return throw_type(env, "tcxAttach(progFd, netns, ifname, direction)");
+	    !arg_str(env, argv[2], ifname, sizeof(ifname)) || !arg_str(env, argv[3], dir, sizeof(dir)) ||
+	    (argc >= 5 && !arg_str(env, argv[4], pos, sizeof(pos))) ||
+	    (*pos && strcmp(pos, "first") != 0 && strcmp(pos, "last") != 0))
+		return throw_type(env, "tcxAttach(progFd, netns, ifname, direction, position?: 'first' | 'last')");
 	int self = -1;
 	if (*ns && (self = netns_enter(ns)) < 0)
 		return throw_errno(env, "enter netns", errno, NULL);
@@ -613,6 +608,7 @@ static napi_value tcx_attach(napi_env env, napi_callback_info info)
 	attr.s.prog_fd = (uint32_t)prog;
 	attr.s.target_ifindex = idx;
 	attr.s.attach_type = strcmp(dir, "egress") == 0 ? MBR_BPF_TCX_EGRESS : MBR_BPF_TCX_INGRESS;
+	attr.s.flags = strcmp(pos, "first") == 0 ? MBR_BPF_F_BEFORE : strcmp(pos, "last") == 0 ? MBR_BPF_F_AFTER : 0;
 	int fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
 	int e = errno;
 	if (self >= 0)
@@ -1048,7 +1044,7 @@ static napi_value init(napi_env env, napi_value exports)
 		FN("netnsCookie", netns_cookie),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));
-	return exports;
+	return register_proxy_sockets(env, exports);
 }
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

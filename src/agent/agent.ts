@@ -35,18 +35,26 @@ import {
   IDENTITY_IDS_PREFIX,
   NAMESPACES_PREFIX,
   NODES_PREFIX,
-  nodeKey,
   POLICIES_PREFIX,
   policyKey,
   SERVICES_PREFIX,
   STATE_PREFIX,
   serviceKey,
 } from '../store/cluster-resources.js';
-import type { ClusterStore, KeyValue, Watch, WatchEvent } from '../store/cluster-store.js';
+import { type ClusterStore, type KeyValue, StoreError, type Watch, type WatchEvent } from '../store/cluster-store.js';
+import { IdentityGc } from '../store/identity-gc.js';
 import { readJsonFile, writeJsonFile } from '../store/json-file.js';
+import { claimPodCIDR, listNodes, type PodCidrPool, registerNode } from '../store/node-registry.js';
 import { VERSION } from '../version.js';
-import type { AgentStatus, Endpoint, EndpointRegistration, IdentityRecord, PolicySet } from './api-types.js';
-import { IdentityCache } from './identity-cache.js';
+import type {
+  AgentStatus,
+  Endpoint,
+  EndpointRegistration,
+  IdentityRecord,
+  PolicySet,
+  ProxyStatus,
+} from './api-types.js';
+import { IdentityCache, labelSetOf } from './identity-cache.js';
 import { diffIpcache, diffPolicy, ipv4Change, mergeDiffs } from './map-reconcilers.js';
 import type { PipelineTrace } from './pipeline-trace.js';
 import type { DatapathPort } from './subsystem-ports.js';
@@ -65,6 +73,10 @@ export interface AgentOptions {
   readonly nodeLeaseTtlSeconds?: number;
   /** Maglev table size M, one of Cilium's primes (default 16381). */
   readonly maglevTableSize?: number;
+  /** The cluster pool the pod CIDR is a block of (default: the pod CIDR itself, one block). */
+  readonly podCidrPool?: PodCidrPool;
+  /** Identity GC (Cilium's operator): how often to look and how long an unheld id is kept. */
+  readonly identityGc?: { readonly intervalMs: number; readonly graceMs: number };
 }
 
 export class AgentError extends Error {
@@ -112,12 +124,19 @@ export class Agent {
   #serviceErrors = new Map<string, string>();
   #lastError: { message: string; at: string } | undefined;
   #stopped = false;
+  #gc: IdentityGc | undefined;
+  /** Local endpoint changes the store has not taken yet (it did not answer): keys to put or delete. */
+  readonly #pendingPublish = new Set<number>();
+  readonly #pendingDelete = new Set<string>();
+  #flushTimer: NodeJS.Timeout | undefined;
+  #realizedListeners = new Set<() => void>();
+  #proxy: { status(): ProxyStatus } | undefined;
 
   constructor(opts: AgentOptions) {
     this.opts = opts;
     this.startedAt = this.#now();
     this.#local = readJsonFile<LocalState>(this.#statePath()) ?? { nextId: 1, endpoints: [] };
-    this.identities = new IdentityCache(opts.store);
+    this.identities = new IdentityCache(opts.store, opts.node);
     this.engine = new PolicyEngine({ allocator: this.identities });
   }
 
@@ -134,14 +153,31 @@ export class Agent {
     }
     this.#local.endpoints = alive;
     this.#save();
+    const [block] = this.opts.podCIDR.split('/');
+    const prefixLen = Number(this.opts.podCIDR.split('/')[1]);
+    await claimPodCIDR(
+      store,
+      node,
+      this.opts.podCidrPool ?? { cidr: `${block}/${prefixLen}`, maskSize: prefixLen },
+      this.opts.podCIDR,
+    );
     const ttl = this.opts.nodeLeaseTtlSeconds ?? 30;
-    this.#lease = await store.grantLease(ttl);
-    const self: ClusterNode = { name: node, ipv4: this.opts.nodeIp, podCIDR: this.opts.podCIDR };
-    await store.put(nodeKey(node), JSON.stringify(self), { lease: this.#lease });
+    await this.#register();
+    // (An endpoint recorded without its identity's labels gets its hold when it is created again.)
+    for (const ep of alive) if (ep.identityLabels.length > 0) await this.identities.hold(labelSetOf(ep.identityLabels));
     this.#keepAliveTimer = setInterval(() => this.#keepAlive(), (ttl * 1000) / 3).unref();
-    // Local endpoints the store lost (a wiped store) are published again.
-    for (const ep of alive)
-      if (!(await store.get(endpointKey(node, ep.id)))) await this.#publishEndpoint(ep, ep.identity);
+    if (this.opts.identityGc) {
+      this.#gc = new IdentityGc({
+        store,
+        node,
+        lease: () => this.#lease,
+        ...this.opts.identityGc,
+        onError: (err) => {
+          if (!isUnreachable(err)) process.stderr.write(`membrane agent: identity gc: ${err.message}\n`);
+        },
+      });
+      this.#gc.start();
+    }
 
     // Services: the LB table keeps the IDs the maps hold, so established connections never move.
     const realizedLb = await this.opts.datapath.dumpLb();
@@ -176,6 +212,8 @@ export class Agent {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#watch?.close();
+    await this.#gc?.stop();
+    if (this.#flushTimer) clearInterval(this.#flushTimer);
     if (this.#keepAliveTimer) clearInterval(this.#keepAliveTimer);
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     await this.#queue;
@@ -194,7 +232,7 @@ export class Agent {
     const id = this.#local.nextId++;
     const pod = this.#pod({ ...toClusterEndpoint(this.opts.node, id, 0, reg) });
     const labels = this.engine.podIdentityLabels(pod);
-    const identity = await this.identities.ensure(labels);
+    const identity = await this.identities.hold(labels);
     const ep: Endpoint = {
       ...reg,
       ports: reg.ports ?? [],
@@ -210,8 +248,17 @@ export class Agent {
     this.#local.endpoints.push(ep);
     this.#save();
     // Policy first, then attach: the programs must never run on the veth before the endpoint's
-    // policy map holds what its policy says. The watch brings the endpoint to the engine.
-    await this.waitRealized(await this.#publishEndpoint(ep, identity));
+    // policy map holds what its policy says. The watch brings the endpoint to the engine; while
+    // the store does not answer, the agent hands it to the engine itself and publishes it later.
+    const key = endpointKey(this.opts.node, id);
+    try {
+      await this.waitRealized(await this.#publishEndpoint(ep, identity));
+    } catch (err) {
+      if (!isUnreachable(err)) throw err;
+      this.#pendingPublish.add(id);
+      const value = JSON.stringify(toClusterEndpoint(this.opts.node, id, identity, ep));
+      await this.#applyLocally({ type: 'put', key, value, revision: this.#realizedRevision });
+    }
     await this.opts.datapath.attachEndpoint(this.endpoint(id) ?? ep);
     return this.endpoint(id)!;
   }
@@ -222,7 +269,16 @@ export class Agent {
     this.#local.endpoints = this.#local.endpoints.filter((e) => e.id !== ep.id);
     this.#save();
     await this.opts.datapath.detachEndpoint(ep);
-    await this.waitRealized(await this.opts.store.delete(endpointKey(this.opts.node, ep.id)));
+    const key = endpointKey(this.opts.node, ep.id);
+    this.#pendingPublish.delete(ep.id);
+    try {
+      await this.waitRealized(await this.opts.store.delete(key));
+    } catch (err) {
+      if (!isUnreachable(err)) throw err;
+      this.#pendingDelete.add(key);
+      await this.#applyLocally({ type: 'delete', key, value: '', revision: this.#realizedRevision });
+    }
+    await this.identities.unhold(ep.identity).catch((err) => this.#fail(err as Error));
     return ep;
   }
 
@@ -338,7 +394,9 @@ export class Agent {
    * `realizedPolicyRevision` what this node's maps hold: equal once the node caught up.
    */
   async status(): Promise<AgentStatus> {
-    const storeRevision = await this.opts.store.currentRevision();
+    const storeHealth = await this.opts.store.health();
+    const storeRevision = storeHealth.state === 'Ok' ? await this.opts.store.currentRevision().catch(() => 0) : 0;
+    const pending = this.#pendingPublish.size + this.#pendingDelete.size + this.identities.holdStats().pending;
     const policyErrors = [...this.#policyErrors.values()];
     const ok = this.#lastError === undefined;
     return {
@@ -352,7 +410,11 @@ export class Agent {
       policyRevision: Math.max(storeRevision, this.#realizedRevision),
       realizedPolicyRevision: this.#realizedRevision,
       subsystems: [
-        { name: 'store', state: 'Ok', message: `${this.opts.store.description}, revision ${this.#realizedRevision}` },
+        {
+          name: 'store',
+          state: storeHealth.state,
+          message: `${storeHealth.message}, revision ${this.#realizedRevision} realized${pending > 0 ? `, ${pending} local changes waiting for the store` : ''}`,
+        },
         { name: 'endpoints', state: 'Ok', message: `${this.#local.endpoints.length} local endpoints` },
         policyErrors.length > 0
           ? { name: 'policy', state: 'Degraded', message: policyErrors.join('; ') }
@@ -382,6 +444,7 @@ export class Agent {
         ...this.#stats,
         ...(this.#lastError ? { lastError: this.#lastError } : {}),
       },
+      ...(this.#proxy ? { proxy: this.#proxy.status() } : {}),
     };
   }
 
@@ -674,6 +737,18 @@ export class Agent {
     const ready = this.#waiters.filter((w) => w.revision <= this.#realizedRevision);
     this.#waiters = this.#waiters.filter((w) => w.revision > this.#realizedRevision);
     for (const w of ready) w.resolve();
+    for (const l of this.#realizedListeners) l();
+  }
+
+  /** The node proxy's status source (run-agent wires it): shown by `membrane status`. */
+  attachProxy(source: { status(): ProxyStatus }): void {
+    this.#proxy = source;
+  }
+
+  /** Calls `listener` after each store change is realized (the node proxy's rules follow it). */
+  onRealized(listener: () => void): () => void {
+    this.#realizedListeners.add(listener);
+    return () => this.#realizedListeners.delete(listener);
   }
 
   /** Resolves once every store change up to `revision` is in the datapath (or the agent stops). */
@@ -725,21 +800,101 @@ export class Agent {
     try {
       await this.opts.store.keepAlive(this.#lease);
     } catch (err) {
-      // The lease expired (the agent was stopped for longer than its TTL): register again.
+      // The store is away: the lease waits for it (etcd extends leases when it elects a leader).
+      if (isUnreachable(err)) return;
+      // The lease expired (the agent was stopped or cut off for longer than its TTL): every key
+      // on it went with it, so register again and publish the node's endpoints and holds anew.
       this.#fail(err as Error);
       try {
-        this.#lease = await this.opts.store.grantLease(this.opts.nodeLeaseTtlSeconds ?? 30);
-        const self: ClusterNode = { name: this.opts.node, ipv4: this.opts.nodeIp, podCIDR: this.opts.podCIDR };
-        await this.opts.store.put(nodeKey(this.opts.node), JSON.stringify(self), { lease: this.#lease });
+        await this.#register();
       } catch (again) {
         this.#fail(again as Error);
       }
     }
   }
 
+  /** A fresh lease; the node key, every local endpoint and every identity hold written on it. */
+  async #register(): Promise<void> {
+    const { store, node } = this.opts;
+    this.#lease = await store.grantLease(this.opts.nodeLeaseTtlSeconds ?? 30);
+    this.identities.setLease(this.#lease);
+    const self: ClusterNode = {
+      name: node,
+      ipv4: this.opts.nodeIp,
+      podCIDR: this.opts.podCIDR,
+      health: 'ok',
+      since: this.startedAt.toISOString(),
+    };
+    await registerNode(store, self, this.#lease);
+    // Every local endpoint on the new lease, in transactions of at most 100 keys (etcd takes
+    // 128 operations per transaction): a restart pays a few writes, not one per endpoint.
+    const puts = this.#local.endpoints.map((ep) => ({
+      type: 'put' as const,
+      key: endpointKey(node, ep.id),
+      value: JSON.stringify(toClusterEndpoint(node, ep.id, ep.identity, ep)),
+      lease: this.#lease,
+    }));
+    for (let i = 0; i < puts.length; i += 100) await store.txn({ compare: [], success: puts.slice(i, i + 100) });
+    // Holds are counted once per endpoint (start, register, delete); a new lease rewrites them.
+    await this.identities.syncHolds();
+  }
+
+  /**
+   * Local endpoint changes made while the store did not answer, written once it does again
+   * (every second until then); the watch then brings them back as no-ops.
+   */
+  #scheduleFlush(): void {
+    if (this.#flushTimer || this.#stopped) return;
+    this.#flushTimer = setInterval(() => {
+      void this.#flushPending().then((done) => {
+        if (done && this.#flushTimer) {
+          clearInterval(this.#flushTimer);
+          this.#flushTimer = undefined;
+        }
+      });
+    }, 1000).unref();
+  }
+
+  async #flushPending(): Promise<boolean> {
+    try {
+      for (const key of [...this.#pendingDelete]) {
+        await this.opts.store.delete(key);
+        this.#pendingDelete.delete(key);
+      }
+      for (const id of [...this.#pendingPublish]) {
+        const ep = this.#local.endpoints.find((e) => e.id === id);
+        if (ep) await this.#publishEndpoint(ep, ep.identity);
+        this.#pendingPublish.delete(id);
+      }
+      await this.identities.syncHolds();
+      return true;
+    } catch (err) {
+      if (!isUnreachable(err)) this.#fail(err as Error);
+      return false;
+    }
+  }
+
+  /** One local change into the engine and the maps without the store (it does not answer). */
+  async #applyLocally(ev: WatchEvent): Promise<void> {
+    this.#scheduleFlush();
+    const step = async () => {
+      const diffs = await this.#applyEvent(ev);
+      await this.#write(this.#realizedRevision, diffs, ipv4Change(this.engine.takeIpcacheDiff()));
+    };
+    const done = this.#queue.then(step);
+    this.#queue = done.catch((err) => this.#fail(err as Error));
+    await done;
+  }
+
+  /** Every node the store holds, for `membrane node list`. */
+  async nodes(): Promise<ClusterNode[]> {
+    return listNodes(this.opts.store);
+  }
+
   async #publishEndpoint(ep: Endpoint, identity: number): Promise<number> {
     const rec = toClusterEndpoint(this.opts.node, ep.id, identity, ep);
-    return this.opts.store.put(endpointKey(this.opts.node, ep.id), JSON.stringify(rec));
+    // Under the node's lease, as Cilium's ipcache keys: a node gone is its pods gone everywhere.
+    return this.opts.store.put(endpointKey(this.opts.node, ep.id), JSON.stringify(rec), { lease: this.#lease });
   }
 
   /** A stored endpoint as the engine's pod: local ones keep their endpoint ID. */
@@ -817,6 +972,10 @@ function lbDiffSize(d: LbDiff): number {
     d.maglev.upserts.length +
     d.maglev.deletes.length
   );
+}
+
+function isUnreachable(err: unknown): boolean {
+  return err instanceof StoreError && err.code === 'MBR_STORE_UNREACHABLE';
 }
 
 function refKey(r: PolicyRef): string {

@@ -70,6 +70,7 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     return send(res, 200, ep);
   }
 
+  if (method === 'GET' && path === '/v1/node') return send(res, 200, await agent.nodes());
   if (method === 'GET' && path === '/v1/identity') return send(res, 200, agent.identityList());
   const idMatch = /^\/v1\/identity\/(\d+)$/.exec(path);
   if (method === 'GET' && idMatch) {

@@ -58,6 +58,20 @@ export interface AgentStatus {
   readonly realizedPolicyRevision: number;
   readonly subsystems: readonly SubsystemHealth[];
   readonly reconciler: ReconcilerStatus;
+  /** The node's L7 proxy; absent when the agent runs without one. */
+  readonly proxy?: ProxyStatus;
+}
+
+/** The node's L7 proxy as the agent sees it (src/agent/proxy-link.ts, proxy-supervisor.ts). */
+export interface ProxyStatus {
+  /** Proxy worker processes connected to the agent. */
+  readonly workers: number;
+  /** Redirects (endpoint, direction, port) with L7 rules on this node. */
+  readonly redirects: number;
+  readonly connections: number;
+  readonly activeConnections: number;
+  readonly denials: number;
+  readonly process?: { readonly pid: number; readonly running: boolean; readonly restarts: number };
 }
 
 /** The store → engine → BPF maps pipeline, as `membrane status` shows it. */

@@ -58,6 +58,14 @@ export class BpfDatapathPort implements DatapathPort {
     });
   }
 
+  async attachUnderlay(ifname: string): Promise<void> {
+    this.#dp.attachNetworkDevice('', ifname);
+  }
+
+  async attachProxyLookup(): Promise<void> {
+    this.#dp.attachProxyLookup('');
+  }
+
   async detachEndpoint(ep: Endpoint): Promise<void> {
     this.#dp.detachEndpoint(ep.id);
   }

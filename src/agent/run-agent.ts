@@ -9,19 +9,24 @@ import { StaticPeers } from '../hubble/observer/peer-source.js';
 import type { DatapathEvent } from '../monitor/event-types.js';
 import { NODES_PREFIX } from '../store/cluster-resources.js';
 import type { ClusterStore } from '../store/cluster-store.js';
-import { EmbeddedStore } from '../store/embedded-store.js';
-import { Agent } from './agent.js';
+import { openClusterStore, type StoreSpec } from '../store/open-store.js';
+import { Agent, type AgentOptions } from './agent.js';
 import { serveAgentApi } from './api-server.js';
 import { AgentFlowEnrichment } from './flow-enrichment.js';
 import { pipelineTraceFromEnv } from './pipeline-trace.js';
 import { loadDatapathPort } from './port-loader.js';
+import { ProxyLink } from './proxy-link.js';
+import { deviceWithAddress, ProxySupervisor, proxySocket } from './proxy-supervisor.js';
 import type { DatapathPort } from './subsystem-ports.js';
 
 export interface AgentRunOptions {
   readonly lab: string;
   readonly node: string;
   readonly stateDir: string;
-  readonly clusterDir: string;
+  /** The cluster store (`--kvstore`, `--kvstore-opt`; the embedded one in the lab's directory by default). */
+  readonly store: StoreSpec;
+  /** Lease TTL, cluster pool and identity GC settings (`--node-lease-ttl`, `--cluster-pool-*`, `--identity-gc-*`). */
+  readonly cluster?: Pick<AgentOptions, 'nodeLeaseTtlSeconds' | 'podCidrPool' | 'identityGc'>;
   readonly socket: string;
   readonly podCIDR: string;
   readonly nodeIp: string;
@@ -32,6 +37,8 @@ export interface AgentRunOptions {
   readonly hubbleMetricsServer: string;
   /** `--hubble-export-file-*`; undefined when no file path is set. */
   readonly hubbleExport?: HubbleNodeOptions['export'];
+  /** false: no node proxy is started (L7-redirected flows then fail closed). Default true. */
+  readonly proxy?: boolean;
 }
 
 /** How often the datapath's lost-event counter is read. */
@@ -39,7 +46,7 @@ const LOST_POLL_MS = 1000;
 
 export async function runAgent(o: AgentRunOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true });
-  const store = EmbeddedStore.open(o.clusterDir);
+  const store = await openClusterStore(o.store);
   const datapath = await loadDatapathPort({ lab: o.lab, node: o.node, pinDir: o.bpffs });
   const agent = new Agent({
     lab: o.lab,
@@ -50,6 +57,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     store,
     datapath,
     trace: pipelineTraceFromEnv(),
+    ...o.cluster,
   });
   // The node's flow pipeline, built the one way tests build it too: datapath events become
   // flows (enriched from the agent) in a ring, served by the Observer API on a unix socket next
@@ -80,6 +88,33 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     await hubble.stop();
     throw err;
   }
+  // The node's L7 proxy: its rules and access records over proxy.sock, the process kept running
+  // (and adopted across agent restarts), the underlay program for redirects from other nodes.
+  const proxyLink = await ProxyLink.serve(agent, proxySocket(o.socket), (rec) => hubble.observer.ingestL7(rec));
+  const underlay = deviceWithAddress(o.nodeIp);
+  // Without them L7 redirects of other nodes' traffic, or of a SYN on a tuple in TIME_WAIT, fail
+  // closed; everything else works: an agent that cannot attach them still runs.
+  const attachL7 = async (what: string, attach: () => Promise<void> | undefined) => {
+    try {
+      await attach();
+    } catch (err) {
+      process.stderr.write(`membrane agent: ${what}: ${(err as Error).message}\n`);
+    }
+  };
+  if (underlay) await attachL7(`underlay program on ${underlay}`, () => datapath.attachUnderlay?.(underlay));
+  await attachL7('proxy listener lookup (sk_lookup)', () => datapath.attachProxyLookup?.());
+  const proxy =
+    o.proxy === false
+      ? undefined
+      : new ProxySupervisor({
+          lab: o.lab,
+          node: o.node,
+          stateDir: join(o.stateDir, 'proxy'),
+          agentSocket: proxySocket(o.socket),
+          pinDir: o.bpffs,
+          bin: process.argv[1],
+        });
+  agent.attachProxy({ status: () => ({ ...proxyLink.status(), ...(proxy ? { process: proxy.status() } : {}) }) });
   const server = await serveAgentApi(agent, o.socket);
   const peerWatch = await watchPeers(
     store,
@@ -96,6 +131,8 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     process.once('SIGINT', stop);
   });
   server.close();
+  proxy?.stop();
+  proxyLink.close();
   peerWatch.close();
   stopLost();
   offEvents();

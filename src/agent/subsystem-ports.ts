@@ -50,5 +50,9 @@ export interface DatapathPort {
   lbMaglevTable(id: number): Promise<number[] | undefined>;
   /** Events the datapath could not hand over (ring buffer full), counted since its maps were made. */
   lostEvents(): number;
+  /** Attaches the underlay program (L7 redirects of traffic from other nodes) to this device. */
+  attachUnderlay?(ifname: string): Promise<void>;
+  /** Attaches the node proxy's listener lookup (sk_lookup) to this network namespace. */
+  attachProxyLookup?(): Promise<void>;
   close(): Promise<void>;
 }

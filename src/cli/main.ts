@@ -10,11 +10,14 @@ import { registerFqdn } from './commands/fqdn.js';
 import { registerIdentity } from './commands/identity.js';
 import { registerLab } from './commands/lab.js';
 import { registerMonitor } from './commands/monitor.js';
+import { registerNode } from './commands/node.js';
 import { registerObserve } from './commands/observe.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerProxy } from './commands/proxy.js';
 import { registerRelay } from './commands/relay.js';
 import { registerService } from './commands/service.js';
 import { registerStatus } from './commands/status.js';
+import { registerUi } from './commands/ui.js';
 import { registerVersion } from './commands/version.js';
 import { CliError, EXIT_USAGE } from './errors.js';
 
@@ -31,6 +34,7 @@ export function buildProgram(): Command {
     registerStatus,
     registerEndpoint,
     registerIdentity,
+    registerNode,
     registerBpf,
     registerMonitor,
     registerObserve,
@@ -38,7 +42,9 @@ export function buildProgram(): Command {
     registerService,
     registerFqdn,
     registerAgent,
+    registerProxy,
     registerConnectivity,
+    registerUi,
     registerVersion,
   ]) {
     register(program);

@@ -11,6 +11,9 @@ export const DROP_REASONS: Readonly<Record<number, string>> = {
   138: 'CT: Can not create entry from packet',
   139: 'Unsupported L3 protocol',
   142: 'Unknown L4 protocol',
+  178: 'Socket lookup failed',
+  179: 'Socket assign failed',
+  180: 'Proxy redirection not supported for protocol',
   181: 'Policy denied by denylist',
   189: 'Authentication required',
 };

@@ -18,6 +18,7 @@ export const MAP_NAMES = [
   'mbr_lost',
   'mbr_config',
   'mbr_events',
+  'mbr_proxy_socks',
   'mbr_lb4_services',
   'mbr_lb4_backends',
   'mbr_lb4_reverse_nat',
@@ -31,6 +32,8 @@ export type MapName = (typeof MAP_NAMES)[number];
 export const PROGRAM_NAMES = [
   'mbr_from_pod',
   'mbr_to_pod',
+  'mbr_from_net',
+  'mbr_proxy_lookup',
   'mbr_pass',
   'mbr_from_netdev',
   'mbr_to_netdev',

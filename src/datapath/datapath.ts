@@ -18,7 +18,7 @@
 // legacy tc hooks), realized-ipcache.ts, endpoint-policy.ts, ct-gc.ts, event-ring.ts and
 // datapath-status.ts. Endpoints are keyed in the datapath by the host-side veth's ifindex, so one
 // instance serves the veths of one (node) network namespace.
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import type { LostEvents } from '../monitor/event-types.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { BpfMap } from './bpf-map.js';
@@ -39,6 +39,7 @@ import {
   attachLegacyTc,
   attachTcx,
   detachLegacyTc,
+  detachPinnedLink,
   detachTcx,
   type EndpointAttachment,
   endpointInfoFor,
@@ -189,6 +190,46 @@ export class Datapath {
     const legacy = { ...info, flags: info.flags | EndpointFlags.legacyTc };
     this.#writeEndpoint(legacy);
     return legacy;
+  }
+
+  /**
+   * Attaches mbr_from_net on tcx ingress of the node's underlay device (L7 ingress redirects of
+   * traffic from other nodes, replies to the proxy's transparent upstream sockets; bpf/lib/proxy.h).
+   * Pinned, so it outlives the agent: a restarted agent finds it attached (pins are this build's)
+   * and leaves it. tcx only. Behind every program there ('last'): the NodePort program
+   * (mbr_from_netdev, attached 'first') has translated a NodePort packet to its backend already, so a
+   * local backend's ingress L7 policy redirects NodePort traffic as any other.
+   */
+  attachNetworkDevice(netnsPath: string, ifname: string): void {
+    const n = nativeBpf();
+    const pin = `${this.pinDir}/links/net-${ifname}-ingress`;
+    if (existsSync(pin)) return;
+    const link = sys(`attach mbr_from_net: tcx ingress on ${ifname}`, () =>
+      n.tcxAttach(this.programFd('mbr_from_net'), netnsPath, ifname, 'ingress', 'last'),
+    );
+    detachPinnedLink(pin);
+    sys(`pin link ${pin}`, () => n.objPin(link.linkFd, pin));
+    n.closeFd(link.linkFd);
+  }
+
+  /**
+   * Attaches mbr_proxy_lookup (sk_lookup) to the node's network namespace ('' = this thread's):
+   * the proxy's listener for redirected flows the stack looks a listener up for. Pinned, kept
+   * when already there.
+   */
+  attachProxyLookup(netnsPath: string): void {
+    const pin = `${this.pinDir}/links/netns-sk-lookup`;
+    if (existsSync(pin)) return;
+    const n = nativeBpf();
+    const fd = sys('attach mbr_proxy_lookup (sk_lookup)', () =>
+      n.netnsAttach(this.programFd('mbr_proxy_lookup'), netnsPath),
+    );
+    sys(`pin link ${pin}`, () => n.objPin(fd, pin));
+    n.closeFd(fd);
+  }
+
+  detachNetworkDevice(ifname: string): void {
+    detachPinnedLink(`${this.pinDir}/links/net-${ifname}-ingress`);
   }
 
   /**

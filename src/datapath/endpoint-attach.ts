@@ -120,7 +120,8 @@ function linkPin(pinDir: string, endpointId: number, dir: (typeof HOOKS)[number]
   return `${pinDir}/links/${endpointId}-${dir}`;
 }
 
-function detachPinnedLink(pin: string): void {
+/** Detaches the link pinned at `pin` (if any) and removes the pin. */
+export function detachPinnedLink(pin: string): void {
   if (!existsSync(pin)) return;
   const n = nativeBpf();
   const fd = sys(`open pinned link ${pin}`, () => n.objGet(pin));

@@ -1,7 +1,8 @@
 // The load balancer's node-wide hooks, as pinned bpf_links under <pinDir>/links/ (they outlive the
 // agent; removing the pin directory detaches them):
 //   netdev-<ifname>-ingress / -egress   mbr_from_netdev / mbr_to_netdev on the node's underlay
-//                                        device (NodePort), tcx
+//                                        device (NodePort), tcx, ahead of any other program there
+//                                        (mbr_from_net, attached 'last', sees translated packets)
 //   sock-<connect4|sendmsg4|recvmsg4|getpeername4>   the socket-LB programs on a cgroup v2
 // A hook whose link is pinned already is left as it is (a restarted agent of the same build: the
 // programs never stopped; the kernel refuses the same program twice on one hook, EEXIST).
@@ -20,7 +21,9 @@ export function attachNetdev(pinDir: string, ifname: string, progs: { ingress: n
   for (const dir of ['ingress', 'egress'] as const) {
     const pin = `${pinDir}/links/netdev-${ifname}-${dir}`;
     if (existsSync(pin)) continue;
-    const link = sys(`attach NodePort: tcx ${dir} on ${ifname}`, () => n.tcxAttach(progs[dir], '', ifname, dir));
+    const link = sys(`attach NodePort: tcx ${dir} on ${ifname}`, () =>
+      n.tcxAttach(progs[dir], '', ifname, dir, 'first'),
+    );
     replacePin(pin, link.linkFd);
   }
 }

@@ -70,6 +70,8 @@ export interface NativeBpf {
     netns: string,
     ifname: string,
     direction: 'ingress' | 'egress',
+    /** Where among the hook's programs: 'first' ahead of all, 'last' (as without one) behind all. */
+    position?: 'first' | 'last',
   ): {
     linkFd: number;
     ifindex: number;
@@ -95,6 +97,38 @@ export interface NativeBpf {
   ): number;
   /** The calling thread's network namespace cookie (SO_NETNS_COOKIE). */
   netnsCookie(): number;
+  // The L7 proxy's sockets (native/src/proxy_sockets.c; typed for use in src/proxy/proxy-sockets.ts).
+  tcpListen(netns: string, ip: string, port: number, backlog: number, transparent: boolean): number;
+  tcpConnect(
+    netns: string,
+    dstIp: string,
+    dstPort: number,
+    srcIp: string,
+    mark: number,
+    cb: (errno: number, fd: number) => void,
+  ): object;
+  tcpConnectCancel(handle: object): void;
+  udpOpen(
+    netns: string,
+    ip: string,
+    port: number,
+    transparent: boolean,
+    mark: number,
+    cb: (data: Buffer, srcIp: string, srcPort: number, dstIp: string, dstPort: number) => void,
+  ): object;
+  udpSendTo(handle: object, data: Uint8Array, toIp: string, toPort: number): void;
+  udpSend(
+    handle: object,
+    data: Uint8Array,
+    fromIp: string,
+    fromPort: number,
+    toIp: string,
+    toPort: number,
+    mark: number,
+  ): void;
+  udpClose(handle: object): void;
+  socketPair(): [number, number];
+  netnsAttach(progFd: number, netns: string): number;
 }
 
 /** The package root (where bpf/ and native/ live), from dist/src/datapath/. */

@@ -37,6 +37,8 @@ export interface LabState {
   readonly pods: readonly LabPod[];
   readonly dnsIp: string;
   readonly worldFiles: readonly string[];
+  /** The cluster store the agents share (lab-etcd.ts); absent in labs made before it was chosen. */
+  readonly store?: 'embedded' | 'etcd';
 }
 
 export function readLabState(lab: string): LabState | undefined {

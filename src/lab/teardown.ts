@@ -6,6 +6,7 @@ import { readdirSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { removePinDir } from '../datapath/bpffs.js';
 import { sh } from './host-commands.js';
 import { bpffsDir, checkLabName, labDir, netnsPrefix } from './lab-paths.js';
+import { stopLabUi } from './lab-ui.js';
 import { isAlive } from './pod-process.js';
 
 export interface DownReport {
@@ -27,6 +28,8 @@ export async function labDown(lab: string): Promise<DownReport> {
   // The name becomes paths that get removed recursively: never accept one that could escape.
   const bad = checkLabName(lab);
   if (bad) throw Object.assign(new Error(`lab name: ${bad}`), { code: 'MBR_LAB_NAME' });
+  // The UI runs in the host's netns, not the lab's: stop it by its pid file.
+  await stopLabUi(lab);
   const names = labNetns(lab);
   const inodes = new Set<number>();
   for (const n of names) {

@@ -9,13 +9,12 @@ import { AgentClient } from '../agent/api-client.js';
 import { readManifestText } from '../cli/manifest-files.js';
 import { CniExecutor, type ConfList } from '../cni/cni-executor.js';
 import { namespaceKey, serviceKey } from '../store/cluster-resources.js';
-import { EmbeddedStore } from '../store/embedded-store.js';
 import { inNetns, sh, shIdempotent } from './host-commands.js';
+import { ensureEtcdCluster, type LabStoreKind, labAgentStoreArgs, labStoreKind, openLabStore } from './lab-etcd.js';
 import {
   agentSocket,
   bpffsDir,
   checkLabName,
-  clusterDir,
   labDir,
   netnsPath,
   nodeDir,
@@ -27,6 +26,7 @@ import {
 } from './lab-paths.js';
 import type { LabNode, LabPod, LabState } from './lab-state.js';
 import { readLabState, writeLabState } from './lab-state.js';
+import { ensureLabUi, type LabUiOptions } from './lab-ui.js';
 import { isAlive, startPodProcess } from './pod-process.js';
 import { expandVars, parseWorld, type World, type WorldPod } from './world.js';
 
@@ -37,7 +37,16 @@ export interface LabUpOptions {
   /** The repository root: bin/ for the CLI and the CNI plugin, lab/ for the demo servers. */
   readonly repoRoot: string;
   readonly log?: (line: string) => void;
+  /** The cluster store: embedded (default) or a 3-member etcd cluster in the lab (lab-etcd.ts). */
+  readonly store?: LabStoreKind;
+  /** More `agent run` flags for every node (tests shorten leases and the identity GC this way). */
+  readonly agentArgs?: readonly string[];
+  /** Start the web UI in the host netns (`membrane lab up` does, on 127.0.0.1:12000). */
+  readonly ui?: LabUiOptions;
 }
+
+/** Every node's pod CIDR is a block of this pool, claimed through the store. */
+export const POD_CIDR_POOL = '10.201.0.0/16';
 
 export const UNDERLAY_PREFIX = '172.30.0';
 export const WORLD_IP = `${UNDERLAY_PREFIX}.100`;
@@ -64,7 +73,20 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   const plan = nodePlan(o.nodes ?? 2);
   log(`underlay ${underlayNetns(o.lab)} with ${plan.length} nodes and the world host`);
   await ensureUnderlay(o.lab, plan);
-  const store = EmbeddedStore.open(clusterDir(o.lab), { leaseSweepMs: 0 });
+  const had = readLabState(o.lab);
+  const storeKind = o.store ?? (had ? labStoreKind(o.lab) : 'embedded');
+  if (had && storeKind !== labStoreKind(o.lab))
+    throw Object.assign(
+      new Error(`lab ${o.lab} runs on the ${labStoreKind(o.lab)} store, not ${storeKind}: lab down first`),
+      {
+        code: 'MBR_LAB_STORE',
+      },
+    );
+  if (storeKind === 'etcd') {
+    log('etcd cluster of 3 members on the underlay');
+    await ensureEtcdCluster(o.lab, UNDERLAY_PREFIX, (ns, port, ip) => attachToUnderlay(o.lab, ns, port, ip, []));
+  }
+  const store = await openLabStore(o.lab, UNDERLAY_PREFIX);
   try {
     await store.txn({
       compare: [],
@@ -113,7 +135,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   writeDnsFiles(o.lab, world, wired, dnsIp);
 
   const worldPid = await ensureWorldHost(o, world, previous);
-  await ensureRelay(o, nodes[0]);
+  await ensureRelay(o, nodes);
   const pods: LabPod[] = [];
   for (const w of wired) {
     const prev = previous?.pods.find((x) => x.namespace === w.p.namespace && x.name === w.p.name);
@@ -137,10 +159,12 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
     pods,
     dnsIp,
     worldFiles: o.worldFiles,
+    store: storeKind,
   };
   writeLabState(state);
   log('waiting for the pods to listen on their ports');
   await waitListening(state);
+  if (o.ui) log(`UI on ${await ensureLabUi(o.lab, o.repoRoot, o.ui)}`);
   return state;
 }
 
@@ -200,18 +224,8 @@ async function ensureUnderlay(lab: string, plan: ReturnType<typeof nodePlan>): P
   await shIdempotent(['ip', '-n', ul, 'link', 'add', 'mbr-br', 'type', 'bridge']);
   await sh(['ip', '-n', ul, 'link', 'set', 'mbr-br', 'up']);
   await sh(['ip', '-n', ul, 'link', 'set', 'lo', 'up']);
-  const attach = async (ns: string, port: string, ip: string, routes: Array<[string, string]>) => {
-    await ensureNetns(ns);
-    const have = await sh(['ip', '-n', ul, 'link', 'show', port]).catch(() => '');
-    if (!have) {
-      await sh(['ip', '-n', ul, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
-      await sh(['ip', '-n', ul, 'link', 'set', port, 'master', 'mbr-br', 'up']);
-    }
-    await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-    await sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
-    await shIdempotent(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
-    for (const [dst, via] of routes) await sh(['ip', '-n', ns, 'route', 'replace', dst, 'via', via]);
-  };
+  const attach = (ns: string, port: string, ip: string, routes: Array<[string, string]>) =>
+    attachToUnderlay(lab, ns, port, ip, routes);
   for (const n of plan) {
     const ns = nodeNetns(lab, n.name);
     await attach(
@@ -228,6 +242,27 @@ async function ensureUnderlay(lab: string, plan: ReturnType<typeof nodePlan>): P
     WORLD_IP,
     plan.map((n) => [n.podCIDR, n.ip]),
   );
+}
+
+/** A netns on the underlay bridge: veth `port` (underlay side) to its eth0 with `ip`/24. */
+async function attachToUnderlay(
+  lab: string,
+  ns: string,
+  port: string,
+  ip: string,
+  routes: ReadonlyArray<[string, string]>,
+): Promise<void> {
+  const ul = underlayNetns(lab);
+  await ensureNetns(ns);
+  const have = await sh(['ip', '-n', ul, 'link', 'show', port]).catch(() => '');
+  if (!have) {
+    await sh(['ip', '-n', ul, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await sh(['ip', '-n', ul, 'link', 'set', port, 'master', 'mbr-br', 'up']);
+  }
+  await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+  await sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+  await shIdempotent(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
+  for (const [dst, via] of routes) await sh(['ip', '-n', ns, 'route', 'replace', dst, 'via', via]);
 }
 
 async function ensureAgent(o: LabUpOptions, n: LabNode, log: (l: string) => void): Promise<void> {
@@ -261,6 +296,10 @@ async function ensureAgent(o: LabUpOptions, n: LabNode, log: (l: string) => void
       n.ip,
       '--hubble-metrics-server',
       n.metricsAddress,
+      '--cluster-pool-ipv4-cidr',
+      POD_CIDR_POOL,
+      ...labAgentStoreArgs(o.lab),
+      ...(o.agentArgs ?? []),
     ],
     env: {},
     logFile: join(nodeDir(o.lab, n.name), 'agent.log'),
@@ -356,7 +395,7 @@ async function ensureWorldHost(o: LabUpOptions, world: World, previous: LabState
  * The flow relay, merging every node's flows; it runs in the underlay netns so `lab down` stops
  * it with everything else (it only uses unix sockets).
  */
-async function ensureRelay(o: LabUpOptions, first: LabNode): Promise<void> {
+async function ensureRelay(o: LabUpOptions, nodes: readonly LabNode[]): Promise<void> {
   const socket = relaySocket(o.lab);
   const pidFile = join(labDir(o.lab), 'relay.pid');
   const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8')) : 0;
@@ -370,8 +409,9 @@ async function ensureRelay(o: LabUpOptions, first: LabNode): Promise<void> {
       'relay',
       '--listen-address',
       `unix://${socket}`,
+      // Every agent serves the same peers (from the store): the relay asks the next when one goes.
       '--peer-service',
-      `unix://${join(nodeDir(o.lab, first.name), 'hubble.sock')}`,
+      nodes.map((n) => `unix://${join(nodeDir(o.lab, n.name), 'hubble.sock')}`).join(','),
       '--retry-timeout',
       '1s',
     ],

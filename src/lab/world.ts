@@ -6,6 +6,8 @@
 import { parseServiceObject, type ServiceSpec } from '../lb/service.js';
 import { readManifest } from '../policy/manifest-reader.js';
 import { showKey, showValue } from '../policy/policy-error.js';
+import { parsePolicyObject } from '../policy/policy-parser.js';
+import type { Secret } from '../policy/world.js';
 
 export interface WorldPod {
   readonly namespace: string;
@@ -25,6 +27,8 @@ export interface World {
   readonly services: ReadonlyArray<{ spec: ServiceSpec; doc: Record<string, unknown>; source: string }>;
   /** DNS names the outside host answers for. */
   readonly externalHosts: readonly string[];
+  /** `v1` Secrets (values for L7 headerMatches), read by the policy parser's Secret reader. */
+  readonly secrets: readonly Secret[];
 }
 
 /** A world manifest that reads as YAML but is not a world: `FILE: document N: PATH: expected X, got Y`. */
@@ -43,6 +47,7 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
   const pods: WorldPod[] = [];
   const services: Array<{ spec: ServiceSpec; doc: Record<string, unknown>; source: string }> = [];
   const hosts: string[] = [];
+  const secrets: Secret[] = [];
   for (const { file, text } of files) {
     for (const { document, value: d } of readManifest(text, file)) {
       const at = `${file}: document ${document}`;
@@ -67,8 +72,12 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
           hosts.push(...(data.externalHosts ?? '').split(/[\s,]+/).filter((h) => h !== ''));
           break;
         }
+        case 'Secret':
+          // Errors (PolicyError) name the file, the document and the field, never a value.
+          secrets.push(...(parsePolicyObject(d, file, document).secrets ?? []));
+          break;
         default:
-          throw new WorldError(at, 'kind', 'Namespace, Pod, Service or ConfigMap', d.kind);
+          throw new WorldError(at, 'kind', 'Namespace, Pod, Service, ConfigMap or Secret', d.kind);
       }
     }
   }
@@ -86,6 +95,7 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
     pods,
     services,
     externalHosts: hosts,
+    secrets,
   };
 }
 

@@ -35,6 +35,10 @@ export const DropReason = {
   unsupportedL3Protocol: 139,
   unknownL4Protocol: 142,
   ipFragmentationNotSupported: 157,
+  /** The L7 redirect found no proxy socket (the proxy is down: L7-policed traffic fails closed). */
+  proxyLookupFailed: 178,
+  proxySetFailed: 179,
+  proxyUnknownProtocol: 180,
   policyDeny: 181,
   authRequired: 189,
 } as const;

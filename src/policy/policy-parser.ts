@@ -30,7 +30,7 @@ import type {
 } from './policy-rule.js';
 import { isIanaSvcName } from './port-protocol.js';
 import { ENTITIES, ICMPV4_TYPES, ICMPV6_TYPES, KAFKA_API_KEYS, KAFKA_ROLE_KEYS } from './protocol-names.js';
-import type { ContainerPort, Namespace, Pod, Service } from './world.js';
+import type { ContainerPort, Namespace, Pod, Secret, Service } from './world.js';
 
 export interface ParsedPolicyFile {
   readonly file: string;
@@ -38,6 +38,8 @@ export interface ParsedPolicyFile {
   readonly namespaces: readonly Namespace[];
   readonly pods: readonly Pod[];
   readonly services: readonly Service[];
+  /** `v1` Secrets: the values headerMatches compare against. */
+  readonly secrets?: readonly Secret[];
 }
 
 /**
@@ -51,7 +53,9 @@ export function parsePolicyFile(text: string, file: string): ParsedPolicyFile {
     const c = new Checker(file, d.document);
     readDocument(c, d.value, '', out);
     issues.push(...c.issues);
+    out.secretRefs.push(...c.secretRefs);
   }
+  checkSecretRefs(out, issues);
   if (issues.length > 0) throw new PolicyError('MBR_POLICY_INVALID', issues);
   return out;
 }
@@ -82,14 +86,19 @@ interface MutableParsed {
   namespaces: Namespace[];
   pods: Pod[];
   services: Service[];
+  secrets: Secret[];
+  /** headerMatches secrets, checked against the file's Secrets once all are read. */
+  secretRefs: Array<{ namespace: string; name: string; document: number; path: string }>;
 }
 
 function emptyParsed(file: string): MutableParsed {
-  return { file, policies: [], namespaces: [], pods: [], services: [] };
+  return { file, policies: [], namespaces: [], pods: [], services: [], secrets: [], secretRefs: [] };
 }
 
 class Checker {
   readonly issues: PolicyIssue[] = [];
+  /** headerMatches secrets seen, for the check against the file's Secrets. */
+  readonly secretRefs: Array<{ namespace: string; name: string; document: number; path: string }> = [];
   constructor(
     readonly file: string,
     readonly document: number,
@@ -177,6 +186,7 @@ const KINDS = {
   Pod: 'v1',
   Service: 'v1',
   Endpoints: 'v1',
+  Secret: 'v1',
 } as const;
 
 function readDocument(c: Checker, v: unknown, path: string, out: MutableParsed): void {
@@ -245,6 +255,63 @@ function readDocument(c: Checker, v: unknown, path: string, out: MutableParsed):
     case 'Endpoints':
       readServiceOrEndpoints(c, o, path, kind, namespace, name, labels, out);
       return;
+    case 'Secret':
+      out.secrets.push(readSecret(c, o, path, namespace, name));
+      return;
+  }
+}
+
+/**
+ * A `v1` Secret: `data` (base64) and `stringData` entries, as the API server merges them. Values
+ * never appear in errors.
+ */
+function readSecret(c: Checker, o: Rec, path: string, namespace: string, name: string): Secret {
+  obj(c, o, path, ['apiVersion', 'kind', 'metadata', 'data', 'stringData', 'type', 'immutable']);
+  const data: Record<string, string> = {};
+  for (const field of ['data', 'stringData'] as const) {
+    const v = o[field];
+    if (v === undefined || v === null) continue;
+    if (!isRec(v)) {
+      c.fail(at(path, field), 'a map of key to value', Array.isArray(v) ? 'a list' : typeof v, true);
+      continue;
+    }
+    for (const [k, val] of Object.entries(v)) {
+      const kp = at(at(path, field), k);
+      if (!/^[-._a-zA-Z0-9]+$/.test(k) || k.length > 253) c.fail(kp, 'a key of letters, digits, "-", "_" or "."', k);
+      if (typeof val !== 'string') {
+        c.fail(kp, 'a string', typeof val, true);
+        continue;
+      }
+      if (field === 'data') {
+        const clean = val.replace(/\s+/g, '');
+        if (!/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(clean)) {
+          c.fail(kp, 'base64 data', 'a value that is not base64', true);
+          continue;
+        }
+        data[k] = Buffer.from(clean, 'base64').toString('utf8');
+      } else data[k] = val;
+    }
+  }
+  return { namespace, name, data };
+}
+
+/**
+ * A headerMatches Secret defined in the same file must hold exactly one entry: that is the value
+ * compared (Cilium: "The secret must only contain one entry").
+ */
+function checkSecretRefs(out: MutableParsed, issues: PolicyIssue[]): void {
+  for (const ref of out.secretRefs) {
+    const s = out.secrets.find((x) => x.namespace === ref.namespace && x.name === ref.name);
+    if (s === undefined) continue;
+    const n = Object.keys(s.data).length;
+    if (n !== 1)
+      issues.push({
+        file: out.file,
+        document: ref.document,
+        path: ref.path,
+        expected: `Secret ${ref.namespace}/${ref.name} to hold exactly one entry (the header value)`,
+        got: `${n} entries`,
+      });
   }
 }
 
@@ -517,7 +584,7 @@ function readCiliumRule(c: Checker, v: unknown, path: string, ref: PolicyRef): P
     const lo = obj(c, l, at(at(path, 'labels'), i), ['key', 'value', 'source']);
     if (lo && typeof lo.key !== 'string') c.fail(at(at(path, 'labels'), i) + '.key', 'a string', lo.key);
   });
-  const scope: Scope = { namespace: clusterwide ? undefined : ref.namespace };
+  const scope: Scope = { namespace: clusterwide ? undefined : ref.namespace, isNodeRule };
   const direction = (dir: 'ingress' | 'egress'): DirectionRules | undefined => {
     const allowField = dir;
     const denyField = `${dir}Deny`;
@@ -548,6 +615,8 @@ function readCiliumRule(c: Checker, v: unknown, path: string, ref: PolicyRef): P
 interface Scope {
   /** The policy's namespace for a namespaced CNP; undefined for a CCNP. */
   readonly namespace?: string;
+  /** A host policy (nodeSelector): Cilium refuses L7 rules there. */
+  readonly isNodeRule?: boolean;
 }
 
 const INGRESS_L3 = [
@@ -621,7 +690,7 @@ function readCiliumSection(
   if (!portRules || portRules.length === 0) return [{ isDeny, peers: finalPeers, authType }];
   const out: RuleEntry[] = [];
   portRules.forEach((pr, i) => {
-    const pe = readPortRule(c, pr, at(at(path, 'toPorts'), i), dir, isDeny);
+    const pe = readPortRule(c, pr, at(at(path, 'toPorts'), i), dir, isDeny, scope);
     if (pe) out.push({ isDeny, peers: finalPeers, ...pe, authType });
   });
   return out;
@@ -863,6 +932,7 @@ function readPortRule(
   path: string,
   dir: 'ingress' | 'egress',
   isDeny: boolean,
+  scope: Scope,
 ): { ports?: PortSpec[]; l7?: L7Rules } | undefined {
   const fields = isDeny ? ['ports'] : ['ports', 'rules', 'terminatingTLS', 'originatingTLS', 'serverNames', 'listener'];
   const r = obj(c, v, path, fields);
@@ -908,21 +978,43 @@ function readPortRule(
         name !== undefined ? { protocol: proto, port: 0, endPort: 0, name } : { protocol: proto, port, endPort },
       );
   });
+  // A TLS context names the Secret holding its certificate and key (Cilium's TLSContext.secret).
   for (const f of ['terminatingTLS', 'originatingTLS'])
-    if (r[f] !== undefined) {
+    if (r[f] !== undefined && r[f] !== null) {
       const t = obj(c, r[f], at(path, f), ['secret', 'certificate', 'privateKey', 'trustedCA']);
-      if (t?.secret !== undefined) obj(c, t.secret, at(at(path, f), 'secret'), ['namespace', 'name']);
+      if (t && (t.secret === undefined || t.secret === null))
+        c.fail(
+          at(at(path, f), 'secret'),
+          'a secret (name, and namespace) holding the TLS certificate and key',
+          'none',
+          true,
+        );
+      else if (t) readSecretRef(c, t.secret, at(at(path, f), 'secret'));
     }
-  list(c, r.serverNames, at(path, 'serverNames'))?.forEach((s, i) => {
-    str(c, s, at(at(path, 'serverNames'), i));
+  const serverNames = list(c, r.serverNames, at(path, 'serverNames')) ?? [];
+  serverNames.forEach((s, i) => {
+    const v = str(c, s, at(at(path, 'serverNames'), i));
+    if (v === '') c.fail(at(at(path, 'serverNames'), i), 'a non-empty server name', v);
   });
+  const hasL7 = r.rules !== undefined && r.rules !== null && hasAnyL7(r.rules);
+  if (serverNames.length > 0 && hasL7 && (r.terminatingTLS === undefined || r.terminatingTLS === null))
+    c.fail(
+      at(path, 'serverNames'),
+      'no serverNames next to L7 rules unless terminatingTLS is set (the proxy cannot see the SNI otherwise)',
+      'serverNames without terminatingTLS',
+      true,
+    );
   if (r.listener !== undefined) {
     if (dir !== 'egress')
       c.fail(at(path, 'listener'), 'no listener on ingress (listeners are egress only)', 'listener', true);
     obj(c, r.listener, at(path, 'listener'), ['envoyConfig', 'name', 'priority']);
+    if (hasL7) c.fail(at(path, 'listener'), 'no listener next to L7 rules', 'listener and rules', true);
   }
+  if (hasL7 && scope.isNodeRule)
+    c.fail(at(path, 'rules'), 'no L7 rules in a host policy (nodeSelector)', 'L7 rules', true);
   let l7: L7Rules | undefined;
-  if (r.rules !== undefined && r.rules !== null) l7 = readL7Rules(c, r.rules, at(path, 'rules'), dir, writtenPorts);
+  if (r.rules !== undefined && r.rules !== null)
+    l7 = readL7Rules(c, r.rules, at(path, 'rules'), dir, writtenPorts, scope);
   const out: { ports?: PortSpec[]; l7?: L7Rules } = {};
   if (raw && raw.length > 0) out.ports = specs;
   if (l7) out.l7 = l7;
@@ -935,6 +1027,7 @@ function readL7Rules(
   path: string,
   dir: 'ingress' | 'egress',
   ports: Array<{ port: number; name?: string; protocol: string; endPort: number }>,
+  scope: Scope,
 ): L7Rules | undefined {
   const r = obj(c, v, path, ['http', 'kafka', 'dns', 'l7proto', 'l7']);
   if (!r) return undefined;
@@ -957,7 +1050,9 @@ function readL7Rules(
     if (p.port === 0 && p.name === undefined) c.fail(path, `a non-zero port for ${parser} rules`, '0', true);
     if (p.endPort !== p.port)
       c.fail(path, `a single port for ${parser} rules (not a range)`, `${p.port}-${p.endPort}`, true);
-    if (parser !== 'dns' && p.protocol !== 'TCP' && p.protocol !== 'ANY')
+    // Cilium's sanitizer: L7 rules other than DNS apply to TCP only, and ANY (also the default
+    // when no protocol is written) is not TCP.
+    if (parser !== 'dns' && p.protocol !== 'TCP')
       c.fail(path, `TCP for ${parser} rules (L7 rules other than DNS need TCP)`, p.protocol);
   }
   const items = list(c, r[parser], at(path, parser)) ?? [];
@@ -1007,7 +1102,10 @@ function readL7Rules(
             c.fail(at(mp, 'name'), 'a header name', ho.name);
             return [];
           }
+          if (!HEADER_NAME.test(name)) c.fail(at(mp, 'name'), 'a header field name (an HTTP token)', name);
           const value = str(c, ho.value, at(mp, 'value'));
+          if (value !== undefined && /[\0\r\n]/.test(value))
+            c.fail(at(mp, 'value'), 'a header value without NUL, CR or LF', value);
           let mismatch: string | undefined;
           if (ho.mismatch !== undefined) {
             if (typeof ho.mismatch !== 'string' || !['LOG', 'ADD', 'DELETE', 'REPLACE'].includes(ho.mismatch))
@@ -1015,11 +1113,14 @@ function readL7Rules(
             else mismatch = ho.mismatch;
           }
           let secret: { namespace?: string; name: string } | undefined;
-          if (ho.secret !== undefined) {
-            const so = obj(c, ho.secret, at(mp, 'secret'), ['namespace', 'name']);
-            const sn = so ? str(c, so.name, at(mp, 'secret.name')) : undefined;
-            const sns = so ? str(c, so.namespace, at(mp, 'secret.namespace')) : undefined;
-            if (sn) secret = { name: sn, ...(sns ? { namespace: sns } : {}) };
+          if (ho.secret !== undefined && ho.secret !== null) {
+            const ref = readSecretRef(c, ho.secret, at(mp, 'secret'));
+            // A Secret without a namespace is looked up in the policy's own ("default" for a CCNP).
+            if (ref) {
+              const ns = ref.namespace ?? scope.namespace ?? 'default';
+              secret = { name: ref.name, namespace: ns };
+              c.secretRefs.push({ namespace: ns, name: ref.name, document: c.document, path: at(mp, 'secret') });
+            }
           }
           return [
             {
@@ -1071,6 +1172,30 @@ function readL7Rules(
     });
   });
   return { parser, kafka };
+}
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** Some L7 rule list of the `rules` object is non-empty. */
+function hasAnyL7(v: unknown): boolean {
+  if (!isRec(v)) return false;
+  return ['http', 'kafka', 'dns', 'l7proto', 'l7'].some((k) => {
+    const x = v[k];
+    return x !== undefined && x !== null && (!Array.isArray(x) || x.length > 0) && x !== '';
+  });
+}
+
+/** A reference to a Secret: `name` required (Cilium: "Secret name missing"), `namespace` optional. */
+function readSecretRef(c: Checker, v: unknown, path: string): { name: string; namespace?: string } | undefined {
+  const o = obj(c, v, path, ['namespace', 'name']);
+  if (!o) return undefined;
+  const name = str(c, o.name, at(path, 'name'));
+  const namespace = str(c, o.namespace, at(path, 'namespace'));
+  if (!name) {
+    c.fail(at(path, 'name'), 'the name of a Secret', o.name);
+    return undefined;
+  }
+  return { name, ...(namespace ? { namespace } : {}) };
 }
 
 // ---- selectors ----

@@ -40,6 +40,7 @@ export interface DirectionTrace {
   readonly enforced: boolean;
   readonly reason:
     | 'not-an-endpoint'
+    | 'other-node'
     | 'loopback'
     | 'allowed'
     | 'redirected'
@@ -166,7 +167,18 @@ function traceDirection(
       policies: [],
     };
   const epId = local.endpoint.endpointId;
-  const status = engine.endpointPolicyStatus(epId)!;
+  const status = engine.endpointPolicyStatus(epId);
+  // A pod of another node is enforced by that node's agent: this engine holds no map state for it.
+  if (!local.endpoint.isLocal || !status)
+    return {
+      verdict: 'ALLOWED',
+      enforced: false,
+      reason: 'other-node',
+      matchType: MatchType.none,
+      proxyPort: 0,
+      authType: 0,
+      policies: [],
+    };
   const r: LookupResult = lookupMapState(engine.endpointMapState(epId), remote.identity, direction, protocol, dport);
   const enforced = status[direction].enforced;
   const tag = (refs: readonly PolicyRef[], effect: 'allow' | 'deny'): TracePolicy[] =>

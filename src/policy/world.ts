@@ -1,5 +1,6 @@
 // The world the policy engine resolves against: namespaces, pods and services, fed from
-// manifests (`v1` Namespace / Pod / Service / Endpoints) or directly by the agent.
+// manifests (`v1` Namespace / Pod / Service / Endpoints) or directly by the agent; and the
+// `v1` Secrets whose values L7 rules (headerMatches) compare against.
 
 export interface Namespace {
   readonly name: string;
@@ -39,6 +40,22 @@ export interface Service {
   readonly selector?: Readonly<Record<string, string>>;
   /** Backend IPs (from a v1 Endpoints of the same name). */
   readonly endpointIPs: readonly string[];
+}
+
+export interface Secret {
+  readonly namespace: string;
+  readonly name: string;
+  /** Entries, decoded (`data` is base64 in the manifest, `stringData` plain). */
+  readonly data: Readonly<Record<string, string>>;
+}
+
+/**
+ * The value a headerMatches rule compares with: the Secret's only entry. A Secret with none or
+ * several gives no value (Cilium: "The secret must only contain one entry").
+ */
+export function secretMatchValue(s: Secret): string | undefined {
+  const values = Object.values(s.data);
+  return values.length === 1 ? values[0] : undefined;
 }
 
 export function podKey(p: { namespace: string; name: string }): string {

@@ -59,3 +59,40 @@ export interface TransparentUdp {
   send(data: Buffer, from: UdpAddress, to: UdpAddress): Promise<void>;
   close(): void;
 }
+
+/** An upstream UDP socket of the proxy: sends from the node's address with the from-proxy mark. */
+export interface MarkedUdp {
+  onMessage(cb: (data: Buffer, src: UdpAddress) => void): void;
+  send(data: Buffer, to: UdpAddress): Promise<void>;
+  close(): void;
+}
+
+/** One datagram flow as the framework resolves it from the datapath's maps. */
+export interface L7DatagramFlow {
+  /** The local endpoint the proxy acts for: the client's (egress) or the server's (ingress). */
+  readonly endpointId: number;
+  readonly srcIdentity: number;
+  readonly dstIdentity: number;
+  /** As L7ConnectionContext.policies: current at each call; empty = deny. */
+  policies(): readonly L7Policy[];
+}
+
+/** What the framework gives a UDP server (DNS) for its proxy port. */
+export interface L7DatagramContext {
+  readonly direction: TrafficDirection;
+  /** The endpoint and identities of a redirected datagram; undefined: not an endpoint of this node (deny). */
+  resolve(src: UdpAddress, originalDst: UdpAddress): L7DatagramFlow | undefined;
+  /** An upstream socket whose datagrams carry this source identity in their mark. */
+  upstream(srcIdentity: number): MarkedUdp;
+  log(rec: L7Record): void;
+}
+
+/**
+ * A UDP protocol server (src/proxy/dns/): the framework opens the transparent socket of each of
+ * its proxy ports (what the datapath redirects arrives there with its original destination) and
+ * hands it over with the context; the server answers with `udp.send(data, originalDst, src)`.
+ */
+export interface UdpL7Server {
+  readonly parser: 'dns';
+  start(udp: TransparentUdp, ctx: L7DatagramContext): void;
+}

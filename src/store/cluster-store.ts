@@ -35,10 +35,14 @@ export interface ListResult {
   readonly revision: number;
 }
 
-/** A compare of a transaction, as etcd's: on a key's createRevision, modRevision or value. */
+/**
+ * A compare of a transaction, as etcd's: on a key's createRevision, modRevision or value; or,
+ * over a prefix (etcd's compare with a range_end), that no key under the prefix exists.
+ */
 export type Compare =
   | { readonly key: string; readonly target: 'createRevision' | 'modRevision'; readonly equals: number }
-  | { readonly key: string; readonly target: 'value'; readonly equals: string };
+  | { readonly key: string; readonly target: 'value'; readonly equals: string }
+  | { readonly prefix: string; readonly target: 'empty' };
 
 export type Op =
   | { readonly type: 'put'; readonly key: string; readonly value: string; readonly lease?: number }
@@ -71,6 +75,15 @@ export interface Watch {
   close(): void;
 }
 
+/** The store's health for `membrane status`: its KVStore line. */
+export interface StoreHealth {
+  readonly state: 'Ok' | 'Failure';
+  /** e.g. "etcd: 3/3 connected, leader http://172.30.0.2:2379" or "embedded /run/..., revision 12". */
+  readonly message: string;
+  /** When the store stopped answering (ISO time), while it does not. */
+  readonly unreachableSince?: string;
+}
+
 export interface ClusterStore {
   /** Where the store lives, for status ("embedded /var/lib/..." or "etcd https://..."). */
   readonly description: string;
@@ -78,6 +91,8 @@ export interface ClusterStore {
   list(prefix: string): Promise<ListResult>;
   /** The store's current revision (every write so far), without reading any key. */
   currentRevision(): Promise<number>;
+  /** Whether the store answers, and how (members connected, leader); never throws. */
+  health(): Promise<StoreHealth>;
   /** Delivers every change under `prefix` with a revision greater than `afterRevision`. */
   watch(prefix: string, afterRevision: number, handlers: WatchHandlers): Watch;
   put(key: string, value: string, opts?: { readonly lease?: number }): Promise<number>;
@@ -99,7 +114,9 @@ export class StoreError extends Error {
     | 'MBR_STORE_UNREACHABLE'
     | 'MBR_STORE_FAILED'
     | 'MBR_IDENTITY_EXHAUSTED'
-    | 'MBR_IDENTITY_CONFLICT';
+    | 'MBR_IDENTITY_CONFLICT'
+    | 'MBR_PODCIDR_CONFLICT'
+    | 'MBR_PODCIDR_EXHAUSTED';
   constructor(code: StoreError['code'], message: string) {
     super(message);
     this.name = 'StoreError';

@@ -45,6 +45,7 @@ import {
   type ListResult,
   type Op,
   StoreError,
+  type StoreHealth,
   type TxnRequest,
   type TxnResult,
   type Watch,
@@ -124,6 +125,11 @@ export class EmbeddedStore implements ClusterStore {
   async get(key: string): Promise<KeyValue | undefined> {
     this.#catchUp();
     return this.#kv.get(key);
+  }
+
+  async health(): Promise<StoreHealth> {
+    if (this.#closed) return { state: 'Failure', message: `${this.description}: closed` };
+    return { state: 'Ok', message: this.description };
   }
 
   async currentRevision(): Promise<number> {
@@ -391,6 +397,10 @@ export class EmbeddedStore implements ClusterStore {
   }
 
   #compare(c: Compare): boolean {
+    if ('prefix' in c) {
+      for (const k of this.#kv.keys()) if (k.startsWith(c.prefix)) return false;
+      return true;
+    }
     const kv = this.#kv.get(c.key);
     if (c.target === 'value') return kv !== undefined && kv.value === c.equals;
     return (kv?.[c.target] ?? 0) === c.equals;

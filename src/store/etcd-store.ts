@@ -28,6 +28,7 @@ import {
   type ListResult,
   type Op,
   StoreError,
+  type StoreHealth,
   type TxnRequest,
   type TxnResult,
   type Watch,
@@ -44,19 +45,38 @@ export interface EtcdStoreOptions {
   readonly dialTimeoutMs?: number;
 }
 
+/**
+ * How long a broken watch stream waits before it reconnects: a constant 500 ms. The client's
+ * default is an exponential backoff up to 30 s, so after a long outage the agents would follow
+ * the store again only up to half a minute after it is back.
+ */
+const WATCH_RETRY_MS = 500;
+const WATCH_RETRY = (() => {
+  const b = { duration: WATCH_RETRY_MS, next: () => b };
+  return b as unknown as NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>;
+})();
+
 export class EtcdStore implements ClusterStore {
   readonly description: string;
   readonly #client: Etcd3;
   readonly #endpoints: string;
   readonly #timeoutMs: number;
   readonly #watches = new Set<EtcdWatch>();
+  /** One client per member, for status (the pool's client answers from any one member). */
+  readonly #members: ReadonlyArray<{ readonly endpoint: string; readonly client: Etcd3 }>;
+  /** When a call first failed as unreachable, since the last call that succeeded. */
+  #unreachableSince: Date | undefined;
   #closed = false;
 
-  private constructor(client: Etcd3, endpoints: string, timeoutMs: number) {
+  private constructor(client: Etcd3, opts: EtcdStoreOptions, credentials: IOptions['credentials'], timeoutMs: number) {
     this.#client = client;
-    this.#endpoints = endpoints;
+    this.#endpoints = opts.endpoints.join(',');
     this.#timeoutMs = timeoutMs;
-    this.description = `etcd ${endpoints}`;
+    this.description = `etcd ${this.#endpoints}`;
+    this.#members = opts.endpoints.map((endpoint) => ({
+      endpoint,
+      client: new Etcd3({ hosts: [endpoint], dialTimeout: timeoutMs, ...(credentials ? { credentials } : {}) }),
+    }));
   }
 
   /** Connects and checks that the cluster answers; throws MBR_STORE_UNREACHABLE when it does not. */
@@ -83,15 +103,59 @@ export class EtcdStore implements ClusterStore {
       hosts: [...opts.endpoints],
       dialTimeout: timeoutMs,
       ...(credentials ? { credentials } : {}),
+      faultHandling: { watchBackoff: WATCH_RETRY },
     });
-    const store = new EtcdStore(client, endpoints, timeoutMs);
+    const store = new EtcdStore(client, opts, credentials, timeoutMs);
     try {
       await store.#call('connect', () => client.maintenance.status({ deadline: Date.now() + timeoutMs }));
     } catch (err) {
-      client.close();
+      store.#closeClients();
       throw err;
     }
     return store;
+  }
+
+  /**
+   * Asks every member for its status (bounded by the dial timeout, at most 2 s): how many answer,
+   * and which one leads, by its client URL. `Failure` with the time it stopped answering when
+   * no member does.
+   */
+  async health(): Promise<StoreHealth> {
+    if (this.#closed) return { state: 'Failure', message: `etcd ${this.#endpoints}: closed` };
+    const deadlineMs = Math.min(this.#timeoutMs, 2000);
+    const answers = await Promise.all(
+      this.#members.map(async (m) => {
+        try {
+          const st = await m.client.maintenance.status({ deadline: Date.now() + deadlineMs });
+          return { endpoint: m.endpoint, memberId: st.header.member_id, leader: st.leader, version: st.version };
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    const up = answers.filter((a) => a !== undefined);
+    const total = this.#members.length;
+    if (up.length === 0) {
+      this.#unreachableSince ??= new Date();
+      const since = this.#unreachableSince;
+      return {
+        state: 'Failure',
+        message: `etcd: 0/${total} connected, unreachable since ${since.toISOString()}: ${this.#endpoints}`,
+        unreachableSince: since.toISOString(),
+      };
+    }
+    this.#unreachableSince = undefined;
+    const leaderId = up.find((a) => a.leader !== '0')?.leader;
+    const leader = leaderId === undefined ? undefined : up.find((a) => a.memberId === leaderId);
+    const leaderText = leader
+      ? `leader ${leader.endpoint}`
+      : leaderId === undefined
+        ? 'no leader (no quorum)'
+        : `leader member ${BigInt(leaderId).toString(16)} (not among the endpoints)`;
+    return {
+      state: leaderId === undefined ? 'Failure' : 'Ok',
+      message: `etcd: ${up.length}/${total} connected, ${leaderText} - ${up[0].version}`,
+    };
   }
 
   async get(key: string): Promise<KeyValue | undefined> {
@@ -188,7 +252,12 @@ export class EtcdStore implements ClusterStore {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all([...this.#watches].map((w) => w.cancel()));
+    this.#closeClients();
+  }
+
+  #closeClients(): void {
     this.#client.close();
+    for (const m of this.#members) m.client.close();
   }
 
   /** Compacts etcd's history up to `revision` (tests; etcd's own auto-compaction does this in production). */
@@ -203,9 +272,13 @@ export class EtcdStore implements ClusterStore {
   async #call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     this.#assertOpen();
     try {
-      return await fn();
+      const out = await fn();
+      this.#unreachableSince = undefined;
+      return out;
     } catch (err) {
-      throw wrapError(this.#endpoints, what, err);
+      const e = wrapError(this.#endpoints, what, err);
+      if (e.code === 'MBR_STORE_UNREACHABLE') this.#unreachableSince ??= new Date();
+      throw e;
     }
   }
 }
@@ -348,6 +421,10 @@ function toWatchEvent(ev: IEvent): WatchEvent {
 }
 
 function toCompare(c: Compare) {
+  // No key under the prefix: etcd compares every key of the range, and an empty range as a key
+  // with create_revision 0.
+  if ('prefix' in c)
+    return { ...prefixRange(c.prefix), target: 'Create' as const, result: 'Equal' as const, create_revision: 0 };
   const key = Buffer.from(c.key);
   switch (c.target) {
     case 'createRevision':

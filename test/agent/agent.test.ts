@@ -16,7 +16,7 @@ import type {
 import type { LbBackend, LbDiff, LbServiceKey, LbServiceValue, RealizedLb } from '../../src/lb/lb-table.js';
 import { mapStateKey } from '../../src/policy/map-state.js';
 import type { MapStateDiff } from '../../src/policy/map-state-types.js';
-import { namespaceKey } from '../../src/store/cluster-resources.js';
+import { endpointKey, identityValuePrefix, namespaceKey, nodeKey } from '../../src/store/cluster-resources.js';
 import { EmbeddedStore } from '../../src/store/embedded-store.js';
 import { until } from '../support/until.js';
 
@@ -389,6 +389,46 @@ describe('Agent', () => {
     const fourth = await c.node('n1', '172.30.0.11', dp);
     assert.deepEqual(dp.policyWrites, []);
     assert.ok((await fourth.agent.status()).subsystems.every((s) => s.state === 'Ok'));
+  });
+
+  it('registers again with a fresh lease when its lease is gone, its endpoints and holds with it, counted once', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'mbr-agent-lease-'));
+    const store = EmbeddedStore.open(join(dir, 'cluster'));
+    const other = EmbeddedStore.open(join(dir, 'cluster'));
+    const agent = new Agent({
+      lab: 'test',
+      node: 'n1',
+      stateDir: join(dir, 'n1'),
+      podCIDR: '10.201.1.0/24',
+      nodeIp: '172.30.0.11',
+      store,
+      datapath: new MemoryDatapath(),
+      nodeLeaseTtlSeconds: 3,
+    });
+    t.after(async () => {
+      await agent.stop();
+      await store.close();
+      await other.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await agent.start();
+    const ep = await agent.registerEndpoint(reg('web', '10.201.1.5', { app: 'web' }));
+    const lease = (await other.get(nodeKey('n1')))!.lease;
+    const slaves = async () => (await other.list(identityValuePrefix(ep.identityLabels))).items.map((kv) => kv.lease);
+    assert.deepEqual(await slaves(), [lease]);
+    await other.revokeLease(lease);
+    assert.equal(await other.get(endpointKey('n1', ep.id)), undefined, 'the endpoint went with the lease');
+    await until(
+      async () => {
+        const n = await other.get(nodeKey('n1'));
+        const e = await other.get(endpointKey('n1', ep.id));
+        const held = await slaves();
+        return n && n.lease !== lease && e?.lease === n.lease && held.length === 1 && held[0] === n.lease;
+      },
+      { timeoutMs: 5000, intervalMs: 50, what: 'node, endpoint and hold written again on a fresh lease' },
+    );
+    await agent.deleteEndpoint(ep.containerId, ep.ifname);
+    assert.deepEqual(await slaves(), [], 'the hold was counted once: the last endpoint drops it');
   });
 
   it('shows a failed map write in status and heals it by diff', async (t) => {

@@ -107,7 +107,7 @@ describe('local delivery under BPF_PROG_TEST_RUN', () => {
     ]);
   });
 
-  it("leaves a packet to the stack when its TTL runs out or the receiver's proxy takes the flow", (t) => {
+  it("leaves a packet to the stack when its TTL runs out, and hands it to the receiver's proxy (fails closed without one)", (t) => {
     if (!requireBpf(t, 'loads BPF programs')) return;
     const proxied = allow(1001, 'ingress', 6, 8080);
     const { dp, run } = openWithPeer(t, [
@@ -119,11 +119,15 @@ describe('local delivery under BPF_PROG_TEST_RUN', () => {
     assert.equal(expiring.data.readUInt8(14 + 8), 1, 'untouched');
     assert.equal(mac(expiring.data, 0), '02:00:00:00:00:02');
     const toProxy = run(syn(8080));
-    assert.equal(toProxy.retval, TCX_NEXT, "the receiver's to-pod hook enforces it after the stack");
+    assert.equal(toProxy.retval, TCX_DROP, "the receiver's proxy takes the flow here; none listens: fail closed");
     assert.deepEqual(
       summary(toProxy.events),
-      [[EventKind.policyVerdict, EP, 1, 'egress']],
-      'the ingress half is not committed here',
+      [
+        [EventKind.policyVerdict, EP, 1, 'egress'],
+        [EventKind.policyVerdict, PEER_EP, PEER_IFINDEX, 'ingress'],
+        [EventKind.drop, PEER_EP, PEER_IFINDEX, 178],
+      ],
+      'both halves decided, the ingress half drops with "Socket lookup failed"',
     );
     assert.deepEqual(
       dp

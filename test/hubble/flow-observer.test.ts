@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Flow } from '../../src/hubble/flow/flow.js';
+import { parseL7Record } from '../../src/hubble/flow/parser.js';
 import { HubbleMetrics } from '../../src/hubble/metrics/hubble-metrics.js';
 import { FlowObserver } from '../../src/hubble/observer/flow-observer.js';
 import { LostRecord } from '../../src/hubble/observer/flow-reader.js';
@@ -23,6 +24,20 @@ describe('flow observer', () => {
     assert.equal(seen.length, 2);
     assert.equal((entries(o)[0] as Flow).drop_reason_desc, 133);
     assert.equal((entries(o)[1] as Flow).l7?.http?.method, 'POST');
+  });
+
+  it('names the policies an L7 record says decided in *_allowed_by / *_denied_by', () => {
+    const ctx = context();
+    const ref = { kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-l7' } as const;
+    const allowed = parseL7Record({ ...httpRequest, policies: [ref] }, ctx);
+    assert.deepEqual(allowed.ingress_allowed_by, [
+      { kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-l7' },
+    ]);
+    const denied = parseL7Record({ ...httpRequest, verdict: 'denied', policies: [ref] }, ctx);
+    assert.deepEqual(denied.ingress_denied_by, [
+      { kind: 'CiliumNetworkPolicy', namespace: 'shop', name: 'payments-l7' },
+    ]);
+    assert.equal(denied.ingress_allowed_by, undefined);
   });
 
   it('writes losses to the ring at most once a second per source, adding up the rest', () => {

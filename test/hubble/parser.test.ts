@@ -4,10 +4,17 @@ import type { Agent } from '../../src/agent/agent.js';
 import { AgentFlowEnrichment } from '../../src/agent/flow-enrichment.js';
 import { InMemoryEnrichment } from '../../src/hubble/flow/enrichment.js';
 import { FlowType, TraceObservationPoint, TrafficDirection, Verdict } from '../../src/hubble/flow/flow.js';
-import { l4Summary, parseDatapathEvent, redactUrl, uuidSource, wallFromMono } from '../../src/hubble/flow/parser.js';
+import {
+  l4Summary,
+  parseDatapathEvent,
+  parseL7Record,
+  redactUrl,
+  uuidSource,
+  wallFromMono,
+} from '../../src/hubble/flow/parser.js';
 import { formatLabel } from '../../src/identity/labels.js';
 import { PolicyEngine } from '../../src/policy/policy-engine.js';
-import { context, dropDefaultDeny, dropNotIpv4, sampleFlows, T0, traceSyn } from './fixtures.js';
+import { context, dropDefaultDeny, dropNotIpv4, httpRequest, sampleFlows, T0, traceSyn } from './fixtures.js';
 
 describe('flow parser', () => {
   const [syn, synAck, allowed, defaultDeny, denyWorld, icmp, udp6, httpReq, httpResp, dnsReq, dnsResp] = sampleFlows();
@@ -121,6 +128,21 @@ describe('flow parser', () => {
     assert.equal(httpResp.l7?.latency_ns, 3_000_000);
     assert.equal(httpResp.Summary, 'HTTP/1.1 503 3ms (POST http://payments.shop:8080/v1/charge?id=7)');
     assert.deepEqual(httpResp.is_reply, { value: true });
+  });
+
+  it('attributes an L7 record to the policies the proxy names, allowed or denied', () => {
+    const ref = { kind: 'CiliumNetworkPolicy' as const, namespace: 'shop', name: 'l7-rule' };
+    const ctx = context();
+    const allowedFlow = parseL7Record({ ...httpRequest, policies: [ref] }, ctx);
+    assert.deepEqual(allowedFlow.ingress_allowed_by, [
+      { name: 'l7-rule', kind: 'CiliumNetworkPolicy', namespace: 'shop' },
+    ]);
+    const deniedFlow = parseL7Record({ ...httpRequest, verdict: 'denied', policies: [ref] }, ctx);
+    assert.equal(deniedFlow.verdict, Verdict.DROPPED);
+    assert.deepEqual(deniedFlow.ingress_denied_by, [
+      { name: 'l7-rule', kind: 'CiliumNetworkPolicy', namespace: 'shop' },
+    ]);
+    assert.equal(deniedFlow.ingress_allowed_by, undefined);
   });
 
   it('turns DNS access records into L7 flows', () => {

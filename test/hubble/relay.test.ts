@@ -153,3 +153,38 @@ describe('relay with two agents', () => {
     call.cancel();
   });
 });
+
+describe('relay with several peer services', () => {
+  it('asks the next peer service when one goes, and drops a node the next one no longer announces', async () => {
+    const peers = new StaticPeers();
+    const agent1 = new ObserverServer({
+      observer: new FlowObserver({ parser: context('node-1'), capacity: 7 }),
+      peers,
+    });
+    const agent2 = new ObserverServer({
+      observer: new FlowObserver({ parser: context('node-2'), capacity: 7 }),
+      peers,
+    });
+    const addr1 = await agent1.listen('127.0.0.1:0');
+    const addr2 = await agent2.listen('127.0.0.1:0');
+    peers.set('node-1', addr1);
+    peers.set('node-2', addr2);
+    const relay = new Relay({ peerService: `${addr1},${addr2}`, retryMs: 150, drainMs: 30 });
+    try {
+      relay.start();
+      await until(() => relay.nodeStates()['node-1'] === 1 && relay.nodeStates()['node-2'] === 1, {
+        what: 'both nodes connected',
+      });
+      // node-1 goes, and with it the peer service the relay was asking.
+      await agent1.close();
+      peers.delete('node-1');
+      await until(() => JSON.stringify(relay.nodeStates()) === JSON.stringify({ 'node-2': 1 }), {
+        timeoutMs: 5000,
+        what: 'node-1 dropped through the second peer service',
+      });
+    } finally {
+      await relay.close();
+      await agent2.close();
+    }
+  });
+});

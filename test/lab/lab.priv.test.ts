@@ -23,103 +23,114 @@ function leftovers(lab: string): string[] {
   if (existsSync(bpffsDir(lab))) out.push(`bpffs ${bpffsDir(lab)}`);
   if (existsSync(labDir(lab))) out.push(`state ${labDir(lab)}`);
   const ps = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' });
+  // Agents name the lab, pods' netns carry its prefix, etcd members keep their data under its dir.
   for (const line of ps.split('\n'))
-    if (line.includes(`--lab ${lab} `) || line.includes(`mbr-${lab}-`)) out.push(line.trim());
+    if (line.includes(`--lab ${lab} `) || line.includes(`mbr-${lab}-`) || line.includes(`${labDir(lab)}/`))
+      out.push(line.trim());
   return out;
 }
 
 describe('membrane lab', () => {
-  it('brings up nodes, agents and pods that talk over HTTP and DNS, idempotently, and removes everything', async (t) => {
-    if (!requireRoot(t, 'creates network namespaces and runs agents', LAB_TOOLS)) return;
-    const { lab, env } = testLab(t);
-    const state = await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO });
-    assert.deepEqual(state.pods.map((p) => `${p.namespace}/${p.name}@${p.node}`).sort(), [
-      'alpha/client@n1',
-      'alpha/other@n2',
-      'alpha/web@n2',
-      'kube-system/coredns@n1',
-    ]);
-    // Cross-node pod to pod through the lab DNS: bytes that arrived, from the server that sent them.
-    const r = membrane(
-      env,
-      'lab',
-      'exec',
-      'alpha/client',
-      '--',
-      'curl',
-      '-s',
-      '-m',
-      '5',
-      'http://web.alpha:8080/hello',
-    );
-    assert.equal(r.code, 0, r.err);
-    assert.deepEqual(JSON.parse(r.out), {
-      pod: 'web',
-      namespace: 'alpha',
-      port: 8080,
-      method: 'GET',
-      path: '/hello',
-      received: 0,
+  for (const store of ['embedded', 'etcd'] as const)
+    it(`brings up nodes, agents and pods that talk over HTTP and DNS, idempotently, and removes everything (${store} store)`, async (t) => {
+      if (
+        !requireRoot(
+          t,
+          'creates network namespaces and runs agents',
+          store === 'etcd' ? [...LAB_TOOLS, 'etcd'] : LAB_TOOLS,
+        )
+      )
+        return;
+      const { lab, env } = testLab(t);
+      const state = await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO, store });
+      assert.deepEqual(state.pods.map((p) => `${p.namespace}/${p.name}@${p.node}`).sort(), [
+        'alpha/client@n1',
+        'alpha/other@n2',
+        'alpha/web@n2',
+        'kube-system/coredns@n1',
+      ]);
+      // Cross-node pod to pod through the lab DNS: bytes that arrived, from the server that sent them.
+      const r = membrane(
+        env,
+        'lab',
+        'exec',
+        'alpha/client',
+        '--',
+        'curl',
+        '-s',
+        '-m',
+        '5',
+        'http://web.alpha:8080/hello',
+      );
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(JSON.parse(r.out), {
+        pod: 'web',
+        namespace: 'alpha',
+        port: 8080,
+        method: 'GET',
+        path: '/hello',
+        received: 0,
+      });
+      // The lab's relay merges both nodes' flows: the client's side on n1, the server's on n2.
+      await until(
+        () => {
+          const o = membrane(env, 'observe', '--server', `unix://${relaySocket(lab)}`, '--last', '50', '-o', 'json');
+          const nodes = new Set(
+            o.out
+              .split('\n')
+              .filter((l) => l.includes('"/hello"') || l.includes('8080'))
+              .map((l) => (JSON.parse(l).flow ?? JSON.parse(l)).node_name),
+          );
+          return nodes.has('n1') && nodes.has('n2');
+        },
+        { timeoutMs: 10_000, intervalMs: 250, what: 'flows from both nodes through the relay' },
+      );
+      // The outside host, by name.
+      const w = membrane(env, 'lab', 'exec', 'alpha/client', '--', 'curl', '-s', '-m', '5', 'http://api.example.com/');
+      assert.equal(JSON.parse(w.out).namespace, 'world');
+
+      const eps = JSON.parse(membrane(env, 'endpoint', 'list', '-o', 'json').out) as Array<{
+        podName: string;
+        node: string;
+      }>;
+      assert.deepEqual(eps.map((e) => `${e.podName}@${e.node}`).sort(), [
+        'client@n1',
+        'coredns@n1',
+        'other@n2',
+        'web@n2',
+      ]);
+
+      // The CLI over the agents: health, identities, the connectivity suite.
+      const st = JSON.parse(membrane(env, 'status', '--node', 'n1', '-o', 'json').out) as {
+        subsystems: Array<{ name: string; state: string }>;
+      };
+      assert.deepEqual(
+        st.subsystems.map((x) => `${x.name}=${x.state}`),
+        ['store=Ok', 'endpoints=Ok', 'policy=Ok', 'datapath=Ok', 'services=Ok', 'reconciler=Ok'],
+      );
+      const ids = JSON.parse(membrane(env, 'identity', 'list', '-o', 'json').out) as Array<{
+        id: number;
+        labels: string[];
+      }>;
+      assert.ok(ids.some((i) => i.id >= 256 && i.labels.includes('k8s:app=web')));
+      const conn = membrane(env, 'connectivity', 'test');
+      assert.equal(conn.code, 0, conn.out + conn.err);
+      assert.match(conn.out, /✅ All 5 tests \(5 actions\) successful/);
+
+      const again = await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO });
+      assert.equal(again.store, store, 'a second up keeps the store it was made with');
+      assert.deepEqual(
+        again.pods.map((p) => [p.name, p.ip, p.pid]),
+        state.pods.map((p) => [p.name, p.ip, p.pid]),
+        'a second up changes nothing',
+      );
+      const status = membrane(env, 'lab', 'status');
+      assert.match(status.out, /^n1 +172\.30\.0\.11 +10\.201\.1\.0\/24/m);
+
+      const down = membrane(env, 'lab', 'down');
+      assert.equal(down.code, 0, down.err);
+      assert.deepEqual(leftovers(lab), []);
     });
-    // The lab's relay merges both nodes' flows: the client's side on n1, the server's on n2.
-    await until(
-      () => {
-        const o = membrane(env, 'observe', '--server', `unix://${relaySocket(lab)}`, '--last', '50', '-o', 'json');
-        const nodes = new Set(
-          o.out
-            .split('\n')
-            .filter((l) => l.includes('"/hello"') || l.includes('8080'))
-            .map((l) => (JSON.parse(l).flow ?? JSON.parse(l)).node_name),
-        );
-        return nodes.has('n1') && nodes.has('n2');
-      },
-      { timeoutMs: 10_000, intervalMs: 250, what: 'flows from both nodes through the relay' },
-    );
-    // The outside host, by name.
-    const w = membrane(env, 'lab', 'exec', 'alpha/client', '--', 'curl', '-s', '-m', '5', 'http://api.example.com/');
-    assert.equal(JSON.parse(w.out).namespace, 'world');
-
-    const eps = JSON.parse(membrane(env, 'endpoint', 'list', '-o', 'json').out) as Array<{
-      podName: string;
-      node: string;
-    }>;
-    assert.deepEqual(eps.map((e) => `${e.podName}@${e.node}`).sort(), [
-      'client@n1',
-      'coredns@n1',
-      'other@n2',
-      'web@n2',
-    ]);
-
-    // The CLI over the agents: health, identities, the connectivity suite.
-    const st = JSON.parse(membrane(env, 'status', '--node', 'n1', '-o', 'json').out) as {
-      subsystems: Array<{ name: string; state: string }>;
-    };
-    assert.deepEqual(
-      st.subsystems.map((x) => `${x.name}=${x.state}`),
-      ['store=Ok', 'endpoints=Ok', 'policy=Ok', 'datapath=Ok', 'services=Ok', 'reconciler=Ok'],
-    );
-    const ids = JSON.parse(membrane(env, 'identity', 'list', '-o', 'json').out) as Array<{
-      id: number;
-      labels: string[];
-    }>;
-    assert.ok(ids.some((i) => i.id >= 256 && i.labels.includes('k8s:app=web')));
-    const conn = membrane(env, 'connectivity', 'test');
-    assert.equal(conn.code, 0, conn.out + conn.err);
-    assert.match(conn.out, /✅ All 5 tests \(5 actions\) successful/);
-
-    const again = await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO });
-    assert.deepEqual(
-      again.pods.map((p) => [p.name, p.ip, p.pid]),
-      state.pods.map((p) => [p.name, p.ip, p.pid]),
-      'a second up changes nothing',
-    );
-    const status = membrane(env, 'lab', 'status');
-    assert.match(status.out, /^n1 +172\.30\.0\.11 +10\.201\.1\.0\/24/m);
-
-    const down = membrane(env, 'lab', 'down');
-    assert.equal(down.code, 0, down.err);
-    assert.deepEqual(leftovers(lab), []);
-  });
 
   it('leaves nothing behind when down follows a failed up', async (t) => {
     if (!requireRoot(t, 'creates network namespaces and runs agents', LAB_TOOLS)) return;

@@ -9,7 +9,7 @@ const INVALID_WORLDS: ReadonlyArray<{ name: string; text: string; message: strin
   {
     name: 'an unknown kind',
     text: 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n',
-    message: 'w.yaml: document 1: kind: expected Namespace, Pod, Service or ConfigMap, got "Deployment"',
+    message: 'w.yaml: document 1: kind: expected Namespace, Pod, Service, ConfigMap or Secret, got "Deployment"',
   },
   {
     name: 'a pod name that is not a DNS label',
@@ -125,6 +125,21 @@ describe('parseWorld', () => {
     assert.throws(() => parseWorld([{ file: 'w.yaml', text: `${pod}---\n${pod}` }]), {
       code: 'MBR_WORLD_INVALID',
       message: 'world: pod a/web: expected one pod per namespace and name, got "a duplicate"',
+    });
+  });
+});
+
+describe('parseWorld Secrets', () => {
+  it('reads v1 Secrets through the policy parser, for L7 headerMatches', () => {
+    const text = 'apiVersion: v1\nkind: Secret\nmetadata: {name: token, namespace: shop}\ndata: {value: c2VjcmV0}\n';
+    const w = parseWorld([{ file: 'w.yaml', text }]);
+    assert.deepEqual(w.secrets, [{ namespace: 'shop', name: 'token', data: { value: 'secret' } }]);
+  });
+  it('refuses a Secret that is not base64, naming the field but not the value', () => {
+    const text = 'apiVersion: v1\nkind: Secret\nmetadata: {name: token}\ndata: {value: "!!hidden!!"}\n';
+    assert.throws(() => parseWorld([{ file: 'w.yaml', text }]), {
+      code: 'MBR_POLICY_INVALID',
+      message: 'w.yaml: document 1: data.value: expected base64 data, got a value that is not base64',
     });
   });
 });

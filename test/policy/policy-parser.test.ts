@@ -308,7 +308,7 @@ const INVALID: Array<{ name: string; yaml: string; message: string; code?: strin
     name: 'an unknown kind',
     yaml: 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n',
     message:
-      'case.yaml: document 1: kind: expected one of NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, Namespace, Pod, Service, Endpoints or a List, got "Deployment"',
+      'case.yaml: document 1: kind: expected one of NetworkPolicy, CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, Namespace, Pod, Service, Endpoints, Secret or a List, got "Deployment"',
   },
   {
     name: 'a wrong apiVersion',

@@ -48,4 +48,14 @@ describe('tracePolicy errors', () => {
     assert.equal(r.src.endpoint?.name, 'a');
     assert.equal(lab.trace('x/a', '10.0.1.1', 80).egress.reason, 'loopback');
   });
+
+  it('leaves the side of a pod on another node to that node, without failing', () => {
+    const lab = new PolicyLab();
+    lab.engine.upsertPod({ ...labPod('w', 'far'), remote: true });
+    const out = lab.trace('x/a', 'w/far', 80);
+    assert.equal(out.ingress.reason, 'other-node');
+    assert.equal(out.ingress.enforced, false);
+    assert.equal(out.egress.reason, 'allowed');
+    assert.equal(lab.trace('w/far', 'x/a', 80).egress.reason, 'other-node');
+  });
 });

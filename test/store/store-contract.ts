@@ -3,8 +3,16 @@
 // asserted relative to the store's revision when the case starts, since an etcd starts at 1 and
 // the embedded store at 0.
 import assert from 'node:assert/strict';
-import { allocateIdentity, FIRST_GLOBAL_IDENTITY, IDENTITY_IDS_PREFIX } from '../../src/store/cluster-resources.js';
+import {
+  allocateIdentity,
+  FIRST_GLOBAL_IDENTITY,
+  IDENTITY_IDS_PREFIX,
+  identityKey,
+  identityValuePrefix,
+  releaseIdentity,
+} from '../../src/store/cluster-resources.js';
 import type { ClusterStore, WatchEvent } from '../../src/store/cluster-store.js';
+import { IdentityGc } from '../../src/store/identity-gc.js';
 import { until } from '../support/until.js';
 
 /** Opens another instance (process, client) on the same backing store; the harness closes it. */
@@ -128,15 +136,95 @@ export const STORE_CONTRACT: readonly StoreContractCase[] = [
       const b = await open();
       const labels = ['k8s:app=web', 'k8s:io.kubernetes.pod.namespace=shop'];
       const ids = await Promise.all([
-        allocateIdentity(a, labels),
-        allocateIdentity(b, [...labels].reverse()),
-        allocateIdentity(a, ['k8s:app=db']),
-        allocateIdentity(b, ['k8s:app=cache']),
+        allocateIdentity(a, labels, { node: 'n1', lease: 0 }),
+        allocateIdentity(b, [...labels].reverse(), { node: 'n2', lease: 0 }),
+        allocateIdentity(a, ['k8s:app=db'], { node: 'n1', lease: 0 }),
+        allocateIdentity(b, ['k8s:app=cache'], { node: 'n2', lease: 0 }),
       ]);
       assert.equal(ids[0], ids[1]);
       assert.equal(new Set(ids).size, 3);
       assert.ok(ids.every((id) => id >= FIRST_GLOBAL_IDENTITY));
       assert.equal((await a.list(IDENTITY_IDS_PREFIX)).items.length, 3);
+      assert.deepEqual(
+        (await a.list(identityValuePrefix(labels))).items.map((kv) => [kv.key.split('/').at(-1), Number(kv.value)]),
+        [
+          ['n1', ids[0]],
+          ['n2', ids[0]],
+        ],
+        'one slave key per holding node, both naming the one id',
+      );
+    },
+  },
+  {
+    name: "moves a node's hold onto its new lease when it allocates again after a restart",
+    async run(open) {
+      const s = await open();
+      const [old, fresh] = [await s.grantLease(30), await s.grantLease(30)];
+      const labels = ['k8s:app=web'];
+      const id = await allocateIdentity(s, labels, { node: 'n1', lease: old });
+      assert.equal(await allocateIdentity(s, labels, { node: 'n1', lease: fresh }, { isUsed: () => false }), id);
+      assert.deepEqual(
+        (await s.list(identityValuePrefix(labels))).items.map((kv) => kv.lease),
+        [fresh],
+      );
+      await s.revokeLease(old);
+      assert.equal((await s.list(identityValuePrefix(labels))).items.length, 1, 'still held after the old lease went');
+    },
+  },
+  {
+    name: 'runs a transaction on a prefix holding no key, and not on one holding any',
+    async run(open) {
+      const s = await open();
+      const none = await s.txn({
+        compare: [{ prefix: 'x/', target: 'empty' }],
+        success: [{ type: 'put', key: 'x/1', value: '1' }],
+      });
+      assert.equal(none.succeeded, true);
+      const some = await s.txn({
+        compare: [{ prefix: 'x/', target: 'empty' }],
+        success: [{ type: 'put', key: 'x/2', value: '2' }],
+      });
+      assert.equal(some.succeeded, false);
+      assert.equal(await s.get('x/2'), undefined);
+    },
+  },
+  {
+    name: 'collects an identity no node holds after the grace period, and keeps one a node holds',
+    async run(open) {
+      const s = await open();
+      const lease = await s.grantLease(30);
+      let nowMs = 1_000_000;
+      const gc = new IdentityGc({
+        store: s,
+        node: 'n1',
+        lease: () => lease,
+        intervalMs: 1000,
+        graceMs: 5000,
+        nowMs: () => nowMs,
+      });
+      const web = ['k8s:app=web'];
+      const db = ['k8s:app=db'];
+      const webId = await allocateIdentity(s, web, { node: 'n1', lease });
+      const dbId = await allocateIdentity(s, db, { node: 'n2', lease: 0 });
+      await releaseIdentity(s, db, 'n2');
+      assert.deepEqual(await gc.runOnce(), [], 'first seen unheld: kept');
+      nowMs += 4000;
+      assert.deepEqual(await gc.runOnce(), [], 'within the grace period');
+      // Reused within the grace period: the same number, and it stays.
+      assert.equal(await allocateIdentity(s, db, { node: 'n3', lease: 0 }), dbId);
+      nowMs += 10_000;
+      assert.deepEqual(await gc.runOnce(), []);
+      await releaseIdentity(s, db, 'n3');
+      await gc.runOnce();
+      nowMs += 5000;
+      assert.deepEqual(await gc.runOnce(), [dbId]);
+      assert.equal(await s.get(identityKey(dbId)), undefined);
+      assert.ok(await s.get(identityKey(webId)), 'held: kept');
+      // A second GC does not get the lock while the first one's lease lives.
+      const other = new IdentityGc({ store: s, node: 'n2', lease: () => lease + 1, intervalMs: 1000, graceMs: 0 });
+      await other.runOnce();
+      assert.equal(other.isLeader, false);
+      assert.equal(gc.isLeader, true);
     },
   },
 ];

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { runAgent } from '../../agent/run-agent.js';
 import { splitMetricOptions } from '../../hubble/metrics/metric-options.js';
 import { agentSocket, bpffsDir, clusterDir, DEFAULT_LAB, nodeDir } from '../../lab/lab-paths.js';
+import { type StoreSpec, StoreSpecError, storeSpecFromOptions } from '../../store/open-store.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 
 /** The metrics every agent serves unless `--hubble-metrics` says otherwise (docs/metrics.md). */
@@ -19,7 +20,22 @@ export function registerAgent(program: Command): void {
     .requiredOption('--pod-cidr <cidr>', "this node's pod CIDR")
     .option('--node-ip <ip>', "this node's underlay address", '')
     .option('--state-dir <dir>', 'where the agent keeps its desired state')
-    .option('--cluster-dir <dir>', "the lab's shared cluster store")
+    .option('--cluster-dir <dir>', "the embedded cluster store's directory (default: the lab's)")
+    .option('--kvstore <kind>', 'cluster store: embedded or etcd', 'embedded')
+    .option(
+      '--kvstore-opt <key=value>',
+      'cluster store option, repeatable: etcd.config=FILE, etcd.address=URL[,URL], etcd.trusted-ca-file, etcd.cert-file, etcd.key-file',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--cluster-pool-ipv4-cidr <cidr>',
+      "the pool every node's pod CIDR is a block of (default: the pod CIDR alone)",
+    )
+    .option('--cluster-pool-ipv4-mask-size <bits>', "the size of each node's block in the pool", '24')
+    .option('--node-lease-ttl <seconds>', "the node key's lease: how long other nodes keep a silent node", '30')
+    .option('--identity-gc-interval <seconds>', 'how often the identity GC looks for unheld identities', '10')
+    .option('--identity-gc-grace <seconds>', 'how long an identity no node holds is kept before it is freed', '60')
     .option('--socket <path>', 'API socket path')
     .option('--bpffs <dir>', 'bpffs directory for pinned maps and programs')
     .option(
@@ -38,7 +54,22 @@ export function registerAgent(program: Command): void {
         podCIDR: o.podCidr,
         nodeIp: o.nodeIp,
         stateDir: o.stateDir ?? nodeDir(o.lab, o.node),
-        clusterDir: o.clusterDir ?? clusterDir(o.lab),
+        store: kvstore(o.kvstore, o.kvstoreOpt, o.clusterDir ?? clusterDir(o.lab)),
+        cluster: {
+          nodeLeaseTtlSeconds: count(o.nodeLeaseTtl, '--node-lease-ttl', 2),
+          ...(o.clusterPoolIpv4Cidr
+            ? {
+                podCidrPool: {
+                  cidr: o.clusterPoolIpv4Cidr,
+                  maskSize: count(o.clusterPoolIpv4MaskSize, '--cluster-pool-ipv4-mask-size', 1),
+                },
+              }
+            : {}),
+          identityGc: {
+            intervalMs: seconds(o.identityGcInterval, '--identity-gc-interval') * 1000,
+            graceMs: seconds(o.identityGcGrace, '--identity-gc-grace') * 1000,
+          },
+        },
         socket: o.socket ?? agentSocket(o.lab, o.node),
         bpffs: o.bpffs ?? `${bpffsDir(o.lab)}/${o.node}`,
         hubbleMetrics: splitMetricOptions(o.hubbleMetrics),
@@ -54,6 +85,22 @@ export function registerAgent(program: Command): void {
           : {}),
       });
     });
+}
+
+function kvstore(kind: string, opts: string[], dir: string): StoreSpec {
+  try {
+    return storeSpecFromOptions(kind, opts, dir);
+  } catch (err) {
+    if (err instanceof StoreSpecError) throw new CliError('MBR_CLI_USAGE', err.message, EXIT_USAGE);
+    throw err;
+  }
+}
+
+function seconds(text: string, flag: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new CliError('MBR_CLI_USAGE', `${flag}: expected a number of seconds > 0, got "${text}"`, EXIT_USAGE);
+  return n;
 }
 
 function count(text: string, flag: string, min: number): number {

@@ -1,14 +1,15 @@
 // `membrane lab`: run the embedded lab: a cluster of network namespaces.
 import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
-import { checkLabName, DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
+import { etcdMembers } from '../../lab/lab-etcd.js';
+import { checkLabName, clusterDir, DEFAULT_LAB, labDir, netnsPath } from '../../lab/lab-paths.js';
 import { readLabState } from '../../lab/lab-state.js';
 import { podArgv } from '../../lab/pod-process.js';
 import { demoWorldFile, repoRoot } from '../../lab/repo-root.js';
 import { labDown, labNetns } from '../../lab/teardown.js';
-import { labUp } from '../../lab/topology.js';
+import { labUp, UNDERLAY_PREFIX } from '../../lab/topology.js';
 import { wantsJson } from '../agent-target.js';
-import { CliError } from '../errors.js';
+import { CliError, EXIT_USAGE } from '../errors.js';
 import { renderTable } from '../table.js';
 import { runDemo } from './lab-demo.js';
 
@@ -20,7 +21,10 @@ export function registerLab(program: Command): void {
       .command('up')
       .description('Create the lab (idempotent)')
       .option('-f, --file <world...>', 'world manifests (Namespace, Pod); default: the demo world')
-      .option('--nodes <n>', 'number of nodes', '2'),
+      .option('--nodes <n>', 'number of nodes', '2')
+      .option('--store <kind>', 'cluster store: embedded (default) or etcd (a 3-member etcd cluster in the lab)')
+      .option('--ui-port <port>', 'port of the web UI on 127.0.0.1', '12000')
+      .option('--no-ui', 'do not start the web UI'),
   ).action(async (o) => {
     const lab = labName(o);
     const started = Date.now();
@@ -28,12 +32,15 @@ export function registerLab(program: Command): void {
       lab,
       worldFiles: o.file ?? [demoWorldFile()],
       nodes: Number(o.nodes),
+      ...(o.store !== undefined ? { store: storeKind(o.store) } : {}),
       repoRoot: repoRoot(),
       log: (l) => process.stderr.write(`lab ${lab}: ${l}\n`),
+      ui: o.ui ? { port: uiPort(o.uiPort) } : undefined,
     });
     process.stdout.write(
       `lab ${lab} is up: ${state.nodes.length} nodes, ${state.pods.length} pods (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
     );
+    if (o.ui) process.stdout.write(`UI: http://127.0.0.1:${uiPort(o.uiPort)}\n`);
   });
   labOpt(group.command('down').description('Remove the lab and everything it created')).action(async (o) => {
     const lab = labName(o);
@@ -67,7 +74,14 @@ export function registerLab(program: Command): void {
         state.nodes.map((n) => [n.name, n.ip, n.podCIDR, n.metricsAddress ?? '-', n.netns]),
       ),
     );
-    process.stdout.write(`world host ${state.world.ip} (${state.world.hosts.join(', ')}), DNS ${state.dnsIp}\n\n`);
+    process.stdout.write(`world host ${state.world.ip} (${state.world.hosts.join(', ')}), DNS ${state.dnsIp}\n`);
+    process.stdout.write(
+      state.store === 'etcd'
+        ? `cluster store: etcd, members ${etcdMembers(lab, UNDERLAY_PREFIX)
+            .map((m) => `${m.name} ${m.ip} (${m.netns})`)
+            .join(', ')}\n\n`
+        : `cluster store: embedded, ${clusterDir(lab)}\n\n`,
+    );
     process.stdout.write(
       renderTable(
         ['NAMESPACE', 'POD', 'NODE', 'IPv4', 'PORTS', 'LABELS'],
@@ -104,6 +118,11 @@ export function registerLab(program: Command): void {
   });
 }
 
+function storeKind(text: string): 'embedded' | 'etcd' {
+  if (text === 'embedded' || text === 'etcd') return text;
+  throw new CliError('MBR_CLI_USAGE', `--store: expected embedded or etcd, got "${text}"`, 2);
+}
+
 export function labName(o: { lab?: string }): string {
   const lab = o.lab ?? process.env.MEMBRANE_LAB ?? DEFAULT_LAB;
   const bad = checkLabName(lab);
@@ -127,4 +146,11 @@ export async function labExec(lab: string, pod: string, argv: readonly string[])
   const full = podArgv(netnsPath(netns), resolv, argv);
   const child = spawn(full[0], full.slice(1), { stdio: 'inherit' });
   return await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1))));
+}
+
+function uiPort(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new CliError('MBR_CLI_USAGE', `--ui-port: expected a port 1-65535, got ${JSON.stringify(text)}`, EXIT_USAGE);
+  return port;
 }

@@ -309,6 +309,11 @@ const FILTER_FLAGS: FilterFlag[] = [
   { flags: '--unencrypted', description: 'unencrypted flows only', apply: (t) => t.all('encrypted', false) },
 ];
 
+/** The long names of the filter flags (`namespace`, `to-pod`, `not`, ...), for callers other than the CLI. */
+export function filterFlagNames(): string[] {
+  return FILTER_FLAGS.map((f) => new Option(f.flags).name());
+}
+
 /** Builds the allowlist and denylist from the filter flags in command-line order. */
 export function buildFilters(
   ops: readonly [string, string | true][],

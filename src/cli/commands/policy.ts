@@ -253,6 +253,8 @@ function formatTrace(engine: PolicyEngine, r: TraceResult): string {
     switch (d.reason) {
       case 'not-an-endpoint':
         return [head, '  not a local endpoint: no policy applies'];
+      case 'other-node':
+        return [head, '  a pod of another node: that node enforces this side (trace it there)'];
       case 'loopback':
         return [head, '  a pod talking to itself: no policy applies'];
       case 'unresolved-port':

@@ -10,7 +10,11 @@ export function registerRelay(program: Command): void {
     .command('relay')
     .description('Run the flow relay: one Observer API for all nodes (like hubble-relay)')
     .option('--listen-address <address>', 'address to serve on (host:port or unix:///path)', DEFAULT_RELAY_ADDRESS)
-    .option('--peer-service <address>', 'where to discover nodes (an agent)', `unix://${DEFAULT_SOCKET_PATH}`)
+    .option(
+      '--peer-service <address>',
+      'where to discover nodes: an agent, or several separated by commas (the next is asked when one stops answering)',
+      `unix://${DEFAULT_SOCKET_PATH}`,
+    )
     .option('--retry-timeout <duration>', 'how often to retry unavailable nodes', '30s')
     .option('--sort-buffer-len-max <n>', 'flows held back to merge nodes in time order', '100')
     .option('--sort-buffer-drain-timeout <duration>', 'longest a flow waits in the sort buffer', '1s')

@@ -52,6 +52,7 @@ export function formatStatus(s: AgentStatus, endpoints: readonly Endpoint[], ver
     'Map writes',
     `${r.policyEntriesWritten} policy entries, ${r.ipcacheEntriesWritten} ipcache entries, ${r.lbEntriesWritten ?? 0} LB entries from ${r.storeEvents} store events, ${r.failures} failures since start`,
   );
+  if (s.proxy) out += row('Proxy Status', formatProxyStatus(s.proxy));
   out += row('IPAM', `IPv4: ${s.endpoints}/${size} allocated from ${s.podCIDR}`);
   out += row('Endpoints', `${s.endpoints} local`);
   out += row('Identities', `${s.identities} known`);
@@ -66,4 +67,11 @@ export function formatStatus(s: AgentStatus, endpoints: readonly Endpoint[], ver
     for (const e of endpoints) out += `  ${e.ipv4.padEnd(16)}${e.namespace}/${e.podName} (endpoint ${e.id})\n`;
   }
   return out;
+}
+
+/** Cilium's "Proxy Status" line: health, the proxy's process, redirects and its counters. */
+function formatProxyStatus(p: NonNullable<AgentStatus['proxy']>): string {
+  const up = p.workers > 0;
+  const proc = p.process ? `, pid ${p.process.pid}${p.process.restarts ? `, ${p.process.restarts} restarts` : ''}` : '';
+  return `${up ? 'OK' : 'Failure (not connected: L7-redirected flows fail closed)'}${proc}, ${p.workers} workers, ${p.redirects} redirects active, ${p.connections} connections (${p.activeConnections} open), ${p.denials} denials`;
 }

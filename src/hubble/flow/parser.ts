@@ -56,6 +56,12 @@ export interface L7Record {
   readonly dstIdentity: number;
   /** forwarded: allowed and passed on; denied: refused by L7 policy; error: the proxy failed. */
   readonly verdict: 'forwarded' | 'denied' | 'error';
+  /**
+   * The policies whose L7 rules decided: for an allowed message the ones with a matching rule,
+   * for a denied one every policy of the redirect (none matched). They become the flow's
+   * `*_allowed_by` / `*_denied_by`; absent: attributed from the L3/L4 policy as for any flow.
+   */
+  readonly policies?: readonly PolicyRef[];
   readonly latencyNs?: number;
   readonly http?: {
     readonly code?: number;
@@ -112,6 +118,15 @@ export function parseL7Record(rec: L7Record, ctx: FlowParserContext): Flow {
     l7: { type: isResponse ? L7FlowType.RESPONSE : L7FlowType.REQUEST },
   };
   addNames(flow, rec.srcIp, rec.dstIp, en);
+  if (rec.policies !== undefined && rec.policies.length > 0) {
+    const policies = rec.policies.map(toPolicy);
+    const isIngress = rec.direction === 'ingress';
+    if (rec.verdict === 'denied') {
+      if (isIngress) flow.ingress_denied_by = policies;
+      else flow.egress_denied_by = policies;
+    } else if (isIngress) flow.ingress_allowed_by = policies;
+    else flow.egress_allowed_by = policies;
+  }
   const l7 = flow.l7!;
   if (rec.latencyNs !== undefined && rec.latencyNs > 0) l7.latency_ns = rec.latencyNs;
   if (rec.http !== undefined) {
@@ -143,7 +158,9 @@ export function parseL7Record(rec: L7Record, ctx: FlowParserContext): Flow {
   const remoteIdentity = rec.direction === 'ingress' ? rec.srcIdentity : rec.dstIdentity;
   const port = isResponse ? rec.srcPort : rec.dstPort;
   const outcome: PolicyOutcome = rec.verdict === 'denied' ? 'denied' : 'allowed';
-  if (rec.verdict !== 'error')
+  if (rec.verdict !== 'error' && rec.policies !== undefined && rec.policies.length > 0)
+    setAttribution(flow, rec.direction, outcome, rec.policies.map(toPolicy));
+  else if (rec.verdict !== 'error')
     attribute(flow, en, rec.endpointId, rec.direction, remoteIdentity, rec.protocol, port, outcome);
   return flow;
 }
@@ -465,7 +482,10 @@ function attribute(
 ): void {
   const refs = en.policyAttribution({ endpointId, direction, remoteIdentity, protocol, port, outcome });
   if (refs.length === 0) return;
-  const policies = refs.map(toPolicy);
+  setAttribution(flow, direction, outcome, refs.map(toPolicy));
+}
+
+function setAttribution(flow: Flow, direction: PolicyDirection, outcome: PolicyOutcome, policies: Policy[]): void {
   if (outcome === 'allowed') {
     if (direction === 'ingress') flow.ingress_allowed_by = policies;
     else flow.egress_allowed_by = policies;

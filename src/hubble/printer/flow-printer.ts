@@ -228,7 +228,7 @@ export function flowTypeText(f: Flow): string {
   }
 }
 
-function verdictText(f: Flow): string {
+export function verdictText(f: Flow): string {
   if (f.event_type?.type === 5) {
     if (f.verdict === 1 || f.verdict === 5) return 'ALLOWED';
     if (f.verdict === 2) return 'DENIED';
@@ -238,7 +238,7 @@ function verdictText(f: Flow): string {
 }
 
 /** " BY ns/name (Kind), ..." from the attribution on the flow's decided direction. */
-function policyNamesText(f: Flow): string {
+export function policyNamesText(f: Flow): string {
   const ingress = f.traffic_direction === 1;
   const denied = f.verdict === 2;
   let ps: Policy[] | undefined;

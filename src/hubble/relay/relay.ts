@@ -15,10 +15,17 @@ import type { GetFlowsRequest } from '../observer/observer-server.js';
 
 export const DEFAULT_RELAY_ADDRESS = '0.0.0.0:4245';
 
+/** How long after a peer service's first answer the nodes it did not announce are dropped. */
+const PEER_SWEEP_MS = 1000;
+
 export const NodeState = { UNKNOWN: 0, CONNECTED: 1, UNAVAILABLE: 2, GONE: 3, ERROR: 4 } as const;
 
 export interface RelayOptions {
-  /** Where to ask peer.Peer/Notify: an agent's socket or address. */
+  /**
+   * Where to ask peer.Peer/Notify: an agent's socket or address, or several separated by commas
+   * (every agent serves the same peers, from the cluster store): when one stops answering, the
+   * relay asks the next, as hubble-relay does through the hubble-peer Service.
+   */
   readonly peerService: string;
   readonly retryMs?: number;
   readonly sortBufferSize?: number;
@@ -44,6 +51,8 @@ export class Relay {
   private readonly startedMs: number;
   private peerCall: grpc.ClientReadableStream<unknown> | undefined;
   private peerConn: FlowApiClient | undefined;
+  /** Which of the peer services is asked (index into the comma-separated list). */
+  private peerIndex = 0;
   private timers = new Set<NodeJS.Timeout>();
   private closed = false;
   private readonly changeListeners = new Set<() => void>();
@@ -101,20 +110,44 @@ export class Relay {
 
   private watchPeers(): void {
     if (this.closed) return;
-    this.peerConn ??= peerClient(this.opts.peerService, reconnectOptions(this.retryMs));
+    const services = this.opts.peerService
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
+    this.peerConn ??= peerClient(services[this.peerIndex % services.length] ?? '', reconnectOptions(this.retryMs));
     const call = this.peerConn.Notify({}) as grpc.ClientReadableStream<{ name: string; address: string; type: number }>;
     this.peerCall = call;
+    // A peer service announces every current peer first: once it has, a node it did not
+    // announce left while the relay was asking another one (or none).
+    const announced = new Set<string>();
+    let sweep: NodeJS.Timeout | undefined;
     call.on('data', (c) => {
       if (c.type === 2) this.removeNode(c.name);
-      else this.upsertNode(c.name, c.address);
+      else {
+        announced.add(c.name);
+        this.upsertNode(c.name, c.address);
+      }
+      if (sweep === undefined) {
+        sweep = setTimeout(() => {
+          this.timers.delete(sweep!);
+          if (this.peerCall !== call) return;
+          for (const name of [...this.nodes.keys()]) if (!announced.has(name)) this.removeNode(name);
+        }, PEER_SWEEP_MS);
+        this.timers.add(sweep);
+      }
     });
     const again = () => {
       if (this.peerCall !== call || this.closed) return;
       this.peerCall = undefined;
+      // The next peer service at once; a full round of them failing waits retryMs.
+      this.peerConn?.close();
+      this.peerConn = undefined;
+      this.peerIndex++;
+      const delay = this.peerIndex % services.length === 0 ? this.retryMs : 0;
       const t = setTimeout(() => {
         this.timers.delete(t);
         this.watchPeers();
-      }, this.retryMs);
+      }, delay);
       this.timers.add(t);
     };
     call.on('error', again);

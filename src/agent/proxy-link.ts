@@ -1,0 +1,124 @@
+// The agent's side of its node proxy (src/proxy/): a unix socket next to the API socket. Every
+// proxy worker that connects gets the full L7 rule set of this node's endpoints, then, after each
+// realized store change, the diff per redirect (endpoint, direction, port) for the endpoints whose
+// L7 policies changed. Workers send access records (fed to the flow observer as L7 flows) and
+// counters (for `membrane status`).
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { L7Record } from '../hubble/flow/parser.js';
+import { type L7RulesUpdate, redirectKey, redirectsOf, rulesDiff } from '../proxy/l7-rules.js';
+import type { ProxyStats } from '../proxy/node-proxy.js';
+import { encodeLine, lineReader } from '../proxy/proxy-protocol.js';
+import type { Agent } from './agent.js';
+
+export interface ProxyLinkStatus {
+  /** Proxy workers connected now. */
+  readonly workers: number;
+  /** Redirects (endpoint, direction, port) with L7 rules on this node. */
+  readonly redirects: number;
+  readonly connections: number;
+  readonly activeConnections: number;
+  readonly denials: number;
+}
+
+interface Worker {
+  readonly socket: Socket;
+  /** What this worker holds: redirect key -> JSON as sent. */
+  readonly sent: Map<string, string>;
+  stats?: ProxyStats;
+}
+
+export class ProxyLink {
+  #server: Server;
+  #agent: Agent;
+  #workers = new Set<Worker>();
+  #off: () => void;
+
+  private constructor(agent: Agent, server: Server, onRecord: (rec: L7Record) => void) {
+    this.#agent = agent;
+    this.#server = server;
+    server.on('connection', (socket) => this.#accept(socket, onRecord));
+    this.#off = agent.onRealized(() => this.#push());
+  }
+
+  static async serve(agent: Agent, socketPath: string, onRecord: (rec: L7Record) => void): Promise<ProxyLink> {
+    rmSync(socketPath, { force: true });
+    const server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => resolve());
+    });
+    chmodSync(socketPath, 0o600);
+    return new ProxyLink(agent, server, onRecord);
+  }
+
+  status(): ProxyLinkStatus {
+    const stats = [...this.#workers].flatMap((w) => (w.stats ? [w.stats] : []));
+    const sum = (f: (s: ProxyStats) => number) => stats.reduce((n, s) => n + f(s), 0);
+    const redirects = new Set<string>();
+    for (const ep of this.#agent.endpoints())
+      for (const r of redirectsOf(this.#agent.engine.l7Policies(ep.id))) redirects.add(redirectKey(r));
+    return {
+      workers: this.#workers.size,
+      redirects: redirects.size,
+      connections: sum((s) => s.connections),
+      activeConnections: sum((s) => s.activeConnections),
+      denials: sum((s) => s.denials),
+    };
+  }
+
+  close(): void {
+    this.#off();
+    for (const w of this.#workers) w.socket.destroy();
+    this.#server.close();
+  }
+
+  #accept(socket: Socket, onRecord: (rec: L7Record) => void): void {
+    const w: Worker = { socket, sent: new Map() };
+    this.#workers.add(w);
+    socket.on('error', () => socket.destroy());
+    socket.once('close', () => this.#workers.delete(w));
+    socket.on(
+      'data',
+      lineReader(
+        (m) => {
+          if (m.t === 'record' && typeof m.r === 'object' && m.r !== null) onRecord(m.r as L7Record);
+          else if (m.t === 'stats' && typeof m.s === 'object' && m.s !== null) w.stats = m.s as ProxyStats;
+        },
+        () => socket.destroy(),
+      ),
+    );
+    const set = this.#agent.endpoints().flatMap((ep) => redirectsOf(this.#agent.engine.l7Policies(ep.id)));
+    for (const r of set) w.sent.set(redirectKey(r), JSON.stringify(r));
+    this.#send(w, { full: true, set, deleted: [] });
+  }
+
+  /** After a realized change: each worker gets what changed for it. */
+  #push(): void {
+    if (this.#workers.size === 0) return;
+    const eps = this.#agent.endpoints().map((e) => e.id);
+    const per = new Map(eps.map((id) => [id, redirectsOf(this.#agent.engine.l7Policies(id))] as const));
+    for (const w of this.#workers) {
+      const set: L7RulesUpdate['set'][number][] = [];
+      const deleted: string[] = [];
+      // Endpoints that went away: all their redirects go.
+      const gone = new Set([...w.sent.keys()].map((k) => Number(k.split('/')[0])).filter((id) => !per.has(id)));
+      for (const id of gone) {
+        const u = rulesDiff(w.sent, id, []);
+        if (u) deleted.push(...u.deleted);
+      }
+      for (const [id, redirects] of per) {
+        const u = rulesDiff(w.sent, id, redirects);
+        if (u) {
+          set.push(...u.set);
+          deleted.push(...u.deleted);
+        }
+      }
+      if (set.length || deleted.length) this.#send(w, { full: false, set, deleted });
+    }
+  }
+
+  #send(w: Worker, u: L7RulesUpdate): void {
+    if (!w.socket.destroyed) w.socket.write(encodeLine({ t: 'rules', u }));
+  }
+}

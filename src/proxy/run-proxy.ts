@@ -1,0 +1,164 @@
+// `membrane proxy run`: the node's L7 proxy process, in the node's network namespace, its own
+// process (an agent restart does not cut proxied connections). The primary installs the policy
+// routing and keeps one worker process per core running (each binds its own SO_REUSEPORT
+// listeners, the kernel spreads connections; a worker exits when its primary goes). Each worker takes its rules from the
+// agent's proxy socket, keeps the last set in the state directory (a restarted proxy enforces it
+// before the agent is back) and sends the agent its access records and counters.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { L7Record } from '../hubble/flow/parser.js';
+import { builtinTcpHandlers, builtinUdpServers } from './handlers.js';
+import { L7Rules, type L7RulesUpdate } from './l7-rules.js';
+import { NodeProxy, type ProxyStats } from './node-proxy.js';
+import { encodeLine, lineReader } from './proxy-protocol.js';
+import { ensureProxyRouting } from './proxy-routing.js';
+
+export interface ProxyRunOptions {
+  readonly stateDir: string;
+  /** The agent's proxy socket (proxy.sock next to its API socket). */
+  readonly agentSocket: string;
+  /** The node's datapath pins. */
+  readonly pinDir: string;
+  /** Worker processes; default one per core. */
+  readonly workers?: number;
+}
+
+/** Set in a worker's environment by the primary. */
+const WORKER_ENV = 'MEMBRANE_PROXY_WORKER';
+const STATS_INTERVAL_MS = 1000;
+const RECONNECT_MS = 500;
+/** Records kept while the agent is away; older ones are dropped first. */
+const MAX_PENDING_RECORDS = 10_000;
+
+export async function runProxy(o: ProxyRunOptions): Promise<void> {
+  if (process.env[WORKER_ENV] === '1') {
+    // A worker lives as long as its primary: the primary holds our stdin open.
+    process.stdin.on('close', () => process.kill(process.pid, 'SIGTERM'));
+    process.stdin.resume();
+    await runWorker(o);
+    process.exit(0);
+  }
+  const workers = o.workers ?? availableParallelism();
+  await primarySetup(o);
+  let stopping = false;
+  const children = new Set<ChildProcess>();
+  const fork = () => {
+    const c = spawn(process.execPath, process.argv.slice(1), {
+      env: { ...process.env, [WORKER_ENV]: '1' },
+      stdio: ['pipe', 'inherit', 'inherit'],
+    });
+    children.add(c);
+    c.on('error', () => undefined);
+    c.on('exit', (code, signal) => {
+      children.delete(c);
+      if (stopping) return;
+      process.stderr.write(`membrane proxy: worker ${c.pid} exited (${signal ?? code}); starting another\n`);
+      setTimeout(fork, 200).unref();
+    });
+  };
+  for (let i = 0; i < workers; i++) fork();
+  await untilSignal();
+  stopping = true;
+  for (const c of children) c.kill('SIGTERM');
+  rmSync(join(o.stateDir, 'proxy.pid'), { force: true });
+}
+
+async function primarySetup(o: ProxyRunOptions): Promise<void> {
+  mkdirSync(o.stateDir, { recursive: true });
+  await ensureProxyRouting();
+  writeFileSync(join(o.stateDir, 'proxy.pid'), String(process.pid));
+  process.stderr.write(`membrane proxy: pid ${process.pid}, rules from ${o.agentSocket}\n`);
+}
+
+async function runWorker(o: ProxyRunOptions): Promise<void> {
+  const rulesFile = join(o.stateDir, 'l7-rules.json');
+  const rules = L7Rules.load(rulesFile);
+  const link = new AgentConnection(o.agentSocket, (u) => {
+    rules.apply(u);
+    rules.save(rulesFile);
+  });
+  const proxy = await NodeProxy.start({
+    pinDir: o.pinDir,
+    rules,
+    handlers: builtinTcpHandlers(),
+    udpServers: builtinUdpServers(),
+    log: (rec) => link.record(rec),
+  });
+  const timer = setInterval(() => link.stats(proxy.stats()), STATS_INTERVAL_MS);
+  await untilSignal();
+  clearInterval(timer);
+  link.close();
+  await proxy.close();
+}
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+}
+
+/** The worker's connection to the agent: reconnects while the agent is away. */
+class AgentConnection {
+  #path: string;
+  #onRules: (u: L7RulesUpdate) => void;
+  #socket: Socket | undefined;
+  #pending: string[] = [];
+  #closed = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(path: string, onRules: (u: L7RulesUpdate) => void) {
+    this.#path = path;
+    this.#onRules = onRules;
+    this.#connect();
+  }
+
+  record(r: L7Record): void {
+    this.#write(encodeLine({ t: 'record', r }), true);
+  }
+
+  stats(s: ProxyStats): void {
+    this.#write(encodeLine({ t: 'stats', pid: process.pid, s }), false);
+  }
+
+  close(): void {
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#socket?.destroy();
+  }
+
+  #write(line: string, keep: boolean): void {
+    const s = this.#socket;
+    if (s && !s.connecting && !s.destroyed) s.write(line);
+    else if (keep) {
+      this.#pending.push(line);
+      if (this.#pending.length > MAX_PENDING_RECORDS) this.#pending.shift();
+    }
+  }
+
+  #connect(): void {
+    if (this.#closed) return;
+    const s = connect(this.#path);
+    this.#socket = s;
+    s.on('connect', () => {
+      for (const line of this.#pending.splice(0)) s.write(line);
+    });
+    s.on(
+      'data',
+      lineReader(
+        (m) => {
+          if (m.t === 'rules' && typeof m.u === 'object' && m.u !== null) this.#onRules(m.u as L7RulesUpdate);
+        },
+        () => s.destroy(),
+      ),
+    );
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      if (this.#socket === s) this.#socket = undefined;
+      if (!this.#closed) this.#timer = setTimeout(() => this.#connect(), RECONNECT_MS);
+    });
+  }
+}
