@@ -25,6 +25,7 @@
 
 #define TCX_NEXT -1
 #define TCX_DROP 2
+#define TCX_REDIRECT 7
 /* Not a tc verdict: the helpers below return it when the program goes on with the packet. */
 #define GO_ON 0x100
 #define ETH_P_IP 0x0800
@@ -802,16 +803,14 @@ static __always_inline int redirect_to_proxy(struct __sk_buff *skb, struct pkt *
 	return 1;
 }
 
-SEC("tc")
-int mbr_from_pod(struct __sk_buff *skb)
+/* mbr_from_pod after service translation: the sender's egress half, the L7 redirects and local
+ * delivery. A global function (as the LB hooks): each part is verified once, and the stacks of the
+ * call chains stay under 512 bytes. Returns TCX_REDIRECT only for local delivery. */
+__attribute__((noinline)) int from_pod_translated(struct __sk_buff *skb)
 {
 	struct pkt p = {};
 	struct half out = {};
-	/* Service LB first: the egress policy below sees the backend, as Cilium's. */
-	int rc = mbr_lb4_from_pod(skb);
-	if (rc != GO_ON)
-		return rc;
-	rc = begin(skb, &p, &out, MBR_DIR_EGRESS);
+	int rc = begin(skb, &p, &out, MBR_DIR_EGRESS);
 	if (rc != GO_ON)
 		return rc;
 	struct mbr_endpoint_info *ep = out.ep;
@@ -853,10 +852,24 @@ int mbr_from_pod(struct __sk_buff *skb)
 		return rc;
 	if (in_proxy)
 		return TCX_PASS; /* up the node's stack to the proxy's socket (never a reply) */
-	mbr_lb4_rev_xlate(skb); /* service LB: a reply's backend address becomes the frontend */
 	if (rewrite_for_peer(skb, &p, dst) < 0)
 		return drop(skb, &p, dst, MBR_DIR_INGRESS, in.remote, DROP_INVALID, in.state, peer);
 	return bpf_redirect_peer(peer, 0);
+}
+
+SEC("tc")
+int mbr_from_pod(struct __sk_buff *skb)
+{
+	/* Service LB first: the egress policy and the L7 redirect see the backend, as Cilium's. */
+	int rc = mbr_lb4_from_pod(skb);
+	if (rc != GO_ON)
+		return rc;
+	rc = from_pod_translated(skb);
+	/* Local delivery, once the receiver's ingress half admitted the packet (the redirect happens
+	 * when the program returns): a reply's backend address becomes the frontend. */
+	if (rc == TCX_REDIRECT)
+		mbr_lb4_rev_xlate(skb);
+	return rc;
 }
 
 SEC("tc")

@@ -491,9 +491,12 @@ static __always_inline int lb4_xlate_rev(struct __sk_buff *skb, struct lb4_pkt *
 	return snat;
 }
 
-/* ---- the hooks membrane.bpf.c calls ---- */
+/* ---- the hooks membrane.bpf.c calls ----
+ * Global functions: the verifier checks each once, on its own, and the caller goes on with only
+ * the return value (inlined, every path through the translation multiplied the states of the
+ * policy, conntrack and L7 redirect code after it in mbr_from_pod past the 1M-instruction limit). */
 
-static __always_inline int mbr_lb4_from_pod(struct __sk_buff *skb)
+__attribute__((noinline)) int mbr_lb4_from_pod(struct __sk_buff *skb)
 {
 	struct lb4_pkt l = {};
 	if (lb4_parse(skb, &l) < 0)
@@ -501,11 +504,12 @@ static __always_inline int mbr_lb4_from_pod(struct __sk_buff *skb)
 	return lb4_xlate_fwd(skb, &l, LB_FROM_POD);
 }
 
-static __always_inline void mbr_lb4_rev_xlate(struct __sk_buff *skb)
+__attribute__((noinline)) int mbr_lb4_rev_xlate(struct __sk_buff *skb)
 {
 	struct lb4_pkt l = {};
 	if (lb4_parse(skb, &l) == 0)
 		lb4_xlate_rev(skb, &l, 0);
+	return 0;
 }
 
 /* ---- NodePort on the node's underlay device ---- */
