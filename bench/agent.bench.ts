@@ -17,6 +17,7 @@ import { pipelineTraceFromEnv } from '../src/agent/pipeline-trace.js';
 import type { DatapathPort, IpcacheChange } from '../src/agent/subsystem-ports.js';
 import { ensureBpffs } from '../src/datapath/bpffs.js';
 import { LOCAL_IDENTITY_SCOPE } from '../src/identity/reserved-identities.js';
+import type { LbDiff } from '../src/lb/lb-table.js';
 import type { MapStateDiff } from '../src/policy/map-state-types.js';
 import { PolicyEngine } from '../src/policy/policy-engine.js';
 import { parsePolicyObject } from '../src/policy/policy-parser.js';
@@ -68,6 +69,18 @@ class CountingDatapath implements DatapathPort {
   }
   dumpCt() {
     return this.inner.dumpCt();
+  }
+  enableServices(o: { nodeIp: string; maglevTableSize: number }) {
+    return Promise.resolve(`not attached (bench), maglev ${o.maglevTableSize}`);
+  }
+  applyLb(d: LbDiff, m: number) {
+    return this.inner.applyLb(d, m);
+  }
+  dumpLb() {
+    return this.inner.dumpLb();
+  }
+  lbMaglevTable(id: number) {
+    return this.inner.lbMaglevTable(id);
   }
   onEvent(l: (e: unknown) => void) {
     return this.inner.onEvent(l);

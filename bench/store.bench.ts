@@ -23,6 +23,7 @@ import type { Endpoint, EndpointRegistration, SubsystemHealth } from '../src/age
 import { IdentityCache } from '../src/agent/identity-cache.js';
 import type { DatapathPort, IpcacheChange, IpcacheEntry, RealizedPolicyEntry } from '../src/agent/subsystem-ports.js';
 import { makeLabelSet } from '../src/identity/labels.js';
+import type { RealizedLb } from '../src/lb/lb-table.js';
 import type { MapStateDiff } from '../src/policy/map-state-types.js';
 import { PolicyEngine } from '../src/policy/policy-engine.js';
 import type { Pod } from '../src/policy/world.js';
@@ -237,6 +238,16 @@ class WatchedDatapath implements DatapathPort {
   }
   onEvent(): () => void {
     return () => undefined;
+  }
+  async enableServices(): Promise<string> {
+    return 'memory';
+  }
+  async applyLb(): Promise<void> {}
+  async dumpLb(): Promise<RealizedLb> {
+    return { services: [], backends: [], revNat: [] };
+  }
+  async lbMaglevTable(): Promise<number[] | undefined> {
+    return undefined;
   }
   lostEvents(): number {
     return 0;

@@ -25,6 +25,7 @@
 
 #define TCX_NEXT -1
 #define TCX_DROP 2
+#define TCX_REDIRECT 7
 /* Not a tc verdict: the helpers below return it when the program goes on with the packet. */
 #define GO_ON 0x100
 #define ETH_P_IP 0x0800
@@ -781,6 +782,10 @@ static __always_inline int begin(struct __sk_buff *skb, struct pkt *p, struct ha
 	return parse_or_drop(skb, p, h);
 }
 
+/* ---- service load balancing (lib/lb.h: maps, NodePort and socket-LB programs) ---- */
+#include "lib/lb.h"
+/* ---- end of service load balancing ---- */
+
 /* ---- L7 proxy redirect (lib/proxy.h) ---- */
 
 /* Whether the half's decision hands the packet to the node's proxy: a pass with a proxy port,
@@ -798,8 +803,10 @@ static __always_inline int redirect_to_proxy(struct __sk_buff *skb, struct pkt *
 	return 1;
 }
 
-SEC("tc")
-int mbr_from_pod(struct __sk_buff *skb)
+/* mbr_from_pod after service translation: the sender's egress half, the L7 redirects and local
+ * delivery. A global function (as the LB hooks): each part is verified once, and the stacks of the
+ * call chains stay under 512 bytes. Returns TCX_REDIRECT only for local delivery. */
+__attribute__((noinline)) int from_pod_translated(struct __sk_buff *skb)
 {
 	struct pkt p = {};
 	struct half out = {};
@@ -844,10 +851,25 @@ int mbr_from_pod(struct __sk_buff *skb)
 	if (rc != TCX_NEXT)
 		return rc;
 	if (in_proxy)
-		return TCX_PASS; /* up the node's stack to the proxy's socket */
+		return TCX_PASS; /* up the node's stack to the proxy's socket (never a reply) */
 	if (rewrite_for_peer(skb, &p, dst) < 0)
 		return drop(skb, &p, dst, MBR_DIR_INGRESS, in.remote, DROP_INVALID, in.state, peer);
 	return bpf_redirect_peer(peer, 0);
+}
+
+SEC("tc")
+int mbr_from_pod(struct __sk_buff *skb)
+{
+	/* Service LB first: the egress policy and the L7 redirect see the backend, as Cilium's. */
+	int rc = mbr_lb4_from_pod(skb);
+	if (rc != GO_ON)
+		return rc;
+	rc = from_pod_translated(skb);
+	/* Local delivery, once the receiver's ingress half admitted the packet (the redirect happens
+	 * when the program returns): a reply's backend address becomes the frontend. */
+	if (rc == TCX_REDIRECT)
+		mbr_lb4_rev_xlate(skb);
+	return rc;
 }
 
 SEC("tc")
@@ -865,7 +887,10 @@ int mbr_to_pod(struct __sk_buff *skb)
 	if (in.from_proxy)
 		in.proxy_identity = mark_identity(mark);
 	decide(&p, &in, now, 0, 0);
-	return commit(skb, &p, &in, now, trace_level());
+	rc = commit(skb, &p, &in, now, trace_level());
+	if (rc == TCX_NEXT)
+		mbr_lb4_rev_xlate(skb); /* service LB: a reply's backend address becomes the frontend */
+	return rc;
 }
 
 /*

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
@@ -565,16 +566,22 @@ static napi_value if_index(napi_env env, napi_callback_info info)
 	return mk_i64(env, idx);
 }
 
-// tcxAttach(progFd, netns | '', ifname, 'ingress'|'egress') -> { linkFd, ifindex }
+// tcxAttach(progFd, netns | '', ifname, 'ingress'|'egress', position?: 'first'|'last') -> { linkFd, ifindex }
 // Raw BPF_LINK_CREATE: libbpf 1.1 has no tcx fields. The tcx part of the attr starts at offset 16.
+// Without a position the kernel appends (the same as 'last'); 'first' goes ahead of every program
+// attached so far (BPF_F_BEFORE with no relative program), 'last' behind them (BPF_F_AFTER).
+#define MBR_BPF_F_BEFORE (1U << 3)
+#define MBR_BPF_F_AFTER (1U << 4)
 static napi_value tcx_attach(napi_env env, napi_callback_info info)
 {
-	ARGS(4);
+	ARGS(5);
 	int64_t prog;
-	char ns[4096], ifname[IF_NAMESIZE + 1], dir[16];
+	char ns[4096], ifname[IF_NAMESIZE + 1], dir[16], pos[16] = "";
 	if (!arg_i64(env, argv[0], &prog) || !arg_str(env, argv[1], ns, sizeof(ns)) ||
-	    !arg_str(env, argv[2], ifname, sizeof(ifname)) || !arg_str(env, argv[3], dir, sizeof(dir)))
-		return throw_type(env, "tcxAttach(progFd, netns, ifname, direction)");
+	    !arg_str(env, argv[2], ifname, sizeof(ifname)) || !arg_str(env, argv[3], dir, sizeof(dir)) ||
+	    (argc >= 5 && !arg_str(env, argv[4], pos, sizeof(pos))) ||
+	    (*pos && strcmp(pos, "first") != 0 && strcmp(pos, "last") != 0))
+		return throw_type(env, "tcxAttach(progFd, netns, ifname, direction, position?: 'first' | 'last')");
 	int self = -1;
 	if (*ns && (self = netns_enter(ns)) < 0)
 		return throw_errno(env, "enter netns", errno, NULL);
@@ -601,6 +608,7 @@ static napi_value tcx_attach(napi_env env, napi_callback_info info)
 	attr.s.prog_fd = (uint32_t)prog;
 	attr.s.target_ifindex = idx;
 	attr.s.attach_type = strcmp(dir, "egress") == 0 ? MBR_BPF_TCX_EGRESS : MBR_BPF_TCX_INGRESS;
+	attr.s.flags = strcmp(pos, "first") == 0 ? MBR_BPF_F_BEFORE : strcmp(pos, "last") == 0 ? MBR_BPF_F_AFTER : 0;
 	int fd = (int)syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
 	int e = errno;
 	if (self >= 0)
@@ -945,6 +953,59 @@ static napi_value ring_close(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+// ---- cgroup (socket LB) ----
+// cgroupAttach(progFd, cgroupDir, attachType) -> linkFd. attachType: 'connect4' | 'sendmsg4' |
+// 'recvmsg4' | 'getpeername4'. A bpf_link: it coexists with other programs on the cgroup, detaches
+// when its last fd or pin goes.
+static napi_value cgroup_attach(napi_env env, napi_callback_info info)
+{
+	ARGS(3);
+	int64_t prog;
+	char dir[4096], type[32];
+	if (!arg_i64(env, argv[0], &prog) || !arg_str(env, argv[1], dir, sizeof(dir)) ||
+	    !arg_str(env, argv[2], type, sizeof(type)))
+		return throw_type(env, "cgroupAttach(progFd, cgroupDir, attachType)");
+	enum bpf_attach_type at;
+	if (strcmp(type, "connect4") == 0)
+		at = BPF_CGROUP_INET4_CONNECT;
+	else if (strcmp(type, "sendmsg4") == 0)
+		at = BPF_CGROUP_UDP4_SENDMSG;
+	else if (strcmp(type, "recvmsg4") == 0)
+		at = BPF_CGROUP_UDP4_RECVMSG;
+	else if (strcmp(type, "getpeername4") == 0)
+		at = BPF_CGROUP_INET4_GETPEERNAME;
+	else
+		return throw_type(env, "cgroupAttach: attachType must be connect4, sendmsg4, recvmsg4 or getpeername4");
+	int cg = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg < 0)
+		return throw_errno(env, "open cgroup", errno, NULL);
+	int fd = bpf_link_create((int)prog, cg, at, NULL);
+	int e = errno;
+	close(cg);
+	if (fd < 0)
+		return throw_errno(env, "cgroup attach", e, NULL);
+	return mk_i64(env, fd);
+}
+
+// netnsCookie() -> the cookie of the calling thread's network namespace (SO_NETNS_COOKIE, 5.14+).
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+static napi_value netns_cookie(napi_env env, napi_callback_info info)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return throw_errno(env, "socket", errno, NULL);
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int rc = getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+	int e = errno;
+	close(s);
+	if (rc < 0)
+		return throw_errno(env, "getsockopt SO_NETNS_COOKIE", e, NULL);
+	return mk_i64(env, (int64_t)cookie);
+}
+
 // ---- module ----
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
 
@@ -979,6 +1040,8 @@ static napi_value init(napi_env env, napi_value exports)
 		FN("ringDrain", ring_drain_now),
 		FN("ringStats", ring_stats),
 		FN("ringClose", ring_close),
+		FN("cgroupAttach", cgroup_attach),
+		FN("netnsCookie", netns_cookie),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));
 	return register_proxy_sockets(env, exports);

@@ -15,6 +15,9 @@ import { join } from 'node:path';
 import { hostPrefix } from '../identity/cidr.js';
 import { formatLabel } from '../identity/labels.js';
 import { RESERVED_IDENTITIES, reservedIdentityLabels } from '../identity/reserved-identities.js';
+import { diffLb, emptyLbDiff, type LbDiff, type LbFrontendView, LbTable } from '../lb/lb-table.js';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from '../lb/maglev.js';
+import { parseServiceObject, type ServiceSpec } from '../lb/service.js';
 import type { MapStateDiff, PolicyRef } from '../policy/map-state-types.js';
 import { PolicyEngine } from '../policy/policy-engine.js';
 import { parsePolicyObject, validatePolicyDocuments } from '../policy/policy-parser.js';
@@ -24,6 +27,7 @@ import {
   type ClusterNamespace,
   type ClusterNode,
   type ClusterPolicy,
+  type ClusterService,
   decodeIdentity,
   decodeValue,
   ENDPOINTS_PREFIX,
@@ -33,7 +37,9 @@ import {
   NODES_PREFIX,
   POLICIES_PREFIX,
   policyKey,
+  SERVICES_PREFIX,
   STATE_PREFIX,
+  serviceKey,
 } from '../store/cluster-resources.js';
 import { type ClusterStore, type KeyValue, StoreError, type Watch, type WatchEvent } from '../store/cluster-store.js';
 import { IdentityGc } from '../store/identity-gc.js';
@@ -68,6 +74,8 @@ export interface AgentOptions {
   readonly nodeLeaseTtlSeconds?: number;
   /** toFQDNs state: its names are in the engine before the first map write. */
   readonly fqdn?: FqdnManager;
+  /** Maglev table size M, one of Cilium's primes (default 16381). */
+  readonly maglevTableSize?: number;
   /** The cluster pool the pod CIDR is a block of (default: the pod CIDR itself, one block). */
   readonly podCidrPool?: PodCidrPool;
   /** Identity GC (Cilium's operator): how often to look and how long an unheld id is kept. */
@@ -112,7 +120,11 @@ export class Agent {
   /** Store keys the engine holds (no values: the engine has those), and each endpoint key's pod. */
   #keys = new Set<string>();
   #podOfKey = new Map<string, { namespace: string; name: string }>();
-  #stats = { storeEvents: 0, policyEntriesWritten: 0, ipcacheEntriesWritten: 0, failures: 0 };
+  #stats = { storeEvents: 0, policyEntriesWritten: 0, ipcacheEntriesWritten: 0, lbEntriesWritten: 0, failures: 0 };
+  /** Services (desired LB state); built in start() once the realized IDs are known. */
+  #lb: LbTable | undefined;
+  #lbStatus = 'not enabled yet';
+  #serviceErrors = new Map<string, string>();
   #lastError: { message: string; at: string } | undefined;
   #stopped = false;
   #gc: IdentityGc | undefined;
@@ -170,6 +182,24 @@ export class Agent {
       this.#gc.start();
     }
 
+    // Services: the LB table keeps the IDs the maps hold, so established connections never move.
+    const realizedLb = await this.opts.datapath.dumpLb();
+    this.#lb = new LbTable({
+      node,
+      nodeIp: this.opts.nodeIp,
+      pods: (ns) => this.engine.podsInNamespace(ns),
+      maglevTableSize: this.maglevTableSize,
+      seed: {
+        backends: realizedLb.backends,
+        frontends: realizedLb.services
+          .filter(([k]) => k.slot === 0)
+          .map(([k, v]) => [v.revNatIndex, { address: k.address, port: k.port, protocol: k.protocol }]),
+      },
+    });
+    this.#lbStatus = await this.opts.datapath.enableServices({
+      nodeIp: this.opts.nodeIp,
+      maglevTableSize: this.maglevTableSize,
+    });
     const listed = await store.list(STATE_PREFIX);
     await this.#load(listed.items);
     this.#realizedRevision = listed.revision;
@@ -326,6 +356,44 @@ export class Agent {
     return this.policies();
   }
 
+  // ---- services ----
+
+  get maglevTableSize(): number {
+    return this.opts.maglevTableSize ?? DEFAULT_MAGLEV_TABLE_SIZE;
+  }
+
+  /** Every service frontend on this node with its backends (`membrane service list`). */
+  serviceList(): LbFrontendView[] {
+    return this.#lb?.frontends() ?? [];
+  }
+
+  /** The service of a frontend or of a backend it translates to (flows' destination_service). */
+  serviceOfAddress(address: string, port: number): { namespace: string; name: string } | undefined {
+    return this.#lb?.serviceOfAddress(address, port);
+  }
+
+  /** Validates every Service document first; a file valid as a whole is written in one transaction. */
+  async applyServices(docs: readonly Record<string, unknown>[], source: string): Promise<{ revision: number }> {
+    const specs = docs.map((d, i) => parseServiceObject(d, `${source}: document ${i + 1}`));
+    const puts = specs.map((spec, i) => {
+      const rec: ClusterService = { namespace: spec.namespace, name: spec.name, source, doc: docs[i] };
+      return { type: 'put' as const, key: serviceKey(spec), value: JSON.stringify(rec) };
+    });
+    const r = await this.opts.store.txn({ compare: [], success: puts });
+    await this.waitRealized(r.revision);
+    return { revision: r.revision };
+  }
+
+  async deleteServices(docs: readonly Record<string, unknown>[], source: string): Promise<{ revision: number }> {
+    const dels = docs.map((d, i) => ({
+      type: 'delete' as const,
+      key: serviceKey(parseServiceObject(d, `${source}: document ${i + 1}`)),
+    }));
+    const r = await this.opts.store.txn({ compare: [], success: dels });
+    await this.waitRealized(r.revision);
+    return { revision: r.revision };
+  }
+
   // ---- status ----
 
   /**
@@ -364,6 +432,13 @@ export class Agent {
             },
         this.opts.datapath.health(),
         ...(this.opts.fqdn ? [this.opts.fqdn.health()] : []),
+        this.#serviceErrors.size > 0
+          ? { name: 'services', state: 'Degraded', message: [...this.#serviceErrors.values()].join('; ') }
+          : {
+              name: 'services',
+              state: 'Ok',
+              message: `${this.#lb?.services().length ?? 0} services, ${this.serviceList().length} frontends; ${this.#lbStatus}`,
+            },
         ok
           ? {
               name: 'reconciler',
@@ -439,6 +514,7 @@ export class Agent {
     const diffs: MapStateDiff[] = [];
     for (const ev of events) diffs.push(...(await this.#applyEvent(ev)));
     const ipcache = ipv4Change(this.engine.takeIpcacheDiff());
+    const lb = this.#lb?.takeDiff() ?? emptyLbDiff();
     const t1 = performance.now();
     this.opts.trace?.('engine-diff', {
       rev: revision,
@@ -449,7 +525,7 @@ export class Agent {
       ms: (t1 - t0).toFixed(2),
     });
     try {
-      await this.#write(revision, diffs, ipcache);
+      await this.#write(revision, diffs, ipcache, lb);
     } catch (err) {
       this.#notRealized(revision, err as Error);
       throw err;
@@ -461,6 +537,7 @@ export class Agent {
     revision: number,
     diffs: readonly MapStateDiff[],
     ipcache: ReturnType<typeof ipv4Change>,
+    lb: LbDiff = emptyLbDiff(),
   ): Promise<void> {
     try {
       if (ipcache.upserts.length > 0 || ipcache.deletes.length > 0) {
@@ -488,6 +565,18 @@ export class Agent {
           map: 'policy',
           endpoints: mine.length,
           entries,
+          ms: (performance.now() - t).toFixed(2),
+        });
+      }
+      const lbEntries = lbDiffSize(lb);
+      if (lbEntries > 0) {
+        const t = performance.now();
+        await this.opts.datapath.applyLb(lb, this.maglevTableSize);
+        this.#stats.lbEntriesWritten += lbEntries;
+        this.opts.trace?.('map-write', {
+          rev: revision,
+          map: 'lb',
+          entries: lbEntries,
           ms: (performance.now() - t).toFixed(2),
         });
       }
@@ -531,7 +620,10 @@ export class Agent {
       const had = this.#podOfKey.get(key);
       if (!ep) {
         this.#podOfKey.delete(key);
-        return had ? this.engine.removePod(had.namespace, had.name) : [];
+        if (!had) return [];
+        const gone = this.engine.removePod(had.namespace, had.name);
+        this.#lb?.podChanged(had.namespace, had.name);
+        return gone;
       }
       const pod = this.#pod(ep);
       await this.identities.ensure(this.engine.podIdentityLabels(pod));
@@ -541,13 +633,37 @@ export class Agent {
           ? this.engine.removePod(had.namespace, had.name)
           : [];
       this.#podOfKey.set(key, { namespace: pod.namespace, name: pod.name });
-      return diffs.concat(this.engine.upsertPod(pod));
+      const out = diffs.concat(this.engine.upsertPod(pod));
+      if (had) this.#lb?.podChanged(had.namespace, had.name);
+      this.#lb?.podChanged(pod.namespace, pod.name);
+      return out;
+    }
+    if (key.startsWith(SERVICES_PREFIX)) {
+      this.#applyServiceDoc(key, ev.type === 'put' ? ev.value : undefined);
+      return [];
     }
     if (key.startsWith(POLICIES_PREFIX)) {
       this.#policyRevision = Math.max(this.#policyRevision, ev.revision);
       return this.#applyPolicyDoc(key, ev.type === 'put' ? ev.value : undefined);
     }
     return [];
+  }
+
+  #applyServiceDoc(key: string, value: string | undefined): void {
+    const [namespace, name] = key.slice(SERVICES_PREFIX.length).split('/');
+    this.#serviceErrors.delete(key);
+    const stored = value !== undefined ? decodeValue<ClusterService>({ value }) : undefined;
+    let spec: ServiceSpec | undefined;
+    if (stored) {
+      try {
+        spec = parseServiceObject(stored.doc as Record<string, unknown>, stored.source);
+      } catch (err) {
+        // Validated before it was stored; a document another build wrote may still not parse.
+        this.#serviceErrors.set(key, `${namespace}/${name}: ${(err as Error).message}`);
+      }
+    }
+    if (spec) this.#lb?.upsertService(spec);
+    else this.#lb?.removeService(namespace, name);
   }
 
   #applyPolicyDoc(key: string, value: string | undefined): MapStateDiff[] {
@@ -578,7 +694,14 @@ export class Agent {
 
   /** The whole store, as one batch into the engine (start and resync). */
   async #load(items: readonly KeyValue[]): Promise<void> {
-    const order = [IDENTITY_IDS_PREFIX, NAMESPACES_PREFIX, NODES_PREFIX, ENDPOINTS_PREFIX, POLICIES_PREFIX];
+    const order = [
+      IDENTITY_IDS_PREFIX,
+      NAMESPACES_PREFIX,
+      NODES_PREFIX,
+      ENDPOINTS_PREFIX,
+      POLICIES_PREFIX,
+      SERVICES_PREFIX,
+    ];
     for (const prefix of order)
       for (const kv of items)
         if (kv.key.startsWith(prefix))
@@ -605,8 +728,24 @@ export class Agent {
       ipcache: `+${ipcache.upserts.length}/-${ipcache.deletes.length}`,
       ms: (performance.now() - t0).toFixed(2),
     });
+    const lb = await this.#lbResyncDiff();
     this.#needsResync = false;
-    await this.#write(this.#realizedRevision, diffs, ipcache);
+    await this.#write(this.#realizedRevision, diffs, ipcache, lb);
+  }
+
+  /** The LB maps against the whole desired LB state; Maglev tables only where they differ. */
+  async #lbResyncDiff(): Promise<LbDiff> {
+    if (!this.#lb) return emptyLbDiff();
+    this.#lb.takeDiff();
+    const d = diffLb(await this.opts.datapath.dumpLb(), this.#lb.desired());
+    const tables: Array<[number, Uint32Array]> = [];
+    for (const [id, t] of d.maglev.upserts) {
+      const have = await this.opts.datapath.lbMaglevTable(id);
+      if (!have || have.length !== t.length || have.some((x, i) => x !== t[i])) tables.push([id, t]);
+    }
+    d.maglev.upserts.length = 0;
+    d.maglev.upserts.push(...tables);
+    return d;
   }
 
   /** After a compacted watch or a failure: the engine catches up with the store, then the maps. */
@@ -798,6 +937,7 @@ export class Agent {
       ports: ep.ports ?? [],
       podIPs: [ep.ipv4],
       nodeName: ep.node,
+      ...(ep.terminating ? { terminating: true } : {}),
       ...(isLocal ? { endpointId: ep.id } : { remote: true }),
     };
   }
@@ -849,6 +989,19 @@ function nodeAddresses(n: ClusterNode): string[] {
     if (hostPrefix(gw)) out.push(gw);
   }
   return out;
+}
+
+function lbDiffSize(d: LbDiff): number {
+  return (
+    d.backends.upserts.length +
+    d.backends.deletes.length +
+    d.revNat.upserts.length +
+    d.revNat.deletes.length +
+    d.services.upserts.length +
+    d.services.deletes.length +
+    d.maglev.upserts.length +
+    d.maglev.deletes.length
+  );
 }
 
 function isUnreachable(err: unknown): boolean {

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { dirname } from 'node:path';
 import { DatapathError } from '../datapath/datapath-error.js';
 import { FQDN_MAX_LENGTH, FQDN_PATTERN_SHAPE } from '../policy/fqdn-pattern.js';
+import { ServiceError } from '../lb/service.js';
 import { PolicyEngineError } from '../policy/policy-engine.js';
 import { PolicyError } from '../policy/policy-error.js';
 import { tracePolicy } from '../policy/policy-trace.js';
@@ -103,6 +104,20 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     if (method === 'GET') return send(res, 200, fqdn.list(filter));
     if (method === 'DELETE') return send(res, 200, { cleaned: await fqdn.clean(filter) });
   }
+  // Services (load balancing): `membrane service list/get`, `bpf lb list`, `bpf lb maglev list`.
+  if (path === '/v1/service') {
+    if (method === 'GET') return send(res, 200, agent.serviceList());
+    const b = (await body(req)) as { docs: Record<string, unknown>[]; source: string };
+    if (method === 'PUT') return send(res, 200, await agent.applyServices(b.docs, b.source));
+    if (method === 'DELETE') return send(res, 200, await agent.deleteServices(b.docs, b.source));
+  }
+  if (method === 'GET' && path === '/v1/bpf/lb') return send(res, 200, await agent.opts.datapath.dumpLb());
+  const maglev = /^\/v1\/bpf\/lb\/maglev\/(\d+)$/.exec(path);
+  if (method === 'GET' && maglev) {
+    const table = await agent.opts.datapath.lbMaglevTable(Number(maglev[1]));
+    if (!table) throw notFound(`service ${maglev[1]} has no Maglev table`);
+    return send(res, 200, { id: Number(maglev[1]), size: table.length, table });
+  }
 
   const bpfPolicy = /^\/v1\/bpf\/policy\/(\d+)$/.exec(path);
   if (method === 'GET' && bpfPolicy) return send(res, 200, await agent.opts.datapath.dumpPolicy(Number(bpfPolicy[1])));
@@ -134,7 +149,7 @@ function fqdnFilter(endpoint: string, matchPattern: string): { endpointId?: numb
 /** The HTTP status and body of an error: typed errors keep their code, anything else is a 500. */
 function errorReply(err: Error): [number, ApiErrorBody] {
   if (err instanceof AgentError) return [err.status, { code: err.code, message: err.message }];
-  if (err instanceof PolicyError || err instanceof PolicyEngineError)
+  if (err instanceof PolicyError || err instanceof PolicyEngineError || err instanceof ServiceError)
     return [400, { code: err.code, message: err.message }];
   if (err instanceof StoreError || err instanceof DatapathError) return [503, { code: err.code, message: err.message }];
   return [500, { code: 'MBR_AGENT_ERROR', message: err.message }];

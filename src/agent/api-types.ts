@@ -81,6 +81,7 @@ export interface ReconcilerStatus {
   readonly storeEvents: number;
   readonly policyEntriesWritten: number;
   readonly ipcacheEntriesWritten: number;
+  readonly lbEntriesWritten?: number;
   readonly failures: number;
   /** The last failure, with when it happened; undefined once a later pass succeeded. */
   readonly lastError?: { readonly message: string; readonly at: string };

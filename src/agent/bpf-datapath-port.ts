@@ -2,9 +2,13 @@
 // node's network namespace, where the host-side veths live, so endpoints attach with netnsPath ''.
 // Pins live under the lab's bpffs directory and outlive the agent: a restarted agent re-opens
 // them and the programs never stop enforcing.
+import { networkInterfaces } from 'node:os';
 import { Datapath } from '../datapath/datapath.js';
 import { isDatapathError } from '../datapath/datapath-error.js';
+import { cgroup2Root } from '../datapath/lb-attach.js';
 import { formatIpv4Prefix, parseIpv4Prefix } from '../datapath/maps/ipcache-map.js';
+import { nativeBpf } from '../datapath/native.js';
+import type { LbDiff, RealizedLb } from '../lb/lb-table.js';
 import type { DatapathEvent } from '../monitor/event-types.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
@@ -99,6 +103,42 @@ export class BpfDatapathPort implements DatapathPort {
 
   async dumpCt(): Promise<unknown[]> {
     return this.#dp.ctEntries().map(([key, entry]) => ({ key, entry }));
+  }
+
+  /**
+   * NodePort hooks on the device that holds the node's address, socket LB on the cgroup v2 root
+   * (the programs act only in this netns: its cookie is in mbr_lb_config), and the LB config.
+   */
+  async enableServices(o: { nodeIp: string; maglevTableSize: number }): Promise<string> {
+    const netnsCookie = nativeBpf().netnsCookie();
+    this.#dp.lb.setConfig({ netnsCookie, nodeAddr: o.nodeIp, maglevSize: o.maglevTableSize });
+    const parts: string[] = [];
+    const device = Object.entries(networkInterfaces()).find(([, addrs]) =>
+      (addrs ?? []).some((a) => a.family === 'IPv4' && a.address === o.nodeIp),
+    )?.[0];
+    if (device) {
+      this.#dp.attachNetdev(device);
+      parts.push(`NodePort on ${device} ${o.nodeIp}`);
+    } else parts.push(`no NodePort: no device holds ${o.nodeIp || 'the node address'}`);
+    const cgroup = cgroup2Root();
+    if (cgroup) {
+      this.#dp.attachSocketLb(cgroup);
+      parts.push(`socket LB on ${cgroup} (netns cookie ${netnsCookie})`);
+    } else parts.push('no socket LB: no cgroup v2 mounted');
+    return parts.join(', ');
+  }
+
+  async applyLb(diff: LbDiff, maglevTableSize: number): Promise<void> {
+    this.#dp.lb.apply(diff, maglevTableSize);
+  }
+
+  async dumpLb(): Promise<RealizedLb> {
+    return this.#dp.lb.dump();
+  }
+
+  async lbMaglevTable(id: number): Promise<number[] | undefined> {
+    const t = this.#dp.lb.maglevTable(id);
+    return t && [...t];
   }
 
   onEvent(listener: (event: unknown) => void): () => void {

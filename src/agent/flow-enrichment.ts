@@ -59,8 +59,9 @@ export class AgentFlowEnrichment implements FlowEnrichment {
     return this.#agent.opts.fqdn?.namesOf(ip)?.map((n) => (n.endsWith('.') ? n.slice(0, -1) : n));
   }
 
-  serviceByAddress(_ip: string, _port: number): undefined {
-    return undefined;
+  /** A service frontend, or a backend of one: the datapath reports the translated address. */
+  serviceByAddress(ip: string, port: number): { name: string; namespace: string } | undefined {
+    return this.#agent.serviceOfAddress(ip, port);
   }
 
   interfaceName(ifindex: number): string | undefined {

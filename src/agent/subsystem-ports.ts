@@ -2,6 +2,7 @@
 // into it; the datapath owns realized state (pinned BPF maps) and can dump it, so a restarted
 // agent writes only the differences. A datapath that cannot open reports itself Disabled with
 // the reason (unavailable-ports.ts) and the agent keeps serving everything else.
+import type { LbDiff, RealizedLb } from '../lb/lb-table.js';
 import type { MapStateDiff, PolicyEntry, PolicyKey } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
 
@@ -37,6 +38,16 @@ export interface DatapathPort {
   dumpIpcache(): Promise<IpcacheEntry[]>;
   dumpCt(): Promise<unknown[]>;
   onEvent(listener: (event: unknown) => void): () => void;
+  /**
+   * Service load balancing: NodePort on the device holding nodeIp, socket LB for the node's own
+   * processes, the node's address for NodePort SNAT. Returns a line for `membrane status`.
+   */
+  enableServices(o: { nodeIp: string; maglevTableSize: number }): Promise<string>;
+  /** Writes exactly these LB changes. */
+  applyLb(diff: LbDiff, maglevTableSize: number): Promise<void>;
+  dumpLb(): Promise<RealizedLb>;
+  /** A frontend's Maglev table (cell -> backend ID), undefined when it has none. */
+  lbMaglevTable(id: number): Promise<number[] | undefined>;
   /** Events the datapath could not hand over (ring buffer full), counted since its maps were made. */
   lostEvents(): number;
   /** Attaches the underlay program (L7 redirects of traffic from other nodes) to this device. */

@@ -1,5 +1,6 @@
 // The stand-in for a datapath that is not part of the build or failed to open: it says so in
 // `membrane status` instead of pretending to enforce anything.
+import type { LbDiff, RealizedLb } from '../lb/lb-table.js';
 import type { MapStateDiff } from '../policy/map-state-types.js';
 import type { Endpoint, SubsystemHealth } from './api-types.js';
 import type { DatapathPort, IpcacheChange, IpcacheEntry, RealizedPolicyEntry } from './subsystem-ports.js';
@@ -27,6 +28,16 @@ export class NullDatapath implements DatapathPort {
   }
   onEvent(_listener: (event: unknown) => void): () => void {
     return () => undefined;
+  }
+  async enableServices(_o: { nodeIp: string; maglevTableSize: number }): Promise<string> {
+    return `disabled: ${this.#reason}`;
+  }
+  async applyLb(_diff: LbDiff, _maglevTableSize: number): Promise<void> {}
+  async dumpLb(): Promise<RealizedLb> {
+    return { services: [], backends: [], revNat: [] };
+  }
+  async lbMaglevTable(_id: number): Promise<number[] | undefined> {
+    return undefined;
   }
   lostEvents(): number {
     return 0;

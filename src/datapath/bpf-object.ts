@@ -19,9 +19,29 @@ export const MAP_NAMES = [
   'mbr_config',
   'mbr_events',
   'mbr_proxy_socks',
+  'mbr_lb4_services',
+  'mbr_lb4_backends',
+  'mbr_lb4_reverse_nat',
+  'mbr_lb4_affinity',
+  'mbr_lb4_ct',
+  'mbr_lb4_reverse_sk',
+  'mbr_lb_config',
+  'mbr_lb4_maglev',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];
-export const PROGRAM_NAMES = ['mbr_from_pod', 'mbr_to_pod', 'mbr_from_net', 'mbr_proxy_lookup', 'mbr_pass'] as const;
+export const PROGRAM_NAMES = [
+  'mbr_from_pod',
+  'mbr_to_pod',
+  'mbr_from_net',
+  'mbr_proxy_lookup',
+  'mbr_pass',
+  'mbr_from_netdev',
+  'mbr_to_netdev',
+  'mbr_sock4_connect',
+  'mbr_sock4_sendmsg',
+  'mbr_sock4_recvmsg',
+  'mbr_sock4_getpeername',
+] as const;
 export type ProgramName = (typeof PROGRAM_NAMES)[number];
 
 /** Sizes used only when the maps are first created (pinned maps keep theirs). */

@@ -51,6 +51,8 @@ import {
 import { EndpointPolicy, type RealizedEntry, type StagedPolicy, u32Key } from './endpoint-policy.js';
 import { type EventListener, EventRing } from './event-ring.js';
 import { ipv4ToNetworkU32 } from './layout.js';
+import { attachNetdev, attachSocketLb } from './lb-attach.js';
+import { LbRealizer } from './lb-realizer.js';
 import { type AuthKey, encodeAuthKey, encodeAuthValue } from './maps/auth-map.js';
 import { encodeConfig, TraceLevel } from './maps/config-map.js';
 import type { CtEntry, CtKey } from './maps/ct-map.js';
@@ -99,6 +101,8 @@ export class Datapath {
   #localDelivery: boolean;
   /** Where legacy-tc endpoints are (their filters are not pinned objects). */
   #legacyAt = new Map<number, TcLocation>();
+  /** The service load balancer's maps (lb-realizer.ts). */
+  readonly lb: LbRealizer;
 
   private constructor(pinDir: string, maps: Map<MapName, BpfMap>, progs: Map<ProgramName, number>, o: DatapathOptions) {
     this.pinDir = pinDir;
@@ -113,6 +117,7 @@ export class Datapath {
       this.#health,
     );
     this.#ring = new EventRing(() => this.map('mbr_events').fd, o.drainIntervalMs ?? 5);
+    this.lb = new LbRealizer((name) => this.map(name));
   }
 
   /** Mounts bpffs if needed, then loads the object (reusing pinned maps) or re-opens the pins. */
@@ -191,14 +196,16 @@ export class Datapath {
    * Attaches mbr_from_net on tcx ingress of the node's underlay device (L7 ingress redirects of
    * traffic from other nodes, replies to the proxy's transparent upstream sockets; bpf/lib/proxy.h).
    * Pinned, so it outlives the agent: a restarted agent finds it attached (pins are this build's)
-   * and leaves it. tcx only.
+   * and leaves it. tcx only. Behind every program there ('last'): the NodePort program
+   * (mbr_from_netdev, attached 'first') has translated a NodePort packet to its backend already, so a
+   * local backend's ingress L7 policy redirects NodePort traffic as any other.
    */
   attachNetworkDevice(netnsPath: string, ifname: string): void {
     const n = nativeBpf();
     const pin = `${this.pinDir}/links/net-${ifname}-ingress`;
     if (existsSync(pin)) return;
     const link = sys(`attach mbr_from_net: tcx ingress on ${ifname}`, () =>
-      n.tcxAttach(this.programFd('mbr_from_net'), netnsPath, ifname, 'ingress'),
+      n.tcxAttach(this.programFd('mbr_from_net'), netnsPath, ifname, 'ingress', 'last'),
     );
     detachPinnedLink(pin);
     sys(`pin link ${pin}`, () => n.objPin(link.linkFd, pin));
@@ -418,6 +425,21 @@ export class Datapath {
   /** Deletes entries whose lifetime passed (LRU eviction covers pressure; this covers time). */
   ctGc(nowMonoSeconds: number = monotonicSeconds()): number {
     return collectCtGarbage(this.map('mbr_ct4'), nowMonoSeconds);
+  }
+
+  // ---- services: NodePort and socket-LB hooks (maps: this.lb) ----
+
+  /** mbr_from_netdev / mbr_to_netdev on the node's underlay device (NodePort), pinned tcx links. */
+  attachNetdev(ifname: string): void {
+    attachNetdev(this.pinDir, ifname, {
+      ingress: this.programFd('mbr_from_netdev'),
+      egress: this.programFd('mbr_to_netdev'),
+    });
+  }
+
+  /** The socket-LB programs on a cgroup v2 directory; they act only in the netns mbr_lb_config names. */
+  attachSocketLb(cgroupDir: string): void {
+    attachSocketLb(this.pinDir, cgroupDir, (p) => this.programFd(p as ProgramName));
   }
 
   // ---- events, metrics, status ----

@@ -70,6 +70,8 @@ export interface NativeBpf {
     netns: string,
     ifname: string,
     direction: 'ingress' | 'egress',
+    /** Where among the hook's programs: 'first' ahead of all, 'last' (as without one) behind all. */
+    position?: 'first' | 'last',
   ): {
     linkFd: number;
     ifindex: number;
@@ -87,6 +89,14 @@ export interface NativeBpf {
   ringDrain(handle: object): void;
   ringStats(handle: object): { delivered: number; batches: number };
   ringClose(handle: object): void;
+  /** A bpf_link of a cgroup sock_addr program; returns the link fd. */
+  cgroupAttach(
+    progFd: number,
+    cgroupDir: string,
+    attachType: 'connect4' | 'sendmsg4' | 'recvmsg4' | 'getpeername4',
+  ): number;
+  /** The calling thread's network namespace cookie (SO_NETNS_COOKIE). */
+  netnsCookie(): number;
   // The L7 proxy's sockets (native/src/proxy_sockets.c; typed for use in src/proxy/proxy-sockets.ts).
   tcpListen(netns: string, ip: string, port: number, backlog: number, transparent: boolean): number;
   tcpConnect(

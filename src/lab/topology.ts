@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { AgentClient } from '../agent/api-client.js';
 import { readManifestText } from '../cli/manifest-files.js';
 import { CniExecutor, type ConfList } from '../cni/cni-executor.js';
-import { namespaceKey } from '../store/cluster-resources.js';
+import { namespaceKey, serviceKey } from '../store/cluster-resources.js';
 import { inNetns, sh, shIdempotent } from './host-commands.js';
 import { ensureEtcdCluster, type LabStoreKind, labAgentStoreArgs, labStoreKind, openLabStore } from './lab-etcd.js';
 import {
@@ -90,7 +90,19 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   try {
     await store.txn({
       compare: [],
-      success: world.namespaces.map((ns) => ({ type: 'put', key: namespaceKey(ns.name), value: JSON.stringify(ns) })),
+      success: [
+        ...world.namespaces.map((ns) => ({
+          type: 'put' as const,
+          key: namespaceKey(ns.name),
+          value: JSON.stringify(ns),
+        })),
+        // The world's Services, stored as `membrane apply` stores them (ClusterService).
+        ...world.services.map((s) => ({
+          type: 'put' as const,
+          key: serviceKey(s.spec),
+          value: JSON.stringify({ namespace: s.spec.namespace, name: s.spec.name, source: s.source, doc: s.doc }),
+        })),
+      ],
     });
   } finally {
     await store.close();
@@ -358,9 +370,12 @@ function writeDnsFiles(lab: string, world: World, wired: readonly WiredPod[], dn
   for (const w of wired)
     lines.push(`${w.ip} ${w.p.name}.${w.p.namespace}.pod.cluster.local ${w.p.name}.${w.p.namespace}`);
   writeFileSync(join(labDir(lab), 'dns-hosts'), `${lines.join('\n')}\n`);
+  // Pods resolve through the kube-dns ClusterIP when the world defines it (load-balanced to the DNS pod).
+  const kubeDns = world.services.find((s) => s.spec.namespace === 'kube-system' && s.spec.name === 'kube-dns');
+  const resolver = kubeDns?.spec.clusterIP ?? dnsIp;
   writeFileSync(
     join(labDir(lab), 'resolv.conf'),
-    dnsIp ? `nameserver ${dnsIp}\nsearch pod.cluster.local\noptions timeout:1 attempts:2\n` : '',
+    dnsIp ? `nameserver ${resolver}\nsearch pod.cluster.local\noptions timeout:1 attempts:2\n` : '',
   );
 }
 

@@ -1,7 +1,9 @@
 // A lab world from Kubernetes manifests: Namespaces, Pods (labels, container ports, command,
-// args, env, optional nodeName) and one ConfigMap "membrane-lab-world" naming the hosts the
+// args, env, optional nodeName), v1 Services (through the one Service parser, lb/service.ts) and
+// one ConfigMap "membrane-lab-world" naming the hosts the
 // outside "world" host answers for. Pure: text in, World out. The text is read by the one manifest
 // reader (policy/manifest-reader.ts); errors name the file, the document (1-based) and the field.
+import { parseServiceObject, type ServiceSpec } from '../lb/service.js';
 import { readManifest } from '../policy/manifest-reader.js';
 import { showKey, showValue } from '../policy/policy-error.js';
 import { parsePolicyObject } from '../policy/policy-parser.js';
@@ -21,6 +23,8 @@ export interface WorldPod {
 export interface World {
   readonly namespaces: ReadonlyArray<{ name: string; labels: Readonly<Record<string, string>> }>;
   readonly pods: readonly WorldPod[];
+  /** Services with their documents as written (the lab stores the documents). */
+  readonly services: ReadonlyArray<{ spec: ServiceSpec; doc: Record<string, unknown>; source: string }>;
   /** DNS names the outside host answers for. */
   readonly externalHosts: readonly string[];
   /** `v1` Secrets (values for L7 headerMatches), read by the policy parser's Secret reader. */
@@ -41,6 +45,7 @@ const NAME = /^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/;
 export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>): World {
   const namespaces = new Map<string, Record<string, string>>();
   const pods: WorldPod[] = [];
+  const services: Array<{ spec: ServiceSpec; doc: Record<string, unknown>; source: string }> = [];
   const hosts: string[] = [];
   const secrets: Secret[] = [];
   for (const { file, text } of files) {
@@ -58,6 +63,9 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
         case 'Pod':
           pods.push(parsePod(d, at, name, labels, scalar(meta.namespace ?? 'default', at, 'metadata.namespace')));
           break;
+        case 'Service':
+          services.push({ spec: parseServiceObject(d, at), doc: d, source: file });
+          break;
         case 'ConfigMap': {
           if (name !== 'membrane-lab-world') throw new WorldError(at, 'metadata.name', 'membrane-lab-world', name);
           const data = stringMap(d.data, at, 'data');
@@ -69,7 +77,7 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
           secrets.push(...(parsePolicyObject(d, file, document).secrets ?? []));
           break;
         default:
-          throw new WorldError(at, 'kind', 'Namespace, Pod, ConfigMap or Secret', d.kind);
+          throw new WorldError(at, 'kind', 'Namespace, Pod, Service, ConfigMap or Secret', d.kind);
       }
     }
   }
@@ -85,6 +93,7 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
   return {
     namespaces: [...namespaces].map(([n, l]) => ({ name: n, labels: l })),
     pods,
+    services,
     externalHosts: hosts,
     secrets,
   };

@@ -28,6 +28,8 @@ export interface Pod {
   readonly nodeName?: string;
   /** The pod runs on another node: a peer for selectors, not an endpoint of this engine. */
   readonly remote?: boolean;
+  /** Being deleted (EndpointSlice `terminating`): services give it no new connections. */
+  readonly terminating?: boolean;
 }
 
 export interface Service {

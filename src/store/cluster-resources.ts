@@ -10,6 +10,7 @@
 //   membrane/state/identities/v1/value/<labels>/<node>        a node's hold on an identity (slave
 //                                                             key, its value the id), node lease
 //   membrane/state/nodes/v1/<name>                            ClusterNode, under the node's lease
+//   membrane/state/services/v1/<namespace>/<name>             ClusterService (the v1 Service YAML)
 //   membrane/state/podcidrs/v1/<cidr>                         the node a pod CIDR is allocated to
 //   membrane/state/operator/v1/<lock>                         operator locks (identity GC), lease
 //
@@ -25,6 +26,7 @@ export const POLICIES_PREFIX = `${STATE_PREFIX}policies/v1/`;
 export const IDENTITY_IDS_PREFIX = `${STATE_PREFIX}identities/v1/id/`;
 export const IDENTITY_VALUES_PREFIX = `${STATE_PREFIX}identities/v1/value/`;
 export const NODES_PREFIX = `${STATE_PREFIX}nodes/v1/`;
+export const SERVICES_PREFIX = `${STATE_PREFIX}services/v1/`;
 export const PODCIDRS_PREFIX = `${STATE_PREFIX}podcidrs/v1/`;
 export const OPERATOR_PREFIX = `${STATE_PREFIX}operator/v1/`;
 
@@ -54,6 +56,8 @@ export interface ClusterEndpoint {
   readonly podName: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly ports: readonly ClusterContainerPort[];
+  /** Being deleted: services give it no new connections while its existing ones drain. */
+  readonly terminating?: boolean;
 }
 
 export interface ClusterNode {
@@ -76,6 +80,14 @@ export interface ClusterPolicy {
   readonly doc: Readonly<Record<string, unknown>>;
 }
 
+/** A Service document as stored: the parsed YAML object and where it came from. */
+export interface ClusterService {
+  readonly namespace: string;
+  readonly name: string;
+  readonly source: string;
+  readonly doc: Readonly<Record<string, unknown>>;
+}
+
 export interface IdentityRecord {
   readonly id: number;
   /** "source:key=value", sorted. */
@@ -92,6 +104,10 @@ export function endpointKey(node: string, id: number): string {
 
 export function policyKey(p: { kind: string; namespace: string; name: string }): string {
   return `${POLICIES_PREFIX}${p.kind}/${p.namespace}/${p.name}`;
+}
+
+export function serviceKey(s: { namespace: string; name: string }): string {
+  return `${SERVICES_PREFIX}${s.namespace}/${s.name}`;
 }
 
 export function nodeKey(name: string): string {

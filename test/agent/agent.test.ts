@@ -13,6 +13,7 @@ import type {
   IpcacheEntry,
   RealizedPolicyEntry,
 } from '../../src/agent/subsystem-ports.js';
+import type { LbBackend, LbDiff, LbServiceKey, LbServiceValue, RealizedLb } from '../../src/lb/lb-table.js';
 import { mapStateKey } from '../../src/policy/map-state.js';
 import type { MapStateDiff } from '../../src/policy/map-state-types.js';
 import { endpointKey, identityValuePrefix, namespaceKey, nodeKey } from '../../src/store/cluster-resources.js';
@@ -65,6 +66,34 @@ class MemoryDatapath implements DatapathPort {
   }
   async dumpCt(): Promise<unknown[]> {
     return [];
+  }
+  /** LB maps as key text -> value, and every LB write. */
+  readonly lbServices = new Map<string, [LbServiceKey, LbServiceValue]>();
+  readonly lbBackends = new Map<number, LbBackend>();
+  readonly lbRevNat = new Map<number, { address: string; port: number }>();
+  readonly lbMaglev = new Map<number, Uint32Array>();
+  lbWrites: LbDiff[] = [];
+  async enableServices(): Promise<string> {
+    return 'memory';
+  }
+  async applyLb(d: LbDiff): Promise<void> {
+    this.lbWrites.push(d);
+    const k = (x: LbServiceKey) => `${x.address}:${x.port}/${x.protocol}#${x.slot}`;
+    for (const [id, b] of d.backends.upserts) this.lbBackends.set(id, b);
+    for (const [id, f] of d.revNat.upserts) this.lbRevNat.set(id, { address: f.address, port: f.port });
+    for (const [id, t] of d.maglev.upserts) this.lbMaglev.set(id, t);
+    for (const [key, v] of d.services.upserts) this.lbServices.set(k(key), [key, v]);
+    for (const key of d.services.deletes) this.lbServices.delete(k(key));
+    for (const id of d.maglev.deletes) this.lbMaglev.delete(id);
+    for (const id of d.revNat.deletes) this.lbRevNat.delete(id);
+    for (const id of d.backends.deletes) this.lbBackends.delete(id);
+  }
+  async dumpLb(): Promise<RealizedLb> {
+    return { services: [...this.lbServices.values()], backends: [...this.lbBackends], revNat: [...this.lbRevNat] };
+  }
+  async lbMaglevTable(id: number): Promise<number[] | undefined> {
+    const t = this.lbMaglev.get(id);
+    return t && [...t];
   }
   onEvent(): () => void {
     return () => undefined;
@@ -136,6 +165,19 @@ function tcpIn(identity: number, port: number): string {
   return mapStateKey({ identity, direction: 'ingress', protocol: 6, port, portPrefixLen: 16 });
 }
 
+const WEB_SERVICE = {
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name: 'web', namespace: 'shop' },
+  spec: {
+    type: 'NodePort',
+    clusterIP: '10.96.0.50',
+    externalTrafficPolicy: 'Local',
+    selector: { app: 'web' },
+    ports: [{ port: 80, targetPort: 'http', nodePort: 30080 }],
+  },
+};
+
 const ALLOW_WEB_FROM_CLIENT = {
   apiVersion: 'cilium.io/v2',
   kind: 'CiliumNetworkPolicy',
@@ -155,6 +197,47 @@ function withPort(port: string): typeof ALLOW_WEB_FROM_CLIENT {
 }
 
 describe('Agent', () => {
+  it('load-balances a stored Service to its pods on every node, and a restart writes no LB entry', async (t) => {
+    const c = cluster(t);
+    const n1 = await c.node('n1', '172.30.0.11');
+    const n2 = await c.node('n2', '172.30.0.12');
+    await n1.agent.registerEndpoint(
+      reg('web-a', '10.201.1.10', { app: 'web' }, { ports: [{ name: 'http', containerPort: 8080, protocol: 6 }] }),
+    );
+    await n2.agent.registerEndpoint(
+      reg('web-b', '10.201.2.10', { app: 'web' }, { ports: [{ name: 'http', containerPort: 8080, protocol: 6 }] }),
+    );
+    const { revision } = await n1.agent.applyServices([WEB_SERVICE], 'web-service.yaml');
+    // With a deadline: the store's watch does not hold the event loop open by itself.
+    assert.ok(await n2.agent.waitRealizedFor(revision, 5000));
+    for (const { agent, dp } of [n1, n2]) {
+      const [clusterIp, nodePort] = agent.serviceList();
+      assert.deepEqual(clusterIp.backends.map((b) => `${b.address}:${b.port}`).sort(), [
+        '10.201.1.10:8080',
+        '10.201.2.10:8080',
+      ]);
+      assert.equal(nodePort.type, 'NodePort');
+      assert.equal(nodePort.frontend.address, agent.opts.nodeIp);
+      assert.equal(nodePort.backends.length, 1, 'externalTrafficPolicy Local: this node only');
+      assert.equal(dp.lbBackends.size, 2);
+      assert.equal(dp.lbServices.size, 2 + 1 + 1 + 1, 'two slots and a master, one slot and a master');
+    }
+    assert.deepEqual(n1.agent.serviceOfAddress('10.201.2.10', 8080), { namespace: 'shop', name: 'web' });
+    // Restart n1 on the same maps: the same IDs, nothing written.
+    await n1.agent.stop();
+    const writes = n1.dp.lbWrites.length;
+    const again = await c.node('n1', '172.30.0.11', n1.dp);
+    assert.ok(await again.agent.waitRealizedFor(revision, 5000));
+    assert.deepEqual(n1.dp.lbWrites.slice(writes), []);
+    await assert.rejects(
+      again.agent.applyServices([{ ...WEB_SERVICE, spec: { ...WEB_SERVICE.spec, type: 'Balanced' } }], 'bad.yaml'),
+      {
+        code: 'MBR_SERVICE_INVALID',
+        message: 'bad.yaml: document 1: spec.type: expected ClusterIP or NodePort, got "Balanced"',
+      },
+    );
+  });
+
   it('gives pods with the same labels one identity across nodes sharing the cluster store', async (t) => {
     const c = cluster(t);
     const n1 = await c.node('n1', '172.30.0.11');

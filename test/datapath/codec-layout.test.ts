@@ -25,6 +25,25 @@ import {
   IPCACHE_VALUE,
   parseIpv4Prefix,
 } from '../../src/datapath/maps/ipcache-map.js';
+import {
+  decodeLbBackend,
+  decodeLbKey,
+  decodeLbService,
+  encodeLbBackend,
+  encodeLbConfig,
+  encodeLbKey,
+  encodeLbService,
+  LB_CONFIG,
+  LB4_AFFINITY_KEY,
+  LB4_AFFINITY_VALUE,
+  LB4_BACKEND,
+  LB4_CT_ENTRY,
+  LB4_KEY,
+  LB4_REVERSE_NAT,
+  LB4_SERVICE,
+  LB4_SOCK_KEY,
+  LB4_SOCK_VALUE,
+} from '../../src/datapath/maps/lb-map.js';
 import { METRICS_VALUE } from '../../src/datapath/maps/metrics-map.js';
 import {
   decodePolicyEntry,
@@ -59,6 +78,16 @@ const LAYOUTS: StructLayout[] = [
   AUTH_KEY,
   AUTH_VALUE,
   EVENT,
+  LB4_KEY,
+  LB4_SERVICE,
+  LB4_BACKEND,
+  LB4_REVERSE_NAT,
+  LB4_AFFINITY_KEY,
+  LB4_AFFINITY_VALUE,
+  LB4_CT_ENTRY,
+  LB4_SOCK_KEY,
+  LB4_SOCK_VALUE,
+  LB_CONFIG,
 ];
 
 function btfStructs(): Map<string, BtfType> {
@@ -296,6 +325,41 @@ describe('datapath codecs agree with the C header', () => {
       hex: '010000000200000001000000',
     },
   ];
+  const lbKey = { address: '10.96.0.10', port: 53, slot: 2, protocol: 17 };
+  const lbService = {
+    backendId: 0,
+    count: 3,
+    revNatIndex: 7,
+    flags: 0x03,
+    algorithm: 2,
+    affinityTimeoutSeconds: 10800,
+  };
+  const lbBackend = { address: '10.201.1.2', port: 8080, protocol: 6, isTerminating: true };
+  GOLDEN.push(
+    {
+      name: 'lb4 key 10.96.0.10:53/UDP slot 2 (address and port network order, slot host order)',
+      bytes: () => encodeLbKey(lbKey),
+      hex: '0a60000a' + '0035' + '0200' + '11000000',
+      roundTrip: () => assert.deepEqual(decodeLbKey(encodeLbKey(lbKey)), lbKey),
+    },
+    {
+      name: 'lb4 master entry: 3 backends, service 7, NodePort+affinity, maglev, 3 h',
+      bytes: () => encodeLbService(lbService),
+      hex: '00000000' + '302a0000' + '0300' + '0700' + '0302' + '0000',
+      roundTrip: () => assert.deepEqual(decodeLbService(encodeLbService(lbService)), lbService),
+    },
+    {
+      name: 'lb4 backend 10.201.1.2:8080/TCP terminating',
+      bytes: () => encodeLbBackend(lbBackend),
+      hex: '0ac90102' + '1f90' + '06' + '01',
+      roundTrip: () => assert.deepEqual(decodeLbBackend(encodeLbBackend(lbBackend)), lbBackend),
+    },
+    {
+      name: 'lb config: netns cookie 4096, node 172.30.0.11, maglev 16381',
+      bytes: () => encodeLbConfig({ netnsCookie: 4096, nodeAddr: '172.30.0.11', maglevSize: 16381 }),
+      hex: '0010000000000000' + 'ac1e000b' + 'fd3f0000',
+    },
+  );
   for (const g of GOLDEN) {
     it(`encodes the golden bytes of ${g.name}`, () => {
       assert.equal(g.bytes().toString('hex'), g.hex);

@@ -8,6 +8,8 @@ import { TraceLevel } from '../../src/datapath/maps/config-map.js';
 import { CtFlags } from '../../src/datapath/maps/ct-map.js';
 import { EndpointFlags } from '../../src/datapath/maps/endpoint-map.js';
 import { IpcacheFlags } from '../../src/datapath/maps/ipcache-map.js';
+import { LbBackendFlags, LbCtFlags } from '../../src/datapath/maps/lb-map.js';
+import { LbAlgorithmCode, LbFlags } from '../../src/lb/lb-table.js';
 import { EventFlags } from '../../src/monitor/event-codec.js';
 
 const header = readFileSync(new URL('../../../bpf/include/membrane/maps.h', import.meta.url), 'utf8');
@@ -32,6 +34,10 @@ const TABLES: ReadonlyArray<readonly [string, Record<string, number>]> = [
   ['MBR_EP_F_', EndpointFlags],
   ['MBR_EVENT_F_', EventFlags],
   ['MBR_TRACE_', TraceLevel],
+  ['MBR_LB_F_', LbFlags],
+  ['MBR_LB_ALG_', LbAlgorithmCode],
+  ['MBR_LB_BACKEND_F_', LbBackendFlags],
+  ['MBR_LB_CT_F_', LbCtFlags],
 ];
 
 describe('maps.h constants', () => {

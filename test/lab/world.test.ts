@@ -8,8 +8,8 @@ const REPO = new URL('../../../', import.meta.url).pathname;
 const INVALID_WORLDS: ReadonlyArray<{ name: string; text: string; message: string }> = [
   {
     name: 'an unknown kind',
-    text: 'apiVersion: v1\nkind: Service\nmetadata: {name: web}\n',
-    message: 'w.yaml: document 1: kind: expected Namespace, Pod, ConfigMap or Secret, got "Service"',
+    text: 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n',
+    message: 'w.yaml: document 1: kind: expected Namespace, Pod, Service, ConfigMap or Secret, got "Deployment"',
   },
   {
     name: 'a pod name that is not a DNS label',
@@ -92,6 +92,33 @@ describe('parseWorld', () => {
       });
     });
   }
+
+  it("reads the demo world's Services through the Service parser, kube-dns included", () => {
+    const w = parseWorld([{ file: 'demo.yaml', text: readFileSync(`${REPO}lab/worlds/demo.yaml`, 'utf8') }]);
+    const dns = w.services.find((s) => s.spec.namespace === 'kube-system' && s.spec.name === 'kube-dns');
+    assert.equal(dns?.spec.clusterIP, '10.96.0.10');
+    assert.deepEqual(
+      dns?.spec.ports.map((p) => [p.port, p.protocol, p.targetPort]),
+      [
+        [53, 17, 'dns'],
+        [53, 6, 'dns-tcp'],
+      ],
+    );
+    assert.equal(w.services.find((s) => s.spec.name === 'kafka')?.spec.algorithm, 'maglev');
+    assert.throws(
+      () =>
+        parseWorld([
+          {
+            file: 'w.yaml',
+            text: 'apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {clusterIP: 10.96.0.1}\n',
+          },
+        ]),
+      {
+        code: 'MBR_SERVICE_INVALID',
+        message: 'w.yaml: document 1: spec.ports: expected a list of at least one port, got nothing',
+      },
+    );
+  });
 
   it('rejects two pods with one name in one namespace', () => {
     const pod = 'kind: Pod\nmetadata: {name: web, namespace: a}\nspec: {containers: [{name: a, command: [x]}]}\n';

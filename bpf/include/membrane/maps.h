@@ -218,4 +218,108 @@ struct mbr_event {
 	__u16 pad;
 };
 
+/* ---- Service load balancing (bpf/lib/lb.h; codecs in src/datapath/maps/lb-map.ts) ----------------
+ * Shaped like Cilium's lb4 maps. A service frontend (address, port, protocol) has a master entry
+ * (backend_slot 0: count, service ID, flags, algorithm, affinity timeout) and one entry per backend
+ * slot 1..count naming a backend ID. Only active backends have slots: a terminating backend keeps its
+ * mbr_lb4_backends entry (its connections drain) but takes no new connection. */
+struct mbr_lb4_key {
+	__u32 address;	    /* frontend address, network order */
+	__u16 dport;	    /* frontend port, network order */
+	__u16 backend_slot; /* 0: the master entry; 1..count: a backend slot */
+	__u8 proto;	    /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 pad[3];
+};
+
+#define MBR_LB_F_NODE_PORT 0x01 /* the frontend is a NodePort on this node's address */
+#define MBR_LB_F_AFFINITY 0x02 /* sessionAffinity: ClientIP */
+
+#define MBR_LB_ALG_RANDOM 1
+#define MBR_LB_ALG_MAGLEV 2
+
+struct mbr_lb4_service {
+	__u32 backend_id;	/* slot > 0: the backend; 0 in the master entry */
+	__u32 affinity_timeout; /* master: seconds (sessionAffinityConfig.clientIP.timeoutSeconds) */
+	__u16 count;		/* master: active backend slots */
+	__u16 rev_nat_index;	/* the service ID: mbr_lb4_reverse_nat and mbr_lb4_maglev key */
+	__u8 flags;		/* master: MBR_LB_F_* */
+	__u8 algorithm;		/* master: MBR_LB_ALG_* */
+	__u16 pad;
+};
+
+/* mbr_lb4_backends: hash, backend ID (host order u32) -> backend. */
+#define MBR_LB_BACKEND_F_TERMINATING 0x01
+struct mbr_lb4_backend {
+	__u32 address; /* network order */
+	__u16 port;    /* network order */
+	__u8 proto;
+	__u8 flags; /* MBR_LB_BACKEND_F_* */
+};
+
+/* mbr_lb4_reverse_nat: hash, service ID (host order u32) -> the frontend replies are rewritten to. */
+struct mbr_lb4_reverse_nat {
+	__u32 address; /* network order */
+	__u16 port;    /* network order */
+	__u16 pad;
+};
+
+/* mbr_lb4_affinity: LRU hash, (client, service ID) -> the backend and when it was last used. The
+ * client is its IPv4 address (per-packet LB) or its network namespace cookie (socket LB). */
+struct mbr_lb4_affinity_key {
+	__u64 client_id;
+	__u32 rev_nat_index;
+	__u8 netns_cookie; /* 1: client_id is a netns cookie */
+	__u8 pad[3];
+};
+
+struct mbr_lb4_affinity_value {
+	__u32 backend_id;
+	__u32 last_used; /* CLOCK_MONOTONIC seconds */
+};
+
+/*
+ * mbr_lb4_ct: LRU hash keyed by struct mbr_ct_key (here with ports in network order) as the client
+ * sees its flow (its own address and port first). Two entries per load-balanced flow: the forward
+ * one (remote = the frontend) names the backend the flow was given, so established connections
+ * never move while that backend exists; the reverse one (remote = the backend,
+ * MBR_LB_CT_F_REVERSE) names the service whose frontend replies are rewritten to. A NodePort flow
+ * to another node's backend is also source-translated to this node's address (MBR_LB_CT_F_SNAT):
+ * its reverse entry is keyed as this node sees the reply and holds the client's address and port.
+ */
+#define MBR_LB_CT_F_REVERSE 0x01
+#define MBR_LB_CT_F_SNAT 0x02
+struct mbr_lb4_ct_entry {
+	__u32 backend_id;
+	__u32 client_addr; /* SNAT: the client's address, network order; else 0 */
+	__u16 rev_nat_index;
+	__u16 client_port; /* SNAT: the client's port, network order */
+	__u8 flags;	   /* MBR_LB_CT_F_* */
+	__u8 pad[3];
+};
+
+/* mbr_lb4_reverse_sk: LRU hash, (socket cookie, backend) -> frontend, for socket LB's recvmsg4 and
+ * getpeername4 (the application sees the service address it connected to). */
+struct mbr_lb4_sock_key {
+	__u64 cookie;
+	__u32 address; /* backend, network order */
+	__u16 port;    /* backend, network order */
+	__u16 pad;
+};
+
+struct mbr_lb4_sock_value {
+	__u32 address; /* frontend, network order */
+	__u16 port;    /* frontend, network order */
+	__u16 rev_nat_index;
+};
+
+/* mbr_lb_config: array of one, written by src/datapath/lb-realizer.ts at open. */
+struct mbr_lb_config {
+	__u64 netns_cookie; /* the node's network namespace: socket LB acts only there (0: nowhere) */
+	__u32 node_addr;    /* the node's underlay address, network order: NodePort SNAT source */
+	__u32 maglev_size;  /* M, the size of every mbr_lb4_maglev table (a prime) */
+};
+
+/* mbr_lb4_maglev: hash of maps, service ID -> array of maglev_size backend IDs. */
+#define MBR_LB_MAGLEV_DEFAULT_SIZE 16381
+
 #endif /* MEMBRANE_MAPS_H */

@@ -1,9 +1,10 @@
-// `membrane apply -f` / `membrane delete -f`: load policy files into the running lab. All files
-// are read and validated first; any bad document rejects the whole request and the running
-// policy stays as it was.
+// `membrane apply -f` / `membrane delete -f`: load policy and `v1 Service` files into the running
+// lab. All files are read and validated first; any bad document rejects the whole request and the
+// running policy stays as it was. Services go to the agent's /v1/service, the rest to /v1/policy.
 import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { StoredPolicy } from '../../agent/api-types.js';
+import { isServiceDocument, parseServiceObject } from '../../lb/service.js';
 import type { ManifestDocument } from '../../policy/manifest-reader.js';
 import { parsePolicyObject } from '../../policy/policy-parser.js';
 import { addTargetOptions, resolveTargets } from '../agent-target.js';
@@ -26,13 +27,16 @@ export function registerApply(program: Command): void {
   ).action(async (o) => {
     const files = await readAndValidate(o.file);
     const [t] = resolveTargets(o);
-    const set = await t.client.put<{ revision: number }>('/v1/policy', {
-      docs: files.flatMap((f) => f.docs),
-      source: files.map((f) => f.file).join(','),
-    });
-    await waitEveryNode(o, set.revision);
+    const source = files.map((f) => f.file).join(',');
+    const { policies, services } = splitDocs(files);
+    let revision = 0;
+    if (services.length > 0)
+      revision = (await t.client.put<{ revision: number }>('/v1/service', { docs: services, source })).revision;
+    if (policies.length > 0 || services.length === 0)
+      revision = (await t.client.put<{ revision: number }>('/v1/policy', { docs: policies, source })).revision;
+    await waitEveryNode(o, revision);
     for (const f of files) for (const d of f.docs) process.stdout.write(`${describe(d)} applied\n`);
-    process.stdout.write(`Revision: ${set.revision}\n`);
+    process.stdout.write(`Revision: ${revision}\n`);
   });
   addTargetOptions(
     program
@@ -42,14 +46,25 @@ export function registerApply(program: Command): void {
   ).action(async (o) => {
     const files = readPolicyFiles(o.file);
     const [t] = resolveTargets(o);
-    const set = await t.client.delete<{ revision: number }>('/v1/policy', {
-      docs: files.flatMap((f) => f.docs),
-      source: files.map((f) => f.file).join(','),
-    });
-    await waitEveryNode(o, set.revision);
+    const source = files.map((f) => f.file).join(',');
+    const { policies, services } = splitDocs(files);
+    let revision = 0;
+    if (services.length > 0)
+      revision = (await t.client.delete<{ revision: number }>('/v1/service', { docs: services, source })).revision;
+    if (policies.length > 0 || services.length === 0)
+      revision = (await t.client.delete<{ revision: number }>('/v1/policy', { docs: policies, source })).revision;
+    await waitEveryNode(o, revision);
     for (const f of files) for (const d of f.docs) process.stdout.write(`${describe(d)} deleted\n`);
-    process.stdout.write(`Revision: ${set.revision}\n`);
+    process.stdout.write(`Revision: ${revision}\n`);
   });
+}
+
+function splitDocs(files: readonly PolicyFileDocs[]): {
+  policies: Record<string, unknown>[];
+  services: Record<string, unknown>[];
+} {
+  const all = files.flatMap((f) => f.docs);
+  return { policies: all.filter((d) => !isServiceDocument(d)), services: all.filter(isServiceDocument) };
 }
 
 /**
@@ -77,7 +92,9 @@ export async function readAndValidate(paths: readonly string[]): Promise<PolicyF
   const files = readPolicyFiles(paths);
   for (const f of files) {
     try {
-      for (const d of f.documents) parsePolicyObject(d.value, f.file, d.document);
+      for (const d of f.documents)
+        if (isServiceDocument(d.value)) parseServiceObject(d.value, `${f.file}: document ${d.document}`);
+        else parsePolicyObject(d.value, f.file, d.document);
     } catch (err) {
       throw new CliError((err as { code?: string }).code ?? 'MBR_POLICY_INVALID', (err as Error).message);
     }

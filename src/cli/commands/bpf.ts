@@ -21,6 +21,7 @@ import {
 import { decodePolicyEntry, decodePolicyKey, type PolicyMapValue } from '../../datapath/maps/policy-map.js';
 import type { PolicyKey } from '../../policy/map-state-types.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
+import { registerBpfLb } from './bpf-lb.js';
 
 interface MapOptions {
   instance: string;
@@ -102,6 +103,7 @@ export function registerBpf(program: Command): void {
       () => formatCtList(rows, now),
     );
   });
+  registerBpfLb(bpf, withMapOptions);
 }
 
 export interface PolicyRow {

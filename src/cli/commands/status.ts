@@ -43,11 +43,14 @@ export function formatStatus(s: AgentStatus, endpoints: readonly Endpoint[], ver
   out += row('Membrane', `Ok   ${s.version} (up since ${s.startedAt})`);
   out += row('Policy engine', health('policy'));
   out += row('Datapath', health('datapath'));
+  // Services are load-balanced in eBPF (ClusterIP, NodePort, socket LB): there is no kube-proxy.
+  const svc = sub('services');
+  if (svc) out += row('KubeProxyReplacement', `${svc.state === 'Disabled' ? 'False' : 'True'}   [${svc.message}]`);
   out += row('Reconciler', health('reconciler'));
   const r = s.reconciler;
   out += row(
     'Map writes',
-    `${r.policyEntriesWritten} policy entries, ${r.ipcacheEntriesWritten} ipcache entries from ${r.storeEvents} store events, ${r.failures} failures since start`,
+    `${r.policyEntriesWritten} policy entries, ${r.ipcacheEntriesWritten} ipcache entries, ${r.lbEntriesWritten ?? 0} LB entries from ${r.storeEvents} store events, ${r.failures} failures since start`,
   );
   if (s.proxy) out += row('Proxy Status', formatProxyStatus(s.proxy));
   out += row('IPAM', `IPv4: ${s.endpoints}/${size} allocated from ${s.podCIDR}`);
