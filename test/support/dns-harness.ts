@@ -22,6 +22,7 @@ import type {
 } from '../../src/agent/subsystem-ports.js';
 import type { FqdnSink } from '../../src/fqdn/fqdn-sink.js';
 import type { L7Record } from '../../src/hubble/flow/parser.js';
+import type { RealizedLb } from '../../src/lb/lb-table.js';
 import type { MapStateDiff } from '../../src/policy/map-state-types.js';
 import {
   type DnsDatagramContext,
@@ -69,6 +70,16 @@ export class MemoryDatapath implements DatapathPort {
   onEvent(): () => void {
     return () => undefined;
   }
+  async enableServices(): Promise<string> {
+    return 'memory';
+  }
+  async applyLb(): Promise<void> {}
+  async dumpLb(): Promise<RealizedLb> {
+    return { services: [], backends: [], revNat: [] };
+  }
+  async lbMaglevTable(): Promise<number[] | undefined> {
+    return undefined;
+  }
   lostEvents(): number {
     return 0;
   }
@@ -88,6 +99,10 @@ export function bpfPortWithoutAttach(pinDir: string): DatapathPort {
     dumpIpcache: () => p.dumpIpcache(),
     dumpCt: () => p.dumpCt(),
     onEvent: (l) => p.onEvent(l),
+    enableServices: (o) => p.enableServices(o),
+    applyLb: (d, m) => p.applyLb(d, m),
+    dumpLb: () => p.dumpLb(),
+    lbMaglevTable: (id) => p.lbMaglevTable(id),
     lostEvents: () => p.lostEvents(),
     close: () => p.close(),
   };
