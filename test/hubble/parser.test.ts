@@ -262,6 +262,7 @@ describe('flow parser', () => {
           ? { id: 5, identity: c.identity, namespace: 'alpha', podName: 'client', identityLabels: labels(c.identity) }
           : undefined,
       endpointByIfindex: () => undefined,
+      serviceOfAddress: () => undefined,
     } as unknown as Agent;
     const f = parseDatapathEvent(
       {
