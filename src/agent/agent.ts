@@ -18,7 +18,7 @@ import { RESERVED_IDENTITIES, reservedIdentityLabels } from '../identity/reserve
 import type { MapStateDiff, PolicyRef } from '../policy/map-state-types.js';
 import { PolicyEngine } from '../policy/policy-engine.js';
 import { parsePolicyObject, validatePolicyDocuments } from '../policy/policy-parser.js';
-import type { Namespace, Pod } from '../policy/world.js';
+import type { Namespace, Pod, Secret } from '../policy/world.js';
 import {
   type ClusterEndpoint,
   type ClusterNamespace,
@@ -106,6 +106,8 @@ export class Agent {
   #lease = 0;
   #policyErrors = new Map<string, string>();
   #docRefs = new Map<string, PolicyRef[]>();
+  /** `v1` Secrets from the store (policy documents of kind Secret), by key: for the node proxy. */
+  #secrets = new Map<string, readonly Secret[]>();
   /** Store keys the engine holds (no values: the engine has those), and each endpoint key's pod. */
   #keys = new Set<string>();
   #podOfKey = new Map<string, { namespace: string; name: string }>();
@@ -291,7 +293,7 @@ export class Agent {
     const listed = await this.opts.store.list(POLICIES_PREFIX);
     const policies = listed.items.flatMap((kv) => {
       const p = decodeValue<ClusterPolicy>(kv);
-      return p ? [{ ...p, revision: kv.modRevision }] : [];
+      return p ? [{ ...p, doc: redactSecretDoc(p.doc), revision: kv.modRevision }] : [];
     });
     // The last store revision that changed a policy, as this node has seen it (deletes too).
     return { revision: Math.max(this.#policyRevision, ...policies.map((p) => p.revision)), policies };
@@ -526,9 +528,12 @@ export class Agent {
     this.#policyErrors.delete(key);
     let next: ReturnType<typeof parsePolicyObject>['policies'] = [];
     const stored = value !== undefined ? decodeValue<ClusterPolicy>({ value }) : undefined;
+    this.#secrets.delete(key);
     if (stored) {
       try {
-        next = parsePolicyObject(stored.doc as Record<string, unknown>, stored.source).policies;
+        const parsed = parsePolicyObject(stored.doc as Record<string, unknown>, stored.source);
+        next = parsed.policies;
+        if (parsed.secrets?.length) this.#secrets.set(key, parsed.secrets);
       } catch (err) {
         // Validated before it was stored; a document another build wrote may still not parse.
         this.#policyErrors.set(key, `${stored.namespace}/${stored.name}: ${(err as Error).message}`);
@@ -599,6 +604,11 @@ export class Agent {
     this.#waiters = this.#waiters.filter((w) => w.revision > this.#realizedRevision);
     for (const w of ready) w.resolve();
     for (const l of this.#realizedListeners) l();
+  }
+
+  /** The Secrets in the store (their values: only the node proxy is given them, never a log or flow). */
+  secrets(): Secret[] {
+    return [...this.#secrets.values()].flat();
   }
 
   /** The node proxy's status source (run-agent wires it): shown by `membrane status`. */
@@ -801,6 +811,16 @@ function toClusterEndpoint(
     labels: reg.labels,
     ports: reg.ports ?? [],
   };
+}
+
+/** A Secret document as the API shows it: its entries' names, never their values. */
+function redactSecretDoc(doc: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  if (doc.kind !== 'Secret') return doc;
+  const out: Record<string, unknown> = { ...doc };
+  for (const f of ['data', 'stringData'])
+    if (typeof doc[f] === 'object' && doc[f] !== null)
+      out[f] = Object.fromEntries(Object.keys(doc[f] as object).map((k) => [k, '[redacted]']));
+  return out;
 }
 
 function toClusterPolicy(d: Record<string, unknown>, source: string): ClusterPolicy {

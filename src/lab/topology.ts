@@ -28,7 +28,7 @@ import type { LabNode, LabPod, LabState } from './lab-state.js';
 import { readLabState, writeLabState } from './lab-state.js';
 import { ensureLabUi, type LabUiOptions } from './lab-ui.js';
 import { isAlive, startPodProcess } from './pod-process.js';
-import { expandVars, parseWorld, type World, type WorldPod } from './world.js';
+import { expandVars, parseWorld, type World, type WorldPod, worldSecretPuts } from './world.js';
 
 export interface LabUpOptions {
   readonly lab: string;
@@ -90,7 +90,14 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
   try {
     await store.txn({
       compare: [],
-      success: world.namespaces.map((ns) => ({ type: 'put', key: namespaceKey(ns.name), value: JSON.stringify(ns) })),
+      success: [
+        ...world.namespaces.map((ns) => ({
+          type: 'put' as const,
+          key: namespaceKey(ns.name),
+          value: JSON.stringify(ns),
+        })),
+        ...worldSecretPuts(world),
+      ],
     });
   } finally {
     await store.close();

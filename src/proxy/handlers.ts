@@ -1,14 +1,21 @@
 // The one registry of L7 protocol handlers the node's proxy dispatches to, by the parser of the
 // redirect's rules: TCP handlers per connection, UDP servers (DNS) per proxy port. A protocol plugs
 // in with one line here.
+import { createHttpHandler } from './http/http-handler.js';
+import type { SecretSource } from './http/http-rules.js';
 import type { TcpL7Handler, UdpL7Server } from './l7-handler.js';
 import { pipeHandler, udpPipeServer } from './pipe-handler.js';
 
-export function builtinTcpHandlers(): TcpL7Handler[] {
+export interface BuiltinHandlerOptions {
+  /** The Secrets headerMatches compare against (the agent sends them over the rule channel). */
+  readonly secrets?: SecretSource;
+}
+
+export function builtinTcpHandlers(o: BuiltinHandlerOptions = {}): TcpL7Handler[] {
   return [
-    // src/proxy/http/ and src/proxy/kafka/ replace these lines with their handlers; until then
-    // connections a policy allows are piped unparsed (the L3/L4 verdict still holds).
-    pipeHandler('http'),
+    createHttpHandler({ secrets: o.secrets }),
+    // src/proxy/kafka/ replaces this line with its handler; until then connections a policy
+    // allows are piped unparsed (the L3/L4 verdict still holds).
     pipeHandler('kafka'),
   ];
 }

@@ -10,7 +10,9 @@ import { connect, type Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { L7Record } from '../hubble/flow/parser.js';
+import type { Secret } from '../policy/world.js';
 import { builtinTcpHandlers, builtinUdpServers } from './handlers.js';
+import { SecretValues } from './http/http-rules.js';
 import { L7Rules, type L7RulesUpdate } from './l7-rules.js';
 import { NodeProxy, type ProxyStats } from './node-proxy.js';
 import { encodeLine, lineReader } from './proxy-protocol.js';
@@ -76,14 +78,20 @@ async function primarySetup(o: ProxyRunOptions): Promise<void> {
 async function runWorker(o: ProxyRunOptions): Promise<void> {
   const rulesFile = join(o.stateDir, 'l7-rules.json');
   const rules = L7Rules.load(rulesFile);
-  const link = new AgentConnection(o.agentSocket, (u) => {
-    rules.apply(u);
-    rules.save(rulesFile);
-  });
+  // Secret values stay in memory: until the agent sends them, a rule that needs one fails closed.
+  const secrets = new SecretValues();
+  const link = new AgentConnection(
+    o.agentSocket,
+    (u) => {
+      rules.apply(u);
+      rules.save(rulesFile);
+    },
+    (s) => secrets.set(s),
+  );
   const proxy = await NodeProxy.start({
     pinDir: o.pinDir,
     rules,
-    handlers: builtinTcpHandlers(),
+    handlers: builtinTcpHandlers({ secrets }),
     udpServers: builtinUdpServers(),
     log: (rec) => link.record(rec),
   });
@@ -105,14 +113,16 @@ function untilSignal(): Promise<void> {
 class AgentConnection {
   #path: string;
   #onRules: (u: L7RulesUpdate) => void;
+  #onSecrets: (s: readonly Secret[]) => void;
   #socket: Socket | undefined;
   #pending: string[] = [];
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(path: string, onRules: (u: L7RulesUpdate) => void) {
+  constructor(path: string, onRules: (u: L7RulesUpdate) => void, onSecrets: (s: readonly Secret[]) => void) {
     this.#path = path;
     this.#onRules = onRules;
+    this.#onSecrets = onSecrets;
     this.#connect();
   }
 
@@ -151,6 +161,7 @@ class AgentConnection {
       lineReader(
         (m) => {
           if (m.t === 'rules' && typeof m.u === 'object' && m.u !== null) this.#onRules(m.u as L7RulesUpdate);
+          else if (m.t === 'secrets' && Array.isArray(m.s)) this.#onSecrets(m.s.filter(isSecret));
         },
         () => s.destroy(),
       ),
@@ -161,4 +172,17 @@ class AgentConnection {
       if (!this.#closed) this.#timer = setTimeout(() => this.#connect(), RECONNECT_MS);
     });
   }
+}
+
+function isSecret(v: unknown): v is Secret {
+  const s = v as Secret;
+  return (
+    typeof s === 'object' &&
+    s !== null &&
+    typeof s.namespace === 'string' &&
+    typeof s.name === 'string' &&
+    typeof s.data === 'object' &&
+    s.data !== null &&
+    Object.values(s.data).every((x) => typeof x === 'string')
+  );
 }
