@@ -12,6 +12,7 @@
 // It can die and restart without the datapath losing or changing anything.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { L7Record } from '../hubble/flow/parser.js';
 import { hostPrefix } from '../identity/cidr.js';
 import { formatLabel } from '../identity/labels.js';
 import { RESERVED_IDENTITIES, reservedIdentityLabels } from '../identity/reserved-identities.js';
@@ -46,6 +47,7 @@ import type {
   EndpointRegistration,
   IdentityRecord,
   PolicySet,
+  ProxyRedirect,
   ProxyStatus,
 } from './api-types.js';
 import { IdentityCache, labelSetOf } from './identity-cache.js';
@@ -120,6 +122,7 @@ export class Agent {
   readonly #pendingDelete = new Set<string>();
   #flushTimer: NodeJS.Timeout | undefined;
   #realizedListeners = new Set<() => void>();
+  #l7Listeners = new Set<(rec: L7Record) => void>();
   #proxy: { status(): ProxyStatus } | undefined;
 
   constructor(opts: AgentOptions) {
@@ -611,6 +614,22 @@ export class Agent {
     return [...this.#secrets.values()].flat();
   }
 
+  /** An access record of the node's proxy (run-agent passes each on): `membrane monitor` shows them. */
+  emitL7(rec: L7Record): void {
+    for (const l of this.#l7Listeners) l(rec);
+  }
+
+  onL7(listener: (rec: L7Record) => void): () => void {
+    this.#l7Listeners.add(listener);
+    return () => this.#l7Listeners.delete(listener);
+  }
+
+  /** The labels of an identity, "source:key=value" ([] when this node does not know it). */
+  identityLabels(id: number): string[] {
+    const set = reservedIdentityLabels(id) ?? this.identities.lookup(id);
+    return set ? set.labels.map(formatLabel) : [];
+  }
+
   /** The node proxy's status source (run-agent wires it): shown by `membrane status`. */
   attachProxy(source: { status(): ProxyStatus }): void {
     this.#proxy = source;
@@ -659,11 +678,21 @@ export class Agent {
   /** The endpoint as stored locally, with its policy status read from the engine (not stored). */
   #withPolicyStatus(ep: Endpoint): Endpoint {
     const s = this.engine.endpointPolicyStatus(ep.id);
+    const redirects = new Map<string, ProxyRedirect>();
+    for (const p of this.engine.l7Policies(ep.id))
+      redirects.set(`${p.direction}/${p.protocol}/${p.port}`, {
+        direction: p.direction,
+        port: p.port,
+        protocol: p.protocol,
+        parser: p.parser,
+        proxyPort: p.proxyPort,
+      });
     return {
       ...ep,
       policyEnabledIngress: s?.ingress.enforced ?? false,
       policyEnabledEgress: s?.egress.enforced ?? false,
       policyRevision: this.#realizedPolicyRevision,
+      ...(redirects.size > 0 ? { proxyRedirects: [...redirects.values()] } : {}),
     };
   }
 
