@@ -142,7 +142,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
       hconf,
       `global
   nbthread 1
-  maxconn 20000
+  maxconn 9000
 defaults
   mode http
   timeout connect 5s
@@ -156,7 +156,11 @@ backend b
   server s ${SERVER_IP}:81
 `,
     );
-    topo.spawnIn(topo.pod('s').netns, 'taskset', ['-c', '1', 'haproxy', '-f', hconf, '-db']);
+    const haproxy = topo.spawnIn(topo.pod('s').netns, 'taskset', ['-c', '1', 'haproxy', '-f', hconf, '-db']);
+    let haproxyErr = '';
+    haproxy.stderr?.on('data', (d) => {
+      haproxyErr += d;
+    });
     if (!args.includes('--no-sk-lookup')) dp.attachProxyLookup(topo.nodePath);
 
     // The proxy process with its rules on disk (no agent): the client's egress to port 80.
@@ -211,7 +215,7 @@ backend b
     while (Date.now() < deadline && !(ok(80) && ok(81) && ok(82))) spawnSync('sleep', ['0.2']);
     if (!ok(80) || !ok(81) || !ok(82))
       throw new Error(
-        `servers or proxy did not come up (81: ${ok(81)}, 82: ${ok(82)}, 80: ${ok(80)}; proxy: ${proxyErr})`,
+        `servers or proxy did not come up (81: ${ok(81)}, 82: ${ok(82)}, 80: ${ok(80)}; proxy: ${proxyErr}; haproxy: ${haproxyErr})`,
       );
     // The rule denies what it does not name: a DELETE is answered 403 by the proxy.
     const del = topo.run(topo.pod('c').netns, 'curl', ['-s', '-X', 'DELETE', `http://${SERVER_IP}:80/`]).out;
