@@ -2,9 +2,9 @@
 // stages (observe with none, the allow rules, the namespaces' default-deny policies, and the
 // cluster-wide zero-trust baseline last), runs the
 // same connections after each stage and prints what was forwarded and dropped (or denied at L7 by
-// the node's proxy) and which policy decided. After the allow rules an L7 stage shows the
-// checkout's GET allowed and its DELETE answered 403, and the L7 flows that record both. Leaves
-// the lab up for the user to explore.
+// the node's proxy) and which policy decided. Before the allow rules an L7 stage applies the
+// payment service's L7 policy on its own and shows the checkout's GET allowed and its DELETE
+// answered 403, and the L7 flows that record both. Leaves the lab up for the user to explore.
 import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -75,12 +75,21 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   say(`== 2/6 observe: no policy applied; ${probes.length} connections between the demo pods`);
   await runStage('observe');
 
-  say(`== 3/6 allow rules: ${allows.length} policies from ${dir}`);
+  const l7Docs = allows.filter((d) => d.file === L7_STAGE_FILE);
+  if (l7Docs.length > 0) {
+    say(`== 3/6 L7: ${l7Docs.map((d) => describeDoc(d.doc)).join(', ')} on its own (${L7_STAGE_FILE})`);
+    await applyDocs(lab, l7Docs);
+    await l7Stage(lab, state, say);
+  }
+
+  say(`== 4/6 allow rules: ${allows.length} policies from ${dir}`);
   for (const d of allows) say(`   apply ${d.file}: ${describeDoc(d.doc)}`);
   await applyDocs(lab, allows);
+  if (l7Docs.length > 0)
+    say(
+      '   note: rules of every policy selecting a port are OR-ed: where an L3/L4-only rule allows the same peer on an L7 port (08 next to 09), every request passes, as in Cilium',
+    );
   await runStage('allow rules');
-
-  await l7Stage(lab, state, say);
 
   say(`== 5/6 namespace default-deny: ${nsDenies.map((d) => describeDoc(d.doc)).join(', ')}`);
   for (const d of nsDenies.filter((x) => hasOnlyEmptySections(x.doc)))
@@ -116,16 +125,18 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   say(`Take it down with: bin/membrane lab down${l}`);
 }
 
+/** The seed file the L7 stage applies on its own. */
+const L7_STAGE_FILE = '09-cnp-payment-service-l7.yaml';
+
 /**
- * The L7 stage: with payments/payment-service-l7 applied (an allow rule), the checkout's GET of a
- * payment reaches the service and its DELETE is answered `403` by the node's proxy; the L7 flows
- * of both, as `membrane observe` prints them from the relay.
+ * The L7 stage: with payments/payment-service-l7 applied, the checkout's GET of a payment reaches
+ * the service and its DELETE is answered `403` by the node's proxy; the L7 flows of both, as
+ * `membrane observe` prints them from the relay.
  */
 async function l7Stage(lab: string, state: Parameters<typeof runProbes>[0], say: (s?: string) => void): Promise<void> {
   const path = `/api/v1/payments/demo-${Date.now() % 100_000}`;
   const from = 'checkout/checkout-service';
   const to = 'payments/payment-service';
-  say(`== 4/6 L7: HTTP rules of payments/payment-service-l7 enforced by the node's proxy`);
   const results = await runProbes(state, [
     { from, to, port: 8080, kind: 'http', path },
     { from, to, port: 8080, kind: 'http', path, method: 'DELETE' },
@@ -154,7 +165,11 @@ async function l7Stage(lab: string, state: Parameters<typeof runProbes>[0], say:
   let flows = '';
   for (;;) {
     try {
-      flows = execFileSync(process.execPath, argv, { encoding: 'utf8', timeout: 10_000 });
+      flows = execFileSync(process.execPath, argv, {
+        encoding: 'utf8',
+        timeout: 10_000,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
     } catch (err) {
       flows = String((err as { stdout?: string }).stdout ?? '');
     }
