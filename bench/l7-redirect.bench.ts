@@ -228,6 +228,8 @@ backend b
           `${port}: ${topo.run(topo.pod('c').netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{time_connect} %{time_starttransfer} %{time_total}\\n', `http://${SERVER_IP}:${port}/`]).out}`,
         );
     if (args.includes('--no-tw')) topo.run(topo.node, 'sysctl', ['-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
+    // Lets the client's connect() reuse its own TIME_WAIT tuples (diagnosis of the churn drop).
+    if (args.includes('--client-tw-reuse')) topo.run(topo.pod('c').netns, 'sysctl', ['-qw', 'net.ipv4.tcp_tw_reuse=1']);
     if (args.includes('--diag')) {
       const proxyTicks = () => {
         let sum = 0;
@@ -264,6 +266,16 @@ backend b
           states.set(st, (states.get(st) ?? 0) + 1);
         }
         process.stderr.write(`node sockets ${JSON.stringify(Object.fromEntries(states))}\n`);
+        for (const pod of ['c', 's'] as const) {
+          const ps = new Map<string, number>();
+          for (const l of topo.run(topo.pod(pod).netns, 'ss', ['-tanH']).out.split('\n').filter(Boolean)) {
+            const st = l.split(/\s+/)[0];
+            ps.set(st, (ps.get(st) ?? 0) + 1);
+          }
+          process.stderr.write(
+            `${pod === 'c' ? 'client' : 'server'} pod sockets ${JSON.stringify(Object.fromEntries(ps))}\n`,
+          );
+        }
         const cl = topo.run(topo.pod('c').netns, 'nstat', [
           '-a',
           'TcpExtTCPSynRetrans',
