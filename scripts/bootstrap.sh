@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool linux-libc-dev make g++ python3
   iproute2 iptables nftables curl bind9-dnsutils dnsmasq nginx-light socat netcat-openbsd
-  iperf3 wrk containernetworking-plugins iputils-ping procps prometheus etcd-server openssl
+  iperf3 wrk containernetworking-plugins knot-dnsutils dnsperf iputils-ping procps prometheus etcd-server openssl
+  librdkafka-dev kcat
   nghttp2-client haproxy
   chromium fonts-dejavu-core
 )

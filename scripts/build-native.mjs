@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Builds the parts that are not TypeScript: the BPF objects (bpf/Makefile, clang) and the
-// N-API addon (native/binding.gyp, node-gyp against the machine's Node headers in /usr).
+// Builds the parts that are not TypeScript: the BPF objects (bpf/Makefile, clang), the lab's Kafka
+// broker (lab/kafka/Makefile, librdkafka) and the N-API addon (native/binding.gyp, node-gyp
+// against the machine's Node headers in /usr).
 // Each step runs only when its directory exists, and is incremental.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,6 +18,8 @@ function step(what, cmd, args, cwd) {
 }
 
 if (existsSync(join(root, 'bpf/Makefile'))) step('BPF objects', 'make', ['-s', '-C', 'bpf'], root);
+if (existsSync(join(root, 'lab/kafka/Makefile')))
+  step('lab Kafka broker (librdkafka mock cluster)', 'make', ['-s', '-C', 'lab/kafka'], root);
 if (existsSync(join(root, 'native/binding.gyp'))) {
   const gyp = join(root, 'node_modules/node-gyp/bin/node-gyp.js');
   const configured = existsSync(join(root, 'native/build/Makefile'));

@@ -50,6 +50,7 @@ import type {
   ProxyRedirect,
   ProxyStatus,
 } from './api-types.js';
+import type { FqdnManager } from './fqdn-manager.js';
 import { IdentityCache, labelSetOf } from './identity-cache.js';
 import { diffIpcache, diffPolicy, ipv4Change, mergeDiffs } from './map-reconcilers.js';
 import type { PipelineTrace } from './pipeline-trace.js';
@@ -67,6 +68,8 @@ export interface AgentOptions {
   readonly trace?: PipelineTrace;
   /** The node key's lease: other nodes forget this node this long after the agent stops. */
   readonly nodeLeaseTtlSeconds?: number;
+  /** toFQDNs state: its names are in the engine before the first map write. */
+  readonly fqdn?: FqdnManager;
   /** The cluster pool the pod CIDR is a block of (default: the pod CIDR itself, one block). */
   readonly podCidrPool?: PodCidrPool;
   /** Identity GC (Cilium's operator): how often to look and how long an unheld id is kept. */
@@ -176,6 +179,10 @@ export class Agent {
     await this.#load(listed.items);
     this.#realizedRevision = listed.revision;
     this.#realizedPolicyRevision = this.#policyRevision;
+    // FQDN IPs learned before the restart stay in the ipcache: the engine gets them before the
+    // first comparison with the pinned maps.
+    for (const [name, ips] of this.opts.fqdn?.selectedNames(this.engine.fqdnSelectors()) ?? [])
+      this.engine.updateFqdn(name, ips);
     await this.#realizeByDiff('start');
     for (const ep of alive) await this.opts.datapath.attachEndpoint(ep);
     this.#watch = store.watch(STATE_PREFIX, listed.revision, {
@@ -361,6 +368,7 @@ export class Agent {
               message: `${this.engine.policyRefs().length} policies, ${this.engine.identityList().length} identities selected against`,
             },
         this.opts.datapath.health(),
+        ...(this.opts.fqdn ? [this.opts.fqdn.health()] : []),
         ok
           ? {
               name: 'reconciler',
@@ -389,6 +397,28 @@ export class Agent {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * toFQDNs (from the DNS proxy through fqdn-manager.ts): each name's current IPs into the
+   * engine, its diffs into the ipcache and policy maps, in the pipeline's order. Resolves once
+   * the maps hold them.
+   */
+  applyFqdnNames(names: ReadonlyMap<string, readonly string[]>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#enqueue(async () => {
+        try {
+          if (this.#stopped) return resolve();
+          const diffs: MapStateDiff[] = [];
+          for (const [name, ips] of names) diffs.push(...this.engine.updateFqdn(name, ips));
+          await this.#write(this.#realizedRevision, diffs, ipv4Change(this.engine.takeIpcacheDiff()));
+          resolve();
+        } catch (err) {
+          reject(err as Error);
+          throw err;
+        }
+      });
+    });
   }
 
   // ---- the pipeline ----

@@ -4,6 +4,7 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname } from 'node:path';
 import { DatapathError } from '../datapath/datapath-error.js';
+import { FQDN_MAX_LENGTH, FQDN_PATTERN_SHAPE } from '../policy/fqdn-pattern.js';
 import { PolicyEngineError } from '../policy/policy-engine.js';
 import { PolicyError } from '../policy/policy-error.js';
 import { tracePolicy } from '../policy/policy-trace.js';
@@ -94,6 +95,15 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     if (method === 'DELETE') return send(res, 200, await agent.deletePolicies(b.docs, b.source));
   }
 
+  if (path === '/v1/fqdn/cache' || path === '/v1/fqdn/names') {
+    const fqdn = agent.opts.fqdn;
+    if (!fqdn) throw new AgentError('MBR_FQDN_DISABLED', `node ${agent.opts.node} runs no FQDN cache`, 503);
+    if (method === 'GET' && path === '/v1/fqdn/names') return send(res, 200, fqdn.names());
+    const filter = fqdnFilter(q('endpoint'), q('matchpattern'));
+    if (method === 'GET') return send(res, 200, fqdn.list(filter));
+    if (method === 'DELETE') return send(res, 200, { cleaned: await fqdn.clean(filter) });
+  }
+
   const bpfPolicy = /^\/v1\/bpf\/policy\/(\d+)$/.exec(path);
   if (method === 'GET' && bpfPolicy) return send(res, 200, await agent.opts.datapath.dumpPolicy(Number(bpfPolicy[1])));
   if (method === 'GET' && path === '/v1/bpf/ipcache') return send(res, 200, await agent.opts.datapath.dumpIpcache());
@@ -116,6 +126,18 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     return;
   }
   throw notFound(`no route ${method} ${path}`);
+}
+
+/** `?endpoint=ID&matchpattern=PATTERN` of the fqdn cache routes, validated. */
+function fqdnFilter(endpoint: string, matchPattern: string): { endpointId?: number; matchPattern?: string } {
+  if (endpoint !== '' && !/^\d+$/.test(endpoint))
+    throw new AgentError('MBR_BAD_REQUEST', `endpoint: expected an endpoint ID, got "${endpoint}"`, 400);
+  if (matchPattern !== '' && (matchPattern.length > FQDN_MAX_LENGTH || !FQDN_PATTERN_SHAPE.test(matchPattern)))
+    throw new AgentError('MBR_BAD_REQUEST', `matchpattern: expected a DNS pattern, got "${matchPattern}"`, 400);
+  return {
+    ...(endpoint !== '' ? { endpointId: Number(endpoint) } : {}),
+    ...(matchPattern !== '' ? { matchPattern } : {}),
+  };
 }
 
 /** The HTTP status and body of an error: typed errors keep their code, anything else is a 500. */

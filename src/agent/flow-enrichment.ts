@@ -53,9 +53,10 @@ export class AgentFlowEnrichment implements FlowEnrichment {
     return labels && this.#formatted(labels);
   }
 
-  namesByIp(_ip: string): readonly string[] | undefined {
-    // No DNS proxy yet: the FQDN cache is empty.
-    return undefined;
+  /** The names the DNS proxy learned the IP for (destination_names / source_names), from the FQDN cache. */
+  namesByIp(ip: string): readonly string[] | undefined {
+    // Hubble prints these names without the trailing dot (and --to-fqdn compares them so).
+    return this.#agent.opts.fqdn?.namesOf(ip)?.map((n) => (n.endsWith('.') ? n.slice(0, -1) : n));
   }
 
   serviceByAddress(_ip: string, _port: number): undefined {

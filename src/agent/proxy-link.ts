@@ -6,6 +6,7 @@
 // counters (for `membrane status`).
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { answerFqdnMessage } from '../fqdn/fqdn-sink-link.js';
 import type { L7Record } from '../hubble/flow/parser.js';
 import type { Secret } from '../policy/world.js';
 import { type L7Redirect, type L7RulesUpdate, redirectKey, redirectsOf, rulesDiff } from '../proxy/l7-rules.js';
@@ -88,6 +89,10 @@ export class ProxyLink {
         (m) => {
           if (m.t === 'record' && typeof m.r === 'object' && m.r !== null) onRecord(m.r as L7Record);
           else if (m.t === 'stats' && typeof m.s === 'object' && m.s !== null) w.stats = m.s as ProxyStats;
+          else if (m.t === 'fqdn' && this.#agent.opts.fqdn)
+            void answerFqdnMessage(this.#agent.opts.fqdn, m, (ack) => {
+              if (!socket.destroyed) socket.write(encodeLine(ack));
+            });
         },
         () => socket.destroy(),
       ),

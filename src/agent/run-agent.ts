@@ -13,6 +13,7 @@ import { openClusterStore, type StoreSpec } from '../store/open-store.js';
 import { Agent, type AgentOptions } from './agent.js';
 import { serveAgentApi } from './api-server.js';
 import { AgentFlowEnrichment } from './flow-enrichment.js';
+import { createAgentFqdn } from './fqdn-manager.js';
 import { pipelineTraceFromEnv } from './pipeline-trace.js';
 import { loadDatapathPort } from './port-loader.js';
 import { ProxyLink } from './proxy-link.js';
@@ -48,7 +49,11 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   mkdirSync(o.stateDir, { recursive: true });
   const store = await openClusterStore(o.store);
   const datapath = await loadDatapathPort({ lab: o.lab, node: o.node, pinDir: o.bpffs });
+  // toFQDNs: the FQDN cache, persisted next to the endpoints; the DNS proxy's FqdnSink.
+  let self: Agent | undefined;
+  const fqdn = createAgentFqdn({ stateDir: o.stateDir, dumpCt: () => datapath.dumpCt(), owner: () => self });
   const agent = new Agent({
+    fqdn,
     lab: o.lab,
     node: o.node,
     stateDir: o.stateDir,
@@ -59,6 +64,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     trace: pipelineTraceFromEnv(),
     ...o.cluster,
   });
+  self = agent;
   // The node's flow pipeline, built the one way tests build it too: datapath events become
   // flows (enriched from the agent) in a ring, served by the Observer API on a unix socket next
   // to the agent's, counted by the metrics endpoint and written by the exporter. Peers are every
@@ -88,6 +94,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
     await hubble.stop();
     throw err;
   }
+  fqdn.start();
   // The node's L7 proxy: its rules and access records over proxy.sock, the process kept running
   // (and adopted across agent restarts), the underlay program for redirects from other nodes.
   const proxyLink = await ProxyLink.serve(agent, proxySocket(o.socket), (rec) => {
@@ -140,6 +147,7 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   stopLost();
   offEvents();
   await hubble.stop();
+  await fqdn.stop();
   await agent.stop();
   await store.close();
   rmSync(o.socket, { force: true });

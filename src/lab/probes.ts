@@ -1,27 +1,33 @@
-// Probes: one connection attempt between lab peers with a real client (curl, dig, nc), classified
-// by what arrived: "forwarded" when the server's bytes came back, "dropped" when nothing did
-// within the timeout (a policy drop sends no RST), "denied" when the node's L7 proxy answered an
-// HTTP request with its `403` (Cilium's `Access denied`), "refused"/"error" otherwise.
+// Probes: one connection attempt between lab peers with a real client (curl, dig, nc, kcat),
+// classified by what arrived: "forwarded" when the server's bytes came back, "dropped" when nothing
+// did within the timeout (a policy drop sends no RST) or the L7 proxy refused a Kafka request (its
+// authorization error), "denied" when the node's L7 proxy answered an HTTP request with its `403`
+// (Cilium's `Access denied`), "refused"/"error" otherwise.
 import { execFile } from 'node:child_process';
 import { ACCESS_DENIED_BODY } from '../proxy/http/http-handler.js';
 import { labDir, netnsPath } from './lab-paths.js';
 import type { LabState } from './lab-state.js';
 import { podArgv } from './pod-process.js';
 
-export type ProbeKind = 'http' | 'dns' | 'tcp';
+export type ProbeKind = 'http' | 'dns' | 'tcp' | 'kafka';
 export type Outcome = 'forwarded' | 'dropped' | 'denied' | 'refused' | 'error';
 
 export interface Probe {
   /** "NS/POD", "node:NAME" (the node itself, identity host) or "world" (the outside host). */
   readonly from: string;
-  /** "NS/POD" or "world" (by IP); for dns, the DNS pod. */
+  /**
+   * "NS/POD", "world" (by IP) or "name:DNS-NAME" (the outside host by a name it answers for,
+   * resolved in the pod: through the lab DNS, and the DNS proxy when a policy sends it there);
+   * for dns, the DNS pod.
+   */
   readonly to: string;
   readonly port: number;
   readonly kind: ProbeKind;
-  /** http: method and path; dns: the name to resolve. */
+  /** http: method and path; dns: the name to resolve; kafka: the topic produced to. */
   readonly method?: string;
   readonly path?: string;
   readonly name?: string;
+  readonly topic?: string;
 }
 
 export interface ProbeResult {
@@ -35,14 +41,23 @@ export interface ProbeResult {
 }
 
 export const PROBE_TIMEOUT_S = 2;
+/** What a kafka probe produces (one message). */
+const KAFKA_PROBE_MESSAGE = 'probe';
 
 export function describeProbe(p: Probe): string {
-  const what = p.kind === 'http' ? `${p.method ?? 'GET'} ${p.path ?? '/'}` : p.kind === 'dns' ? `dns ${p.name}` : 'tcp';
+  const what =
+    p.kind === 'http'
+      ? `${p.method ?? 'GET'} ${p.path ?? '/'}`
+      : p.kind === 'dns'
+        ? `dns ${p.name}`
+        : p.kind === 'kafka'
+          ? `kafka produce ${p.topic}`
+          : 'tcp';
   return `${p.from} -> ${p.to}:${p.port} (${what})`;
 }
 
 export function peerIp(state: LabState, peer: string): string {
-  if (peer === 'world') return state.world.ip;
+  if (peer === 'world' || peer.startsWith('name:')) return state.world.ip;
   if (peer.startsWith('node:')) {
     const n = state.nodes.find((x) => x.name === peer.slice(5));
     if (!n) throw new Error(`probe: no node ${peer.slice(5)} in lab ${state.lab}`);
@@ -57,7 +72,7 @@ export function peerIp(state: LabState, peer: string): string {
 export async function runProbe(state: LabState, p: Probe): Promise<ProbeResult> {
   const srcIp = peerIp(state, p.from);
   const dstIp = peerIp(state, p.to);
-  const argv = clientArgv(p, dstIp);
+  const argv = clientArgv(p, p.to.startsWith('name:') ? p.to.slice(5) : dstIp);
   const wrapped = podArgv(netnsPath(fromNetns(state, p.from)), `${labDir(state.lab)}/resolv.conf`, argv);
   const r = await run(wrapped, (PROBE_TIMEOUT_S + 3) * 1000);
   const base = { probe: p, srcIp, dstIp };
@@ -71,6 +86,8 @@ export async function runProbe(state: LabState, p: Probe): Promise<ProbeResult> 
     }
     if (r.code === 28) return { ...base, outcome: 'dropped', bytes: 0, detail: `no answer in ${PROBE_TIMEOUT_S} s` };
     if (r.code === 7) return { ...base, outcome: 'refused', bytes: 0, detail: 'connection refused' };
+    // The name did not resolve (the DNS proxy refused it): no connection was made.
+    if (r.code === 6) return { ...base, outcome: 'dropped', bytes: 0, detail: 'name not resolved' };
     return { ...base, outcome: 'error', bytes: 0, detail: `curl exit ${r.code}: ${r.stderr.trim()}` };
   }
   if (p.kind === 'dns') {
@@ -78,6 +95,14 @@ export async function runProbe(state: LabState, p: Probe): Promise<ProbeResult> 
     if (r.code === 0 && answer !== '') return { ...base, outcome: 'forwarded', bytes: answer.length, detail: answer };
     if (r.code === 9) return { ...base, outcome: 'dropped', bytes: 0, detail: `no answer in ${PROBE_TIMEOUT_S} s` };
     return { ...base, outcome: 'error', bytes: 0, detail: `dig exit ${r.code}: ${(r.stderr || r.stdout).trim()}` };
+  }
+  if (p.kind === 'kafka') {
+    // kcat exits 0 once the broker acknowledged the message.
+    if (r.code === 0) return { ...base, outcome: 'forwarded', bytes: KAFKA_PROBE_MESSAGE.length, detail: 'produced' };
+    if (/authorization failed/i.test(r.stderr))
+      return { ...base, outcome: 'dropped', bytes: 0, detail: 'Kafka: Topic authorization failed' };
+    if (/refused/i.test(r.stderr)) return { ...base, outcome: 'refused', bytes: 0, detail: 'connection refused' };
+    return { ...base, outcome: 'dropped', bytes: 0, detail: `not delivered in ${PROBE_TIMEOUT_S} s` };
   }
   if (r.stdout.length > 0)
     return { ...base, outcome: 'forwarded', bytes: r.stdout.length, detail: r.stdout.split('\n')[0] };
@@ -125,6 +150,11 @@ function clientArgv(p: Probe, dstIp: string): string[] {
       return ['dig', '+short', `+time=${t}`, '+tries=1', '-p', String(p.port), `@${dstIp}`, p.name ?? 'kubernetes'];
     case 'tcp':
       return ['sh', '-c', `echo ping | nc -w ${t} -q 1 ${dstIp} ${p.port}`];
+    case 'kafka': {
+      const ms = PROBE_TIMEOUT_S * 1000;
+      const kcat = `kcat -b ${dstIp}:${p.port} -P -t ${p.topic ?? 'probe'} -m ${t} -X message.timeout.ms=${ms}`;
+      return ['sh', '-c', `echo ${KAFKA_PROBE_MESSAGE} | ${kcat}`];
+    }
   }
 }
 

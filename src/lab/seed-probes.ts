@@ -1,8 +1,8 @@
 // For each seed policy file, connections in the demo world that it must allow and must deny when
 // applied on its own. The tests assert them on real traffic; the demo runs them stage by stage.
-// Why each one holds is in the comment beside it. HTTP requests an L7 rule refuses are `l7Denied`:
-// the node's proxy answers them `403` and the server never sees them (toFQDNs allows nothing until
-// the DNS proxy learns names).
+// Why each one holds is in the comment beside it. Kafka rules are enforced per request by the node
+// proxy's Kafka handler; HTTP requests an L7 rule refuses are `l7Denied`: the node's proxy answers
+// them `403` and the server never sees them; toFQDNs allows what the DNS proxy learned.
 import type { Probe } from './probes.js';
 
 export interface SeedCase {
@@ -21,7 +21,8 @@ const http = (from: string, to: string, port = 8080, path = '/', method?: string
   path,
   ...(method ? { method } : {}),
 });
-const tcp = (from: string, to: string, port: number): Probe => ({ from, to, port, kind: 'tcp' });
+/** A produce of one message to the lab's broker (default/kafka:9092). */
+const kafka = (from: string, topic: string): Probe => ({ from, to: 'default/kafka', port: 9092, kind: 'kafka', topic });
 const dns = (from: string, name: string): Probe => ({ from, to: 'kube-system/coredns', port: 53, kind: 'dns', name });
 
 export const SEED_CASES: readonly SeedCase[] = [
@@ -60,8 +61,9 @@ export const SEED_CASES: readonly SeedCase[] = [
   },
   {
     file: '06-cnp-kafka-egress-orders.yaml',
-    allowed: [tcp('production/order-client', 'default/kafka', 9092)],
-    denied: [http('production/order-client', 'production/backend')],
+    allowed: [kafka('production/order-client', 'orders')],
+    // The produce role names topic "orders" only: the L7 proxy refuses another topic.
+    denied: [http('production/order-client', 'production/backend'), kafka('production/order-client', 'payment-events')],
   },
   {
     file: '07-cnp-allow-specific-api-headers.yaml',
@@ -90,13 +92,15 @@ export const SEED_CASES: readonly SeedCase[] = [
   },
   {
     file: '10-cnp-kafka-order-processor.yaml',
-    allowed: [tcp('default/order-processor', 'default/kafka', 9092)],
-    denied: [tcp('production/order-client', 'default/kafka', 9092)],
+    // order-processor may produce orders.processed (and consume orders.created); the L7 proxy
+    // refuses its produce to payment-events; order-client is not selected at all.
+    allowed: [kafka('default/order-processor', 'orders.processed')],
+    denied: [kafka('default/order-processor', 'payment-events'), kafka('production/order-client', 'orders.processed')],
   },
   {
     file: '11-cnp-payment-service-egress.yaml',
     allowed: [dns('payments/payment-service', 'api.stripe.com')],
-    denied: [tcp('payments/payment-service', 'default/kafka', 9092)],
+    denied: [kafka('payments/payment-service', 'payment-events')],
   },
   {
     file: '12-ccnp-zero-trust-baseline.yaml',
@@ -109,7 +113,7 @@ export const SEED_CASES: readonly SeedCase[] = [
     file: '13-cnp-mutual-auth.yaml',
     // Ingress from world needs authentication that never happens in the lab: dropped. The pod's
     // egress is not policed by this policy.
-    allowed: [tcp('default/payment-service', 'default/kafka', 9092)],
+    allowed: [kafka('default/payment-service', 'payment-events')],
     denied: [http('world', 'default/payment-service')],
   },
   {
@@ -121,8 +125,14 @@ export const SEED_CASES: readonly SeedCase[] = [
     file: '15-cnp-shop.yaml',
     // The file's `default-deny` has empty ingress and egress lists, which in Cilium apply in
     // neither direction; backend's egress is enforced by egress-stripe (DNS + toFQDNs only).
-    allowed: [dns('shop/backend', 'api.stripe.com'), http('shop/frontend', 'shop/backend', 8080, '/api/v1/items')],
-    denied: [tcp('shop/backend', 'default/kafka', 9092)],
+    // By name on 443: api.stripe.com resolves through the DNS proxy, which puts its address in
+    // the ipcache before the answer, so the connection is allowed; api.github.com is refused.
+    allowed: [
+      dns('shop/backend', 'api.stripe.com'),
+      http('shop/frontend', 'shop/backend', 8080, '/api/v1/items'),
+      http('shop/backend', 'name:api.stripe.com', 443),
+    ],
+    denied: [kafka('shop/backend', 'orders'), http('shop/backend', 'name:api.github.com', 443)],
     l7Denied: [
       http('shop/frontend', 'shop/backend', 8080, '/api/v1/items', 'DELETE'),
       http('shop/frontend', 'shop/backend', 8080, '/'),

@@ -16,6 +16,7 @@
 //   engine.removeFile(file)           // removes every policy the file carried
 //   engine.upsertPolicy(policy) / removePolicy(ref)
 //   engine.updateFqdn(name, ips)      // DNS proxy: the current IPs of a name (local identities)
+//   engine.fqdnSelectors()            // every toFQDNs selector of the current policies
 //   engine.endpointMapState(epId)     // MapState to program (a live view, not a snapshot); lookupMapState()
 //   engine.endpointPolicyStatus(epId) // per-direction enforcement + which policies default-deny
 //   engine.l7Policies(epId)           // L7 rules per (direction, port, protocol, remote ids)
@@ -385,6 +386,15 @@ export class PolicyEngine {
     }
     for (const t of before) if (!after.has(t)) this.releaseCidr(hostPrefix(t.split('/')[0])!);
     return this.flush();
+  }
+
+  /** Every toFQDNs selector of the current policies (what the DNS proxy's answers are learned for). */
+  fqdnSelectors(): Array<{ matchName?: string; matchPattern?: string }> {
+    const keys = new Set<string>();
+    for (const p of this.policies.values()) for (const k of p.selKeys) if (k.startsWith('f:')) keys.add(k);
+    return [...keys]
+      .sort()
+      .map((k) => (k.startsWith('f:n:') ? { matchName: k.slice(4) } : { matchPattern: k.slice(4) }));
   }
 
   // ---- reading the state ----

@@ -43,7 +43,7 @@ export interface L7ConnectionContext {
 
 /** A TCP protocol handler: takes over the client socket for the life of the connection. */
 export interface TcpL7Handler {
-  readonly parser: 'http' | 'kafka';
+  readonly parser: 'http' | 'kafka' | 'dns';
   handle(client: Socket, ctx: L7ConnectionContext): void;
 }
 

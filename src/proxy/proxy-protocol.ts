@@ -4,6 +4,7 @@
 // (they become L7 flows) and its counters. The Secrets headerMatches compare against travel on the
 // same channel (the whole set the node's rules name, each time it changes); the proxy keeps them in
 // memory only. A line that does not parse is dropped, never thrown.
+import type { FqdnAckMessage, FqdnObserveMessage } from '../fqdn/fqdn-sink-link.js';
 import type { L7Record } from '../hubble/flow/parser.js';
 import type { Secret } from '../policy/world.js';
 import type { L7RulesUpdate } from './l7-rules.js';
@@ -11,10 +12,13 @@ import type { ProxyStats } from './node-proxy.js';
 
 export type AgentToProxy =
   | { readonly t: 'rules'; readonly u: L7RulesUpdate }
-  | { readonly t: 'secrets'; readonly s: readonly Secret[] };
+  | { readonly t: 'secrets'; readonly s: readonly Secret[] }
+  | FqdnAckMessage;
 export type ProxyToAgent =
   | { readonly t: 'record'; readonly r: L7Record }
-  | { readonly t: 'stats'; readonly pid: number; readonly s: ProxyStats };
+  | { readonly t: 'stats'; readonly pid: number; readonly s: ProxyStats }
+  // The DNS proxy's answers for the FQDN cache, each acked once the ipcache holds its addresses.
+  | FqdnObserveMessage;
 
 /** At most this many bytes in one line: a longer one is a broken peer. */
 export const MAX_LINE = 64 * 1024 * 1024;

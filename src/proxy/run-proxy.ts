@@ -9,8 +9,10 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { type FqdnAckMessage, LinkedFqdnSink } from '../fqdn/fqdn-sink-link.js';
 import type { L7Record } from '../hubble/flow/parser.js';
 import type { Secret } from '../policy/world.js';
+import { DnsProxy } from './dns/dns-proxy.js';
 import { builtinTcpHandlers, builtinUdpServers } from './handlers.js';
 import { SecretValues } from './http/http-rules.js';
 import { L7Rules, type L7RulesUpdate } from './l7-rules.js';
@@ -88,11 +90,14 @@ async function runWorker(o: ProxyRunOptions): Promise<void> {
     },
     (s) => secrets.set(s),
   );
+  // The DNS proxy: each answer's names and addresses go to the agent (the ipcache owner) over
+  // the same connection; the answer is released on the agent's ack or after response-max-delay.
+  const dns = new DnsProxy({ sink: link.fqdnSink });
   const proxy = await NodeProxy.start({
     pinDir: o.pinDir,
     rules,
-    handlers: builtinTcpHandlers({ secrets }),
-    udpServers: builtinUdpServers(),
+    handlers: builtinTcpHandlers({ dns, secrets }),
+    udpServers: builtinUdpServers(dns),
     log: (rec) => link.record(rec),
   });
   const timer = setInterval(() => link.stats(proxy.stats()), STATS_INTERVAL_MS);
@@ -118,6 +123,13 @@ class AgentConnection {
   #pending: string[] = [];
   #closed = false;
   #timer: NodeJS.Timeout | undefined;
+  /** The FqdnSink over this connection (fails at once while the agent is away). */
+  readonly fqdnSink = new LinkedFqdnSink((m) => {
+    const s = this.#socket;
+    if (!s || s.connecting || s.destroyed) return false;
+    s.write(encodeLine(m));
+    return true;
+  });
 
   constructor(path: string, onRules: (u: L7RulesUpdate) => void, onSecrets: (s: readonly Secret[]) => void) {
     this.#path = path;
@@ -162,6 +174,7 @@ class AgentConnection {
         (m) => {
           if (m.t === 'rules' && typeof m.u === 'object' && m.u !== null) this.#onRules(m.u as L7RulesUpdate);
           else if (m.t === 'secrets' && Array.isArray(m.s)) this.#onSecrets(m.s.filter(isSecret));
+          else if (m.t === 'fqdn-ack' && typeof m.id === 'number') this.fqdnSink.onAck(m as unknown as FqdnAckMessage);
         },
         () => s.destroy(),
       ),
@@ -169,6 +182,7 @@ class AgentConnection {
     s.on('error', () => undefined);
     s.on('close', () => {
       if (this.#socket === s) this.#socket = undefined;
+      this.fqdnSink.disconnected();
       if (!this.#closed) this.#timer = setTimeout(() => this.#connect(), RECONNECT_MS);
     });
   }

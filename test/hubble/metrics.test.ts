@@ -1,6 +1,7 @@
 // Metrics fed with the sample flows, scraped over HTTP and checked by value.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { Flow } from '../../src/hubble/flow/flow.js';
 import { HubbleMetrics } from '../../src/hubble/metrics/hubble-metrics.js';
 import { parseMetricSpec, splitMetricOptions } from '../../src/hubble/metrics/metric-options.js';
 import { MetricsServer } from '../../src/hubble/metrics/metrics-server.js';
@@ -113,7 +114,7 @@ describe('hubble metrics over HTTP', () => {
   const BAD: [string, string][] = [
     [
       'dnss',
-      'metrics option "dnss": expected a metric name (flow, drop, tcp, port-distribution, icmp, dns, http, httpV2, policy, flows-to-world), got "dnss"',
+      'metrics option "dnss": expected a metric name (flow, drop, tcp, port-distribution, icmp, dns, http, httpV2, kafka, policy, flows-to-world), got "dnss"',
     ],
     ['dns:queries', 'metrics option "dns:queries": expected an option of dns, got "queries"'],
     [
@@ -141,4 +142,39 @@ describe('hubble metrics over HTTP', () => {
   for (const [text, want] of SPLITS)
     it(`splits the --hubble-metrics value ${JSON.stringify(text)}`, () =>
       assert.deepEqual(splitMetricOptions(text), want));
+});
+
+describe('hubble kafka metric', () => {
+  it('counts Kafka requests by topic, API key, error code and reporter, and not responses', async () => {
+    const metrics = new HubbleMetrics(['kafka']);
+    const request = (topic: string, errorCode: number) =>
+      ({
+        Type: 2,
+        verdict: errorCode === 0 ? 1 : 2,
+        traffic_direction: 1,
+        l7: { type: 1, kafka: { topic, api_key: 'produce', api_version: 7, correlation_id: 3, error_code: errorCode } },
+      }) as Flow;
+    metrics.processFlow(request('orders', 0));
+    metrics.processFlow(request('orders', 0));
+    metrics.processFlow(request('payment-events', 29));
+    metrics.processFlow({
+      ...request('orders', 0),
+      l7: { type: 2, latency_ns: 2_000_000, kafka: { topic: 'orders' } },
+    });
+    const samples = parseExposition(await metrics.registry.metrics());
+    assert.equal(
+      samples.get('hubble_kafka_requests_total{topic="orders",api_key="produce",reporter="server",error_code="0"}'),
+      2,
+    );
+    assert.equal(
+      samples.get(
+        'hubble_kafka_requests_total{topic="payment-events",api_key="produce",reporter="server",error_code="29"}',
+      ),
+      1,
+    );
+    assert.equal(
+      samples.get('hubble_kafka_request_duration_seconds_count{topic="orders",api_key="produce",reporter="server"}'),
+      2,
+    );
+  });
 });

@@ -10,7 +10,7 @@ import { labDown } from '../../src/lab/teardown.js';
 export const REPO = new URL('../../../', import.meta.url).pathname.replace(/\/$/, '');
 export const MINI_WORLD = join(REPO, 'test/lab/worlds/mini.yaml');
 export const MEMBRANE = join(REPO, 'bin/membrane');
-export const LAB_TOOLS = ['ip', 'nsenter', 'unshare', 'curl', 'dnsmasq', 'ss', 'dig'];
+export const LAB_TOOLS = ['ip', 'nsenter', 'unshare', 'curl', 'dnsmasq', 'ss', 'dig', 'kcat'];
 
 export interface TestLab {
   readonly lab: string;

@@ -106,7 +106,7 @@ describe('membrane lab', () => {
       };
       assert.deepEqual(
         st.subsystems.map((x) => `${x.name}=${x.state}`),
-        ['store=Ok', 'endpoints=Ok', 'policy=Ok', 'datapath=Ok', 'reconciler=Ok'],
+        ['store=Ok', 'endpoints=Ok', 'policy=Ok', 'datapath=Ok', 'fqdn=Ok', 'reconciler=Ok'],
       );
       const ids = JSON.parse(membrane(env, 'identity', 'list', '-o', 'json').out) as Array<{
         id: number;

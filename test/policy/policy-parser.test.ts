@@ -240,6 +240,38 @@ const INVALID: Array<{ name: string; yaml: string; message: string; code?: strin
       'case.yaml: document 1: spec.ingress[0].toPorts[0].rules.kafka[0]: expected either role or apiKey, got both',
   },
   {
+    name: 'a Kafka topic with a character Kafka refuses',
+    yaml: cnp({
+      endpointSelector: sel,
+      ingress: [
+        {
+          toPorts: [
+            { ports: [{ port: '9092', protocol: 'TCP' }], rules: { kafka: [{ role: 'consume', topic: 'a/b' }] } },
+          ],
+        },
+      ],
+    }),
+    message:
+      'case.yaml: document 1: spec.ingress[0].toPorts[0].rules.kafka[0].topic: expected a Kafka topic (letters, digits, ".", "_", "-", at most 255), got "a/b"',
+  },
+  {
+    name: 'a Kafka topic longer than 255 characters',
+    yaml: cnp({
+      endpointSelector: sel,
+      ingress: [
+        {
+          toPorts: [
+            {
+              ports: [{ port: '9092', protocol: 'TCP' }],
+              rules: { kafka: [{ role: 'produce', topic: 't'.repeat(256) }] },
+            },
+          ],
+        },
+      ],
+    }),
+    message: `case.yaml: document 1: spec.ingress[0].toPorts[0].rules.kafka[0].topic: expected a Kafka topic (letters, digits, ".", "_", "-", at most 255), got "${'t'.repeat(76)}...`,
+  },
+  {
     name: 'an L7 rule on a port range',
     yaml: cnp({
       endpointSelector: sel,

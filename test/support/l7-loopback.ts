@@ -1,17 +1,19 @@
-// A node proxy stand-in on loopback for HTTP handler tests and benchmarks: a plain `net` listener
+// A node proxy stand-in on loopback for L7 handler tests and benchmarks: a plain `net` listener
 // that builds an L7ConnectionContext for each connection and connects upstream directly (no
 // datapath redirect, no marks). Records go to an array; policies can change at any time.
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { L7Record } from '../../src/hubble/flow/parser.js';
 import type { PolicyRef } from '../../src/policy/map-state-types.js';
 import type { L7Policy } from '../../src/policy/policy-engine.js';
-import type { HttpRule } from '../../src/policy/policy-rule.js';
+import type { HttpRule, KafkaRule } from '../../src/policy/policy-rule.js';
 import type { L7ConnectionContext, TcpL7Handler } from '../../src/proxy/l7-handler.js';
 
 export interface LoopbackProxy {
   readonly port: number;
   readonly records: L7Record[];
   policies: readonly L7Policy[];
+  /** Where new connections go upstream; may be set after start (a server that must know the proxy's port first). */
+  upstreamPort: number;
   /** Upstream connections opened so far. */
   readonly upstreamConnects: number;
   close(): Promise<void>;
@@ -21,7 +23,7 @@ export async function startLoopbackProxy(
   handler: TcpL7Handler,
   upstreamPort: number,
   policies: readonly L7Policy[],
-  opts: { keepRecords?: boolean } = {},
+  opts: { keepRecords?: boolean; allowHalfOpen?: boolean } = {},
 ): Promise<LoopbackProxy> {
   const keep = opts.keepRecords ?? true;
   const sockets = new Set<Socket>();
@@ -30,6 +32,7 @@ export async function startLoopbackProxy(
     port: 0,
     records: [],
     policies,
+    upstreamPort,
     get upstreamConnects() {
       return connects;
     },
@@ -39,7 +42,8 @@ export async function startLoopbackProxy(
         server.close(() => resolve());
       }),
   };
-  const server: Server = createServer((client) => {
+  // allowHalfOpen as the node proxy's listeners: a client that shuts down its sending side gets its answers.
+  const server: Server = createServer({ allowHalfOpen: opts.allowHalfOpen ?? false }, (client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
     const ctx: L7ConnectionContext = {
@@ -47,7 +51,7 @@ export async function startLoopbackProxy(
         srcIp: client.remoteAddress ?? '127.0.0.1',
         srcPort: client.remotePort ?? 0,
         dstIp: '127.0.0.1',
-        dstPort: upstreamPort,
+        dstPort: state.upstreamPort,
       },
       endpointId: 1,
       direction: 'ingress',
@@ -57,7 +61,7 @@ export async function startLoopbackProxy(
       connectUpstream: () =>
         new Promise<Socket>((resolve, reject) => {
           connects++;
-          const up = connect(upstreamPort, '127.0.0.1');
+          const up = connect(state.upstreamPort, '127.0.0.1');
           sockets.add(up);
           up.on('close', () => sockets.delete(up));
           up.once('connect', () => resolve(up));
@@ -90,5 +94,22 @@ export function httpPolicy(http: readonly HttpRule[], opts: { allowAll?: boolean
     allowAll: opts.allowAll ?? false,
     http,
     derivedFrom: [opts.ref ?? REF],
+  };
+}
+
+/** An L7 policy on port 9092 ingress with these Kafka rules. */
+export function kafkaPolicy(kafka: readonly KafkaRule[], opts: { allowAll?: boolean; ref?: PolicyRef } = {}): L7Policy {
+  return {
+    endpointId: 1,
+    direction: 'ingress',
+    protocol: 6,
+    port: 9092,
+    portPrefixLen: 16,
+    proxyPort: 10003,
+    parser: 'kafka',
+    remoteIdentities: [0],
+    allowAll: opts.allowAll ?? false,
+    kafka,
+    derivedFrom: [opts.ref ?? { kind: 'CiliumNetworkPolicy', namespace: 'default', name: 'kafka-order-processor' }],
   };
 }

@@ -8,7 +8,7 @@ import { CliError, EXIT_USAGE } from '../errors.js';
 
 /** The metrics every agent serves unless `--hubble-metrics` says otherwise (docs/metrics.md). */
 export const DEFAULT_HUBBLE_METRICS =
-  'flow drop tcp port-distribution icmp dns:query;ignoreAAAA httpV2:sourceContext=pod;destinationContext=namespace|ip policy flows-to-world';
+  'flow drop tcp port-distribution icmp dns:query;ignoreAAAA httpV2:sourceContext=pod;destinationContext=namespace|ip kafka policy flows-to-world';
 
 export function registerAgent(program: Command): void {
   const group = program.command('agent').description('Run the node agent');

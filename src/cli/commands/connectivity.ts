@@ -63,9 +63,20 @@ async function runL7Checks(
   }
 }
 
-/** Asks the agent of the source's node (or any) for the policy verdict of a probe. */
+/**
+ * Asks for the policy verdict of a probe where each side is enforced: the egress half from the
+ * agent of the source pod's node, the ingress half from the agent of the destination pod's node
+ * (an agent holds map state for its own pods only).
+ */
 export function traceVia(state: LabState): (p: Probe) => Promise<TraceAnswer | undefined> {
-  const [t] = resolveTargets({ lab: state.lab });
+  const targets = resolveTargets({ lab: state.lab });
+  const byNode = new Map(targets.map((t) => [t.node, t.client]));
+  const nodeOf = (x: string) => {
+    const slash = x.indexOf('/');
+    if (slash < 0) return undefined;
+    return state.pods.find((q) => q.namespace === x.slice(0, slash) && q.name === x.slice(slash + 1))?.node;
+  };
+  const clientFor = (x: string) => byNode.get(nodeOf(x) ?? '') ?? targets[0]!.client;
   // The engine names pods NS/POD and everything else by IP.
   const peer = (x: string) => (x.includes('/') ? x : peerIp(state, x));
   return async (p) => {
@@ -79,7 +90,15 @@ export function traceVia(state: LabState): (p: Probe) => Promise<TraceAnswer | u
       protocol: p.kind === 'dns' ? 'UDP' : 'TCP',
     });
     try {
-      return await t.client.get<TraceAnswer>(`/v1/policy/trace?${q}`);
+      const src = clientFor(p.from);
+      const dst = clientFor(p.to);
+      const out = await src.get<TraceAnswer>(`/v1/policy/trace?${q}`);
+      if (dst === src) return out;
+      const inn = await dst.get<TraceAnswer>(`/v1/policy/trace?${q}`);
+      const egress = out.egress;
+      const ingress = inn.ingress;
+      const verdict = egress.verdict === 'ALLOWED' && ingress.verdict === 'ALLOWED' ? 'ALLOWED' : 'DENIED';
+      return { verdict, egress, ingress, policies: [...egress.policies, ...ingress.policies] };
     } catch {
       return undefined;
     }

@@ -226,9 +226,18 @@ function formatStage(results: readonly ProbeResult[], traces: ReadonlyArray<Trac
       describeProbe(r.probe),
       r.outcome === 'denied' ? 'DENIED (L7 403)' : r.outcome.toUpperCase(),
       String(r.bytes),
-      r.probe.from.startsWith('node:') ? 'host (allow-localhost)' : describeTrace(traces[i]),
+      r.probe.from.startsWith('node:') ? 'host (allow-localhost)' : describePolicy(r, traces[i]),
     ]),
   );
+}
+
+/** The trace's answer; a request the Kafka handler refused was allowed at L3/L4 and denied at L7. */
+function describePolicy(r: ProbeResult, t: TraceAnswer | undefined): string {
+  const traced = describeTrace(t);
+  if (r.probe.kind !== 'kafka' || !r.detail.startsWith('Kafka:') || t?.verdict === 'DENIED') return traced;
+  return traced.startsWith('allowed by')
+    ? traced.replace(/^allowed by/, 'L7 kafka denied by')
+    : 'L7 kafka denied: topic authorization failed';
 }
 
 /** A Cilium policy whose ingress/egress sections are all empty lists (`ingress: []`) enforces nothing. */

@@ -22,6 +22,7 @@ import { protocolName } from '../../policy/protocol-names.js';
 import { CliError, EXIT_USAGE } from '../errors.js';
 import { listManifestFiles, readManifestText } from '../manifest-files.js';
 import { registerPolicyGet } from './policy-get.js';
+import { registerPolicyLint } from './policy-lint.js';
 
 export function registerPolicy(program: Command): void {
   const group = program.command('policy').description('Validate, trace and show network policy');
@@ -55,6 +56,7 @@ export function registerPolicy(program: Command): void {
     .option('-o, --output <format>', 'output format: text, json or jsonl', 'text')
     .action((opts: TraceOptions) => runTrace(opts));
   registerPolicyGet(group);
+  registerPolicyLint(group);
 }
 
 // Private helpers.

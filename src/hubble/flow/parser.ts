@@ -10,6 +10,7 @@
 // Flows share sub-objects (endpoints, flag sets, ...): treat a flow as immutable; copy to change.
 import type { DatapathEvent, DropEvent, PolicyVerdictEvent, TraceEvent } from '../../monitor/event-types.js';
 import type { TrafficDirection as PolicyDirection, PolicyRef } from '../../policy/map-state-types.js';
+import { KAFKA_API_KEYS } from '../../policy/protocol-names.js';
 import type { EndpointInfo, FlowEnrichment, PolicyOutcome } from './enrichment.js';
 import {
   type DNS,
@@ -18,6 +19,7 @@ import {
   FlowType,
   type HTTP,
   IPVersion,
+  type Kafka,
   L7FlowType,
   type Layer4,
   MonitorEventType,
@@ -38,7 +40,7 @@ export interface FlowParserContext {
   uuid(): string;
 }
 
-/** An access record from the L7 proxy: one HTTP/DNS request or response it handled. */
+/** An access record from the L7 proxy: one HTTP/DNS/Kafka request or response it handled. */
 export interface L7Record {
   readonly time: Timestamp;
   readonly type: 'request' | 'response';
@@ -80,6 +82,15 @@ export interface L7Record {
     readonly rrtypes?: readonly string[];
     /** "proxy" for the DNS proxy. */
     readonly observationSource?: string;
+  };
+  readonly kafka?: {
+    readonly apiKey: number;
+    readonly apiVersion: number;
+    readonly correlationId: number;
+    /** The request's topics, comma-separated; absent for API keys without topics. */
+    readonly topic?: string;
+    /** A response's error code (29 TOPIC_AUTHORIZATION_FAILED on a denied request). */
+    readonly errorCode?: number;
   };
 }
 
@@ -154,6 +165,19 @@ export function parseL7Record(rec: L7Record, ctx: FlowParserContext): Flow {
     else if ((d.rcode ?? 0) !== 0)
       flow.Summary = `DNS Answer RCode: ${DNS_RCODE_NAMES[d.rcode ?? 0] ?? d.rcode} (Proxy ${d.query} ${qt})`;
     else flow.Summary = `DNS Answer "${(d.ips ?? []).join(',')}" TTL: ${d.ttl ?? 0} (Proxy ${d.query} ${qt})`;
+  } else if (rec.kafka !== undefined) {
+    const k = rec.kafka;
+    const kafka: Kafka = {
+      api_key: KAFKA_API_KEYS[k.apiKey] ?? String(k.apiKey),
+      api_version: k.apiVersion,
+      correlation_id: k.correlationId,
+    };
+    if (k.topic !== undefined && k.topic !== '') kafka.topic = k.topic;
+    if (k.errorCode !== undefined && k.errorCode !== 0) kafka.error_code = k.errorCode;
+    l7.kafka = kafka;
+    flow.Summary = isResponse
+      ? `Kafka response ${kafka.api_key} correlation id ${k.correlationId} topic '${k.topic ?? ''}' return code ${k.errorCode ?? 0}`
+      : `Kafka request ${kafka.api_key} correlation id ${k.correlationId} topic '${k.topic ?? ''}'`;
   }
   const remoteIdentity = rec.direction === 'ingress' ? rec.srcIdentity : rec.dstIdentity;
   const port = isResponse ? rec.srcPort : rec.dstPort;

@@ -179,6 +179,31 @@ export class HubbleMetrics {
           if (f.l7?.latency_ns) duration.observe(base, Number(f.l7.latency_ns) / 1e9);
         };
       }
+      case 'kafka': {
+        // As Hubble: requests only (a denied one carries its error code), by topic and API key.
+        const requests = counter(reg, 'hubble_kafka_requests_total', 'Count of Kafka requests', [
+          'topic',
+          'api_key',
+          'error_code',
+          'reporter',
+          ...names,
+        ]);
+        const duration = new Histogram({
+          name: 'hubble_kafka_request_duration_seconds',
+          help: 'Quantiles of Kafka request duration in seconds',
+          labelNames: ['topic', 'api_key', 'reporter', ...names],
+          buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+          registers: reg,
+        });
+        return (f) => {
+          const kafka = f.l7?.kafka;
+          if (kafka === undefined || f.l7?.type !== 1) return;
+          const reporter = f.traffic_direction === 2 ? 'client' : f.traffic_direction === 1 ? 'server' : 'unknown';
+          const base = with_(ctx.values(f), { topic: kafka.topic ?? '', api_key: kafka.api_key ?? '', reporter });
+          requests.inc({ ...base, error_code: String(kafka.error_code ?? 0) });
+          duration.observe(base, Number(f.l7.latency_ns ?? 0) / 1e9);
+        };
+      }
       case 'policy': {
         const c = counter(reg, 'hubble_policy_verdicts_total', 'Number of policy verdict events', [
           'direction',

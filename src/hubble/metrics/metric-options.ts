@@ -19,6 +19,7 @@ export const METRIC_NAMES = [
   'dns',
   'http',
   'httpV2',
+  'kafka',
   'policy',
   'flows-to-world',
 ] as const;
