@@ -1,11 +1,15 @@
 // L7 redirect benchmark: what handing a flow to the node proxy costs, against the same flow on the
-// kernel fast path, measured in pairs, interleaved (A,X then X,A) in one run. One node netns, a
-// client pod and a server pod (nginx, one worker); the Membrane datapath on both veths:
-//   A  port 81: allowed at L3/L4, no redirect
+// kernel fast path and through haproxy, measured in rounds, the order rotated each round, in one
+// run. One node netns, a client pod and a server pod (nginx, one worker); the Membrane datapath on
+// both veths:
+//   A  port 81: allowed at L3/L4, no redirect (direct to nginx)
+//   H  port 82: allowed at L3/L4, Debian's haproxy 2.6 in the server pod (nbthread 1, mode http,
+//      keep-alive both sides) in front of nginx:81
 //   X  port 80: an egress L7 entry: the client's flows go through `membrane proxy run` (its own
-//      process, one worker, the byte-pipe handler, rules from its state file)
-// Per phase: wrk keep-alive req/s (1 thread, 16 connections) and wrk 'Connection: close' conn/s;
-// and iperf3-free bulk: one 64 MiB transfer's throughput with curl.
+//      process, one worker, rules from its state file), whose HTTP handler decides every request
+//      against a path rule that allows it (GET /.*) and writes two access records
+// Per phase: wrk keep-alive req/s with p50/p99 (1 thread, 16 connections) and wrk
+// 'Connection: close' conn/s. nginx, haproxy and the proxy share CPU 1; wrk runs on CPU 0.
 // Usage (root): node dist/bench/l7-redirect.bench.js [--rounds R] [--secs S] [--out bench/results/l7-redirect.md]
 import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,10 +46,19 @@ function entry(port: number, proxyPort: number, direction: 'egress' | 'ingress',
 
 interface Sample {
   rps: number;
+  p50: number;
+  p99: number;
   cps: number;
 }
 
-async function wrk(topo: Topology, port: number, close: boolean): Promise<number> {
+/** wrk's latency figure ("812.00us", "1.20ms", "2.00s") in ms. */
+function ms(v: string | undefined): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v ?? '');
+  if (!m) return Number.NaN;
+  return Number(m[1]) * (m[2] === 'us' ? 0.001 : m[2] === 's' ? 1000 : 1);
+}
+
+async function wrk(topo: Topology, port: number, close: boolean): Promise<{ rps: number; p50: number; p99: number }> {
   const h = close ? ['-H', 'Connection: close'] : [];
   try {
     const { stdout } = await execFileAsync(
@@ -59,19 +72,25 @@ async function wrk(topo: Topology, port: number, close: boolean): Promise<number
         '-t1',
         '-c16',
         `-d${SECS}s`,
+        '--latency',
         ...h,
         `http://${SERVER_IP}:${port}/`,
       ],
       { timeout: (SECS + 20) * 1000 },
     );
-    return Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
+    return {
+      rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN),
+      p50: ms(/^\s+50%\s+(\S+)/m.exec(stdout)?.[1]),
+      p99: ms(/^\s+99%\s+(\S+)/m.exec(stdout)?.[1]),
+    };
   } catch {
-    return Number.NaN;
+    return { rps: Number.NaN, p50: Number.NaN, p99: Number.NaN };
   }
 }
 
 async function measure(topo: Topology, port: number): Promise<Sample> {
-  return { rps: await wrk(topo, port, false), cps: await wrk(topo, port, true) };
+  const ka = await wrk(topo, port, false);
+  return { ...ka, cps: (await wrk(topo, port, true)).rps };
 }
 
 const median = (xs: number[]) => {
@@ -93,7 +112,7 @@ async function main(): Promise<void> {
     dp.upsertIpcache(`${SERVER_IP}/32`, SERVER);
     dp.applyPolicy({
       endpointId: 1,
-      adds: [entry(80, 10002, 'egress', SERVER), entry(81, 0, 'egress', SERVER)],
+      adds: [entry(80, 10002, 'egress', SERVER), entry(81, 0, 'egress', SERVER), entry(82, 0, 'egress', SERVER)],
       deletes: [],
     });
     dp.applyPolicy({
@@ -118,6 +137,30 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
 `,
     );
     topo.spawnIn(topo.pod('s').netns, 'taskset', ['-c', '1', 'nginx', '-c', conf, '-p', `${state}/`]);
+    const hconf = join(state, 'haproxy.cfg');
+    writeFileSync(
+      hconf,
+      `global
+  nbthread 1
+  maxconn 9000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend f
+  bind ${SERVER_IP}:82
+  default_backend b
+backend b
+  server s ${SERVER_IP}:81
+`,
+    );
+    const haproxy = topo.spawnIn(topo.pod('s').netns, 'taskset', ['-c', '1', 'haproxy', '-f', hconf, '-db']);
+    let haproxyErr = '';
+    haproxy.stderr?.on('data', (d) => {
+      haproxyErr += d;
+    });
     if (!args.includes('--no-sk-lookup')) dp.attachProxyLookup(topo.nodePath);
 
     // The proxy process with its rules on disk (no agent): the client's egress to port 80.
@@ -130,8 +173,9 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
       proxyPort: 10002,
       parser: 'http',
       remoteIdentities: [SERVER],
-      allowAll: true,
-      derivedFrom: [],
+      allowAll: args.includes('--allow-all'),
+      http: [{ method: 'GET', path: '/.*' }],
+      derivedFrom: [{ kind: 'CiliumNetworkPolicy', namespace: 'default', name: 'bench' }],
     };
     const rules = new L7Rules();
     rules.apply({ full: true, set: redirectsOf([policy]), deleted: [] });
@@ -168,9 +212,15 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
     const deadline = Date.now() + 10_000;
     const ok = (port: number) =>
       topo.run(topo.pod('c').netns, 'curl', ['-s', '-m', '1', `http://${SERVER_IP}:${port}/`]).out.includes('ok');
-    while (Date.now() < deadline && !(ok(80) && ok(81))) spawnSync('sleep', ['0.2']);
-    if (!ok(80) || !ok(81))
-      throw new Error(`servers or proxy did not come up (81: ${ok(81)}, 80: ${ok(80)}; proxy: ${proxyErr})`);
+    while (Date.now() < deadline && !(ok(80) && ok(81) && ok(82))) spawnSync('sleep', ['0.2']);
+    if (!ok(80) || !ok(81) || !ok(82))
+      throw new Error(
+        `servers or proxy did not come up (81: ${ok(81)}, 82: ${ok(82)}, 80: ${ok(80)}; proxy: ${proxyErr}; haproxy: ${haproxyErr})`,
+      );
+    // The rule denies what it does not name: a DELETE is answered 403 by the proxy.
+    const del = topo.run(topo.pod('c').netns, 'curl', ['-s', '-X', 'DELETE', `http://${SERVER_IP}:80/`]).out;
+    if (!args.includes('--allow-all') && !del.startsWith('Access denied'))
+      throw new Error(`the proxy did not apply the HTTP rule (DELETE answered ${JSON.stringify(del)})`);
 
     if (args.includes('--timings'))
       for (const port of [81, 80, 81, 80])
@@ -178,6 +228,8 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
           `${port}: ${topo.run(topo.pod('c').netns, 'curl', ['-s', '-o', '/dev/null', '-w', '%{time_connect} %{time_starttransfer} %{time_total}\\n', `http://${SERVER_IP}:${port}/`]).out}`,
         );
     if (args.includes('--no-tw')) topo.run(topo.node, 'sysctl', ['-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
+    // Lets the client's connect() reuse its own TIME_WAIT tuples (diagnosis of the churn drop).
+    if (args.includes('--client-tw-reuse')) topo.run(topo.pod('c').netns, 'sysctl', ['-qw', 'net.ipv4.tcp_tw_reuse=1']);
     if (args.includes('--diag')) {
       const proxyTicks = () => {
         let sum = 0;
@@ -202,7 +254,7 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
                 { timeout: 5000 },
               ).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }))
             : undefined;
-        const cps = await wrk(topo, Number(arg('--diag-port') ?? 80), true);
+        const cps = (await wrk(topo, Number(arg('--diag-port') ?? 80), true)).rps;
         if (dump) process.stderr.write(`${(await dump).stdout}\n`);
         process.stderr.write(`proxy cpu ${((proxyTicks() - t0) / 100 / SECS).toFixed(2)} cores\n`);
         const drops = dp.metrics().filter((m) => m.reason !== 0);
@@ -214,6 +266,16 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
           states.set(st, (states.get(st) ?? 0) + 1);
         }
         process.stderr.write(`node sockets ${JSON.stringify(Object.fromEntries(states))}\n`);
+        for (const pod of ['c', 's'] as const) {
+          const ps = new Map<string, number>();
+          for (const l of topo.run(topo.pod(pod).netns, 'ss', ['-tanH']).out.split('\n').filter(Boolean)) {
+            const st = l.split(/\s+/)[0];
+            ps.set(st, (ps.get(st) ?? 0) + 1);
+          }
+          process.stderr.write(
+            `${pod === 'c' ? 'client' : 'server'} pod sockets ${JSON.stringify(Object.fromEntries(ps))}\n`,
+          );
+        }
         const cl = topo.run(topo.pod('c').netns, 'nstat', [
           '-a',
           'TcpExtTCPSynRetrans',
@@ -244,35 +306,44 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60s;
         process.stderr.write(`cps ${cps} tw ${tw} synrecv ${syn} drops ${JSON.stringify(drops)}\n${nst}\n`);
       }
     }
-    const a: Sample[] = [];
-    const x: Sample[] = [];
+    const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    const phases = [
+      { name: 'A', port: 81, samples: [] as Sample[] },
+      { name: 'H', port: 82, samples: [] as Sample[] },
+      { name: 'X', port: 80, samples: [] as Sample[] },
+    ];
     for (let r = 0; r < ROUNDS; r++) {
-      if (r % 2 === 0) {
-        a.push(await measure(topo, 81));
-        x.push(await measure(topo, 80));
-      } else {
-        x.push(await measure(topo, 80));
-        a.push(await measure(topo, 81));
+      // Rotate the order each round so no phase always runs first or last.
+      for (let i = 0; i < phases.length; i++) {
+        const ph = phases[(i + r) % phases.length];
+        ph.samples.push(await measure(topo, ph.port));
       }
       process.stderr.write(`round ${r + 1}/${ROUNDS}\n`);
     }
-    const row = (name: string, f: (s: Sample) => number) => {
-      const ma = median(a.map(f));
-      const mx = median(x.map(f));
-      return `| ${name} | ${ma.toFixed(0)} | ${mx.toFixed(0)} | ${(mx / ma).toFixed(2)} |`;
+    const load1 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+    const [a, h, x] = phases.map((p) => p.samples);
+    const med = (ss: Sample[], f: (s: Sample) => number) => median(ss.map(f));
+    const row = (name: string, f: (s: Sample) => number, digits = 0) => {
+      const [ma, mh, mx] = [a, h, x].map((ss) => med(ss, f));
+      return `| ${name} | ${ma.toFixed(digits)} | ${mh.toFixed(digits)} | ${mx.toFixed(digits)} | ${(mx / ma).toFixed(2)} | ${(mx / mh).toFixed(2)} |`;
     };
-    const text = `# L7 redirect: the node proxy against the kernel fast path
+    const text = `# L7 redirect: the HTTP handler through the datapath against direct and haproxy
 
-Command: \`node dist/bench/l7-redirect.bench.js --rounds ${ROUNDS} --secs ${SECS}\` (root), ${new Date().toISOString().slice(0, 10)},
-${cpus().length} vCPU (${cpus()[0]?.model ?? 'unknown'}). wrk on CPU 0 in the client pod, nginx and the proxy
-(one worker, byte-pipe handler) on CPU 1. Medians of ${ROUNDS} interleaved pairs, ${SECS} s each.
+Command: \`node dist/bench/l7-redirect.bench.js --rounds ${ROUNDS} --secs ${SECS}\` (root), ${new Date().toISOString().slice(0, 16)}Z,
+${cpus().length} vCPU (${cpus()[0]?.model ?? 'unknown'}), Node ${process.version}. Load average ${load0} at the start,
+${load1} at the end (the machine is shared). wrk (1 thread, 16 connections) on CPU 0 in the client pod;
+nginx (1 worker), haproxy 2.6 (nbthread 1) and the proxy (one worker) on CPU 1. Medians of ${ROUNDS}
+rounds, ${SECS} s per phase, the phase order rotated each round.
 
-| metric | A: no redirect (port 81) | X: through the proxy (port 80) | X/A |
-| --- | --- | --- | --- |
-${row('keep-alive req/s (16 conns)', (s) => s.rps)}
+| metric | A: direct (port 81) | H: haproxy (port 82) | X: redirect + HTTP handler (port 80) | X/A | X/H |
+| --- | --- | --- | --- | --- | --- |
+${row('keep-alive req/s', (s) => s.rps)}
+${row('keep-alive p50 (ms)', (s) => s.p50, 2)}
+${row('keep-alive p99 (ms)', (s) => s.p99, 2)}
 ${row("new connections/s ('Connection: close')", (s) => s.cps)}
 
 Raw A: ${JSON.stringify(a)}
+Raw H: ${JSON.stringify(h)}
 Raw X: ${JSON.stringify(x)}
 `;
     process.stdout.write(text);

@@ -511,6 +511,19 @@ static napi_value socket_pair(napi_env env, napi_callback_info info)
 	return arr;
 }
 
+// shutdownWrite(fd): sends the FIN now (shutdown(SHUT_WR)), not when libuv next polls the socket;
+// the caller has handed every byte to the kernel. A socket already shut down or reset is no error.
+static napi_value shutdown_write(napi_env env, napi_callback_info info)
+{
+	ARGS(1);
+	int64_t fd;
+	if (!arg_i64(env, argv[0], &fd))
+		return throw_type(env, "shutdownWrite(fd)");
+	if (shutdown((int)fd, SHUT_WR) < 0 && errno != ENOTCONN)
+		return throw_errno(env, "shutdownWrite", errno, NULL);
+	return NULL;
+}
+
 #define FN(name, fn) {name, NULL, fn, NULL, NULL, NULL, napi_default, NULL}
 
 napi_value register_proxy_sockets(napi_env env, napi_value exports)
@@ -524,6 +537,7 @@ napi_value register_proxy_sockets(napi_env env, napi_value exports)
 		FN("udpSendTo", udp_send_to),
 		FN("udpClose", udp_close),
 		FN("socketPair", socket_pair),
+		FN("shutdownWrite", shutdown_write),
 		FN("netnsAttach", netns_attach),
 	};
 	CHECK(napi_define_properties(env, exports, sizeof(d) / sizeof(d[0]), d));

@@ -12,6 +12,7 @@
 // It can die and restart without the datapath losing or changing anything.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { L7Record } from '../hubble/flow/parser.js';
 import { hostPrefix } from '../identity/cidr.js';
 import { formatLabel } from '../identity/labels.js';
 import { RESERVED_IDENTITIES, reservedIdentityLabels } from '../identity/reserved-identities.js';
@@ -21,7 +22,7 @@ import { parseServiceObject, type ServiceSpec } from '../lb/service.js';
 import type { MapStateDiff, PolicyRef } from '../policy/map-state-types.js';
 import { PolicyEngine } from '../policy/policy-engine.js';
 import { parsePolicyObject, validatePolicyDocuments } from '../policy/policy-parser.js';
-import type { Namespace, Pod } from '../policy/world.js';
+import type { Namespace, Pod, Secret } from '../policy/world.js';
 import {
   type ClusterEndpoint,
   type ClusterNamespace,
@@ -52,6 +53,7 @@ import type {
   EndpointRegistration,
   IdentityRecord,
   PolicySet,
+  ProxyRedirect,
   ProxyStatus,
 } from './api-types.js';
 import type { FqdnManager } from './fqdn-manager.js';
@@ -117,6 +119,8 @@ export class Agent {
   #lease = 0;
   #policyErrors = new Map<string, string>();
   #docRefs = new Map<string, PolicyRef[]>();
+  /** `v1` Secrets from the store (policy documents of kind Secret), by key: for the node proxy. */
+  #secrets = new Map<string, readonly Secret[]>();
   /** Store keys the engine holds (no values: the engine has those), and each endpoint key's pod. */
   #keys = new Set<string>();
   #podOfKey = new Map<string, { namespace: string; name: string }>();
@@ -133,6 +137,7 @@ export class Agent {
   readonly #pendingDelete = new Set<string>();
   #flushTimer: NodeJS.Timeout | undefined;
   #realizedListeners = new Set<() => void>();
+  #l7Listeners = new Set<(rec: L7Record) => void>();
   #proxy: { status(): ProxyStatus } | undefined;
 
   constructor(opts: AgentOptions) {
@@ -328,7 +333,7 @@ export class Agent {
     const listed = await this.opts.store.list(POLICIES_PREFIX);
     const policies = listed.items.flatMap((kv) => {
       const p = decodeValue<ClusterPolicy>(kv);
-      return p ? [{ ...p, revision: kv.modRevision }] : [];
+      return p ? [{ ...p, doc: redactSecretDoc(p.doc), revision: kv.modRevision }] : [];
     });
     // The last store revision that changed a policy, as this node has seen it (deletes too).
     return { revision: Math.max(this.#policyRevision, ...policies.map((p) => p.revision)), policies };
@@ -672,9 +677,12 @@ export class Agent {
     this.#policyErrors.delete(key);
     let next: ReturnType<typeof parsePolicyObject>['policies'] = [];
     const stored = value !== undefined ? decodeValue<ClusterPolicy>({ value }) : undefined;
+    this.#secrets.delete(key);
     if (stored) {
       try {
-        next = parsePolicyObject(stored.doc as Record<string, unknown>, stored.source).policies;
+        const parsed = parsePolicyObject(stored.doc as Record<string, unknown>, stored.source);
+        next = parsed.policies;
+        if (parsed.secrets?.length) this.#secrets.set(key, parsed.secrets);
       } catch (err) {
         // Validated before it was stored; a document another build wrote may still not parse.
         this.#policyErrors.set(key, `${stored.namespace}/${stored.name}: ${(err as Error).message}`);
@@ -770,6 +778,27 @@ export class Agent {
     for (const l of this.#realizedListeners) l();
   }
 
+  /** The Secrets in the store (their values: only the node proxy is given them, never a log or flow). */
+  secrets(): Secret[] {
+    return [...this.#secrets.values()].flat();
+  }
+
+  /** An access record of the node's proxy (run-agent passes each on): `membrane monitor` shows them. */
+  emitL7(rec: L7Record): void {
+    for (const l of this.#l7Listeners) l(rec);
+  }
+
+  onL7(listener: (rec: L7Record) => void): () => void {
+    this.#l7Listeners.add(listener);
+    return () => this.#l7Listeners.delete(listener);
+  }
+
+  /** The labels of an identity, "source:key=value" ([] when this node does not know it). */
+  identityLabels(id: number): string[] {
+    const set = reservedIdentityLabels(id) ?? this.identities.lookup(id);
+    return set ? set.labels.map(formatLabel) : [];
+  }
+
   /** The node proxy's status source (run-agent wires it): shown by `membrane status`. */
   attachProxy(source: { status(): ProxyStatus }): void {
     this.#proxy = source;
@@ -818,11 +847,21 @@ export class Agent {
   /** The endpoint as stored locally, with its policy status read from the engine (not stored). */
   #withPolicyStatus(ep: Endpoint): Endpoint {
     const s = this.engine.endpointPolicyStatus(ep.id);
+    const redirects = new Map<string, ProxyRedirect>();
+    for (const p of this.engine.l7Policies(ep.id))
+      redirects.set(`${p.direction}/${p.protocol}/${p.port}`, {
+        direction: p.direction,
+        port: p.port,
+        protocol: p.protocol,
+        parser: p.parser,
+        proxyPort: p.proxyPort,
+      });
     return {
       ...ep,
       policyEnabledIngress: s?.ingress.enforced ?? false,
       policyEnabledEgress: s?.egress.enforced ?? false,
       policyRevision: this.#realizedPolicyRevision,
+      ...(redirects.size > 0 ? { proxyRedirects: [...redirects.values()] } : {}),
     };
   }
 
@@ -971,6 +1010,16 @@ function toClusterEndpoint(
     labels: reg.labels,
     ports: reg.ports ?? [],
   };
+}
+
+/** A Secret document as the API shows it: its entries' names, never their values. */
+function redactSecretDoc(doc: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  if (doc.kind !== 'Secret') return doc;
+  const out: Record<string, unknown> = { ...doc };
+  for (const f of ['data', 'stringData'])
+    if (typeof doc[f] === 'object' && doc[f] !== null)
+      out[f] = Object.fromEntries(Object.keys(doc[f] as object).map((k) => [k, '[redacted]']));
+  return out;
 }
 
 function toClusterPolicy(d: Record<string, unknown>, source: string): ClusterPolicy {

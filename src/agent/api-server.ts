@@ -128,7 +128,16 @@ async function handle(agent: Agent, req: IncomingMessage, res: ServerResponse): 
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     res.write(`${JSON.stringify({ type: 'start', node: agent.opts.node })}\n`);
     const off = agent.opts.datapath.onEvent((ev) => res.write(`${JSON.stringify(ev)}\n`));
-    req.on('close', off);
+    // The node proxy's access records, with the labels of both identities (`cilium monitor -t l7`).
+    const offL7 = agent.onL7((record) =>
+      res.write(
+        `${JSON.stringify({ type: 'l7', record, srcLabels: agent.identityLabels(record.srcIdentity), dstLabels: agent.identityLabels(record.dstIdentity) })}\n`,
+      ),
+    );
+    req.on('close', () => {
+      off();
+      offL7();
+    });
     return;
   }
   throw notFound(`no route ${method} ${path}`);

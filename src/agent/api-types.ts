@@ -28,8 +28,21 @@ export interface Endpoint extends EndpointRegistration {
   readonly policyEnabledIngress: boolean;
   readonly policyEnabledEgress: boolean;
   readonly policyRevision: number;
+  /** The ports this endpoint's L7 rules redirect to the node's proxy (Cilium's proxy-statistics). */
+  readonly proxyRedirects?: readonly ProxyRedirect[];
   readonly state: 'ready' | 'waiting-for-identity' | 'regenerating' | 'not-ready';
   readonly createdAt: string;
+}
+
+export interface ProxyRedirect {
+  readonly direction: 'ingress' | 'egress';
+  readonly port: number;
+  /** IP protocol number. */
+  readonly protocol: number;
+  /** The L7 parser: http, kafka or dns. */
+  readonly parser: string;
+  /** The proxy port the policy map entries carry. */
+  readonly proxyPort: number;
 }
 
 export interface IdentityRecord {

@@ -1,13 +1,15 @@
 // The agent's side of its node proxy (src/proxy/): a unix socket next to the API socket. Every
 // proxy worker that connects gets the full L7 rule set of this node's endpoints, then, after each
 // realized store change, the diff per redirect (endpoint, direction, port) for the endpoints whose
-// L7 policies changed. Workers send access records (fed to the flow observer as L7 flows) and
+// L7 policies changed. With them go the Secrets those rules name (headerMatches), the whole set each
+// time it changes; no other Secret leaves the agent. Workers send access records (fed to the flow observer as L7 flows) and
 // counters (for `membrane status`).
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { answerFqdnMessage } from '../fqdn/fqdn-sink-link.js';
 import type { L7Record } from '../hubble/flow/parser.js';
-import { type L7RulesUpdate, redirectKey, redirectsOf, rulesDiff } from '../proxy/l7-rules.js';
+import type { Secret } from '../policy/world.js';
+import { type L7Redirect, type L7RulesUpdate, redirectKey, redirectsOf, rulesDiff } from '../proxy/l7-rules.js';
 import type { ProxyStats } from '../proxy/node-proxy.js';
 import { encodeLine, lineReader } from '../proxy/proxy-protocol.js';
 import type { Agent } from './agent.js';
@@ -26,6 +28,8 @@ interface Worker {
   readonly socket: Socket;
   /** What this worker holds: redirect key -> JSON as sent. */
   readonly sent: Map<string, string>;
+  /** The Secrets last sent, as JSON. */
+  secrets: string;
   stats?: ProxyStats;
 }
 
@@ -75,7 +79,7 @@ export class ProxyLink {
   }
 
   #accept(socket: Socket, onRecord: (rec: L7Record) => void): void {
-    const w: Worker = { socket, sent: new Map() };
+    const w: Worker = { socket, sent: new Map(), secrets: '[]' };
     this.#workers.add(w);
     socket.on('error', () => socket.destroy());
     socket.once('close', () => this.#workers.delete(w));
@@ -95,6 +99,7 @@ export class ProxyLink {
     );
     const set = this.#agent.endpoints().flatMap((ep) => redirectsOf(this.#agent.engine.l7Policies(ep.id)));
     for (const r of set) w.sent.set(redirectKey(r), JSON.stringify(r));
+    this.#sendSecrets(w, set);
     this.#send(w, { full: true, set, deleted: [] });
   }
 
@@ -103,7 +108,10 @@ export class ProxyLink {
     if (this.#workers.size === 0) return;
     const eps = this.#agent.endpoints().map((e) => e.id);
     const per = new Map(eps.map((id) => [id, redirectsOf(this.#agent.engine.l7Policies(id))] as const));
+    const all = [...per.values()].flat();
     for (const w of this.#workers) {
+      // Secrets first: a rule that names one finds its value when it arrives.
+      this.#sendSecrets(w, all);
       const set: L7RulesUpdate['set'][number][] = [];
       const deleted: string[] = [];
       // Endpoints that went away: all their redirects go.
@@ -123,7 +131,26 @@ export class ProxyLink {
     }
   }
 
+  #sendSecrets(w: Worker, redirects: readonly L7Redirect[]): void {
+    const s = namedSecrets(redirects, this.#agent.secrets());
+    const json = JSON.stringify(s);
+    if (json === w.secrets || w.socket.destroyed) return;
+    w.secrets = json;
+    w.socket.write(encodeLine({ t: 'secrets', s }));
+  }
+
   #send(w: Worker, u: L7RulesUpdate): void {
     if (!w.socket.destroyed) w.socket.write(encodeLine({ t: 'rules', u }));
   }
+}
+
+/** The Secrets some headerMatches of these redirects names. */
+export function namedSecrets(redirects: readonly L7Redirect[], secrets: readonly Secret[]): Secret[] {
+  const named = new Set<string>();
+  for (const r of redirects)
+    for (const p of r.policies)
+      for (const rule of p.http ?? [])
+        for (const m of rule.headerMatches ?? [])
+          if (m.secret) named.add(`${m.secret.namespace ?? 'default'}/${m.secret.name}`);
+  return secrets.filter((s) => named.has(`${s.namespace}/${s.name}`));
 }

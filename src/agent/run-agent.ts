@@ -97,7 +97,10 @@ export async function runAgent(o: AgentRunOptions): Promise<void> {
   fqdn.start();
   // The node's L7 proxy: its rules and access records over proxy.sock, the process kept running
   // (and adopted across agent restarts), the underlay program for redirects from other nodes.
-  const proxyLink = await ProxyLink.serve(agent, proxySocket(o.socket), (rec) => hubble.observer.ingestL7(rec));
+  const proxyLink = await ProxyLink.serve(agent, proxySocket(o.socket), (rec) => {
+    hubble.observer.ingestL7(rec);
+    agent.emitL7(rec);
+  });
   const underlay = deviceWithAddress(o.nodeIp);
   // Without them L7 redirects of other nodes' traffic, or of a SYN on a tuple in TIME_WAIT, fail
   // closed; everything else works: an agent that cannot attach them still runs.

@@ -1,5 +1,5 @@
 // One line per datapath event, in the shape of Cilium's `monitor` output. Pure.
-
+import type { L7Record } from '../hubble/flow/parser.js';
 import { TRACE_POINT_NAMES } from '../hubble/printer/flow-printer.js';
 import { type DatapathEvent, EventKind } from '../monitor/event-types.js';
 
@@ -30,7 +30,41 @@ const MATCH: Readonly<Record<number, string>> = {
 
 const CT_STATES = ['unknown', 'new', 'established', 'reply', 'related', 'reopened'];
 
-export type MonitorType = 'drop' | 'trace' | 'policy-verdict';
+export type MonitorType = 'drop' | 'trace' | 'policy-verdict' | 'l7';
+
+/** What the agent's monitor stream carries for one access record of the node's L7 proxy. */
+export interface L7MonitorEvent {
+  readonly type: 'l7';
+  readonly record: L7Record;
+  readonly srcLabels: readonly string[];
+  readonly dstLabels: readonly string[];
+}
+
+/**
+ * `cilium monitor -t l7`'s line for an access record: the client and server endpoints (the local
+ * one's ID, 0 for a peer elsewhere) with their labels, the identities client->server, the verdict,
+ * then `METHOD URL => CODE` (0 on a request).
+ */
+export function formatL7Line(e: L7MonitorEvent): string {
+  const r = e.record;
+  const isResponse = r.type === 'response';
+  // The record's source is the sender of this message: the server for a response.
+  const client = isResponse
+    ? { id: r.direction === 'egress' ? r.endpointId : 0, identity: r.dstIdentity, labels: e.dstLabels }
+    : { id: r.direction === 'egress' ? r.endpointId : 0, identity: r.srcIdentity, labels: e.srcLabels };
+  const server = isResponse
+    ? { id: r.direction === 'ingress' ? r.endpointId : 0, identity: r.srcIdentity, labels: e.srcLabels }
+    : { id: r.direction === 'ingress' ? r.endpointId : 0, identity: r.dstIdentity, labels: e.dstLabels };
+  const proto = r.http ? 'http' : r.dns ? 'dns' : 'unknown';
+  const ends = isResponse
+    ? `to ${client.id} ([${client.labels.join(' ')}]) from ${server.id} ([${server.labels.join(' ')}])`
+    : `from ${client.id} ([${client.labels.join(' ')}]) to ${server.id} ([${server.labels.join(' ')}])`;
+  const verdict = r.verdict === 'forwarded' ? 'Forwarded' : r.verdict === 'denied' ? 'Denied' : 'Error';
+  let line = `${isResponse ? '->' : '<-'} ${isResponse ? 'Response' : 'Request'} ${proto} ${ends}, identity ${client.identity}->${server.identity}, verdict ${verdict}`;
+  if (r.http) line += ` ${r.http.method} ${r.http.url} => ${isResponse ? (r.http.code ?? 0) : 0}`;
+  else if (r.dns) line += ` DNS ${isResponse ? 'Answer' : 'Query'} ${r.dns.query}`;
+  return line;
+}
 
 export function eventType(e: DatapathEvent): MonitorType {
   return e.kind === EventKind.drop ? 'drop' : e.kind === EventKind.trace ? 'trace' : 'policy-verdict';

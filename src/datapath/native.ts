@@ -128,6 +128,7 @@ export interface NativeBpf {
   ): void;
   udpClose(handle: object): void;
   socketPair(): [number, number];
+  shutdownWrite(fd: number): void;
   netnsAttach(progFd: number, netns: string): number;
 }
 

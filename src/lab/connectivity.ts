@@ -2,13 +2,65 @@
 // (a client and a server on the same node and on another node, DNS, the outside host both ways,
 // the node to its pods). Each check's expected outcome comes from the agents' policy trace when
 // the policy engine is running (so the suite stays right under any applied policy), and is
-// "forwarded" otherwise.
+// "forwarded" otherwise. The L7 checks run under a policy of their own (as Cilium's
+// client-egress-l7-http test does): the client's egress to the other node's server is limited to
+// `GET /`, so the GET goes through the node's proxy and a DELETE is answered 403.
 import type { LabPod, LabState } from './lab-state.js';
 import { describeProbe, type Outcome, type Probe, type ProbeResult, runProbes } from './probes.js';
 
 export interface ConnectivityCheck {
   readonly name: string;
   readonly probe: Probe;
+  /** An HTTP request the L7 check policy refuses: expected `denied` where L3/L4 allows it. */
+  readonly l7Denied?: boolean;
+}
+
+/** The name of the L7 checks' policy, applied for their run and removed after. */
+export const L7_CHECK_POLICY = 'membrane-connectivity-l7';
+
+/**
+ * The L7 checks and their policy: the suite's client to a server on another node (or the same),
+ * GET / allowed by an HTTP rule, DELETE / refused. Undefined when the lab has no such pair.
+ */
+export function buildL7Suite(
+  state: LabState,
+): { policy: Record<string, unknown>; checks: ConnectivityCheck[] } | undefined {
+  const client = state.pods.find((p) => p.ports.length === 0);
+  const servers = state.pods.filter(
+    (p) => p !== client && p.ports.some((x) => x.protocol.toUpperCase() === 'TCP' && x.containerPort !== 53),
+  );
+  const server = servers.find((s) => s.node !== client?.node) ?? servers[0];
+  if (!client || !server) return undefined;
+  const port = server.ports.find((x) => x.protocol.toUpperCase() === 'TCP' && x.containerPort !== 53)!.containerPort;
+  const policy = {
+    apiVersion: 'cilium.io/v2',
+    kind: 'CiliumNetworkPolicy',
+    metadata: { name: L7_CHECK_POLICY, namespace: client.namespace },
+    spec: {
+      endpointSelector: { matchLabels: { ...client.labels } },
+      egress: [
+        {
+          toEndpoints: [{ matchLabels: { ...server.labels, 'k8s:io.kubernetes.pod.namespace': server.namespace } }],
+          toPorts: [
+            { ports: [{ port: String(port), protocol: 'TCP' }], rules: { http: [{ method: 'GET', path: '/' }] } },
+          ],
+        },
+      ],
+    },
+  };
+  const from = `${client.namespace}/${client.name}`;
+  const to = `${server.namespace}/${server.name}`;
+  return {
+    policy,
+    checks: [
+      { name: 'pod-to-pod-l7-allowed', probe: { from, to, port, kind: 'http', path: '/' } },
+      {
+        name: 'pod-to-pod-l7-denied',
+        probe: { from, to, port, kind: 'http', path: '/', method: 'DELETE' },
+        l7Denied: true,
+      },
+    ],
+  };
 }
 
 export interface TracedPolicy {
@@ -124,7 +176,8 @@ export async function runSuite(
   return Promise.all(
     checks.map(async (check, i) => {
       const t = await trace(check.probe).catch(() => undefined);
-      const expected: Outcome = expectedOutcome(t);
+      const base: Outcome = expectedOutcome(t);
+      const expected: Outcome = check.l7Denied && base === 'forwarded' ? 'denied' : base;
       return {
         check,
         result: results[i],

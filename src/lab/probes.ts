@@ -1,14 +1,16 @@
 // Probes: one connection attempt between lab peers with a real client (curl, dig, nc, kcat),
 // classified by what arrived: "forwarded" when the server's bytes came back, "dropped" when nothing
-// did within the timeout (a policy drop sends no RST) or the L7 proxy refused the request (Kafka's
-// authorization error), "refused"/"error" otherwise.
+// did within the timeout (a policy drop sends no RST) or the L7 proxy refused a Kafka request (its
+// authorization error), "denied" when the node's L7 proxy answered an HTTP request with its `403`
+// (Cilium's `Access denied`), "refused"/"error" otherwise.
 import { execFile } from 'node:child_process';
+import { ACCESS_DENIED_BODY } from '../proxy/http/http-handler.js';
 import { labDir, netnsPath } from './lab-paths.js';
 import type { LabState } from './lab-state.js';
 import { podArgv } from './pod-process.js';
 
 export type ProbeKind = 'http' | 'dns' | 'tcp' | 'kafka';
-export type Outcome = 'forwarded' | 'dropped' | 'refused' | 'error';
+export type Outcome = 'forwarded' | 'dropped' | 'denied' | 'refused' | 'error';
 
 export interface Probe {
   /** "NS/POD", "node:NAME" (the node itself, identity host) or "world" (the outside host). */
@@ -77,6 +79,9 @@ export async function runProbe(state: LabState, p: Probe): Promise<ProbeResult> 
   if (p.kind === 'http') {
     if (r.code === 0) {
       const m = /\n(\d{3}) (\d+)$/.exec(r.stdout);
+      const body = m ? r.stdout.slice(0, m.index) : '';
+      if (m?.[1] === '403' && body === ACCESS_DENIED_BODY)
+        return { ...base, outcome: 'denied', bytes: 0, detail: 'HTTP 403 Access denied (L7 policy)' };
       return { ...base, outcome: 'forwarded', bytes: Number(m?.[2] ?? 0), detail: `HTTP ${m?.[1] ?? '?'}` };
     }
     if (r.code === 28) return { ...base, outcome: 'dropped', bytes: 0, detail: `no answer in ${PROBE_TIMEOUT_S} s` };
@@ -133,8 +138,6 @@ function clientArgv(p: Probe, dstIp: string): string[] {
       return [
         'curl',
         '-s',
-        '-o',
-        '/dev/null',
         '-w',
         '\n%{http_code} %{size_download}',
         '-m',

@@ -1,17 +1,26 @@
 // For each seed policy file, connections in the demo world that it must allow and must deny when
 // applied on its own. The tests assert them on real traffic; the demo runs them stage by stage.
-// Why each one holds is in the comment beside it (Kafka rules are enforced per request by the node
-// proxy's Kafka handler; HTTP rules still allow at L3/L4 until its handler is registered; toFQDNs
-// allows nothing until the DNS proxy learns names).
+// Why each one holds is in the comment beside it. Kafka rules are enforced per request by the node
+// proxy's Kafka handler; HTTP requests an L7 rule refuses are `l7Denied`: the node's proxy answers
+// them `403` and the server never sees them; toFQDNs allows what the DNS proxy learned.
 import type { Probe } from './probes.js';
 
 export interface SeedCase {
   readonly file: string;
   readonly allowed: readonly Probe[];
   readonly denied: readonly Probe[];
+  /** HTTP requests on an L7-policed port that the rules refuse: `403 Access denied` from the proxy. */
+  readonly l7Denied?: readonly Probe[];
 }
 
-const http = (from: string, to: string, port = 8080, path = '/'): Probe => ({ from, to, port, kind: 'http', path });
+const http = (from: string, to: string, port = 8080, path = '/', method?: string): Probe => ({
+  from,
+  to,
+  port,
+  kind: 'http',
+  path,
+  ...(method ? { method } : {}),
+});
 /** A produce of one message to the lab's broker (default/kafka:9092). */
 const kafka = (from: string, topic: string): Probe => ({ from, to: 'default/kafka', port: 9092, kind: 'kafka', topic });
 const dns = (from: string, name: string): Probe => ({ from, to: 'kube-system/coredns', port: 53, kind: 'dns', name });
@@ -37,6 +46,11 @@ export const SEED_CASES: readonly SeedCase[] = [
     file: '04-cnp-allow-get-api-only.yaml',
     allowed: [http('production/frontend', 'production/my-api', 8080, '/api/v1/items')],
     denied: [http('production/reporting', 'production/my-api', 8080, '/api/v1/items')],
+    l7Denied: [
+      http('production/frontend', 'production/my-api', 8080, '/api/v1/items', 'DELETE'),
+      http('production/frontend', 'production/my-api', 8080, '/admin'),
+      http('production/frontend', 'production/my-api', 8080, '/api/v1/orders', 'POST'),
+    ],
   },
   {
     file: '05-cnp-allow-external-dns.yaml',
@@ -55,6 +69,11 @@ export const SEED_CASES: readonly SeedCase[] = [
     file: '07-cnp-allow-specific-api-headers.yaml',
     allowed: [http('default/frontend', 'default/backend-api', 8080, '/api/v1/public/x')],
     denied: [http('default/order-processor', 'default/backend-api', 8080, '/api/v1/public/x')],
+    // POST /api/v1/users needs `X-API-Key: required`, which curl does not send.
+    l7Denied: [
+      http('default/frontend', 'default/backend-api', 8080, '/api/v1/users', 'POST'),
+      http('default/frontend', 'default/backend-api', 8080, '/api/v1/private/x'),
+    ],
   },
   {
     file: '08-np-payment-service-ingress.yaml',
@@ -65,6 +84,11 @@ export const SEED_CASES: readonly SeedCase[] = [
     file: '09-cnp-payment-service-l7.yaml',
     allowed: [http('checkout/checkout-service', 'payments/payment-service', 8080, '/api/v1/payments/1')],
     denied: [http('checkout/cart', 'payments/payment-service', 8080, '/api/v1/payments/1')],
+    l7Denied: [
+      http('checkout/checkout-service', 'payments/payment-service', 8080, '/api/v1/payments/1', 'DELETE'),
+      http('checkout/checkout-service', 'payments/payment-service', 8080, '/api/v1/payments/1', 'POST'),
+      http('checkout/checkout-service', 'payments/payment-service', 8080, '/api/v1/refunds'),
+    ],
   },
   {
     file: '10-cnp-kafka-order-processor.yaml',
@@ -105,9 +129,13 @@ export const SEED_CASES: readonly SeedCase[] = [
     // the ipcache before the answer, so the connection is allowed; api.github.com is refused.
     allowed: [
       dns('shop/backend', 'api.stripe.com'),
-      http('shop/frontend', 'shop/backend'),
+      http('shop/frontend', 'shop/backend', 8080, '/api/v1/items'),
       http('shop/backend', 'name:api.stripe.com', 443),
     ],
     denied: [kafka('shop/backend', 'orders'), http('shop/backend', 'name:api.github.com', 443)],
+    l7Denied: [
+      http('shop/frontend', 'shop/backend', 8080, '/api/v1/items', 'DELETE'),
+      http('shop/frontend', 'shop/backend', 8080, '/'),
+    ],
   },
 ];

@@ -28,7 +28,7 @@ import type { LabNode, LabPod, LabState } from './lab-state.js';
 import { readLabState, writeLabState } from './lab-state.js';
 import { ensureLabUi, type LabUiOptions } from './lab-ui.js';
 import { isAlive, startPodProcess } from './pod-process.js';
-import { expandVars, parseWorld, type World, type WorldPod } from './world.js';
+import { expandVars, parseWorld, type World, type WorldPod, worldSecretPuts } from './world.js';
 
 export interface LabUpOptions {
   readonly lab: string;
@@ -102,6 +102,7 @@ export async function labUp(o: LabUpOptions): Promise<LabState> {
           key: serviceKey(s.spec),
           value: JSON.stringify({ namespace: s.spec.namespace, name: s.spec.name, source: s.source, doc: s.doc }),
         })),
+        ...worldSecretPuts(world),
       ],
     });
   } finally {

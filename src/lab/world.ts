@@ -8,6 +8,7 @@ import { readManifest } from '../policy/manifest-reader.js';
 import { showKey, showValue } from '../policy/policy-error.js';
 import { parsePolicyObject } from '../policy/policy-parser.js';
 import type { Secret } from '../policy/world.js';
+import { type ClusterPolicy, policyKey } from '../store/cluster-resources.js';
 
 export interface WorldPod {
   readonly namespace: string;
@@ -97,6 +98,23 @@ export function parseWorld(files: ReadonlyArray<{ file: string; text: string }>)
     externalHosts: hosts,
     secrets,
   };
+}
+
+/**
+ * The world's Secrets as the store keeps them: documents of kind Secret under the policy keys, as
+ * `membrane apply` stores a Secret manifest (the agent reads both the same way).
+ */
+export function worldSecretPuts(world: World): { type: 'put'; key: string; value: string }[] {
+  return world.secrets.map((s) => {
+    const p: ClusterPolicy = {
+      kind: 'Secret',
+      namespace: s.namespace,
+      name: s.name,
+      source: 'world',
+      doc: { apiVersion: 'v1', kind: 'Secret', metadata: { name: s.name, namespace: s.namespace }, stringData: s.data },
+    };
+    return { type: 'put', key: policyKey(p), value: JSON.stringify(p) };
+  });
 }
 
 /** Kubernetes' $(VAR) expansion in command and args; an unknown $(VAR) stays as written. */

@@ -1,20 +1,26 @@
 // The one registry of L7 protocol handlers the node's proxy dispatches to, by the parser of the
 // redirect's rules: TCP handlers per connection, UDP servers (DNS) per proxy port. A protocol plugs
 // in with one line here.
-
 import type { DnsProxy } from './dns/dns-proxy.js';
+import { createHttpHandler } from './http/http-handler.js';
+import type { SecretSource } from './http/http-rules.js';
 import { KafkaHandler } from './kafka/kafka-handler.js';
 import type { TcpL7Handler, UdpL7Server } from './l7-handler.js';
-import { pipeHandler, udpPipeServer } from './pipe-handler.js';
+import { udpPipeServer } from './pipe-handler.js';
 
-export function builtinTcpHandlers(dns?: DnsProxy): TcpL7Handler[] {
+export interface BuiltinHandlerOptions {
+  /** The DNS proxy when the process has one (it needs the FQDN sink). */
+  readonly dns?: DnsProxy;
+  /** The Secrets headerMatches compare against (the agent sends them over the rule channel). */
+  readonly secrets?: SecretSource;
+}
+
+export function builtinTcpHandlers(o: BuiltinHandlerOptions = {}): TcpL7Handler[] {
   return [
-    // src/proxy/http/ replaces this line with its handler; until then connections a policy allows
-    // are piped unparsed (the L3/L4 verdict still holds).
-    pipeHandler('http'),
+    createHttpHandler({ secrets: o.secrets }),
     new KafkaHandler(),
-    // DNS over TCP (2-byte framing): the DNS proxy when the process has one (it needs the FQDN sink).
-    ...(dns ? [dns] : []),
+    // DNS over TCP (2-byte framing): the DNS proxy when the process has one.
+    ...(o.dns ? [o.dns] : []),
   ];
 }
 

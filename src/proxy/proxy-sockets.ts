@@ -8,6 +8,23 @@ import { DatapathError } from '../datapath/datapath-error.js';
 import { nativeBpf } from '../datapath/native.js';
 import type { MarkedUdp, TransparentUdp, UdpAddress } from './l7-handler.js';
 
+/**
+ * Ends a socket whose last bytes are written, with its FIN sent now rather than when libuv next
+ * polls the socket: a client that parses a `Connection: close` response and closes before the FIN
+ * arrives keeps the TIME_WAIT itself, and enough of those exhaust its connect() ports
+ * (bench/results/l7-redirect.md). While bytes are still queued in user space, end() alone.
+ */
+export function endNow(s: Socket): void {
+  const h = (s as unknown as { _handle?: { fd?: number; writeQueueSize?: number } })._handle;
+  if (!s.destroyed && s.writableLength === 0 && h && typeof h.fd === 'number' && h.fd >= 0 && h.writeQueueSize === 0)
+    try {
+      nativeBpf().shutdownWrite(h.fd);
+    } catch {
+      // end() below still closes it.
+    }
+  s.end();
+}
+
 export interface ListenOptions {
   readonly netns?: string;
   /** Default 0.0.0.0. */

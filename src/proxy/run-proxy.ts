@@ -11,8 +11,10 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { type FqdnAckMessage, LinkedFqdnSink } from '../fqdn/fqdn-sink-link.js';
 import type { L7Record } from '../hubble/flow/parser.js';
+import type { Secret } from '../policy/world.js';
 import { DnsProxy } from './dns/dns-proxy.js';
 import { builtinTcpHandlers, builtinUdpServers } from './handlers.js';
+import { SecretValues } from './http/http-rules.js';
 import { L7Rules, type L7RulesUpdate } from './l7-rules.js';
 import { NodeProxy, type ProxyStats } from './node-proxy.js';
 import { encodeLine, lineReader } from './proxy-protocol.js';
@@ -78,17 +80,23 @@ async function primarySetup(o: ProxyRunOptions): Promise<void> {
 async function runWorker(o: ProxyRunOptions): Promise<void> {
   const rulesFile = join(o.stateDir, 'l7-rules.json');
   const rules = L7Rules.load(rulesFile);
-  const link = new AgentConnection(o.agentSocket, (u) => {
-    rules.apply(u);
-    rules.save(rulesFile);
-  });
+  // Secret values stay in memory: until the agent sends them, a rule that needs one fails closed.
+  const secrets = new SecretValues();
+  const link = new AgentConnection(
+    o.agentSocket,
+    (u) => {
+      rules.apply(u);
+      rules.save(rulesFile);
+    },
+    (s) => secrets.set(s),
+  );
   // The DNS proxy: each answer's names and addresses go to the agent (the ipcache owner) over
   // the same connection; the answer is released on the agent's ack or after response-max-delay.
   const dns = new DnsProxy({ sink: link.fqdnSink });
   const proxy = await NodeProxy.start({
     pinDir: o.pinDir,
     rules,
-    handlers: builtinTcpHandlers(dns),
+    handlers: builtinTcpHandlers({ dns, secrets }),
     udpServers: builtinUdpServers(dns),
     log: (rec) => link.record(rec),
   });
@@ -110,6 +118,7 @@ function untilSignal(): Promise<void> {
 class AgentConnection {
   #path: string;
   #onRules: (u: L7RulesUpdate) => void;
+  #onSecrets: (s: readonly Secret[]) => void;
   #socket: Socket | undefined;
   #pending: string[] = [];
   #closed = false;
@@ -122,9 +131,10 @@ class AgentConnection {
     return true;
   });
 
-  constructor(path: string, onRules: (u: L7RulesUpdate) => void) {
+  constructor(path: string, onRules: (u: L7RulesUpdate) => void, onSecrets: (s: readonly Secret[]) => void) {
     this.#path = path;
     this.#onRules = onRules;
+    this.#onSecrets = onSecrets;
     this.#connect();
   }
 
@@ -163,6 +173,7 @@ class AgentConnection {
       lineReader(
         (m) => {
           if (m.t === 'rules' && typeof m.u === 'object' && m.u !== null) this.#onRules(m.u as L7RulesUpdate);
+          else if (m.t === 'secrets' && Array.isArray(m.s)) this.#onSecrets(m.s.filter(isSecret));
           else if (m.t === 'fqdn-ack' && typeof m.id === 'number') this.fqdnSink.onAck(m as unknown as FqdnAckMessage);
         },
         () => s.destroy(),
@@ -175,4 +186,17 @@ class AgentConnection {
       if (!this.#closed) this.#timer = setTimeout(() => this.#connect(), RECONNECT_MS);
     });
   }
+}
+
+function isSecret(v: unknown): v is Secret {
+  const s = v as Secret;
+  return (
+    typeof s === 'object' &&
+    s !== null &&
+    typeof s.namespace === 'string' &&
+    typeof s.name === 'string' &&
+    typeof s.data === 'object' &&
+    s.data !== null &&
+    Object.values(s.data).every((x) => typeof x === 'string')
+  );
 }

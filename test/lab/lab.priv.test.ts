@@ -115,7 +115,11 @@ describe('membrane lab', () => {
       assert.ok(ids.some((i) => i.id >= 256 && i.labels.includes('k8s:app=web')));
       const conn = membrane(env, 'connectivity', 'test');
       assert.equal(conn.code, 0, conn.out + conn.err);
-      assert.match(conn.out, /✅ All 5 tests \(5 actions\) successful/);
+      assert.match(conn.out, /✅ All 7 tests \(7 actions\) successful/);
+      // The L7 checks: GET allowed through the proxy, DELETE answered 403; their policy removed after.
+      assert.match(conn.out, /\[pod-to-pod-l7-allowed\][^\n]*\n {2}✅ forwarded/);
+      assert.match(conn.out, /\[pod-to-pod-l7-denied\][^\n]*\n {2}✅ denied, expected denied/);
+      assert.doesNotMatch(membrane(env, 'policy', 'get', '-o', 'json').out, /membrane-connectivity-l7/);
 
       const again = await labUp({ lab, worldFiles: [MINI_WORLD], repoRoot: REPO });
       assert.equal(again.store, store, 'a second up keeps the store it was made with');

@@ -1,5 +1,6 @@
 // Every seed policy on real traffic in the demo world: applied alone, it lets its allowed
-// connections deliver the server's bytes and its denied ones deliver none. One lab serves the
+// connections deliver the server's bytes, its denied ones deliver none, and the HTTP requests its L7
+// rules refuse are answered `403 Access denied` by the node's proxy. One lab serves the
 // whole suite (bringing the 22-pod demo world up once per policy would take minutes); each case
 // removes its policy again, and the suite's lab is torn down in `after` even on failure. The Kafka
 // seed's L7 decisions are also read back as flows from the relay.
@@ -62,12 +63,13 @@ describe('seed policies on real traffic', () => {
         await until(realized, { timeoutMs: 5000, what: 'policy removed on every node' });
       });
       await until(realized, { timeoutMs: 5000, what: 'policy realized on every node' });
-      const probes = [...c.allowed, ...c.denied];
+      const probes = [...c.allowed, ...c.denied, ...(c.l7Denied ?? [])];
       const results = await runProbes(state!, probes);
       const got = results.map((r) => `${describeProbe(r.probe)}: ${r.outcome}${r.bytes > 0 ? ' with bytes' : ''}`);
       const want = [
         ...c.allowed.map((p) => `${describeProbe(p)}: forwarded with bytes`),
         ...c.denied.map((p) => `${describeProbe(p)}: dropped`),
+        ...(c.l7Denied ?? []).map((p) => `${describeProbe(p)}: denied`),
       ];
       assert.deepEqual(got, want);
       if (c.file === '10-cnp-kafka-order-processor.yaml') await assertKafkaFlows(lab, state!);

@@ -22,14 +22,14 @@ function membrane(env: NodeJS.ProcessEnv, ...args: string[]) {
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
-/** A second server in the web pod: answers each request line with the peer address it sees. */
-const PEER_SERVER = `require('net').createServer((s)=>{console.log('conn');s.on('error',()=>{});
-s.on('data',(d)=>{for(const l of d.toString().split('\\n'))if(l)s.write('peer '+s.remoteAddress+' '+l+'\\n')})})
-.listen(9090,'0.0.0.0',()=>console.log('listening'));`;
+/** A second server in the web pod: answers GET /WORD with the peer address it sees and WORD. */
+const PEER_SERVER = `const srv=require('http').createServer((q,r)=>{r.end('peer '+q.socket.remoteAddress+' '+q.url.slice(1)+'\\n')});
+srv.on('connection',()=>console.log('conn'));srv.listen(9090,'0.0.0.0',()=>console.log('listening'));`;
 
-/** A client holding one connection to web:9090; each stdin line is sent on it. */
+/** A client holding one keep-alive connection to web:9090; each stdin line is a GET /LINE on it. */
 const CLIENT = `const s=require('net').connect(9090,process.argv[1]);
-process.stdin.on('data',d=>s.write(d));s.on('data',d=>process.stdout.write(d));
+process.stdin.on('data',d=>{for(const l of d.toString().split('\\n'))if(l)s.write('GET /'+l+' HTTP/1.1\\r\\nhost: web\\r\\n\\r\\n')});
+s.on('data',d=>process.stdout.write(d));
 s.on('close',()=>{process.stdout.write('\\nCLOSED\\n');process.exit(0)});`;
 
 const POLICY = `apiVersion: cilium.io/v2
@@ -57,7 +57,7 @@ spec:
 
 describe('the node proxy in the lab', () => {
   it('proxies L7 flows across nodes and on one node, fails closed without the proxy and survives an agent restart', async (t) => {
-    if (!requireRoot(t, 'runs a lab', [...LAB_TOOLS, 'socat'])) return;
+    if (!requireRoot(t, 'runs a lab', LAB_TOOLS)) return;
     const { lab, env, stateDir } = testLab(t);
     const children: ChildProcess[] = [];
     t.after(() => {
@@ -84,18 +84,9 @@ describe('the node proxy in the lab', () => {
     t.after(() => spawnSync('rm', ['-f', file]));
     assert.equal(membrane(env, 'apply', '-f', file).code, 0);
 
-    /** One request line on a new connection from `from` to web:9090; the answer or ''. */
-    const ask = (from: string, line: string) =>
-      exec(from, 'socat', '-T2', '-', `TCP:${web.ip}:9090,connect-timeout=2`, `<<<${line}`).out;
-    const askL7 = (from: string, line: string) => {
-      const r = spawnSync(
-        process.execPath,
-        [MEMBRANE, 'lab', 'exec', `alpha/${from}`, '--', 'socat', '-T2', '-', `TCP:${web.ip}:9090,connect-timeout=2`],
-        { encoding: 'utf8', env, input: `${line}\n`, timeout: 20_000 },
-      );
-      return r.stdout ?? '';
-    };
-    void ask;
+    /** GET /WORD on a new connection from `from` to web:9090; the answer or ''. */
+    const askL7 = (from: string, word: string) =>
+      exec(from, 'curl', '-s', '-m', '2', `http://${web.ip}:9090/${word}`).out;
     const plain = () =>
       exec('client', 'curl', '-s', '-m', '3', '-o', '/dev/null', '-w', '%{http_code}', `http://${web.ip}:8080/`).out;
 

@@ -1,7 +1,14 @@
 // `membrane connectivity test`: probes between the lab's pods, the node and the outside host,
 // each checked against what policy says (cilium connectivity test's role).
 import type { Command } from 'commander';
-import { buildSuite, formatSuite, runSuite, type TraceAnswer } from '../../lab/connectivity.js';
+import {
+  buildL7Suite,
+  buildSuite,
+  type CheckResult,
+  formatSuite,
+  runSuite,
+  type TraceAnswer,
+} from '../../lab/connectivity.js';
 import type { LabState } from '../../lab/lab-state.js';
 import { readLabState } from '../../lab/lab-state.js';
 import { type Probe, peerIp } from '../../lab/probes.js';
@@ -25,10 +32,35 @@ export function registerConnectivity(program: Command): void {
       if (o.test) checks = checks.filter((c) => (o.test as string[]).includes(c.name));
       const trace = traceVia(state);
       const results = await runSuite(state, checks, trace);
+      results.push(...(await runL7Checks(state, o.test as string[] | undefined, trace)));
       if (wantsJson(o)) process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
       else process.stdout.write(formatSuite(results));
       if (results.some((r) => !r.passed)) process.exitCode = 1;
     });
+}
+
+/** The L7 checks, under their own policy: applied on every node first, removed after even on failure. */
+async function runL7Checks(
+  state: LabState,
+  only: readonly string[] | undefined,
+  trace: (p: Probe) => Promise<TraceAnswer | undefined>,
+): Promise<CheckResult[]> {
+  const suite = buildL7Suite(state);
+  if (!suite) return [];
+  const checks = suite.checks.filter((c) => !only || only.includes(c.name));
+  if (checks.length === 0) return [];
+  const targets = resolveTargets({ lab: state.lab });
+  const waitAll = (revision: number) =>
+    Promise.all(targets.map((t) => t.client.get(`/v1/policy/wait?revision=${revision}&timeoutMs=10000`)));
+  const body = { docs: [suite.policy], source: 'connectivity test' };
+  const set = await targets[0].client.put<{ revision: number }>('/v1/policy', body);
+  try {
+    await waitAll(set.revision);
+    return await runSuite(state, checks, trace);
+  } finally {
+    const del = await targets[0].client.delete<{ revision: number }>('/v1/policy', body);
+    await waitAll(del.revision);
+  }
 }
 
 /**

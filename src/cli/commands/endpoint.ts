@@ -107,6 +107,13 @@ export function endpointModel(e: Endpoint, node: string): unknown {
           'policy-enabled': policyEnabled(e),
           'policy-revision': e.policyRevision,
         },
+        // As Cilium's endpoint status: one entry per port redirected to the node's L7 proxy.
+        'proxy-statistics': (e.proxyRedirects ?? []).map((r) => ({
+          location: r.direction,
+          port: r.port,
+          protocol: r.parser,
+          'allocated-proxy-port': r.proxyPort,
+        })),
       },
       timestamp: e.createdAt,
     },

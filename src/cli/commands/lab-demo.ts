@@ -1,8 +1,11 @@
 // `membrane lab demo`: the README's main command. Brings the lab up, applies the seed policies in
 // stages (observe with none, the allow rules, the namespaces' default-deny policies, and the
 // cluster-wide zero-trust baseline last), runs the
-// same connections after each stage and prints what was forwarded and dropped and which policy
-// decided. Leaves the lab up for the user to explore.
+// same connections after each stage and prints what was forwarded and dropped (or denied at L7 by
+// the node's proxy) and which policy decided. Before the allow rules an L7 stage applies the
+// payment service's L7 policy on its own and shows the checkout's GET allowed and its DELETE
+// answered 403, and the L7 flows that record both. Leaves the lab up for the user to explore.
+import { execFileSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentStatus, StoredPolicy } from '../../agent/api-types.js';
@@ -34,7 +37,7 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   const nsDenies = docs.filter((d) => stageOf(d) === 'namespace-deny');
   const baseline = docs.filter((d) => stageOf(d) === 'cluster-baseline');
 
-  say(`== 1/5 lab up: lab "${lab}" from ${demoWorldFile()}`);
+  say(`== 1/6 lab up: lab "${lab}" from ${demoWorldFile()}`);
   const started = Date.now();
   const state = await labUp({
     lab,
@@ -58,7 +61,7 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
     await client.delete('/v1/policy', { docs: current.policies.map((p) => p.doc), source: 'demo reset' });
   await waitRealized(lab);
 
-  const probes = dedupe(SEED_CASES.flatMap((c) => [...c.allowed, ...c.denied]));
+  const probes = dedupe(SEED_CASES.flatMap((c) => [...c.allowed, ...c.denied, ...(c.l7Denied ?? [])]));
   const trace = traceVia(readLabState(lab)!);
   const stages: Array<{ title: string; results: ProbeResult[]; traces: Array<TraceAnswer | undefined> }> = [];
   const runStage = async (title: string) => {
@@ -69,21 +72,32 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   };
 
   say('');
-  say(`== 2/5 observe: no policy applied; ${probes.length} connections between the demo pods`);
+  say(`== 2/6 observe: no policy applied; ${probes.length} connections between the demo pods`);
   await runStage('observe');
 
-  say(`== 3/5 allow rules: ${allows.length} policies from ${dir}`);
+  const l7Docs = allows.filter((d) => d.file === L7_STAGE_FILE);
+  if (l7Docs.length > 0) {
+    say(`== 3/6 L7: ${l7Docs.map((d) => describeDoc(d.doc)).join(', ')} on its own (${L7_STAGE_FILE})`);
+    await applyDocs(lab, l7Docs);
+    await l7Stage(lab, state, say);
+  }
+
+  say(`== 4/6 allow rules: ${allows.length} policies from ${dir}`);
   for (const d of allows) say(`   apply ${d.file}: ${describeDoc(d.doc)}`);
   await applyDocs(lab, allows);
+  if (l7Docs.length > 0)
+    say(
+      '   note: rules of every policy selecting a port are OR-ed: where an L3/L4-only rule allows the same peer on an L7 port (08 next to 09), every request passes, as in Cilium',
+    );
   await runStage('allow rules');
 
-  say(`== 4/5 namespace default-deny: ${nsDenies.map((d) => describeDoc(d.doc)).join(', ')}`);
+  say(`== 5/6 namespace default-deny: ${nsDenies.map((d) => describeDoc(d.doc)).join(', ')}`);
   for (const d of nsDenies.filter((x) => hasOnlyEmptySections(x.doc)))
     say(`   note: ${describeDoc(d.doc)} has only empty rule lists, which in Cilium apply in no direction; use [{}]`);
   await applyDocs(lab, nsDenies);
   await runStage('ns deny');
 
-  say(`== 5/5 cluster-wide zero-trust baseline, last: ${baseline.map((d) => describeDoc(d.doc)).join(', ')}`);
+  say(`== 6/6 cluster-wide zero-trust baseline, last: ${baseline.map((d) => describeDoc(d.doc)).join(', ')}`);
   await applyDocs(lab, baseline);
   await runStage('zero trust');
 
@@ -105,9 +119,65 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
   say(`  bin/membrane policy get${l}`);
   say(`  bin/membrane lab exec${l} shop/frontend -- curl -s http://backend.shop:8080/api/v1/orders`);
   say(`  bin/membrane monitor${l} --type drop`);
+  say(`  bin/membrane monitor${l} --type l7`);
   say(`  bin/membrane observe --server unix://${relaySocket(lab)} --verdict DROPPED`);
   say(`  bin/membrane connectivity test${l}`);
   say(`Take it down with: bin/membrane lab down${l}`);
+}
+
+/** The seed file the L7 stage applies on its own. */
+const L7_STAGE_FILE = '09-cnp-payment-service-l7.yaml';
+
+/**
+ * The L7 stage: with payments/payment-service-l7 applied, the checkout's GET of a payment reaches
+ * the service and its DELETE is answered `403` by the node's proxy; the L7 flows of both, as
+ * `membrane observe` prints them from the relay.
+ */
+async function l7Stage(lab: string, state: Parameters<typeof runProbes>[0], say: (s?: string) => void): Promise<void> {
+  const path = `/api/v1/payments/demo-${Date.now() % 100_000}`;
+  const from = 'checkout/checkout-service';
+  const to = 'payments/payment-service';
+  const results = await runProbes(state, [
+    { from, to, port: 8080, kind: 'http', path },
+    { from, to, port: 8080, kind: 'http', path, method: 'DELETE' },
+  ]);
+  for (const r of results) say(`   ${describeProbe(r.probe)}: ${r.outcome.toUpperCase()} (${r.detail})`);
+  const argv = [
+    process.argv[1],
+    'observe',
+    '--server',
+    `unix://${relaySocket(lab)}`,
+    '--type',
+    'l7',
+    '--protocol',
+    'http',
+    '--http-path',
+    path,
+    '--print-policy-names',
+    '--color',
+    'never',
+    '--last',
+    '10',
+  ];
+  say(`   $ membrane ${argv.slice(1).join(' ')}`);
+  // Flows reach the relay within moments: wait for the request and response of both.
+  const deadline = Date.now() + 5000;
+  let flows = '';
+  for (;;) {
+    try {
+      flows = execFileSync(process.execPath, argv, {
+        encoding: 'utf8',
+        timeout: 10_000,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+    } catch (err) {
+      flows = String((err as { stdout?: string }).stdout ?? '');
+    }
+    if (flows.split('\n').filter((x) => x.includes(path)).length >= 3 || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  for (const line of flows.split('\n').filter((x) => x !== '')) say(`   ${line}`);
+  say('');
 }
 
 export function readSeedDocs(dir: string): DemoDoc[] {
@@ -154,7 +224,7 @@ function formatStage(results: readonly ProbeResult[], traces: ReadonlyArray<Trac
     ['CONNECTION', 'VERDICT', 'BYTES', 'POLICY'],
     results.map((r, i) => [
       describeProbe(r.probe),
-      r.outcome === 'forwarded' ? 'FORWARDED' : r.outcome === 'dropped' ? 'DROPPED' : r.outcome.toUpperCase(),
+      r.outcome === 'denied' ? 'DENIED (L7 403)' : r.outcome.toUpperCase(),
       String(r.bytes),
       r.probe.from.startsWith('node:') ? 'host (allow-localhost)' : describePolicy(r, traces[i]),
     ]),

@@ -3,16 +3,22 @@ import type { Command } from 'commander';
 import type { DatapathEvent } from '../../monitor/event-types.js';
 import { addTargetOptions, resolveTargets } from '../agent-target.js';
 import { CliError } from '../errors.js';
-import { eventType, formatMonitorLine, type MonitorType } from '../monitor-format.js';
+import {
+  eventType,
+  formatL7Line,
+  formatMonitorLine,
+  type L7MonitorEvent,
+  type MonitorType,
+} from '../monitor-format.js';
 
-const TYPES: readonly MonitorType[] = ['drop', 'trace', 'policy-verdict'];
+const TYPES: readonly MonitorType[] = ['drop', 'trace', 'policy-verdict', 'l7'];
 
 export function registerMonitor(program: Command): void {
   addTargetOptions(
     program
       .command('monitor')
-      .description('Show live datapath events (drop, trace, policy-verdict)')
-      .option('-t, --type <type...>', 'event types: drop, trace, policy-verdict')
+      .description("Show live datapath events (drop, trace, policy-verdict) and the L7 proxy's access records (l7)")
+      .option('-t, --type <type...>', 'event types: drop, trace, policy-verdict, l7')
       .option('--related-to <id>', 'only events of this endpoint ID')
       .option('-o, --output <format>', 'output format: text or json', 'text')
       .option('--max-events <n>', 'stop after this many events'),
@@ -38,15 +44,16 @@ export function registerMonitor(program: Command): void {
           (item) => {
             const e = item as DatapathEvent & { type?: string };
             if (e.type === 'start' || seen >= max) return;
-            if (types.length > 0 && !types.includes(eventType(e))) return;
-            if (related !== undefined && e.endpointId !== related) return;
+            const l7 = e.type === 'l7' ? (item as L7MonitorEvent) : undefined;
+            if (types.length > 0 && !types.includes(l7 ? 'l7' : eventType(e))) return;
+            if (related !== undefined && (l7 ? l7.record.endpointId : e.endpointId) !== related) return;
             seen++;
             // Endpoint IDs are per node: with several nodes, say which one saw the event.
             const prefix = targets.length > 1 ? `[${t.node}] ` : '';
             process.stdout.write(
               o.output === 'json'
                 ? `${JSON.stringify({ node: t.node, ...e })}\n`
-                : `${prefix}${formatMonitorLine(e)}\n`,
+                : `${prefix}${l7 ? formatL7Line(l7) : formatMonitorLine(e)}\n`,
             );
             if (seen >= max) abort.abort();
           },

@@ -13,6 +13,7 @@ import type { Socket } from 'node:net';
 import type { L7Record } from '../../hubble/flow/parser.js';
 import type { PolicyRef } from '../../policy/map-state-types.js';
 import type { L7ConnectionContext, TcpL7Handler } from '../l7-handler.js';
+import { endNow } from '../proxy-sockets.js';
 import { decideHttp, type HeaderEdit, NO_SECRETS, type SecretSource } from './http-rules.js';
 import {
   DEFAULT_MAX_HEAD_BYTES,
@@ -596,7 +597,7 @@ class Http1Connection {
 
   private endClient(): void {
     this.mode = Mode.Draining;
-    this.client.end();
+    endNow(this.client);
     this.upstream?.end();
   }
 
