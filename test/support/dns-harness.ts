@@ -191,6 +191,7 @@ async function spawnDnsmasq(hostsFile: string, port: number, o: DnsmasqOptions):
 export class LoopbackUdp implements TransparentUdp {
   readonly #sock: UdpSocket;
   readonly #originalDst: UdpAddress;
+  #handedOver = false;
   constructor(sock: UdpSocket, originalDst: UdpAddress) {
     this.#sock = sock;
     this.#originalDst = originalDst;
@@ -214,7 +215,19 @@ export class LoopbackUdp implements TransparentUdp {
       this.#sock.send(data, to.port, to.ip, (err) => (err ? reject(err) : resolve())),
     );
   }
+  /**
+   * The same port for a restarted proxy. On a node the datapath drops what arrives while no proxy
+   * socket exists (the client retries); a loopback port with no socket would answer ICMP port
+   * unreachable instead, which clients treat as a hard failure. So the socket stays, and the
+   * datagrams of the gap wait in it for the new proxy.
+   */
+  handOver(): LoopbackUdp {
+    this.#handedOver = true;
+    this.#sock.removeAllListeners('message');
+    return new LoopbackUdp(this.#sock, this.#originalDst);
+  }
   close(): void {
+    if (this.#handedOver) return;
     try {
       this.#sock.close();
     } catch {
@@ -435,11 +448,12 @@ export async function startDnsHarness(o: DnsHarnessOptions): Promise<DnsHarness>
     udpPort,
     tcpPort,
     async restartProxy() {
+      const next = udp.handOver();
       h.proxy.close();
       udp.close();
       proxy = makeProxy();
       h.proxy = proxy;
-      udp = await LoopbackUdp.bind(udpPort, dns.server);
+      udp = next;
       proxy.start(udp, datagrams);
     },
     async restartAgent() {
