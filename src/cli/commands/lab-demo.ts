@@ -90,6 +90,7 @@ export async function runDemo(lab: string, policiesDir: string | undefined, out 
       '   note: rules of every policy selecting a port are OR-ed: where an L3/L4-only rule allows the same peer on an L7 port (08 next to 09), every request passes, as in Cilium',
     );
   await runStage('allow rules');
+  await dnsAndKafkaSpotlight(lab, state, say);
 
   say(`== 5/6 namespace default-deny: ${nsDenies.map((d) => describeDoc(d.doc)).join(', ')}`);
   for (const d of nsDenies.filter((x) => hasOnlyEmptySections(x.doc)))
@@ -178,6 +179,66 @@ async function l7Stage(lab: string, state: Parameters<typeof runProbes>[0], say:
   }
   for (const line of flows.split('\n').filter((x) => x !== '')) say(`   ${line}`);
   say('');
+}
+
+/**
+ * After the allow rules: the shop backend reaches api.stripe.com on 443 by name (the DNS proxy
+ * puts the answer's addresses in the ipcache before the pod gets the answer) while api.github.com
+ * is refused; order-processor produces to orders.processed and is refused payment-events (error 29
+ * from the Kafka handler). Printed with the DNS and Kafka flows and the FQDN cache.
+ */
+async function dnsAndKafkaSpotlight(
+  lab: string,
+  state: Parameters<typeof runProbes>[0],
+  say: (s?: string) => void,
+): Promise<void> {
+  say('   -- DNS, toFQDNs and Kafka at L7 (15-cnp-shop, 10-cnp-kafka-order-processor)');
+  const results = await runProbes(state, [
+    { from: 'shop/backend', to: 'name:api.stripe.com', port: 443, kind: 'http', path: '/' },
+    { from: 'shop/backend', to: 'name:api.github.com', port: 443, kind: 'http', path: '/' },
+    { from: 'default/order-processor', to: 'default/kafka', port: 9092, kind: 'kafka', topic: 'orders.processed' },
+    { from: 'default/order-processor', to: 'default/kafka', port: 9092, kind: 'kafka', topic: 'payment-events' },
+  ]);
+  for (const r of results) say(`   ${describeProbe(r.probe)}: ${r.outcome.toUpperCase()} (${r.detail})`);
+  const relay = `unix://${relaySocket(lab)}`;
+  const show = (args: string[], want: (out: string) => boolean) => runShown(lab, args, want, say);
+  await show(
+    ['observe', '--server', relay, '--type', 'l7', '--protocol', 'dns', '--print-policy-names', '--last', '6'],
+    (o) => o.includes('api.github.com'),
+  );
+  await show(
+    ['observe', '--server', relay, '--type', 'l7', '--protocol', 'kafka', '--print-policy-names', '--last', '10'],
+    (o) => o.includes('payment-events'),
+  );
+  await show(['fqdn', 'cache', 'list', '--lab', lab], (o) => o.includes('api.stripe.com'));
+  say('');
+}
+
+/** Runs a membrane command for the demo, printing it and its output once `want` holds (5 s at most). */
+async function runShown(
+  _lab: string,
+  args: string[],
+  want: (out: string) => boolean,
+  say: (s?: string) => void,
+): Promise<void> {
+  const argv = [process.argv[1], ...args, ...(args[0] === 'observe' ? ['--color', 'never'] : [])];
+  say(`   $ membrane ${argv.slice(1).join(' ')}`);
+  const deadline = Date.now() + 5000;
+  let out = '';
+  for (;;) {
+    try {
+      out = execFileSync(process.execPath, argv, {
+        encoding: 'utf8',
+        timeout: 10_000,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+    } catch (err) {
+      out = String((err as { stdout?: string }).stdout ?? '');
+    }
+    if (want(out) || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  for (const line of out.split('\n').filter((x) => x !== '')) say(`   ${line}`);
 }
 
 export function readSeedDocs(dir: string): DemoDoc[] {
