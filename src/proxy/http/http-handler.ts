@@ -103,6 +103,18 @@ export function l7Record(
   return rec;
 }
 
+/** The record of a decided request: forwarded, or denied with the 403 the proxy answered. */
+export function requestRecord(
+  ctx: L7ConnectionContext,
+  nowMs: number,
+  decision: { readonly allowed: boolean; readonly policies: readonly PolicyRef[] },
+  http: NonNullable<L7Record['http']>,
+): L7Record {
+  return decision.allowed
+    ? l7Record(ctx, false, nowMs, 'forwarded', http, decision.policies)
+    : l7Record(ctx, false, nowMs, 'denied', { code: 403, ...http }, decision.policies);
+}
+
 /** Header fields for a record: values of secret-matched fields replaced. */
 export function recordHeaders(
   fields: readonly HttpHeader[],
@@ -272,16 +284,7 @@ class Http1Connection {
     );
     const headers = decision.edits.length > 0 ? editFields(h.headers, decision.edits) : h.headers;
     const http = { method: h.method, url, protocol: h.version, headers: recordHeaders(headers, decision.redact) };
-    this.ctx.log(
-      l7Record(
-        this.ctx,
-        false,
-        this.cfg.nowMs(),
-        decision.allowed ? 'forwarded' : 'denied',
-        decision.allowed ? http : { code: 403, ...http },
-        decision.policies,
-      ),
-    );
+    this.ctx.log(requestRecord(this.ctx, this.cfg.nowMs(), decision, http));
     if (!decision.allowed) {
       // Without 100-continue the body follows and is dropped; with it the client may or may not
       // send the body, so the framing is unknowable: answer and close.

@@ -15,7 +15,7 @@ import type { Socket } from 'node:net';
 import type { PolicyRef } from '../../policy/map-state-types.js';
 import type { L7ConnectionContext } from '../l7-handler.js';
 import { encodeHeaders, type HeaderField, HpackDecoder } from './hpack.js';
-import { type Config, l7Record, recordHeaders } from './http-handler.js';
+import { type Config, l7Record, recordHeaders, requestRecord } from './http-handler.js';
 import { decideHttp } from './http-rules.js';
 import type { HttpHeader } from './http1-parser.js';
 
@@ -263,16 +263,7 @@ class Http2Connection {
     const decision = decideHttp(this.ctx.policies(), { method, path, host: authority, headers }, this.cfg.secrets);
     const url = `${scheme}://${authority}${path}`;
     const http = { method, url, protocol: 'HTTP/2', headers: recordHeaders(headers, decision.redact) };
-    this.ctx.log(
-      l7Record(
-        this.ctx,
-        false,
-        this.cfg.nowMs(),
-        decision.allowed ? 'forwarded' : 'denied',
-        decision.allowed ? http : { code: 403, ...http },
-        decision.policies,
-      ),
-    );
+    this.ctx.log(requestRecord(this.ctx, this.cfg.nowMs(), decision, http));
     if (decision.allowed) {
       this.streams.set(id, {
         method,
