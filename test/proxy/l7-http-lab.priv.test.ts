@@ -3,9 +3,12 @@
 // reaches web on n2 through n1's egress proxy (across nodes); `other` reaches web on n2 through n2's
 // ingress proxy (same node). Real clients (curl, nghttp, @grpc/grpc-js) against servers that log
 // every request they see, so "denied" means answered by the proxy and never seen by the server.
+// Bodies (8 MiB up, a slow chunked upload, 6 MiB down) are checked by length and SHA-256 at the
+// far end; a WebSocket upgrade becomes a byte pipe through the proxy once the server says 101.
 // The flows (`membrane observe --type l7 ...`) and the agent's Hubble http metrics count them.
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -17,16 +20,38 @@ import { until } from '../support/until.js';
 
 const SECRET_VALUE = 's3cr3t-token-value';
 
+/** Deterministic bytes the server sends for `/big-<n>` and the test checks (no short period). */
+const PATTERN = (n: number): Buffer => {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 7 + (i >>> 8) + (i >>> 16)) & 255;
+  return b;
+};
+
 /** Every request each server sees, one JSON line: {port, method, url, headers} (sessions for h2). */
 const SERVERS = `
 const { createRequire } = require('node:module');
 const req = createRequire(${JSON.stringify(`${REPO}/package.json`)});
 const log = (o) => console.log(JSON.stringify(o));
-require('node:http').createServer((q, r) => {
+const pattern = ${PATTERN.toString()};
+const web = require('node:http').createServer((q, r) => {
   log({ port: 9090, method: q.method, url: q.url, headers: q.headers });
-  q.resume();
-  q.on('end', () => r.end('served ' + q.method + ' ' + q.url + '\\n'));
-}).listen(9090, '0.0.0.0', () => log({ listening: 9090 }));
+  const h = require('node:crypto').createHash('sha256');
+  let len = 0;
+  q.on('data', (d) => { h.update(d); len += d.length; });
+  q.on('end', () => {
+    if (len > 0) log({ bodyOf: q.url, len, sha: h.digest('hex') });
+    const big = /\\/big-(\\d+)$/.exec(q.url);
+    r.end(big ? pattern(Number(big[1])) : 'served ' + q.method + ' ' + q.url + '\\n');
+  });
+});
+// A WebSocket-style upgrade: 101, a greeting, then every chunk echoed back with a prefix.
+web.on('upgrade', (q, sock) => {
+  log({ port: 9090, method: q.method, url: q.url, upgrade: q.headers.upgrade });
+  sock.write('HTTP/1.1 101 Switching Protocols\\r\\nupgrade: websocket\\r\\nconnection: Upgrade\\r\\n\\r\\nhello\\n');
+  sock.on('data', (d) => sock.write('echo:' + d));
+  sock.on('error', () => {});
+});
+web.listen(9090, '0.0.0.0', () => log({ listening: 9090 }));
 const h2 = require('node:http2').createServer();
 h2.on('session', () => log({ port: 9091, session: true }));
 h2.on('stream', (s, h) => {
@@ -72,6 +97,64 @@ s.on('connect', () => { s.write(JSON.parse(process.argv[2])); arm(); });
 s.on('data', (d) => { got += d; arm(); });
 s.on('close', done);
 s.on('error', done);
+`;
+
+/**
+ * Bodies and upgrades against argv[2]:9090, printing one JSON line:
+ * `post <bytes> <chunks> <pauseMs>` sends random bytes in that many writes (chunked when more than
+ * one), pausing between them; `get <n>` reads `/big-<n>`; `ws` sends an allowed GET, then upgrades
+ * on the same connection and exchanges bytes both ways.
+ */
+const BODY_CLIENT = `
+const [mode, ip, a, b, c] = process.argv.slice(1);
+const crypto = require('node:crypto');
+const http = require('node:http');
+const out = (o) => { console.log(JSON.stringify(o)); process.exit(0); };
+setTimeout(() => out({ timeout: true }), 20000);
+const sha = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
+const collect = (res) => {
+  const parts = [];
+  res.on('data', (d) => parts.push(d));
+  res.on('end', () => { const all = Buffer.concat(parts); out({ status: res.statusCode, len: all.length, sha: sha(all), text: all.length < 100 ? all.toString() : '' }); });
+};
+if (mode === 'post') {
+  const body = crypto.randomBytes(Number(a));
+  const chunks = Number(b);
+  const headers = chunks === 1 ? { 'content-length': body.length } : {};
+  const q = http.request({ host: ip, port: 9090, method: 'POST', path: '/api/v1/payments', headers }, (res) => collect(res));
+  q.on('error', (e) => out({ error: e.message }));
+  console.log(JSON.stringify({ sent: body.length, sha: sha(body) }));
+  const step = Math.ceil(body.length / chunks);
+  let i = 0;
+  const next = () => {
+    q.write(body.subarray(i * step, (i + 1) * step));
+    if (++i < chunks) setTimeout(next, Number(c)); else q.end();
+  };
+  next();
+} else if (mode === 'get') {
+  http.get({ host: ip, port: 9090, path: '/api/v1/payments/big-' + a }, collect).on('error', (e) => out({ error: e.message }));
+} else {
+  const s = require('node:net').connect(9090, ip);
+  let got = '';
+  let phase = 0;
+  s.on('connect', () => s.write('GET /api/v1/payments/before-ws HTTP/1.1\\r\\nhost: web\\r\\n\\r\\n'));
+  s.on('data', (d) => {
+    got += d;
+    if (phase === 0 && got.includes('served GET /api/v1/payments/before-ws\\n')) {
+      phase = 1;
+      got = '';
+      s.write('GET /api/v1/payments/ws HTTP/1.1\\r\\nhost: web\\r\\nconnection: Upgrade\\r\\nupgrade: websocket\\r\\n' +
+        'sec-websocket-version: 13\\r\\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\\r\\n\\r\\n');
+    } else if (phase === 1 && got.includes('hello\\n')) {
+      phase = 2;
+      s.write('ping-from-client\\n');
+    } else if (phase === 2 && got.includes('echo:ping-from-client\\n')) {
+      out({ status: got.slice(9, 12), got });
+    }
+  });
+  s.on('close', () => out({ closed: true, phase, got }));
+  s.on('error', (e) => out({ error: e.message, phase, got }));
+}
 `;
 
 const POLICY = `apiVersion: cilium.io/v2
@@ -138,7 +221,7 @@ interface L7Flow {
 }
 
 describe('HTTP policy through the node proxy in a lab', () => {
-  it('allows, denies, edits and records HTTP/1.1, HTTP/2 and gRPC on real traffic', async (t) => {
+  it('allows, denies, edits and records HTTP/1.1, WebSocket upgrades, large and slow bodies, HTTP/2 and gRPC on real traffic', async (t) => {
     if (!requireRoot(t, 'runs a lab', [...LAB_TOOLS, 'nghttp'])) return;
     const { lab, env, stateDir } = testLab(t);
     const children: ChildProcess[] = [];
@@ -333,6 +416,80 @@ describe('HTTP policy through the node proxy in a lab', () => {
         .slice(g0)
         .map((s) => `${s.method} ${s.url}`),
       ['POST /demo.Payments/Get', m4],
+    );
+
+    // WebSocket through n1's proxy: an allowed GET, then an upgrade on the same connection gets the
+    // server's 101 and bytes flow both ways; an upgrade on a denied path is answered 403 by the proxy.
+    await settle();
+    const w0 = requests().length;
+    const bodyClient = (...args: string[]) =>
+      exec('client', 'node', '-e', BODY_CLIENT, ...args)
+        .out.trim()
+        .split('\n')
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              status?: number | string;
+              len?: number;
+              sha?: string;
+              sent?: number;
+              got?: string;
+              text?: string;
+            },
+        );
+    const ws = bodyClient('ws', web.ip);
+    assert.equal(ws.length, 1, JSON.stringify(ws));
+    assert.equal(ws[0]!.status, '101', JSON.stringify(ws));
+    assert.match(ws[0]!.got ?? '', /\r\n\r\nhello\necho:ping-from-client\n$/);
+    const deniedWs = exec(
+      'client',
+      'node',
+      '-e',
+      RAW_CLIENT,
+      web.ip,
+      JSON.stringify('GET /ws HTTP/1.1\r\nhost: web\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\nhello?'),
+    ).out;
+    assert.match(deniedWs, /^HTTP\/1\.1 403/, deniedWs);
+    assert.doesNotMatch(deniedWs, /101/, deniedWs);
+    const m5 = await settle();
+    assert.deepEqual(
+      requests()
+        .slice(w0)
+        .map((s) => `${s.method} ${s.url}`),
+      ['GET /api/v1/payments/before-ws', 'GET /api/v1/payments/ws', m5],
+      'the denied upgrade never reached the server',
+    );
+
+    // Bodies through n1's proxy: 8 MiB in one request, 512 KiB sent slowly in chunked pieces, and a
+    // 6 MiB response, each checked by length and SHA-256 at the far end.
+    const bodies = (): Array<{ bodyOf: string; len: number; sha: string }> =>
+      serverOut
+        .split('\n')
+        .filter((l) => l.startsWith('{"bodyOf"'))
+        .map((l) => JSON.parse(l));
+    for (const [bytes, chunks, pauseMs] of [
+      [8 << 20, 1, 0],
+      [512 << 10, 8, 150],
+    ] as const) {
+      const b0 = bodies().length;
+      const [sent, got] = bodyClient('post', web.ip, String(bytes), String(chunks), String(pauseMs));
+      assert.equal(sent?.sent, bytes);
+      assert.deepEqual(
+        { status: got?.status, text: got?.text },
+        { status: 200, text: 'served POST /api/v1/payments\n' },
+      );
+      const atServer = await until(() => bodies()[b0], {
+        timeoutMs: 5000,
+        what: `the ${bytes}-byte body at the server`,
+      });
+      assert.deepEqual(atServer, { bodyOf: '/api/v1/payments', len: bytes, sha: sent?.sha }, `${chunks} writes`);
+    }
+    const big = 6 << 20;
+    const [resp6] = bodyClient('get', web.ip, String(big));
+    const expected = PATTERN(big);
+    assert.deepEqual(
+      { status: resp6?.status, len: resp6?.len, sha: resp6?.sha },
+      { status: 200, len: big, sha: createHash('sha256').update(expected).digest('hex') },
     );
 
     // The L7 flows on n1 (egress) and n2 (ingress), filtered as `hubble observe` does.
