@@ -148,6 +148,7 @@ export class GrpcServer {
     let batch = Buffer.allocUnsafe(64 << 10);
     let batchLen = 0;
     let pendingCount = 0;
+    let drained: Promise<void> | undefined;
     const respond = () => {
       if (responded) return;
       responded = true;
@@ -189,15 +190,19 @@ export class GrpcServer {
         // A follower that is waiting has its headers already: clients see the call as started.
         if (!cancelled) respond();
         if (writeOut() || cancelled) return;
-        await new Promise<void>((resolve) => {
+        // Every flush waiting on a full stream shares one wait (one pair of listeners, however
+        // many producers a relay merges).
+        drained ??= new Promise<void>((resolve) => {
           const done = () => {
             stream.off('drain', done);
             stream.off('close', done);
+            drained = undefined;
             resolve();
           };
           stream.on('drain', done);
           stream.on('close', done);
         });
+        await drained;
       },
     };
     let status: number = GrpcStatus.OK;
