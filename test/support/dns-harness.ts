@@ -11,19 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Agent } from '../../src/agent/agent.js';
-import type { Endpoint, SubsystemHealth } from '../../src/agent/api-types.js';
+import type { Endpoint } from '../../src/agent/api-types.js';
 import { BpfDatapathPort } from '../../src/agent/bpf-datapath-port.js';
 import { createAgentFqdn, type FqdnManager } from '../../src/agent/fqdn-manager.js';
-import type {
-  DatapathPort,
-  IpcacheChange,
-  IpcacheEntry,
-  RealizedPolicyEntry,
-} from '../../src/agent/subsystem-ports.js';
+import type { DatapathPort } from '../../src/agent/subsystem-ports.js';
 import type { FqdnSink } from '../../src/fqdn/fqdn-sink.js';
 import type { L7Record } from '../../src/hubble/flow/parser.js';
-import type { RealizedLb } from '../../src/lb/lb-table.js';
-import type { MapStateDiff } from '../../src/policy/map-state-types.js';
 import {
   type DnsDatagramContext,
   DnsProxy,
@@ -33,58 +26,10 @@ import {
 } from '../../src/proxy/dns/dns-proxy.js';
 import type { L7ConnectionContext, TransparentUdp, UdpAddress } from '../../src/proxy/l7-handler.js';
 import { EmbeddedStore } from '../../src/store/embedded-store.js';
+import { MemoryDatapath } from './memory-datapath.js';
 import { until } from './until.js';
 
 const run = promisify(execFile);
-
-/** A datapath whose maps live in memory (ipcache and per-endpoint policy), with a CT to fake. */
-export class MemoryDatapath implements DatapathPort {
-  readonly ipcache = new Map<string, number>();
-  readonly policy = new Map<number, number>();
-  ipcacheWrites: IpcacheChange[] = [];
-  /** Addresses a "connection" uses: dumpCt reports them. */
-  readonly ctAddresses = new Set<string>();
-  health(): SubsystemHealth {
-    return { name: 'datapath', state: 'Ok', message: 'memory' };
-  }
-  async attachEndpoint(_ep: Endpoint): Promise<void> {}
-  async detachEndpoint(_ep: Endpoint): Promise<void> {}
-  async updateIpcache(change: IpcacheChange): Promise<void> {
-    this.ipcacheWrites.push(change);
-    for (const p of change.deletes) this.ipcache.delete(p);
-    for (const e of change.upserts) this.ipcache.set(e.prefix, e.identity);
-  }
-  async applyPolicies(diffs: readonly MapStateDiff[]): Promise<void> {
-    for (const d of diffs)
-      this.policy.set(d.endpointId, (this.policy.get(d.endpointId) ?? 0) + d.adds.length - d.deletes.length);
-  }
-  async dumpPolicy(_id: number): Promise<RealizedPolicyEntry[]> {
-    return [];
-  }
-  async dumpIpcache(): Promise<IpcacheEntry[]> {
-    return [...this.ipcache].map(([prefix, identity]) => ({ prefix, identity }));
-  }
-  async dumpCt(): Promise<unknown[]> {
-    return [...this.ctAddresses].map((daddr) => ({ key: { saddr: '10.201.1.10', daddr } }));
-  }
-  onEvent(): () => void {
-    return () => undefined;
-  }
-  async enableServices(): Promise<string> {
-    return 'memory';
-  }
-  async applyLb(): Promise<void> {}
-  async dumpLb(): Promise<RealizedLb> {
-    return { services: [], backends: [], revNat: [] };
-  }
-  async lbMaglevTable(): Promise<number[] | undefined> {
-    return undefined;
-  }
-  lostEvents(): number {
-    return 0;
-  }
-  async close(): Promise<void> {}
-}
 
 /** The real BPF datapath at pinDir; attach is skipped (the harness's endpoint has no veth). */
 export function bpfPortWithoutAttach(pinDir: string): DatapathPort {
